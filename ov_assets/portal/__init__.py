@@ -1,0 +1,1 @@
+"""The Oficina Virtual portal: a local replica (``replica``) and the Playwright scraper (``scraper``)."""
