@@ -1,0 +1,233 @@
+"""Archiving a partition's files to object storage, with a registry that never lies
+(CONTRACT §6-§7).
+
+For every valid version's JSON, PDF and attachments: registered and verified -> nothing to do;
+else the object is looked up: same SHA-256 -> ``pre_existing``; different bytes -> ``error``
+(never overwritten); absent -> uploaded with a SHA-256 checksum, encryption and metadata,
+then ``uploaded``. Rows are written ``pending`` before any upload, so a killed run leaves work
+that the next run (or the hourly retry) finishes. The table row's ``archivos_s3_urls`` lists
+the winning version's objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import polars as pl
+import psycopg
+
+from ov_assets.contract import EMPRESA_DISPLAY
+from ov_assets.errors import OperatorError
+from ov_assets.landing import landing_dir
+from ov_assets.loading import SCHEMA, table_name
+from ov_assets.resources.object_store import ObjectStore
+
+DONE_STATUSES = ("uploaded", "pre_existing")
+_CONTENT_TYPES = {".json": "application/json", ".pdf": "application/pdf", ".jpg": "image/jpeg",
+                  ".jpeg": "image/jpeg", ".png": "image/png"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def content_type(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def object_key(layout: str, base_path: str, empresa: str, day: dt.date, folder: str, filename: str) -> str:
+    """CONTRACT §7: ``default`` by partition date, ``central`` for the document archive."""
+    folder = _UNSAFE.sub("_", folder)
+    if layout == "central":
+        return f"Central_De_Escritos/{EMPRESA_DISPLAY[empresa]}/01_raw_data/oficina_virtual/{folder}/{filename}"
+    return f"{base_path.strip('/')}/{empresa}/{day:%Y}/{day:%m}/{day:%d}/{folder}/{filename}"
+
+
+@dataclass(frozen=True)
+class PlannedObject:
+    """One landing file to be archived under ``key``."""
+
+    empresa: str
+    numero_radicado: str
+    numero_reclamo_sgc: str
+    partition_date: dt.date
+    file_type: str
+    filename: str
+    size: int
+    sha256: str
+    path: Path
+    key: str
+
+
+def plan_objects(frame: pl.DataFrame, data_dir: Path, layout: str, base_path: str) -> list[PlannedObject]:
+    """Every valid version's files (rejected files stay in the landing folder), one per key."""
+    planned: dict[str, PlannedObject] = {}
+    valid = frame.filter(pl.col("status") == "valid").select(
+        "empresa", "partition_date", "numero_radicado", "numero_reclamo_sgc", "files"
+    )
+    for empresa, day, radicado, sgc, files in valid.iter_rows():
+        folder = sgc or radicado
+        for f in files:
+            key = object_key(layout, base_path, empresa, day, folder, f["filename"])
+            planned.setdefault(key, PlannedObject(
+                empresa, radicado, sgc, day, f["file_type"], f["filename"], f["size"], f["sha256"],
+                landing_dir(data_dir, empresa) / f["filename"], key))
+    return list(planned.values())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    status: str  # uploaded | pre_existing | error
+    source: str  # bot | pre_existing
+    error: str | None = None
+
+
+def _archive_one(store: ObjectStore, obj: PlannedObject) -> Outcome:
+    try:
+        existing = store.head(obj.key)
+        if existing is not None:
+            sha = existing.sha256 or store.sha256_of(obj.key)
+            if sha == obj.sha256 and existing.size == obj.size:
+                return Outcome(obj.key, "pre_existing", "pre_existing")
+            return Outcome(obj.key, "error", "bot",
+                           "object exists with different content (sha256 differs); not overwritten")
+        if not obj.path.is_file():
+            return Outcome(obj.key, "error", "bot", "landing file missing")
+        store.put(obj.key, obj.path, obj.sha256, content_type(obj.filename),
+                  {"empresa": obj.empresa, "numero_radicado": obj.numero_radicado.encode("ascii", "replace").decode()})
+        stored = store.head(obj.key)
+        if stored is None or stored.size != obj.size or (stored.sha256 or store.sha256_of(obj.key)) != obj.sha256:
+            return Outcome(obj.key, "error", "bot", "verification after upload failed (size or sha256)")
+        return Outcome(obj.key, "uploaded", "bot")
+    except OperatorError as exc:
+        return Outcome(obj.key, "error", "bot", str(exc))
+    except Exception as exc:  # noqa: BLE001 - the registry keeps the reason, the run reports it
+        return Outcome(obj.key, "error", "bot", f"{type(exc).__name__}: {exc}"[:500])
+
+
+@dataclass
+class ArchiveCounts:
+    s3_uploaded: int = 0
+    s3_pre_existing: int = 0
+    s3_already_registered: int = 0
+    s3_errors: int = 0
+
+
+def registry_status(conn: psycopg.Connection, bucket: str, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+    rows = conn.execute(
+        f"SELECT s3_key, upload_status, file_hash FROM {SCHEMA}.s3_files_registry "
+        "WHERE s3_bucket = %s AND s3_key = ANY(%s)",
+        (bucket, keys),
+    ).fetchall()
+    return {k: (s, h) for k, s, h in rows}
+
+
+def archive_objects(
+    conn: psycopg.Connection, store: ObjectStore, objects: list[PlannedObject], max_workers: int
+) -> tuple[ArchiveCounts, list[Outcome]]:
+    """Register, upload and verify; returns counts and the outcome of each object worked on."""
+    counts = ArchiveCounts()
+    known = registry_status(conn, store.bucket, [o.key for o in objects])
+    todo = []
+    for o in objects:
+        status, file_hash = known.get(o.key, (None, None))
+        if status in DONE_STATUSES and file_hash == o.sha256:
+            counts.s3_already_registered += 1
+        else:
+            todo.append(o)
+    if not todo:
+        return counts, []
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            f"""INSERT INTO {SCHEMA}.s3_files_registry (empresa, numero_radicado, numero_reclamo_sgc,
+                    filename, file_type, content_type, file_size, file_hash, s3_bucket, s3_key, s3_url,
+                    upload_status, upload_source, metadata)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', 'bot', %s)
+                ON CONFLICT (s3_bucket, s3_key) DO UPDATE SET file_size = EXCLUDED.file_size,
+                    file_hash = EXCLUDED.file_hash, upload_status = 'pending', updated_at = now()
+                WHERE s3_files_registry.upload_status NOT IN ('uploaded', 'pre_existing')
+                   OR s3_files_registry.file_hash IS DISTINCT FROM EXCLUDED.file_hash""",
+            [(o.empresa, o.numero_radicado, o.numero_reclamo_sgc or None, o.filename, o.file_type,
+              content_type(o.filename), o.size, o.sha256, store.bucket, o.key, store.url(o.key),
+              orjson.dumps({"partition_date": o.partition_date.isoformat()}).decode())
+             for o in todo],
+        )
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        outcomes = list(pool.map(lambda o: _archive_one(store, o), todo))
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            f"""UPDATE {SCHEMA}.s3_files_registry SET upload_status = %s, upload_source = %s,
+                    last_error = %s, attempts = attempts + 1, updated_at = now(),
+                    uploaded_at = CASE WHEN %s = 'uploaded' THEN now() ELSE uploaded_at END
+                WHERE s3_bucket = %s AND s3_key = %s""",
+            [(r.status, r.source, r.error, r.status, store.bucket, r.key) for r in outcomes],
+        )
+    for r in outcomes:
+        if r.status == "uploaded":
+            counts.s3_uploaded += 1
+        elif r.status == "pre_existing":
+            counts.s3_pre_existing += 1
+        else:
+            counts.s3_errors += 1
+    return counts, outcomes
+
+
+def link_table_rows(conn: psycopg.Connection, store: ObjectStore, frame: pl.DataFrame,
+                    layout: str, base_path: str) -> int:
+    """Set ``archivos_s3_urls`` and ``procesado_flag`` of each winner's row (only where they
+    change, so reruns touch nothing). Returns the rows changed."""
+    winners = frame.filter(pl.col("is_winner"))
+    changed = 0
+    for empresa in winners["empresa"].unique().to_list():
+        part = winners.filter(pl.col("empresa") == empresa)
+        keys_by_row: list[tuple[str, str, list[dict[str, str]], list[str]]] = []
+        for day, radicado, sgc, hash_reg, files in part.select(
+            "partition_date", "numero_radicado", "numero_reclamo_sgc", "hash_registro", "files"
+        ).iter_rows():
+            entries = []
+            keys = []
+            for f in files:
+                key = object_key(layout, base_path, empresa, day, sgc or radicado, f["filename"])
+                keys.append(key)
+                entries.append({"file_type": f["file_type"], "filename": f["filename"],
+                                "s3_url": store.url(key), "sha256": f["sha256"]})
+            keys_by_row.append((radicado, hash_reg, entries, keys))
+        status = registry_status(conn, store.bucket, [k for row in keys_by_row for k in row[3]])
+        params = []
+        for radicado, hash_reg, entries, keys in keys_by_row:
+            ok = all(status.get(k, ("", None))[0] in DONE_STATUSES for k in keys)
+            present = [e for e, k in zip(entries, keys) if status.get(k, ("", None))[0] in DONE_STATUSES]
+            params.append((radicado, hash_reg, orjson.dumps(present).decode(), ok))
+        if not params:
+            continue
+        with conn.transaction():
+            cur = conn.execute(
+                f"""UPDATE {SCHEMA}.{table_name(empresa)} t
+                    SET archivos_s3_urls = v.urls::jsonb, procesado_flag = v.ok, updated_at = now()
+                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[]) AS v(numero_radicado, hash, urls, ok)
+                    WHERE t.numero_radicado = v.numero_radicado AND t.hash_registro = v.hash
+                      AND (t.archivos_s3_urls IS DISTINCT FROM v.urls::jsonb OR t.procesado_flag IS DISTINCT FROM v.ok)""",
+                ([p[0] for p in params], [p[1] for p in params], [p[2] for p in params], [p[3] for p in params]),
+            )
+            changed += cur.rowcount
+    return changed
+
+
+def pending_partitions(conn: psycopg.Connection) -> list[tuple[str, dt.date]]:
+    """(empresa, partition date) of registry rows still ``pending`` or in ``error``."""
+    rows = conn.execute(
+        f"""SELECT DISTINCT empresa, (metadata->>'partition_date')::date FROM {SCHEMA}.s3_files_registry
+            WHERE upload_status IN ('pending', 'error') AND metadata ? 'partition_date'"""
+    ).fetchall()
+    return [(e, d) for e, d in rows]
+
+
+def errors_summary(outcomes: Iterable[Outcome]) -> list[str]:
+    """Distinct error reasons (keys carry no personal data; reasons never do)."""
+    return sorted({o.error for o in outcomes if o.error})

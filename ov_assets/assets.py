@@ -1,0 +1,202 @@
+"""The four assets: landing files -> validated records -> PostgreSQL -> object storage.
+
+Thin by design: each wires resources to the pure modules (``landing_index``, ``records``,
+``loading``, ``archive``) and reports what happened. Every asset handles one partition or a
+range of them (backfills run ranges in one run), and is idempotent (CONTRACT §6).
+Metadata carries counts and codes only, never personal data.
+"""
+
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from ov_assets import archive, checks_logic, loading
+from ov_assets.contract import today_bogota
+from ov_assets.landing_index import partition_frame
+from ov_assets.partitions import parse_partition_key, pqr_partitions
+from ov_assets.records import empty_frame
+from ov_assets.reports import write_consolidated
+from ov_assets.resources import LandingResource, ObjectStoreResource, PostgresResource
+
+GROUP = "oficina_virtual"
+OWNERS = ["team:data-engineering"]
+# Ranges are cut into runs of at most a week of one or both empresas: a year of backfill is
+# ~50 runs, not 730, and a bad partition holds up at most its own chunk.
+BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=14)
+
+
+def _partitions(context: dg.AssetExecutionContext) -> list[tuple[dt.date, str]]:
+    return sorted(parse_partition_key(k) for k in context.partition_keys)
+
+
+@dg.asset(
+    partitions_def=pqr_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"python", "file"},
+    backfill_policy=BACKFILL,
+    pool="ov_landing",
+)
+def raw_pqr_files(context: dg.AssetExecutionContext, landing: LandingResource) -> dg.MaterializeResult:
+    """The partition's files in the landing folder (JSON records, PDFs, attachments).
+
+    Grain: one landing file. Indexes new or changed files only (cost proportional to what is
+    new), and reports what the partition holds. Idempotent: the landing folder is not changed.
+    """
+    index = landing.index()
+    today = today_bogota()
+    refreshed: set[str] = set()
+    records = linked = 0
+    for day, empresa in _partitions(context):
+        if empresa not in refreshed:
+            result = index.refresh(empresa, today)
+            refreshed.add(empresa)
+            context.log.info(f"landing index {empresa}: {result.scanned} files, {len(result.new)} new, "
+                             f"{len(result.changed)} changed, {result.removed} removed")
+        entries = index.record_files(empresa, day)
+        records += len(entries)
+        linked += sum(len(v) for v in index.linked_files(empresa, entries).values())
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": records + linked, "record_files": records, "linked_files": linked}
+    )
+
+
+@dg.asset(
+    partitions_def=pqr_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"python", "polars"},
+    deps=[raw_pqr_files],
+    io_manager_key="frames_io_manager",
+    backfill_policy=BACKFILL,
+    check_specs=checks_logic.RECORDS_CHECK_SPECS,
+)
+def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource) -> Iterator[dg.Output | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    """Every record file of the partition decoded, validated and hashed (CONTRACT §4), with
+    its PDF and attachments linked and the winning version per numero_radicado marked.
+
+    Grain: one record file (valid version or reject). Writes the consolidated CSV/Parquet of
+    the winners per partition. Idempotent: a pure function of the landing files.
+    """
+    index = landing.index()
+    today = today_bogota()
+    frames = []
+    for day, empresa in _partitions(context):
+        index.refresh(empresa, today)
+        frame = partition_frame(index, empresa, day, today)
+        write_consolidated(landing.root, empresa, day, frame)
+        frames.append(frame)
+    frame = pl.concat(frames) if frames else empty_frame()
+    reasons = Counter(frame.filter(pl.col("status") == "rejected")["reject_code"].to_list())
+    warnings = Counter(w for ws in frame["warnings"].to_list() for w in ws)
+    metadata: dict[str, object] = {
+        "dagster/row_count": frame.height,
+        "valid_versions": int((frame["status"] == "valid").sum()),
+        "winners": int(frame["is_winner"].sum()),
+        "rejected": int((frame["status"] == "rejected").sum()),
+        "reject_reasons": dg.MetadataValue.md(_counts_table("reason_code", reasons)),
+        "warnings": dg.MetadataValue.md(_counts_table("warning", warnings)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+        ),
+    }
+    context.log.info(f"pqr_records: {metadata['winners']} winners, {metadata['rejected']} rejected")
+    yield dg.Output(frame, metadata=metadata)
+    yield from checks_logic.records_checks(context, frame)
+
+
+@dg.asset(
+    partitions_def=pqr_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"postgres"},
+    backfill_policy=BACKFILL,
+    pool="ov_postgres",
+    check_specs=checks_logic.TABLE_CHECK_SPECS,
+)
+def pqr_table(context: dg.AssetExecutionContext, pqr_records: pl.DataFrame, postgres: PostgresResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    """The winners upserted into ``data_general.ov_{empresa}``, history rows for updates,
+    rejects in ``ov_rejects``, one ``ov_load_audit`` row per partition.
+
+    Grain: one row per numero_radicado. One transaction per partition under an advisory lock.
+    Idempotent: unchanged rows are counted as duplicates and never written.
+    """
+    total = loading.LoadCounts()
+    with postgres.connect() as conn:
+        for day, empresa in _partitions(context):
+            counts = postgres.with_retries(
+                lambda: loading.load_partition(conn, empresa, day, pqr_records, context.run_id)
+            )
+            total = total.add(counts)
+            context.log.info(f"{empresa} {day}: {counts}")
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": total.records_valid,
+        "db_inserted": total.db_inserted,
+        "db_updated": total.db_updated,
+        "db_duplicates": total.db_duplicates,
+        "db_skipped_older": total.db_skipped_older,
+        "rejected": total.rejected,
+    })
+    yield from checks_logic.table_checks(context, postgres, pqr_records)
+
+
+@dg.asset(
+    partitions_def=pqr_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"s3"},
+    deps=[pqr_table],
+    backfill_policy=BACKFILL,
+    pool="ov_s3",
+    check_specs=checks_logic.S3_CHECK_SPECS,
+)
+def pqr_s3_objects(
+    context: dg.AssetExecutionContext,
+    pqr_records: pl.DataFrame,
+    postgres: PostgresResource,
+    object_store: ObjectStoreResource,
+    landing: LandingResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    """Every valid version's JSON, PDF and attachments stored byte for byte (CONTRACT §7),
+    registered in ``s3_files_registry``, and listed in the table row's ``archivos_s3_urls``.
+
+    Grain: one object. Idempotent: registered, verified objects are skipped; objects already in
+    the bucket with the same SHA-256 are ``pre_existing``; nothing is overwritten.
+    """
+    store = object_store.open()
+    objects = archive.plan_objects(pqr_records, landing.root, object_store.layout, object_store.base_path)
+    with postgres.connect() as conn:
+        counts, outcomes = archive.archive_objects(conn, store, objects, object_store.max_workers)
+        linked = archive.link_table_rows(conn, store, pqr_records, object_store.layout, object_store.base_path)
+    if counts.s3_errors:
+        # Registered as ``error`` (retried by later runs); the run fails so a person hears of it.
+        raise dg.Failure(
+            description=f"{counts.s3_errors} of {len(objects)} objects could not be stored",
+            metadata={"reasons": dg.MetadataValue.json(archive.errors_summary(outcomes)),
+                      "s3_uploaded": counts.s3_uploaded, "s3_errors": counts.s3_errors},
+        )
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": len(objects),
+        "s3_uploaded": counts.s3_uploaded,
+        "s3_pre_existing": counts.s3_pre_existing,
+        "s3_already_registered": counts.s3_already_registered,
+        "s3_errors": counts.s3_errors,
+        "rows_linked": linked,
+        "bucket": store.bucket,
+    })
+    yield from checks_logic.s3_checks(context, postgres, store, pqr_records, object_store)
+
+
+def _counts_table(label: str, counts: Counter[str]) -> str:
+    if not counts:
+        return "none"
+    lines = [f"| {label} | count |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
+    return "\n".join(lines)
+
+
+pqr_assets = [raw_pqr_files, pqr_records, pqr_table, pqr_s3_objects]

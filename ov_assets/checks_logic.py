@@ -1,0 +1,226 @@
+"""Per-partition asset checks run with their asset (declared as ``check_specs``), so they are
+computed for exactly the partitions a run materializes.
+
+The checks of ``pqr_table`` and ``pqr_s3_objects`` re-read PostgreSQL and the bucket: none
+trusts a value computed in the step it checks. In a range run one result per partition is
+reported (``AssetCheckEvaluation(partition=...)``), then one summary; a blocking failure in a
+range run holds the downstream step for the whole range (backfill chunks are kept small).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import dagster as dg
+import polars as pl
+
+from ov_assets import archive
+from ov_assets.contract import BUSINESS_FIELDS, REQUIRED_FIELDS, hash_registro
+from ov_assets.loading import SCHEMA, table_name
+from ov_assets.partitions import partition_key, pqr_partitions
+from ov_assets.resources.object_store import ObjectStore, ObjectStoreResource
+from ov_assets.resources.postgres import PostgresResource
+
+MAX_LISTED = 20
+
+
+def _spec(name: str, asset: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking,
+                             partitions_def=pqr_partitions)
+
+
+RECORDS_CHECK_SPECS = [
+    _spec("no_duplicate_winners", "pqr_records", "Exactly one winning version per numero_radicado."),
+    _spec("required_fields_present", "pqr_records", "Every winner has numero_radicado, fecha and estado_solicitud."),
+    _spec("reject_rate", "pqr_records",
+          "Share of rejected record files below OV_REJECT_RATE_WARN (default 0.2); WARN above it."),
+    _spec("hash_registro_recomputes", "pqr_records",
+          "hash_registro of every valid version equals SHA-256 of its canonical values (CONTRACT §4)."),
+]
+TABLE_CHECK_SPECS = [
+    _spec("winners_in_table", "pqr_table",
+          "Re-reads PostgreSQL: every winner of the partition is in the table with the same hash, "
+          "or a newer extraction of it is. Blocking: a failure stops pqr_s3_objects (for the whole "
+          "range in a range run).", blocking=True),
+    _spec("no_older_replacement", "pqr_table",
+          "Re-reads PostgreSQL: no row of the partition was replaced by an older extraction "
+          "(history vs current). Blocking, as above.", blocking=True),
+]
+S3_CHECK_SPECS = [
+    _spec("objects_registered", "pqr_s3_objects",
+          "Every valid version's JSON, PDF and attachments are registered uploaded or pre_existing."),
+    _spec("objects_match_bucket", "pqr_s3_objects",
+          "Re-reads the bucket: every registered object of the partition exists with the "
+          "registered size and SHA-256."),
+]
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check for one partition."""
+
+    passed: bool
+    metadata: dict[str, object] = field(default_factory=dict)
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+
+
+def _listed(values: list[str]) -> dict[str, object]:
+    return {"failing_count": len(values), "failing": dg.MetadataValue.json(sorted(values)[:MAX_LISTED])}
+
+
+def emit(
+    context: dg.AssetExecutionContext,
+    asset: str,
+    name: str,
+    verdicts: dict[tuple[dt.date, str], Verdict],
+    blocking: bool = False,
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    """One result per partition; in a range run per-partition evaluations and a summary."""
+    if context.has_partition_key and len(verdicts) == 1:
+        v = next(iter(verdicts.values()))
+        yield dg.AssetCheckResult(asset_key=asset, check_name=name, passed=v.passed, metadata=v.metadata,
+                                  severity=v.severity)
+        return
+    for (day, empresa), v in verdicts.items():
+        yield dg.AssetCheckEvaluation(asset_key=dg.AssetKey(asset), check_name=name, passed=v.passed,
+                                      metadata=v.metadata, severity=v.severity, blocking=blocking,
+                                      partition=str(partition_key(day, empresa)))
+    failing = [f"{d}|{e}" for (d, e), v in verdicts.items() if not v.passed]
+    yield dg.AssetCheckResult(asset_key=asset, check_name=name, passed=not failing,
+                              metadata={"partitions": len(verdicts), **_listed(failing)})
+
+
+def _by_partition(frame: pl.DataFrame, partitions: list[tuple[dt.date, str]],
+                  fn: Callable[[pl.DataFrame], Verdict]) -> dict[tuple[dt.date, str], Verdict]:
+    return {
+        (day, empresa): fn(frame.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa)))
+        for day, empresa in partitions
+    }
+
+
+def _partitions(context: dg.AssetExecutionContext) -> list[tuple[dt.date, str]]:
+    from ov_assets.partitions import parse_partition_key
+
+    return sorted(parse_partition_key(k) for k in context.partition_keys)
+
+
+# --- pqr_records ----------------------------------------------------------------------------
+
+def no_duplicate_winners(part: pl.DataFrame) -> Verdict:
+    dupes = (part.filter(pl.col("is_winner")).group_by("numero_radicado").len()
+             .filter(pl.col("len") > 1)["numero_radicado"].to_list())
+    return Verdict(not dupes, _listed(dupes))
+
+
+def required_fields_present(part: pl.DataFrame) -> Verdict:
+    winners = part.filter(pl.col("is_winner"))
+    missing = winners.filter(pl.any_horizontal(
+        [pl.col(f).is_null() | (pl.col(f).str.strip_chars() == "") for f in REQUIRED_FIELDS]))
+    return Verdict(missing.is_empty(), _listed(missing["file_name"].to_list()))
+
+
+def reject_rate(part: pl.DataFrame) -> Verdict:
+    threshold = float(os.environ.get("OV_REJECT_RATE_WARN", "0.2"))
+    rejected = int((part["status"] == "rejected").sum())
+    rate = rejected / part.height if part.height else 0.0
+    return Verdict(rate <= threshold, {"rejected": rejected, "files": part.height, "rate": round(rate, 4),
+                                       "threshold": threshold}, dg.AssetCheckSeverity.WARN)
+
+
+def hash_recomputes(part: pl.DataFrame) -> Verdict:
+    bad = [row["file_name"] for row in part.filter(pl.col("status") == "valid").iter_rows(named=True)
+           if hash_registro({f: row[f] for f in BUSINESS_FIELDS}) != row["hash_registro"]]
+    return Verdict(not bad, _listed(bad))
+
+
+def records_checks(context: dg.AssetExecutionContext, frame: pl.DataFrame) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    parts = _partitions(context)
+    for name, fn in (("no_duplicate_winners", no_duplicate_winners),
+                     ("required_fields_present", required_fields_present),
+                     ("reject_rate", reject_rate), ("hash_registro_recomputes", hash_recomputes)):
+        yield from emit(context, "pqr_records", name, _by_partition(frame, parts, fn))
+
+
+# --- pqr_table ------------------------------------------------------------------------------
+
+def winners_in_table(conn: object, empresa: str, part: pl.DataFrame) -> Verdict:
+    winners = part.filter(pl.col("is_winner")).select("numero_radicado", "hash_registro", "fecha_extraccion", "file_name")
+    rows = conn.execute(
+        f"SELECT numero_radicado, hash_registro, fecha_extraccion, archivo_origen FROM {SCHEMA}.{table_name(empresa)} "
+        "WHERE numero_radicado = ANY(%s)", (winners["numero_radicado"].to_list(),)).fetchall()
+    stored = {r[0]: r[1:] for r in rows}
+    bad = []
+    for radicado, hash_reg, extracted, name in winners.iter_rows():
+        got = stored.get(radicado)
+        if got is None:
+            bad.append(radicado)
+        elif got[0] != hash_reg and not (got[1] and got[2] and (got[1], got[2]) > (extracted, name)):
+            bad.append(radicado)
+    return Verdict(not bad, {"winners": winners.height, **_listed(bad)})
+
+
+def no_older_replacement(conn: object, empresa: str, part: pl.DataFrame) -> Verdict:
+    table = f"{SCHEMA}.{table_name(empresa)}"
+    radicados = part.filter(pl.col("status") == "valid")["numero_radicado"].unique().to_list()
+    rows = conn.execute(
+        f"""SELECT DISTINCT t.numero_radicado FROM {table} t JOIN {table}_history h USING (numero_radicado)
+            WHERE t.numero_radicado = ANY(%s) AND h.archivo_origen IS NOT NULL
+              AND (h.fecha_extraccion, h.archivo_origen COLLATE "C") > (t.fecha_extraccion, t.archivo_origen COLLATE "C")""",
+        (radicados,)).fetchall()
+    bad = [r[0] for r in rows]
+    return Verdict(not bad, _listed(bad))
+
+
+def table_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, frame: pl.DataFrame) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    parts = _partitions(context)
+    with postgres.connect() as conn:
+        for name, fn in (("winners_in_table", winners_in_table), ("no_older_replacement", no_older_replacement)):
+            verdicts = {
+                (day, empresa): fn(conn, empresa, frame.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa)))
+                for day, empresa in parts
+            }
+            yield from emit(context, "pqr_table", name, verdicts, blocking=True)
+
+
+# --- pqr_s3_objects -------------------------------------------------------------------------
+
+def objects_registered(conn: object, bucket: str, planned: list[archive.PlannedObject]) -> Verdict:
+    status = archive.registry_status(conn, bucket, [o.key for o in planned])
+    bad = [o.key for o in planned
+           if status.get(o.key, ("", None))[0] not in archive.DONE_STATUSES or status[o.key][1] != o.sha256]
+    return Verdict(not bad, {"objects": len(planned), **_listed(bad)})
+
+
+def objects_match_bucket(conn: object, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
+    rows = conn.execute(
+        f"""SELECT s3_key, file_size, file_hash FROM {SCHEMA}.s3_files_registry
+            WHERE s3_bucket = %s AND empresa = %s AND metadata->>'partition_date' = %s
+              AND upload_status IN ('uploaded', 'pre_existing')""",
+        (store.bucket, empresa, day.isoformat())).fetchall()
+    bad = []
+    for key, size, sha in rows:
+        head = store.head(key)
+        if head is None or head.size != size or (head.sha256 or store.sha256_of(key)) != sha:
+            bad.append(key)
+    return Verdict(not bad, {"registered": len(rows), **_listed(bad)})
+
+
+def s3_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, store: ObjectStore,
+              frame: pl.DataFrame, object_store: ObjectStoreResource) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    from pathlib import Path
+
+    parts = _partitions(context)
+    root = Path(object_store.data_dir).resolve()
+    with postgres.connect() as conn:
+        registered = {}
+        in_bucket = {}
+        for day, empresa in parts:
+            part = frame.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa))
+            planned = archive.plan_objects(part, root, object_store.layout, object_store.base_path)
+            registered[(day, empresa)] = objects_registered(conn, store.bucket, planned)
+            in_bucket[(day, empresa)] = objects_match_bucket(conn, store, empresa, day)
+    yield from emit(context, "pqr_s3_objects", "objects_registered", registered)
+    yield from emit(context, "pqr_s3_objects", "objects_match_bucket", in_bucket)

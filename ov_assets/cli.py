@@ -1,0 +1,133 @@
+"""``ov-assets``: operator commands (migrate, generate, demo, status).
+
+Everything here calls the same code the assets use; nothing is a separate code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+from ov_assets.contract import EMPRESAS, today_bogota
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("OV_DATA_DIR") or "./data").resolve()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from ov_assets import migrations
+    from ov_assets.resources import resources_from_env
+
+    postgres = resources_from_env()["postgres"]
+    with postgres.connect(migrate=False) as conn:
+        if not args.list:
+            applied_now = migrations.apply_all(conn)
+            print(f"applied: {', '.join(applied_now) or 'nothing (up to date)'}")
+        done = migrations.applied(conn)
+        for m in migrations.available():
+            state = "applied " + str(done[m.version][1]) if m.version in done else "pending"
+            print(f"{m.version:40} {state}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ov_assets import generator
+
+    days = [today_bogota() - dt.timedelta(days=i) for i in range(args.days)]
+    out = generator.write_days(_data_dir(), days, tuple(args.empresa or EMPRESAS), n=args.per_day, seed=args.seed)
+    print(f"wrote {sum(len(g.files) for g in out)} files for {len(out)} partitions under {_data_dir()}")
+    return 0
+
+
+def run_partitions(partition_keys: list[str]) -> list[tuple[str, bool]]:
+    """Run ``pqr_pipeline_job`` for each partition in this process, recorded in the Dagster
+    instance of ``DAGSTER_HOME`` (so ``dagster dev`` shows the runs)."""
+    import dagster as dg
+
+    from ov_assets.definitions import defs
+
+    job = defs.resolve_job_def("pqr_pipeline_job")
+    results = []
+    with dg.DagsterInstance.get() as instance:
+        for key in partition_keys:
+            result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+            results.append((key, result.success))
+            print(f"  {key}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
+    return results
+
+
+def summary() -> str:
+    from ov_assets.resources import resources_from_env
+
+    res = resources_from_env()
+    lines = []
+    with res["postgres"].connect() as conn:
+        for empresa in EMPRESAS:
+            rows = conn.execute(f"SELECT count(*), count(*) FILTER (WHERE procesado_flag) FROM data_general.ov_{empresa}").fetchone()
+            lines.append(f"data_general.ov_{empresa}: {rows[0]} rows ({rows[1]} with all files archived)")
+        for status, n in conn.execute(
+            "SELECT upload_status, count(*) FROM data_general.s3_files_registry GROUP BY 1 ORDER BY 1"
+        ):
+            lines.append(f"s3_files_registry {status}: {n}")
+        (rejects,) = conn.execute("SELECT count(*) FROM data_general.ov_rejects").fetchone()
+        lines.append(f"ov_rejects: {rejects}")
+    store = res["object_store"].open()
+    lines.append(f"object store: bucket {store.bucket}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ov_assets import generator
+
+    data_dir = _data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("OV_DATA_DIR", str(data_dir))
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    days = [today_bogota() - dt.timedelta(days=i) for i in range(args.days)][::-1]
+    print(f"1/3 demo data for {days[0]}..{days[-1]} into {data_dir}/downloads")
+    generator.write_days(data_dir, days, EMPRESAS, n=args.per_day, seed=args.seed)
+    keys = [f"{d.isoformat()}|{e}" for d in days for e in EMPRESAS]
+    print(f"2/3 materializing raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for {len(keys)} partitions")
+    results = run_partitions(keys)
+    print("3/3 summary")
+    print(summary())
+    print(f"\nOpen the UI: DAGSTER_HOME={home} OV_DATA_DIR={data_dir} .venv/bin/dagster dev  (then http://127.0.0.1:3000)")
+    return 0 if all(ok for _, ok in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ov-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("migrate", help="apply (or --list) the migrations of sql/")
+    p.add_argument("--list", action="store_true")
+    p.set_defaults(fn=cmd_migrate)
+    p = sub.add_parser("generate", help="write synthetic landing files")
+    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--per-day", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--empresa", action="append", choices=EMPRESAS)
+    p.set_defaults(fn=cmd_generate)
+    p = sub.add_parser("demo", help="generate demo data and materialize the last days of both empresas")
+    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--per-day", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("status", help="rows, registry and rejects")
+    p.set_defaults(fn=lambda a: print(summary()) or 0)
+    args = parser.parse_args(argv)
+    from ov_assets.errors import OperatorError
+
+    try:
+        return args.fn(args)
+    except OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""The single ``dg.Definitions`` of ov-assets: assets, checks, jobs, schedules, sensors and
+resources (configured from the environment, CONTRACT §8)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ov_assets.assets import pqr_assets
+from ov_assets.jobs import all_jobs
+from ov_assets.resources import resources_from_env
+
+defs = dg.Definitions(
+    assets=pqr_assets,
+    jobs=all_jobs,
+    resources=resources_from_env(),
+)

@@ -1,0 +1,83 @@
+"""Forward-only, checksummed migrations from ``sql/``, recorded in ``schema_migrations``.
+
+Applied automatically before the first load of a process and by ``ov-assets migrate``. An
+advisory lock makes concurrent runs apply each file once; a file changed after it was applied
+is an error (write a new migration instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from ov_assets.errors import OperatorError
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_LOCK_KEY = 0x0F_A55E75  # any constant shared by every ov-assets process
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def available(sql_dir: Path = SQL_DIR) -> list[Migration]:
+    if not sql_dir.is_dir():
+        raise OperatorError(f"migrations folder {sql_dir} not found: install ov-assets from its repository (pip install -e .)")
+    return [Migration(p.stem, p) for p in sorted(sql_dir.glob("[0-9][0-9][0-9]_*.sql"))]
+
+
+def _ensure_table(conn: psycopg.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS public.schema_migrations (
+               version    TEXT PRIMARY KEY,
+               checksum   CHAR(64) NOT NULL,
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
+    )
+
+
+def applied(conn: psycopg.Connection) -> dict[str, tuple[str, object]]:
+    """version -> (checksum, applied_at) of what this database has applied."""
+    _ensure_table(conn)
+    rows = conn.execute("SELECT version, checksum, applied_at FROM public.schema_migrations").fetchall()
+    return {v: (c, at) for v, c, at in rows}
+
+
+def apply_all(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply every pending migration, each in its own transaction; return the versions applied."""
+    done: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        _ensure_table(conn)
+    for migration in available(sql_dir):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            row = conn.execute(
+                "SELECT checksum FROM public.schema_migrations WHERE version = %s", (migration.version,)
+            ).fetchone()
+            if row is not None:
+                if row[0] != migration.checksum:
+                    raise OperatorError(
+                        f"migration {migration.version} changed after it was applied; "
+                        "never edit an applied migration, add a new one"
+                    )
+                continue
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO public.schema_migrations (version, checksum) VALUES (%s, %s)",
+                (migration.version, migration.checksum),
+            )
+            done.append(migration.version)
+    return done

@@ -1,0 +1,51 @@
+"""Resources: configuration-only differences between environments (CONTRACT §8)."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from ov_assets import settings
+from ov_assets.resources.frames import PartitionedFrameIOManager
+from ov_assets.resources.landing import LandingResource
+from ov_assets.resources.object_store import ObjectStoreResource
+from ov_assets.resources.postgres import PostgresResource
+
+
+def resources_from_env() -> dict[str, object]:
+    """Every resource of the definitions, configured from the environment."""
+    data_dir = settings.data_dir()
+    env = settings.environment()
+    return {
+        "landing": LandingResource(data_dir=data_dir),
+        "postgres": PostgresResource(
+            host=settings.env_str("POSTGRES_HOST"),
+            port=settings.env_int("POSTGRES_PORT", 5432),
+            dbname=settings.env_str("POSTGRES_DB", "ov_assets"),
+            user=settings.env_str("POSTGRES_USER"),
+            password=settings.secret("POSTGRES_PASSWORD"),
+            sslmode=settings.env_str("POSTGRES_SSLMODE"),
+            sslrootcert=settings.env_str("POSTGRES_SSLROOTCERT"),
+            data_dir=data_dir,
+            environment=env,
+        ),
+        "object_store": ObjectStoreResource(
+            bucket=settings.env_str("AWS_S3_BUCKET_NAME"),
+            base_path=settings.env_str("S3_BASE_PATH", "oficina-virtual"),
+            layout=settings.env_str("OV_S3_LAYOUT", "default"),
+            kms_key_id=settings.env_str("OV_S3_KMS_KEY_ID"),
+            data_dir=data_dir,
+            environment=env,
+            s3=S3Resource(
+                region_name=settings.env_str("AWS_REGION") or None,
+                endpoint_url=settings.env_str("AWS_ENDPOINT_URL") or None,
+                aws_access_key_id=settings.secret("AWS_ACCESS_KEY_ID") or None,
+                aws_secret_access_key=settings.secret("AWS_SECRET_ACCESS_KEY") or None,
+            ),
+        ),
+        "frames_io_manager": PartitionedFrameIOManager(data_dir=data_dir),
+    }
+
+
+__all__ = ["LandingResource", "ObjectStoreResource", "PostgresResource", "PartitionedFrameIOManager",
+           "resources_from_env", "dg"]

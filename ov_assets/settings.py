@@ -1,0 +1,36 @@
+"""CONTRACT §8: the environment, read in one place, turned into resource configuration.
+
+Secrets are passed as ``dg.EnvVar`` so the Dagster UI shows the variable's name, never its
+value. Unset variables fall back to the development defaults (embedded PostgreSQL, local
+object store, replica portal); the resources themselves refuse those fallbacks when
+``OV_ENV=production``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+
+def env_str(name: str, default: str = "") -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_int(name: str, default: int) -> int:
+    value = env_str(name)
+    return int(value) if value else default
+
+
+def secret(name: str) -> str | dg.EnvVar:
+    """An EnvVar when the variable is set (value hidden in the UI), else empty."""
+    return dg.EnvVar(name) if env_str(name) else ""
+
+
+def data_dir() -> str:
+    return env_str("OV_DATA_DIR", "./data")
+
+
+def environment() -> str:
+    return env_str("OV_ENV", "development")
