@@ -278,6 +278,9 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
     """Show the detail of ``item`` and wait until it is the right one (its radicado shows)."""
     url = detail_url(base_url, item.detail_id)
     if fresh or LIST_PATH not in _unquote(page.url):
+        if page.url != "about:blank":
+            # A goto to the URL the page already shows would change nothing: start clean.
+            await page.goto("about:blank", timeout=timeout_ms)
         await page.goto(url, timeout=timeout_ms)
         if await page.locator(PASSWORD_INPUT).count():
             raise SessionExpired()

@@ -372,6 +372,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, empresa: str, rest: list[str], query: dict[str, list[str]]) -> None:
         state = self.state
+        if rest and rest[0] == "adjunto":
+            # Downloads need a session but take no injected faults (the JSON API does).
+            if not self._session(empresa):
+                return self._json({"error": "session expired"}, 401)
+            return self._download(empresa, rest)
         with state.lock:
             state.api_requests += 1
             n = state.api_requests
@@ -409,7 +414,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "fields": pqr.fields,
                 "adjuntos": [{"nombre": a.name, "n": i} for i, a in enumerate(pqr.attachments)],
             })
-        if len(rest) == 3 and rest[0] == "adjunto" and rest[1].isdigit() and rest[2].isdigit():
+        return self._json({"error": "not found"}, 404)
+
+    def _download(self, empresa: str, rest: list[str]) -> None:
+        state = self.state
+        if len(rest) == 3 and rest[1].isdigit() and rest[2].isdigit():
             pqr = state.find(empresa, int(rest[1]))
             k = int(rest[2])
             if pqr is None or k >= len(pqr.attachments):

@@ -82,7 +82,7 @@ class ScraperConfig:
     max_per_min: float | None = 120  # details opened per minute; None or 0 disables the limit
     headless: bool = True
     timeout_s: float = 30.0  # one wait (page load, a view to render, a download)
-    retries: int = 3  # attempts per record
+    retries: int = 4  # attempts per record (an expired session costs none)
     recycle_pages_after: int = 100  # records per page before it is closed and replaced
     trace: bool = True  # record a Playwright trace (kept only when something failed)
 
@@ -464,14 +464,17 @@ async def _scrape_day_async(
                         await page.close()
 
             async def _one(item: ListedPqr, page: Page | None, used: int) -> tuple[Page | None, int]:
+                """Extract one PQR, retrying. An expired session is not the record's fault: it
+                costs no attempt (but at most ``retries + 3`` of them per record)."""
                 last_error = ""
-                for attempt in range(config.retries):
+                attempt = expiries = 0
+                while attempt < config.retries and expiries <= config.retries + 3:
                     if page is None or page.is_closed():
                         page, used = await new_page(), 0
                     generation = session.generation
                     try:
                         await limiter.wait()
-                        await _extract(page, item, fresh=attempt > 0 or used == 0)
+                        await _extract(page, item, fresh=attempt > 0 or expiries > 0 or used == 0)
                         used += 1
                         if used >= config.recycle_pages_after:
                             await page.close()
@@ -479,19 +482,23 @@ async def _scrape_day_async(
                         return page, used
                     except SessionExpired:
                         await session.relogin(generation)
-                        last_error = "session expired"
+                        expiries += 1
+                        continue
                     except (PortalError, LoginError) as exc:
                         last_error = str(exc)
                     except Exception as exc:  # noqa: BLE001 - Playwright errors, retried
                         last_error = type(exc).__name__
-                    if attempt < config.retries - 1:
+                    attempt += 1
+                    if attempt < config.retries:
                         result.retries += 1
                         log.info("%s %s: radicado %s attempt %d failed (%s), retrying", config.empresa, day,
-                                 item.numero_radicado, attempt + 1, last_error)
+                                 item.numero_radicado, attempt, last_error)
+                if not last_error:
+                    last_error = "session kept expiring"
                 result.failed += 1
                 result.radicados_failed.append(item.numero_radicado)
                 log.warning("%s %s: radicado %s failed after %d attempts (%s)", config.empresa, day,
-                            item.numero_radicado, config.retries, last_error)
+                            item.numero_radicado, attempt, last_error)
                 await artifacts_for(page, f"radicado-{re.sub(r'[^0-9A-Za-z]', '_', item.numero_radicado)}")
                 if page is not None and not page.is_closed():
                     await page.close()
@@ -540,8 +547,8 @@ async def _scrape_day_async(
             await asyncio.gather(*workers)
             if list_error is not None:
                 result.failed += 1
-                log.warning("%s %s: the results list could not be walked (%s)", config.empresa, day,
-                            type(list_error).__name__)
+                log.warning("%s %s: the results list could not be walked (%s: %s)", config.empresa, day,
+                            type(list_error).__name__, str(list_error).splitlines()[0][:200] if str(list_error) else "")
                 if isinstance(list_error, LoginError):
                     raise list_error
         finally:
