@@ -109,6 +109,12 @@ def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource) -> 
     yield from checks_logic.records_checks(context, frame)
 
 
+class PqrTableConfig(dg.Config):
+    """Run configuration of ``pqr_table``."""
+
+    dry_run: bool = False  # compute and report what would be inserted/updated/unchanged, write nothing
+
+
 @dg.asset(
     partitions_def=pqr_partitions,
     group_name=GROUP,
@@ -117,30 +123,45 @@ def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource) -> 
     backfill_policy=BACKFILL,
     pool="ov_postgres",
     check_specs=checks_logic.TABLE_CHECK_SPECS,
+    output_required=False,  # a dry run materializes nothing
 )
-def pqr_table(context: dg.AssetExecutionContext, pqr_records: pl.DataFrame, postgres: PostgresResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_records: pl.DataFrame, postgres: PostgresResource) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     """The winners upserted into ``data_general.ov_{empresa}``, history rows for updates,
     rejects in ``ov_rejects``, one ``ov_load_audit`` row per partition.
 
-    Grain: one row per numero_radicado. One transaction per partition under an advisory lock.
+    Grain: one row per numero_radicado. One transaction per partition under an advisory lock
+    (a killed run leaves whole partitions or nothing; concurrent runs serialize per partition),
+    retried on a new connection after transient failures (restart, failover).
     Idempotent: unchanged rows are counted as duplicates and never written.
+    Run config ``dry_run: true`` computes the same counts inside a transaction that is rolled
+    back: nothing is written (not even the audit row); the counts are reported as an
+    observation, nothing is materialized, and the checks and downstream steps do not run.
     """
     total = loading.LoadCounts()
-    with postgres.connect() as conn:
-        for day, empresa in _partitions(context):
-            counts = postgres.with_retries(
-                lambda: loading.load_partition(conn, empresa, day, pqr_records, context.run_id)
-            )
-            total = total.add(counts)
-            context.log.info(f"{empresa} {day}: {counts}")
-    yield dg.MaterializeResult(metadata={
+    for day, empresa in _partitions(context):
+        counts = postgres.run(
+            lambda conn, day=day, empresa=empresa: loading.load_partition(
+                conn, empresa, day, pqr_records, context.run_id, dry_run=config.dry_run),
+            migrate=not config.dry_run,
+        )
+        total = total.add(counts)
+        context.log.info(f"{empresa} {day}{' (dry run)' if config.dry_run else ''}: {counts}")
+    metadata: dict[str, object] = {
         "dagster/row_count": total.records_valid,
         "db_inserted": total.db_inserted,
         "db_updated": total.db_updated,
         "db_duplicates": total.db_duplicates,
         "db_skipped_older": total.db_skipped_older,
         "rejected": total.rejected,
-    })
+        "dry_run": config.dry_run,
+    }
+    if config.dry_run:
+        # Nothing was written, so nothing is materialized: the counts are an observation, the
+        # table checks are not evaluated and downstream steps (the object store) are skipped.
+        yield dg.AssetObservation(asset_key=context.asset_key, metadata=metadata,
+                                  description="dry run: what a materialization would write")
+        return
+    yield dg.MaterializeResult(metadata=metadata)
     yield from checks_logic.table_checks(context, postgres, pqr_records)
 
 

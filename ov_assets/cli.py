@@ -19,6 +19,8 @@ def _data_dir() -> Path:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations of ``sql/`` (as the schema owner), or ``--list`` them with
+    their state (applied / pending / changed) without changing anything."""
     from ov_assets import migrations
     from ov_assets.resources import resources_from_env
 
@@ -26,12 +28,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     with postgres.connect(migrate=False) as conn:
         if not args.list:
             applied_now = migrations.apply_all(conn)
-            print(f"applied: {', '.join(applied_now) or 'nothing (up to date)'}")
-        done = migrations.applied(conn)
-        for m in migrations.available():
-            state = "applied " + str(done[m.version][1]) if m.version in done else "pending"
-            print(f"{m.version:40} {state}")
-    return 0
+            print(f"{postgres.target}: applied {', '.join(applied_now) or 'nothing (up to date)'}")
+        states = migrations.status(conn)
+        for s in states:
+            when = f" {s.applied_at:%Y-%m-%d %H:%M:%S%z}" if s.applied_at else ""
+            print(f"{s.version:40} {s.state}{when}")
+    return 1 if args.list and any(s.state != "applied" for s in states) else 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -14,9 +14,12 @@ Two loads of the same partition serialize on the lock; a killed load leaves noth
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-import orjson
 import polars as pl
 import psycopg
 from psycopg import sql
@@ -87,75 +90,118 @@ def _newer_or_equal() -> sql.SQL:
     )
 
 
-def _stage(conn: psycopg.Connection, winners: pl.DataFrame) -> None:
-    conn.execute(
-        "CREATE TEMP TABLE ov_stage ("
-        + ", ".join(f"{f} TEXT" for f in BUSINESS_FIELDS if f != "fecha")
-        + ", fecha TIMESTAMP, hash_registro TEXT, fecha_extraccion TIMESTAMP, archivo_origen TEXT, warnings JSONB"
-        + ") ON COMMIT DROP"
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS ov_stage ("
+    + ", ".join("fecha TIMESTAMP" if f == "fecha" else f"{f} TEXT" for f in BUSINESS_FIELDS)
+    + ", hash_registro TEXT, fecha_extraccion TIMESTAMP, archivo_origen TEXT, warnings JSONB"
+    + ") ON COMMIT DELETE ROWS"
+)
+_COPY_CHUNK = 1 << 20
+
+
+def _barrier(point: str) -> None:
+    """Test hook: with ``OV_TEST_LOAD_BARRIER=point:dir`` the load announces that it reached
+    ``point`` (``dir/point.reached``) and waits for ``dir/point.release``, so a test can kill
+    the process at an exact place. Inert unless the variable names this point."""
+    spec = os.environ.get("OV_TEST_LOAD_BARRIER")
+    if not spec or not spec.startswith(point + ":"):
+        return
+    folder = Path(spec.split(":", 1)[1])
+    (folder / f"{point}.reached").write_text(str(os.getpid()))
+    release = folder / f"{point}.release"
+    while not release.exists():
+        time.sleep(0.01)
+
+
+def stage_csv(winners: pl.DataFrame) -> bytes:
+    """The winners as CSV in ``LOAD_COLUMNS`` order, as COPY reads them (polars writes it in
+    native code: no Python loop per row). Empty strings are quoted, NULL is empty."""
+    warnings_json = (
+        pl.format("[{}]", pl.col("warnings").list.eval(pl.format('"{}"', pl.element())).list.join(","))
+        .fill_null("[]")
+        .alias("warnings")
     )
-    copy_sql = sql.SQL("COPY ov_stage ({}) FROM STDIN").format(_cols(LOAD_COLUMNS))
-    rows = winners.select(
+    frame = winners.select(
         *[pl.col("fecha_dt").alias("fecha") if f == "fecha" else pl.col(f) for f in BUSINESS_FIELDS],
         "hash_registro",
         "fecha_extraccion",
         pl.col("file_name").alias("archivo_origen"),
-        "warnings",
-    ).iter_rows()
+        warnings_json,
+    )
+    buf = io.BytesIO()
+    frame.write_csv(buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.f", null_value="")
+    return buf.getvalue()
+
+
+def _stage(conn: psycopg.Connection, winners: pl.DataFrame) -> None:
+    conn.execute(_STAGE_DDL)
+    data = stage_csv(winners)
+    copy_sql = sql.SQL("COPY ov_stage ({}) FROM STDIN (FORMAT csv)").format(_cols(LOAD_COLUMNS))
     with conn.cursor().copy(copy_sql) as copy:
-        for row in rows:
-            copy.write_row((*row[:-1], orjson.dumps(row[-1]).decode()))
+        half = len(data) // 2
+        copy.write(data[:half])
+        _barrier("copy")  # tests: killed with half the rows sent
+        for i in range(half, len(data), _COPY_CHUNK):
+            copy.write(data[i:i + _COPY_CHUNK])
+    conn.execute("ANALYZE ov_stage")
 
 
 def upsert_winners(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, run_id: str) -> LoadCounts:
-    """Inside the caller's transaction: stage, write history, update, insert. Returns counts."""
+    """Inside the caller's transaction: stage, then three set-based statements.
+
+    1. compare: how many incoming rows are unchanged, older than what is stored, or new;
+    2. one statement that locks the rows to replace (in key order), copies their current
+       version to history and updates them;
+    3. insert the radicados not stored yet.
+    """
     table = _ident(SCHEMA, table_name(empresa))
     history = _ident(SCHEMA, f"{table_name(empresa)}_history")
     counts = LoadCounts(records_valid=winners.height)
     if winners.is_empty():
         return counts
     _stage(conn, winners)
-    changed = sql.SQL(
-        "FROM ov_stage s WHERE s.numero_radicado = t.numero_radicado "
-        "AND t.hash_registro IS DISTINCT FROM s.hash_registro AND {}"
-    ).format(_newer_or_equal())
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {history} (replaced_by_run, {cols}) "
-            "SELECT %s, {tcols} FROM {table} t WHERE EXISTS (SELECT 1 {changed}) "
-            "ORDER BY t.numero_radicado FOR UPDATE OF t"
-        ).format(history=history, cols=_cols(TABLE_COLUMNS), tcols=_cols(TABLE_COLUMNS, "t"),
-                 table=table, changed=changed),
-        (run_id,),
-    )
-    assignments = sql.SQL(", ").join(
-        sql.SQL("{} = s.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in LOAD_COLUMNS
-    )
-    cur = conn.execute(
-        sql.SQL(
-            "UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, procesado_flag = FALSE, "
-            "updated_at = now() {changed}"
-        ).format(table=table, assignments=assignments, changed=changed)
-    )
-    counts.db_updated = cur.rowcount
-    cur = conn.execute(
-        sql.SQL(
-            "INSERT INTO {table} ({cols}) SELECT {cols} FROM ov_stage ORDER BY numero_radicado "
-            "ON CONFLICT (numero_radicado) DO NOTHING"
-        ).format(table=table, cols=_cols(LOAD_COLUMNS))
-    )
-    counts.db_inserted = cur.rowcount
     row = conn.execute(
         sql.SQL(
             "SELECT count(*) FILTER (WHERE t.hash_registro = s.hash_registro), "
-            "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro) "
+            "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND NOT {newer}), "
+            "count(*) "
             "FROM ov_stage s JOIN {table} t USING (numero_radicado)"
-        ).format(table=table)
+        ).format(table=table, newer=_newer_or_equal())
     ).fetchone()
     assert row is not None
-    same, different = row
-    counts.db_duplicates = same - counts.db_inserted - counts.db_updated
-    counts.db_skipped_older = different
+    counts.db_duplicates, counts.db_skipped_older, stored = row
+    if stored - counts.db_duplicates - counts.db_skipped_older > 0:
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = s.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in LOAD_COLUMNS
+        )
+        cur = conn.execute(
+            sql.SQL(
+                "WITH old AS ("
+                "  SELECT {tcols} FROM {table} t JOIN ov_stage s USING (numero_radicado) "
+                "  WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND {newer} "
+                "  ORDER BY t.numero_radicado FOR UPDATE OF t), "
+                "upd AS ("
+                "  UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, "
+                "  procesado_flag = FALSE, updated_at = now() "
+                "  FROM ov_stage s, old WHERE t.id = old.id AND s.numero_radicado = old.numero_radicado) "
+                "INSERT INTO {history} (replaced_by_run, {cols}) SELECT %s, {cols} FROM old"
+            ).format(history=history, cols=_cols(TABLE_COLUMNS), tcols=_cols(TABLE_COLUMNS, "t"),
+                     table=table, newer=_newer_or_equal(), assignments=assignments),
+            (run_id,),
+        )
+        counts.db_updated = cur.rowcount
+    if winners.height > stored:
+        cur = conn.execute(
+            sql.SQL(
+                "INSERT INTO {table} ({cols}) SELECT {cols} FROM ov_stage s "
+                "WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.numero_radicado = s.numero_radicado) "
+                "ORDER BY s.numero_radicado ON CONFLICT (numero_radicado) DO NOTHING"
+            ).format(table=table, cols=_cols(LOAD_COLUMNS))
+        )
+        counts.db_inserted = cur.rowcount
+    # A radicado inserted meanwhile by a load of another partition (its fecha moved) was not
+    # written by us: it counts as unchanged-or-older, never lost silently.
+    counts.db_duplicates += winners.height - stored - counts.db_inserted
     return counts
 
 
@@ -204,4 +250,5 @@ def load_partition(
             (run_id, empresa, day, counts.files_seen, counts.records_valid, counts.db_inserted,
              counts.db_updated, counts.db_duplicates + counts.db_skipped_older, counts.rejected, started),
         )
+        _barrier("commit")  # tests: killed with everything written but not committed
     return counts

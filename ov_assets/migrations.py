@@ -49,10 +49,56 @@ def _ensure_table(conn: psycopg.Connection) -> None:
 
 
 def applied(conn: psycopg.Connection) -> dict[str, tuple[str, object]]:
-    """version -> (checksum, applied_at) of what this database has applied."""
-    _ensure_table(conn)
+    """version -> (checksum, applied_at) of what this database has applied. Read-only (works
+    for the ``ov_loader`` role): a database without ``schema_migrations`` has applied nothing."""
+    (exists,) = conn.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL").fetchone()
+    if not exists:
+        return {}
     rows = conn.execute("SELECT version, checksum, applied_at FROM public.schema_migrations").fetchall()
     return {v: (c, at) for v, c, at in rows}
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    version: str
+    state: str  # "applied", "pending" or "changed" (edited after it was applied)
+    applied_at: object = None
+
+
+def status(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[MigrationStatus]:
+    """Every migration of ``sql/`` (and any applied one no longer in ``sql/``) with its state."""
+    done = applied(conn)
+    out = []
+    for m in available(sql_dir):
+        if m.version not in done:
+            out.append(MigrationStatus(m.version, "pending"))
+        else:
+            checksum, at = done[m.version]
+            out.append(MigrationStatus(m.version, "applied" if checksum == m.checksum else "changed", at))
+    known = {m.version for m in available(sql_dir)}
+    out += [MigrationStatus(v, "unknown (not in sql/)", at) for v, (_, at) in sorted(done.items()) if v not in known]
+    return out
+
+
+def ensure_current(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply pending migrations unless everything is applied already (checked read-only, so a
+    least-privilege loader whose schema is current never needs DDL rights)."""
+    states = status(conn, sql_dir)
+    changed = [s.version for s in states if s.state == "changed"]
+    if changed:
+        raise OperatorError(
+            f"migration {changed[0]} changed after it was applied; never edit an applied migration, add a new one"
+        )
+    if all(s.state != "pending" for s in states):
+        return []
+    try:
+        return apply_all(conn, sql_dir)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        pending = ", ".join(s.version for s in states if s.state == "pending")
+        raise OperatorError(
+            f"the database schema is not current (pending: {pending}) and this user may not change it "
+            f"({str(exc).splitlines()[0]}). Run the migrations as the schema owner: `ov-assets migrate`."
+        ) from exc
 
 
 def apply_all(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:

@@ -7,6 +7,7 @@ refuses that fallback.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +24,29 @@ from ov_assets import migrations
 from ov_assets.errors import ConfigurationError, OperatorError, translate_pg_error
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 EMBEDDED_DB = "ov_assets"
 _migrated: set[str] = set()  # targets migrated by this process
 
 # SQLSTATEs worth a retry: connection failures, failover, serialization and deadlocks.
-_TRANSIENT_SQLSTATES = {"08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "40001", "40P01"}
+_TRANSIENT_SQLSTATES = {"08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "40001", "40P01", "53300"}
+
+
+_PERMANENT_HINTS = ("authentication", "does not exist", "ssl", "certificate", "permission denied",
+                    "no pg_hba.conf entry", "invalid sslmode", "invalid connection option")
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """A failure that a new attempt may not meet: lost or refused connections (restart,
+    failover), admin shutdown, serialization failures and deadlocks. Authentication, unknown
+    database, SSL and permission problems are permanent."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _TRANSIENT_SQLSTATES
+    text = str(exc).lower()
+    return not any(h in text for h in _PERMANENT_HINTS)
 
 
 def _embedded_conninfo(data_dir: str) -> dict[str, object]:
@@ -89,13 +108,32 @@ class PostgresResource(dg.ConfigurableResource):
                 info["user"] = self.user
             if self.password:
                 info["password"] = self.password
-            if self.sslmode:
-                info["sslmode"] = self.sslmode
-            if self.sslrootcert:
-                info["sslrootcert"] = self.sslrootcert
+            info.update(self.ssl_settings())
         options = f"-c statement_timeout={self.statement_timeout_ms} -c lock_timeout={self.lock_timeout_ms}"
         return {**info, "connect_timeout": self.connect_timeout_s, "options": options,
                 "application_name": "ov-assets"}
+
+    def ssl_settings(self) -> dict[str, str]:
+        """sslmode / sslrootcert for libpq. ``verify-ca``/``verify-full`` without
+        POSTGRES_SSLROOTCERT trust the system CAs (CONTRACT §8); a CA file that does not exist
+        is a configuration error, said before connecting."""
+        modes = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+        out: dict[str, str] = {}
+        if self.sslmode:
+            if self.sslmode not in modes:
+                raise ConfigurationError(f"POSTGRES_SSLMODE={self.sslmode!r} is not one of {', '.join(modes)}")
+            out["sslmode"] = self.sslmode
+        if self.sslrootcert:
+            if self.sslrootcert != "system" and not Path(self.sslrootcert).is_file():
+                raise ConfigurationError(
+                    f"POSTGRES_SSLROOTCERT={self.sslrootcert} does not exist or is not a file: download the "
+                    "RDS CA bundle (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem) "
+                    "and point POSTGRES_SSLROOTCERT at it"
+                )
+            out["sslrootcert"] = self.sslrootcert
+        elif self.sslmode in ("verify-ca", "verify-full") and psycopg.pq.version() >= 160000:
+            out["sslrootcert"] = "system"
+        return out
 
     def _connect_once(self) -> psycopg.Connection:
         try:
@@ -103,20 +141,39 @@ class PostgresResource(dg.ConfigurableResource):
         except psycopg.Error as exc:
             raise translate_pg_error(exc, self.target) from exc
 
+    @property
+    def _migration_key(self) -> str:
+        return f"embedded:{Path(self.data_dir).resolve()}" if self.is_embedded else self.target
+
     @contextmanager
     def connect(self, migrate: bool = True) -> Iterator[psycopg.Connection]:
         """A connection (retried with backoff while the server is unreachable); the schema is
-        migrated on the first connection of the process."""
+        checked (and migrated when pending) on the first connection of the process. psycopg
+        errors raised inside the block come out as operator messages when recognised."""
         conn = self.with_retries(self._connect_once)
         try:
-            if migrate and self.target not in _migrated:
-                migrations.apply_all(conn)
-                _migrated.add(self.target)
+            if migrate and self._migration_key not in _migrated:
+                migrations.ensure_current(conn)
+                _migrated.add(self._migration_key)
             yield conn
         except psycopg.Error as exc:
-            raise translate_pg_error(exc, self.target) from exc
+            translated = translate_pg_error(exc, self.target)
+            if translated is exc:
+                raise
+            raise translated from exc
         finally:
             conn.close()
+
+    def run(self, fn: Callable[[psycopg.Connection], T], migrate: bool = True) -> T:
+        """``fn(conn)`` on a fresh connection, again on a new connection after a transient
+        failure (restart, failover, terminated backend, deadlock). ``fn`` must be one
+        transaction, so that a retry starts from a clean state."""
+
+        def attempt() -> T:
+            with self.connect(migrate=migrate) as conn:
+                return fn(conn)
+
+        return self.with_retries(attempt)
 
     def with_retries(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` again after transient failures (failover, restart, deadlock), with
@@ -127,11 +184,11 @@ class PostgresResource(dg.ConfigurableResource):
             except (OperatorError, psycopg.OperationalError, psycopg.errors.SerializationFailure,
                     psycopg.errors.DeadlockDetected) as exc:
                 cause = exc.__cause__ if isinstance(exc, OperatorError) else exc
-                sqlstate = getattr(cause, "sqlstate", None)
-                transient = (isinstance(cause, psycopg.OperationalError) and sqlstate in (None, *_TRANSIENT_SQLSTATES)
-                             and "authentication" not in str(cause).lower()
-                             and "does not exist" not in str(cause).lower())
+                transient = is_transient(cause)
                 if not transient or attempt == self.retries:
                     raise
+                log.warning("PostgreSQL %s: transient failure (%s), retry %d of %d",
+                            self.target, str(cause).splitlines()[0] if str(cause) else type(cause).__name__,
+                            attempt + 1, self.retries)
                 time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")

@@ -1,0 +1,138 @@
+"""Helpers for the PostgreSQL load tests: frames from generated landing files, resources for a
+test database, a comparable snapshot of every table the load writes, and a loader subprocess
+that can be stopped at a barrier (``OV_TEST_LOAD_BARRIER``) and killed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import polars as pl
+import psycopg
+
+from ov_assets.contract import BUSINESS_FIELDS, today_bogota
+from ov_assets.generator import write_day
+from ov_assets.landing_index import LandingIndex, partition_frame
+from ov_assets.resources.postgres import PostgresResource
+
+EMPRESAS = ("afinia", "aire")
+
+
+def days_back(n: int, start: int = 2) -> list[dt.date]:
+    """``n`` consecutive past days (oldest first), ending ``start`` days before today."""
+    today = today_bogota()
+    return [today - dt.timedelta(days=start + n - 1 - i) for i in range(n)]
+
+
+def landing_frames(data_dir: Path, days: list[dt.date], empresas=EMPRESAS, n: int = 12, seed: int = 0) -> pl.DataFrame:
+    """Write generated landing files for days x empresas and return what pqr_records builds."""
+    for day in days:
+        for empresa in empresas:
+            write_day(data_dir, empresa, day, n=n, seed=seed)
+    index = LandingIndex(data_dir)
+    today = today_bogota()
+    frames = []
+    for empresa in empresas:
+        index.refresh(empresa, today)
+        frames += [partition_frame(index, empresa, day, today) for day in days]
+    return pl.concat(frames)
+
+
+def resource(conninfo: Mapping[str, Any], **kw: Any) -> PostgresResource:
+    return PostgresResource(
+        host=str(conninfo["host"]), port=int(conninfo["port"]), dbname=str(conninfo["dbname"]),
+        user=str(conninfo["user"]), password=str(conninfo.get("password") or ""), **kw,
+    )
+
+
+def migrate(conninfo: Mapping[str, Any]) -> None:
+    from ov_assets import migrations
+
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        migrations.apply_all(conn)
+
+
+def partitions_of(frame: pl.DataFrame) -> list[tuple[dt.date, str]]:
+    return sorted(set(frame.select("partition_date", "empresa").iter_rows()))
+
+
+_ROW_COLS = (*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen", "warnings",
+             "archivos_s3_urls", "procesado_flag")
+
+
+def snapshot(conninfo: Mapping[str, Any]) -> dict[str, list[tuple]]:
+    """Every row the load writes, without generated ids and timestamps, sorted."""
+    cols = ", ".join(_ROW_COLS)
+    out: dict[str, list[tuple]] = {}
+    with psycopg.connect(**conninfo) as conn:
+        for empresa in EMPRESAS:
+            out[f"ov_{empresa}"] = conn.execute(
+                f"SELECT {cols} FROM data_general.ov_{empresa} ORDER BY numero_radicado").fetchall()
+            out[f"ov_{empresa}_history"] = conn.execute(
+                f"SELECT {cols} FROM data_general.ov_{empresa}_history ORDER BY numero_radicado, hash_registro"
+            ).fetchall()
+        out["ov_rejects"] = conn.execute(
+            "SELECT empresa, partition_date, file_name, file_sha256, numero_radicado, reason_code, detail "
+            "FROM data_general.ov_rejects ORDER BY 1, 2, 3, 6").fetchall()
+        out["audit"] = conn.execute(
+            "SELECT empresa, partition_date, count(*) FROM data_general.ov_load_audit GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    return out
+
+
+def without_audit(snap: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    return {k: v for k, v in snap.items() if k != "audit"}
+
+
+# --- a loader in its own process ------------------------------------------------------------
+
+_LOADER = r"""
+import datetime as dt, json, sys
+import polars as pl, psycopg
+from ov_assets import loading
+args = json.loads(sys.argv[1])
+frame = pl.read_parquet(args["frame"])
+with psycopg.connect(**args["conninfo"], autocommit=True) as conn:
+    for day, empresa in args["partitions"]:
+        c = loading.load_partition(conn, empresa, dt.date.fromisoformat(day), frame, args["run_id"])
+        print(json.dumps({"day": day, "empresa": empresa, "inserted": c.db_inserted, "updated": c.db_updated,
+                          "duplicates": c.db_duplicates}), flush=True)
+"""
+
+
+def start_loader(conninfo: Mapping[str, Any], frame_path: Path, partitions: list[tuple[dt.date, str]],
+                 barrier: str | None = None, barrier_dir: Path | None = None, run_id: str = "subprocess") -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop("OV_TEST_LOAD_BARRIER", None)
+    if barrier:
+        assert barrier_dir is not None
+        env["OV_TEST_LOAD_BARRIER"] = f"{barrier}:{barrier_dir}"
+    args = {"conninfo": dict(conninfo), "frame": str(frame_path), "run_id": run_id,
+            "partitions": [(d.isoformat(), e) for d, e in partitions]}
+    return subprocess.Popen([sys.executable, "-c", _LOADER, json.dumps(args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Wait until ``path`` exists (the loader reached its barrier); fail if the loader died."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"loader exited ({proc.returncode}) before {path.name}: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} not created within {timeout}s")
+        time.sleep(0.01)
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met within {timeout}s")
+        time.sleep(0.02)
