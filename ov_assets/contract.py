@@ -118,15 +118,19 @@ _MOJIBAKE_HINT = re.compile(
     "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
     "\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]"
 )
-_FECHA_YMD = re.compile(r"(\d{4})[/-](\d{1,2})[/-](\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?")
-_FECHA_DMY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2})(?::(\d{2}))?")
-_EXTRACTION_TS = re.compile(r"\d{8}_\d{6}")
+# Accepted fecha forms (CONTRACT §3), ASCII digits only; seconds optional in every form.
+_FECHA_YMD = re.compile(
+    r"([0-9]{4})(?:/([0-9]{2})/([0-9]{2}) |-([0-9]{2})-([0-9]{2})[ T])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
+_FECHA_DMY = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
+_EXTRACTION_TS = re.compile(r"[0-9]{8}_[0-9]{6}")
 
-_NIC = re.compile(r"\d{5,12}")
+_NIC = re.compile(r"[0-9]{5,12}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"(?:\+?57)?(?:3\d{9}|60\d{8})")
-_PHONE_NOISE = re.compile(r"[\s\-().]")
-_DOCUMENTO = re.compile(r"\d{3,15}(?:-\d)?")
+# Colombian numbers: mobile 3xx xxx xxxx, landline 60x xxx xxxx (10 digits), optionally +57.
+_PHONE = re.compile(r"(?:\+57)?(?:3[0-9]{9}|60[0-9]{8})")
+_PHONE_NOISE = re.compile(r"[ \-().]")
+# A document number: digits; a NIT may carry its check digit as digits-DV.
+_DOCUMENTO = re.compile(r"[0-9]{3,15}(?:-[0-9])?")
 
 
 def repair(text: str) -> str:
@@ -139,7 +143,9 @@ def repair(text: str) -> str:
 
 def canonical_with_flag(value: Any) -> tuple[str, bool]:
     """The canonical value of a field and whether mojibake repair changed it."""
-    s = "" if value is None else str(value)
+    if value is None:
+        return "", False
+    s = value if value.__class__ is str else str(value)
     if s.isascii():
         return " ".join(s.split()), False
     fixed = repair(s)
@@ -155,7 +161,9 @@ def parse_fecha(text: str) -> dt.datetime | None:
     """Parse a portal ``fecha`` in any accepted format; None when it is not a date."""
     m = _FECHA_YMD.fullmatch(text)
     if m:
-        y, mo, d, h, mi, s = m.groups()
+        y, mo, d, mo2, d2, h, mi, s = m.groups()
+        if mo is None:
+            mo, d = mo2, d2
     else:
         m = _FECHA_DMY.fullmatch(text)
         if not m:
@@ -168,15 +176,18 @@ def parse_fecha(text: str) -> dt.datetime | None:
 
 
 def format_fecha(value: dt.datetime) -> str:
-    return value.strftime(FECHA_OUTPUT_FORMAT)
+    """The canonical ``fecha`` (``YYYY-MM-DDTHH:MM:SS``)."""
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+            f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
 
 
 def parse_extraction_ts(text: str | None) -> dt.datetime | None:
     """``YYYYMMDD_HHMMSS`` (Bogotá local time) or None."""
-    if not text or not _EXTRACTION_TS.fullmatch(text):
+    if not text or text.__class__ is not str or not _EXTRACTION_TS.fullmatch(text):
         return None
     try:
-        return dt.datetime.strptime(text, EXTRACTION_TS_FORMAT)
+        return dt.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]),
+                           int(text[9:11]), int(text[11:13]), int(text[13:15]))
     except ValueError:
         return None
 
@@ -209,46 +220,70 @@ class ValidRecord:
     warnings: list[str] = field(default_factory=list)
 
 
+_LIMITS = tuple(FIELD_LIMITS.items())
+_I_RADICADO = BUSINESS_FIELDS.index("numero_radicado")
+_I_FECHA = BUSINESS_FIELDS.index("fecha")
+_I_ESTADO = BUSINESS_FIELDS.index("estado_solicitud")
+
+
 def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject:
     """Apply CONTRACT §4 to one decoded JSON object.
 
     Hard rules give a ``Reject``; soft rules add warning codes to the ``ValidRecord``.
     ``fecha`` is stored and hashed in its canonical form ``YYYY-MM-DDTHH:MM:SS``.
+    Never raises for any JSON object.
     """
-    values: dict[str, str] = {}
-    warnings: list[str] = []
+    get = obj.get
+    vals: list[str] = []
     repaired = False
-    for name in BUSINESS_FIELDS:
-        value, fixed = canonical_with_flag(obj.get(name))
-        values[name] = value
-        repaired = repaired or fixed
+    for name in BUSINESS_FIELDS:  # the hot loop: ASCII values never leave it
+        v = get(name)
+        if v is None:
+            vals.append("")
+            continue
+        s = v if v.__class__ is str else str(v)
+        if s.isascii():
+            vals.append(" ".join(s.split()))
+        else:
+            c, fixed = canonical_with_flag(s)
+            vals.append(c)
+            repaired = repaired or fixed
+    values = dict(zip(BUSINESS_FIELDS, vals))
 
     for name in REQUIRED_FIELDS:
         if not values[name]:
             return Reject(MISSING_REQUIRED, f"field {name} is missing or blank")
     fecha = parse_fecha(values["fecha"])
     if fecha is None:
-        return Reject(BAD_FECHA, "fecha is not YYYY/MM/DD HH:MM or another accepted format")
-    if fecha.date() < FIRST_DAY or fecha.date() > today:
-        return Reject(
-            FECHA_OUT_OF_RANGE, f"fecha {fecha.date().isoformat()} is outside {FIRST_DAY}..{today}"
-        )
+        return Reject(BAD_FECHA, "field fecha is not YYYY/MM/DD HH:MM or another accepted format")
+    day = fecha.date()
+    if day < FIRST_DAY or day > today:
+        return Reject(FECHA_OUT_OF_RANGE, f"field fecha {day.isoformat()} is outside {FIRST_DAY}..{today}")
     values["fecha"] = format_fecha(fecha)
-    for name, limit in FIELD_LIMITS.items():
+    for name, limit in _LIMITS:
         if len(values[name]) > limit:
             return Reject(VALUE_TOO_LONG, f"field {name} has {len(values[name])} characters (limit {limit})")
 
-    if values["nic"] and not _NIC.fullmatch(values["nic"]):
+    warnings: list[str] = []
+    v = values["nic"]
+    if v and not _NIC.fullmatch(v):
         warnings.append("nic_invalid")
-    if values["correo_electronico"] and not _EMAIL.fullmatch(values["correo_electronico"]):
+    v = values["correo_electronico"]
+    if v and not _EMAIL.fullmatch(v):
         warnings.append("email_invalid")
     for name in ("telefono", "celular"):
-        if values[name] and not _PHONE.fullmatch(_PHONE_NOISE.sub("", values[name])):
+        v = values[name]
+        if v and not _PHONE.fullmatch(_PHONE_NOISE.sub("", v)):
             warnings.append(f"{name}_invalid")
-    if values["documento_identidad"] and not _DOCUMENTO.fullmatch(values["documento_identidad"]):
+    v = values["documento_identidad"]
+    if v and not _DOCUMENTO.fullmatch(v):
         warnings.append("documento_invalid")
-    if any(k not in KNOWN_KEYS and not k.startswith("tabla_") for k in obj):
+    if not KNOWN_KEYS.issuperset(obj) and any(
+        k not in KNOWN_KEYS and not k.startswith("tabla_") for k in obj
+    ):
         warnings.append("unknown_keys")
     if repaired:
         warnings.append("text_repaired")
-    return ValidRecord(values=values, fecha=fecha, hash_registro=hash_registro(values), warnings=warnings)
+    joined = HASH_SEPARATOR.join(values.values())
+    return ValidRecord(values=values, fecha=fecha,
+                       hash_registro=hashlib.sha256(joined.encode("utf-8")).hexdigest(), warnings=warnings)

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ov_assets.contract import BOGOTA, FIRST_DAY
+from ov_assets.contract import BOGOTA, FIRST_DAY, parse_extraction_ts
 from ov_assets.landing import FILE_RECORD, landing_dir, parse_name
-from ov_assets.records import evaluate_file
+from ov_assets.records import RULES_VERSION, FileOutcome, evaluate_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS files (
     status          TEXT,
     refs            TEXT NOT NULL DEFAULT '[]',
     indexed_at      TEXT NOT NULL,
+    outcome         BLOB,
+    rules_version   INTEGER,
     PRIMARY KEY (empresa, name)
 );
 CREATE INDEX IF NOT EXISTS files_partition ON files (empresa, partition_date) WHERE kind = 'json';
@@ -86,6 +88,10 @@ class LandingIndex:
         self.files_opened = 0  # how many landing files this object read (tests assert on it)
         with self._db() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
+            for column, kind in (("outcome", "BLOB"), ("rules_version", "INTEGER")):
+                if column not in columns:  # an index written before outcomes were kept
+                    db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -102,79 +108,94 @@ class LandingIndex:
 
     def read(self, empresa: str, name: str) -> bytes:
         self.files_opened += 1
-        return (self.folder(empresa) / name).read_bytes()
-
-    def _index_file(
-        self, empresa: str, name: str, size: int, mtime_ns: int, today: dt.date
-    ) -> tuple[IndexedFile, list[str]] | None:
-        parsed = parse_name(name)
-        if parsed is None:
-            return None
-        try:
-            data = self.read(empresa, name)
-        except FileNotFoundError:
-            return None
-        sha = hashlib.sha256(data).hexdigest()
-        partition = radicado = hash_reg = status = None
-        refs: list[str] = []
-        if parsed.kind == FILE_RECORD:
-            outcome = evaluate_file(name, data, sha, today)
-            if outcome.record is not None:
-                partition = outcome.record.fecha.date()
-                hash_reg = outcome.record.hash_registro
-                status = "valid"
-                refs = outcome.referenced
-            else:
-                assert outcome.reject is not None
-                status = outcome.reject.code
-                named = parsed.extraction_time
-                partition = named.date() if named and FIRST_DAY <= named.date() <= today else _bogota_day(mtime_ns)
-            radicado = outcome.numero_radicado
-        return IndexedFile(empresa, name, len(data), mtime_ns, sha, parsed.kind, parsed.link_key,
-                           partition, radicado, hash_reg, status), refs
+        return _read(os.path.join(self.folder(empresa), name))
 
     def refresh(self, empresa: str, today: dt.date, stable_before_ns: int | None = None) -> RefreshResult:
         """Bring the index up to date with the folder: open only new or changed files.
 
+        Each new or changed record file is read, hashed and evaluated once here; its outcome is
+        kept in the index so ``partition_frame`` never reads it again. Files rejected for a
+        ``fecha`` after today, and outcomes made under older rules, are evaluated again.
         ``stable_before_ns``: skip files modified after this instant (still being written);
         they are picked up by a later refresh.
         """
-        folder = self.folder(empresa)
+        folder = os.fspath(self.folder(empresa))
         with self._db() as db:
             known = {name: (size, mtime) for name, size, mtime in
                      db.execute("SELECT name, size, mtime_ns FROM files WHERE empresa = ?", (empresa,))}
+            again = {name for (name,) in db.execute(
+                "SELECT name FROM files WHERE empresa = ? AND kind = 'json' AND "
+                "(status = 'fecha_out_of_range' OR rules_version IS NOT ? OR outcome IS NULL)",
+                (empresa, RULES_VERSION))}
         seen: set[str] = set()
-        new: list[IndexedFile] = []
-        changed: list[IndexedFile] = []
-        rows: list[tuple[object, ...]] = []
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
-        if folder.is_dir():
+        todo: list[tuple[str, str, str | None, str | None, int, int, bool]] = []
+        if os.path.isdir(folder):
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if not entry.is_file(follow_symlinks=False):
                         continue
+                    name = entry.name
                     st = entry.stat()
-                    seen.add(entry.name)
-                    previous = known.get(entry.name)
-                    if previous == (st.st_size, st.st_mtime_ns):
+                    seen.add(name)
+                    previous = known.get(name)
+                    if previous == (st.st_size, st.st_mtime_ns) and name not in again:
                         continue
                     if stable_before_ns is not None and st.st_mtime_ns > stable_before_ns:
                         continue
-                    indexed = self._index_file(empresa, entry.name, st.st_size, st.st_mtime_ns, today)
-                    if indexed is None:
+                    parsed = parse_name(name)
+                    if parsed is None:
                         continue
-                    item, refs = indexed
-                    (new if previous is None else changed).append(item)
-                    rows.append((item.empresa, item.name, item.size, item.mtime_ns, item.sha256, item.kind,
-                                 item.link_key, item.partition_date.isoformat() if item.partition_date else None,
-                                 item.numero_radicado, item.hash_registro, item.status, json.dumps(refs), now))
+                    todo.append((name, parsed.kind, parsed.link_key, parsed.ts, st.st_size, st.st_mtime_ns,
+                                 previous is None))
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        new: list[IndexedFile] = []
+        changed: list[IndexedFile] = []
+        rows: list[tuple[object, ...]] = []
+        for item, row in zip(todo, _index_many(folder, todo, today)):
+            if row is None:  # removed since the listing
+                continue
+            self.files_opened += 1
+            name, kind, link_key, _ts, _size, mtime_ns, is_new = item
+            size, sha, partition, radicado, hreg, status, refs, blob = row
+            indexed = IndexedFile(empresa, name, size, mtime_ns, sha, kind, link_key,
+                                  dt.date.fromisoformat(partition) if partition else None, radicado, hreg, status)
+            if is_new:
+                new.append(indexed)
+            else:
+                changed.append(indexed)
+            rows.append((empresa, name, size, mtime_ns, sha, kind, link_key, partition, radicado, hreg, status,
+                         refs, now, blob, RULES_VERSION if blob is not None else None))
         removed = [name for name in known if name not in seen]
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             db.executemany("DELETE FROM files WHERE empresa = ? AND name = ?", [(empresa, n) for n in removed])
             db.execute("COMMIT")
         return RefreshResult(len(seen), new, changed, len(removed))
+
+    def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
+        """The evaluated record files of a partition (from the index; a file is read again only
+        when its stored outcome is missing or was made under other rules) and their mtimes."""
+        with self._db() as db:
+            cur = db.execute(
+                "SELECT name, size, mtime_ns, sha256, outcome FROM files "
+                "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
+                (empresa, day.isoformat()),
+            )
+            stored = cur.fetchall()
+        out: list[FileOutcome] = []
+        mtimes: dict[str, dt.datetime] = {}
+        for name, size, mtime_ns, sha, blob in stored:
+            outcome = FileOutcome.from_json(name, sha, size, blob) if blob is not None else None
+            if outcome is None:
+                try:
+                    data = self.read(empresa, name)
+                except FileNotFoundError:
+                    continue  # removed since the refresh; the next refresh drops it
+                outcome = evaluate_file(name, data, hashlib.sha256(data).hexdigest(), today)
+            out.append(outcome)
+            mtimes[name] = _bogota_naive(mtime_ns)
+        return out, mtimes
 
     @staticmethod
     def _row(row: tuple[object, ...]) -> IndexedFile:
@@ -235,24 +256,82 @@ class LandingIndex:
 
 def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.date) -> "pl.DataFrame":
     """Every record file of one partition, decoded and validated, with its linked files and
-    the winners marked: what ``pqr_records`` materializes."""
+    the winners marked: what ``pqr_records`` materializes. Reads no file the index has already
+    evaluated (call ``index.refresh`` first)."""
     import polars as pl  # noqa: F401  (typing of the return value)
 
     from ov_assets.records import LinkedFile, build_frame
 
-    entries = index.record_files(empresa, day)
-    linked = index.linked_files(empresa, entries)
-    outcomes = []
-    mtimes: dict[str, dt.datetime] = {}
-    for entry in entries:
-        try:
-            data = index.read(empresa, entry.name)
-        except FileNotFoundError:
-            continue  # removed since the refresh; the next refresh drops it
-        outcomes.append(evaluate_file(entry.name, data, hashlib.sha256(data).hexdigest(), today))
-        mtimes[entry.name] = dt.datetime.fromtimestamp(entry.mtime_ns / 1e9, BOGOTA).replace(tzinfo=None)
+    outcomes, mtimes = index.outcomes(empresa, day, today)
+    entries = [_Named(o.file_name, _link_key(o.file_name)) for o in outcomes]
+    linked = index.linked_files(empresa, entries)  # type: ignore[arg-type]
     files = {
         name: [LinkedFile(f.kind, f.name, f.size, f.sha256) for f in sorted(fs, key=lambda f: f.name)]
         for name, fs in linked.items()
     }
     return build_frame(empresa, day, outcomes, files, fallback_extraction=mtimes)
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str
+    link_key: str | None
+
+
+def _link_key(name: str) -> str | None:
+    parsed = parse_name(name)
+    return parsed.link_key if parsed else None
+
+
+def _bogota_naive(mtime_ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(mtime_ns / 1e9, BOGOTA).replace(tzinfo=None)
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        chunks = [os.read(fd, size + 1)]
+        while chunks[-1]:  # the file grew, or a file system that returns short reads
+            chunks.append(os.read(fd, 1 << 20))
+        return b"".join(chunks) if len(chunks) > 2 else chunks[0]
+    finally:
+        os.close(fd)
+
+
+_IndexRow = tuple[int, str, "str | None", "str | None", "str | None", "str | None", str, "bytes | None"]
+
+
+def _index_one(folder: str, item: tuple, today: dt.date) -> _IndexRow | None:
+    """Read, hash and (for record files) evaluate one landing file."""
+    name, kind, _link, ts, _size, mtime_ns, _new = item
+    try:
+        data = _read(os.path.join(folder, name))
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    sha = hashlib.sha256(data).hexdigest()
+    if kind != FILE_RECORD:
+        return len(data), sha, None, None, None, None, "[]", None
+    outcome = evaluate_file(name, data, sha, today)
+    if outcome.record is not None:
+        status, refs = "valid", outcome.referenced
+        hreg: str | None = outcome.record.hash_registro
+    else:
+        assert outcome.reject is not None
+        status, refs, hreg = outcome.reject.code, [], None
+    day = outcome.fecha_day
+    if day is None:
+        named = parse_extraction_ts(ts)
+        day = named.date() if named and FIRST_DAY <= named.date() <= today else _bogota_day(mtime_ns)
+    return (len(data), sha, day.isoformat(), outcome.numero_radicado, hreg, status,
+            json.dumps(refs) if refs else "[]", outcome.to_json())
+
+
+def _index_batch(folder: str, items: list[tuple], today: dt.date) -> list[_IndexRow | None]:
+    return [_index_one(folder, item, today) for item in items]
+
+
+def _index_many(folder: str, items: list[tuple], today: dt.date) -> Iterator[_IndexRow | None]:
+    """``_index_one`` over many files, in order."""
+    for item in items:
+        yield _index_one(folder, item, today)

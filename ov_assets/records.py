@@ -9,6 +9,7 @@ everything set-based (winners) is done by polars.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import polars as pl
 
 from ov_assets.contract import (
     BUSINESS_FIELDS,
+    FIRST_DAY,
     EMPTY_FILE,
     INVALID_JSON,
     NOT_AN_OBJECT,
@@ -24,13 +26,17 @@ from ov_assets.contract import (
     Reject,
     ValidRecord,
     parse_extraction_ts,
+    parse_fecha,
     validate_record,
 )
 from ov_assets.landing import FILE_RECORD, parse_name
 
 _UTF8_BOM = b"\xef\xbb\xbf"
-_OTHER_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
-               b"\xfe\xff": "UTF-16"}
+_OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+               (b"\xfe\xff", "UTF-16"))
+# Bump when a rule of CONTRACT §4 changes: outcomes cached in the landing index under another
+# version are evaluated again from the file.
+RULES_VERSION = 2
 
 FILE_STRUCT = pl.Struct({"file_type": pl.String, "filename": pl.String, "size": pl.Int64, "sha256": pl.String})
 FRAME_SCHEMA: dict[str, pl.DataType] = {
@@ -52,16 +58,55 @@ FRAME_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def decode_bytes(data: bytes) -> tuple[dict[str, Any], list[str]] | Reject:
-    """Bytes of a record file -> (JSON object, decoding warnings) or a file-level Reject."""
+    """Bytes of a record file -> (JSON object, decoding warnings) or a file-level Reject.
+
+    Never raises. The fast path (UTF-8, one JSON object, no duplicate keys) is one orjson call;
+    anything else goes through the careful path that names what is wrong.
+    """
+    if data[:3] == _UTF8_BOM:
+        data = data[3:]
+    if b"\x00" not in data:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            # Every key of a flat object written as "key": counts once; a mismatch (nested
+            # objects, unusual spacing, a duplicate key) takes the careful path.
+            if obj.__class__ is dict and data.count(b'":') == len(obj):
+                return obj, []
+    return _decode_careful(data)
+
+
+def _decode_careful(data: bytes) -> tuple[dict[str, Any], list[str]] | Reject:
     warnings: list[str] = []
-    if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM):]
     if not data.strip():
-        return Reject(EMPTY_FILE, "the file is empty")
-    for bom, name in _OTHER_BOMS.items():
+        return Reject(EMPTY_FILE, "the file is empty" if not data else "the file holds only whitespace")
+    for bom, name in _OTHER_BOMS:
         if data.startswith(bom):
             return Reject(UNDECODABLE, f"the file is {name}; records must be UTF-8 (or cp1252)")
+    if b"\x00" in data:
+        return Reject(UNDECODABLE, "the file holds NUL bytes (binary, or UTF-16/32 without BOM)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -70,15 +115,27 @@ def decode_bytes(data: bytes) -> tuple[dict[str, Any], list[str]] | Reject:
         except UnicodeDecodeError as exc:
             return Reject(UNDECODABLE, f"neither UTF-8 nor cp1252 (byte 0x{data[exc.start]:02x} at offset {exc.start})")
         warnings.append("decoded_cp1252")
-    if "\x00" in text:
-        return Reject(UNDECODABLE, "the file holds NUL characters (binary or UTF-16 without BOM)")
     try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        return Reject(INVALID_JSON, f"not valid JSON: {str(exc).split(':')[0]}")
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        return Reject(INVALID_JSON, f"duplicate key {str(exc)[:60]!r}")
+    except RecursionError:
+        return Reject(INVALID_JSON, "not valid JSON: nested too deeply")
+    except ValueError as exc:  # json.JSONDecodeError and the constants
+        return Reject(INVALID_JSON, f"not valid JSON: {str(exc)[:120]}")
     if not isinstance(obj, dict):
-        return Reject(NOT_AN_OBJECT, f"the JSON value is a {type(obj).__name__}, not an object")
+        return Reject(NOT_AN_OBJECT, f"the JSON value is {_json_type(obj)}, not an object")
+    try:  # lone surrogates (\\ud800) are not text; orjson refuses them, json does not
+        orjson.dumps(obj)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        if "surrogate" in str(exc) or "UTF-8" in str(exc):
+            return Reject(INVALID_JSON, "not valid JSON: a string holds a lone surrogate")
     return obj, warnings
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 @dataclass
@@ -93,34 +150,84 @@ class FileOutcome:
     numero_radicado: str | None = None
     fecha_extraccion: dt.datetime | None = None
     referenced: list[str] = field(default_factory=list)  # documento_prueba / adjuntar_archivo names
+    # The partition day its fecha gives (valid records, and rejects whose fecha was readable).
+    fecha_day: dt.date | None = None
+
+    def to_json(self) -> bytes:
+        """Compact form kept in the landing index (so a partition is not read twice)."""
+        r = self.record
+        return orjson.dumps([
+            RULES_VERSION,
+            [r.values[f] for f in BUSINESS_FIELDS] if r else None,
+            r.hash_registro if r else None,
+            r.warnings if r else None,
+            [self.reject.code, self.reject.detail] if self.reject else None,
+            self.numero_radicado,
+            self.fecha_extraccion.isoformat() if self.fecha_extraccion else None,
+            self.referenced,
+            self.fecha_day.isoformat() if self.fecha_day else None,
+        ])
+
+    @classmethod
+    def from_json(cls, name: str, sha256: str, size: int, blob: bytes | str) -> FileOutcome | None:
+        """The outcome stored by ``to_json``; None when it was made under other rules."""
+        try:
+            version, values, hreg, warnings, reject, radicado, extracted, refs, day = orjson.loads(blob)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            return None
+        if version != RULES_VERSION:
+            return None
+        out = cls(name, sha256, size, numero_radicado=radicado, referenced=refs,
+                  fecha_extraccion=dt.datetime.fromisoformat(extracted) if extracted else None,
+                  fecha_day=dt.date.fromisoformat(day) if day else None)
+        if values is not None:
+            vals = dict(zip(BUSINESS_FIELDS, values))
+            out.record = ValidRecord(vals, dt.datetime.fromisoformat(vals["fecha"]), hreg, warnings)
+        else:
+            out.reject = Reject(*reject)
+        return out
+
+
+def _fecha_day(obj: dict[str, Any], today: dt.date) -> dt.date | None:
+    """The day of a rejected record's fecha, when it is readable and in range."""
+    raw = obj.get("fecha")
+    if raw.__class__ is not str:
+        return None
+    parsed = parse_fecha(" ".join(raw.split()))
+    if parsed is None or not FIRST_DAY <= parsed.date() <= today:
+        return None
+    return parsed.date()
 
 
 def evaluate_file(name: str, data: bytes, sha256: str, today: dt.date) -> FileOutcome:
     """Decode and validate one record file (never raises on bad input)."""
     outcome = FileOutcome(name, sha256, len(data))
     decoded = decode_bytes(data)
-    if isinstance(decoded, Reject):
-        outcome.reject = decoded
+    if decoded.__class__ is Reject:
+        outcome.reject = decoded  # type: ignore[assignment]
         return outcome
-    obj, decode_warnings = decoded
+    obj, decode_warnings = decoded  # type: ignore[misc]
     checked = validate_record(obj, today)
-    raw_radicado = obj.get("numero_radicado")
-    if isinstance(checked, Reject):
-        outcome.reject = checked
-        if isinstance(raw_radicado, (str, int)) and 0 < len(str(raw_radicado).strip()) <= 50:
-            outcome.numero_radicado = str(raw_radicado).strip()
+    if checked.__class__ is Reject:
+        outcome.reject = checked  # type: ignore[assignment]
+        raw_radicado = obj.get("numero_radicado")
+        if isinstance(raw_radicado, (str, int)) and not isinstance(raw_radicado, bool):
+            radicado = " ".join(str(raw_radicado).split())
+            if 0 < len(radicado) <= 50:
+                outcome.numero_radicado = radicado
+        outcome.fecha_day = _fecha_day(obj, today)
         return outcome
-    checked.warnings = decode_warnings + checked.warnings
-    outcome.record = checked
-    outcome.numero_radicado = checked.values["numero_radicado"]
-    ts = obj.get("extraction_timestamp")
-    parsed_name = parse_name(name)
-    outcome.fecha_extraccion = parse_extraction_ts(ts if isinstance(ts, str) else None) or (
-        parsed_name.extraction_time if parsed_name else None
-    )
-    outcome.referenced = [
-        v for v in (checked.values["documento_prueba"], checked.values["adjuntar_archivo"]) if v
-    ]
+    if decode_warnings:
+        checked.warnings = decode_warnings + checked.warnings
+    outcome.record = checked  # type: ignore[assignment]
+    values = checked.values  # type: ignore[union-attr]
+    outcome.numero_radicado = values["numero_radicado"]
+    outcome.fecha_day = checked.fecha.date()  # type: ignore[union-attr]
+    outcome.fecha_extraccion = parse_extraction_ts(obj.get("extraction_timestamp"))
+    if outcome.fecha_extraccion is None:
+        parsed_name = parse_name(name)
+        outcome.fecha_extraccion = parsed_name.extraction_time if parsed_name else None
+    outcome.referenced = [v for v in (values["documento_prueba"], values["adjuntar_archivo"]) if v]
     return outcome
 
 
@@ -145,42 +252,78 @@ def build_frame(
 
     ``linked`` maps a record file name to its PDF and attachments. ``fallback_extraction`` gives
     an extraction time (file mtime) for files that carry none in their content or name.
+    Built column by column (no per-row Python objects handed to polars).
     """
-    rows: dict[str, list[Any]] = {name: [] for name in FRAME_SCHEMA}
+    n = len(outcomes)
+    if not n:
+        return empty_frame()
     fallback_extraction = fallback_extraction or {}
-    for o in outcomes:
-        rows["empresa"].append(empresa)
-        rows["partition_date"].append(partition_date)
-        rows["file_name"].append(o.file_name)
-        rows["file_sha256"].append(o.file_sha256)
-        rows["file_size"].append(o.file_size)
-        if o.record is not None:
-            rows["status"].append("valid")
-            rows["reject_code"].append(None)
-            rows["reject_detail"].append(None)
-            for f in BUSINESS_FIELDS:
-                rows[f].append(o.record.values[f])
-            rows["fecha_dt"].append(o.record.fecha)
-            rows["hash_registro"].append(o.record.hash_registro)
-            rows["fecha_extraccion"].append(o.fecha_extraccion or fallback_extraction.get(o.file_name))
-            rows["warnings"].append(o.record.warnings)
-            files = [{"file_type": FILE_RECORD, "filename": o.file_name, "size": o.file_size, "sha256": o.file_sha256}]
-            files += [vars(f) for f in linked.get(o.file_name, [])]
-            rows["files"].append(files)
+    records = [o.record for o in outcomes]
+    rejects = [o.reject for o in outcomes]
+    cols: dict[str, Any] = {
+        "empresa": [empresa] * n,
+        "file_name": [o.file_name for o in outcomes],
+        "file_sha256": [o.file_sha256 for o in outcomes],
+        "file_size": [o.file_size for o in outcomes],
+        "status": ["valid" if r is not None else "rejected" for r in records],
+        "reject_code": [j.code if j is not None else None for j in rejects],
+        "reject_detail": [j.detail if j is not None else None for j in rejects],
+    }
+    for f in BUSINESS_FIELDS:
+        if f == "numero_radicado":
+            cols[f] = [o.numero_radicado for o in outcomes]
         else:
-            assert o.reject is not None
-            rows["status"].append("rejected")
-            rows["reject_code"].append(o.reject.code)
-            rows["reject_detail"].append(o.reject.detail)
-            for f in BUSINESS_FIELDS:
-                rows[f].append(o.numero_radicado if f == "numero_radicado" else None)
-            rows["fecha_dt"].append(None)
-            rows["hash_registro"].append(None)
-            rows["fecha_extraccion"].append(None)
-            rows["warnings"].append([])
-            rows["files"].append([])
-        rows["is_winner"].append(False)
-    frame = pl.DataFrame(rows, schema=FRAME_SCHEMA)
+            cols[f] = [r.values[f] if r is not None else None for r in records]
+    cols["hash_registro"] = [r.hash_registro if r is not None else None for r in records]
+    cols["fecha_extraccion"] = [
+        (o.fecha_extraccion or fallback_extraction.get(o.file_name)) if o.record is not None else None
+        for o in outcomes
+    ]
+    cols["warnings"] = [",".join(r.warnings) if r is not None else "" for r in records]
+    frame = pl.DataFrame(
+        cols, schema={k: (pl.String() if k == "warnings" else FRAME_SCHEMA[k]) for k in cols}
+    ).with_columns(
+        pl.lit(partition_date, pl.Date()).alias("partition_date"),
+        pl.col("fecha").str.to_datetime("%Y-%m-%dT%H:%M:%S", time_unit="us", strict=False).alias("fecha_dt"),
+        pl.when(pl.col("warnings") == "").then(pl.lit([], pl.List(pl.String())))
+        .otherwise(pl.col("warnings").str.split(",")).alias("warnings"),
+        pl.int_range(0, n, dtype=pl.Int64()).alias("_row"),
+    )
+    # Linked files: one flat frame, then one list of structs per record row.
+    owner: list[int] = []
+    ftype: list[str] = []
+    fname: list[str] = []
+    fsize: list[int] = []
+    fsha: list[str] = []
+    for i, o in enumerate(outcomes):
+        if o.record is None:
+            continue
+        owner.append(i)
+        ftype.append(FILE_RECORD)
+        fname.append(o.file_name)
+        fsize.append(o.file_size)
+        fsha.append(o.file_sha256)
+        for lf in linked.get(o.file_name, ()):
+            owner.append(i)
+            ftype.append(lf.file_type)
+            fname.append(lf.filename)
+            fsize.append(lf.size)
+            fsha.append(lf.sha256)
+    files = (
+        pl.DataFrame({"_row": owner, "file_type": ftype, "filename": fname, "size": fsize, "sha256": fsha},
+                     schema={"_row": pl.Int64(), "file_type": pl.String(), "filename": pl.String(),
+                             "size": pl.Int64(), "sha256": pl.String()})
+        .select("_row", pl.struct("file_type", "filename", "size", "sha256").alias("files"))
+        .group_by("_row", maintain_order=True)
+        .agg(pl.col("files"))
+    )
+    frame = (
+        frame.join(files, on="_row", how="left")
+        .with_columns(pl.col("files").fill_null(pl.lit([], pl.List(FILE_STRUCT))), pl.lit(False).alias("is_winner"))
+        .sort("_row")
+        .select(list(FRAME_SCHEMA))
+        .cast(FRAME_SCHEMA)  # type: ignore[arg-type]
+    )
     return mark_winners(frame)
 
 

@@ -1,0 +1,211 @@
+"""Benchmark of the ``pqr_records`` code path (issue 3).
+
+    python bench/records.py --n 100000
+
+Generates N single-record files (one empresa, spread over days, ~1,000 per day) in a temporary
+landing folder and measures, on the same files, alternating the three, median of ``--repeat``:
+
+- io_floor: read every file's bytes, one thread, nothing else;
+- ours:     the real ``pqr_records`` path: a fresh ``LandingIndex.refresh`` (scan, read, hash,
+            decode, validate, canonicalise, hash_registro) and ``partition_frame`` for every
+            partition (winners marked by polars);
+- naive:    a plain per-record Python loop applying the same rules the way the old system did
+            (json.load per file, a dict per record, ftfy on every text, strptime, regexes,
+            winners in Python dicts).
+
+Prints a table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import unicodedata
+from pathlib import Path
+
+from ov_assets.contract import BUSINESS_FIELDS, FIELD_LIMITS, FIRST_DAY, KNOWN_KEYS
+from ov_assets.generator import fake_pqr
+from ov_assets.landing import landing_dir, record_file_name
+from ov_assets.landing_index import LandingIndex, partition_frame
+
+EMPRESA = "afinia"
+PER_DAY = 1000
+
+
+def generate(data_dir: Path, n: int) -> tuple[list[Path], list[dt.date]]:
+    folder = landing_dir(data_dir, EMPRESA)
+    folder.mkdir(parents=True, exist_ok=True)
+    first = dt.date(2024, 1, 1)
+    paths: list[Path] = []
+    days: list[dt.date] = []
+    for i in range(n):
+        day = first + dt.timedelta(days=i // PER_DAY)
+        if not days or days[-1] != day:
+            days.append(day)
+        rec = fake_pqr(EMPRESA, day, i % PER_DAY + 1, seed=7)
+        ts = f"{day:%Y%m%d}_{10 + i % 10:02d}{i % 60:02d}00"
+        doc = dict(rec, record_number=i, sgc_number=rec["numero_reclamo_sgc"], extraction_timestamp=ts,
+                   page_url=f"https://replica.invalid/#/Detail/{i}", page_title="Detalle PQR")
+        name = record_file_name(rec["numero_reclamo_sgc"] or f"PQR_{i}_{ts}", ts)
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, json.dumps(doc, ensure_ascii=False, indent=1).encode())
+        os.close(fd)
+        paths.append(path)
+    return paths, days
+
+
+def run_io_floor(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        with open(p, "rb") as f:
+            total += len(f.read())
+    return len(paths)
+
+
+def run_ours(data_dir: Path, days: list[dt.date], today: dt.date) -> int:
+    shutil.rmtree(data_dir / "state", ignore_errors=True)
+    index = LandingIndex(data_dir)
+    index.refresh(EMPRESA, today)
+    rows = 0
+    for day in days:
+        rows += partition_frame(index, EMPRESA, day, today).height
+    return rows
+
+
+# --- the naive loop: the same rules, written the way the old system did ----------------------
+
+_N_NIC = re.compile(r"^\d{5,12}$")
+_N_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_N_PHONE = re.compile(r"^(\+?57)?(3\d{9}|60\d{8})$")
+_N_DOC = re.compile(r"^\d{3,15}(-\d)?$")
+_N_FORMATS = ("%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S",
+              "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S")
+
+
+def run_naive(paths: list[Path], today: dt.date) -> int:
+    import ftfy
+
+    best: dict[str, dict] = {}
+    for p in paths:
+        try:
+            with open(p, encoding="utf-8-sig") as f:
+                obj = json.load(f)
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        rec: dict = {}
+        warnings = []
+        for k in BUSINESS_FIELDS:
+            v = obj.get(k)
+            s = "" if v is None else str(v)
+            fixed = ftfy.fix_encoding(s)
+            if fixed != s:
+                warnings.append("text_repaired")
+            rec[k] = " ".join(unicodedata.normalize("NFC", fixed).split())
+        if not rec["numero_radicado"] or not rec["fecha"] or not rec["estado_solicitud"]:
+            continue
+        fecha = None
+        for fmt in _N_FORMATS:
+            try:
+                fecha = dt.datetime.strptime(rec["fecha"], fmt)
+                break
+            except ValueError:
+                pass
+        if fecha is None or not (FIRST_DAY <= fecha.date() <= today):
+            continue
+        rec["fecha"] = fecha.strftime("%Y-%m-%dT%H:%M:%S")
+        if any(len(rec[k]) > n for k, n in FIELD_LIMITS.items()):
+            continue
+        if rec["nic"] and not _N_NIC.match(rec["nic"]):
+            warnings.append("nic_invalid")
+        if rec["correo_electronico"] and not _N_EMAIL.match(rec["correo_electronico"]):
+            warnings.append("email_invalid")
+        for k in ("telefono", "celular"):
+            if rec[k] and not _N_PHONE.match(re.sub(r"[\s\-().]", "", rec[k])):
+                warnings.append(k + "_invalid")
+        if rec["documento_identidad"] and not _N_DOC.match(rec["documento_identidad"]):
+            warnings.append("documento_invalid")
+        if any(k not in KNOWN_KEYS and not k.startswith("tabla_") for k in obj):
+            warnings.append("unknown_keys")
+        rec["hash_registro"] = hashlib.sha256("\x1f".join(rec[k] for k in BUSINESS_FIELDS).encode()).hexdigest()
+        rec["warnings"] = warnings
+        rec["file_name"] = p.name
+        with open(p, "rb") as f:
+            rec["file_sha256"] = hashlib.sha256(f.read()).hexdigest()
+        ts = obj.get("extraction_timestamp")
+        rec["fecha_extraccion"] = dt.datetime.strptime(ts, "%Y%m%d_%H%M%S") if ts else None
+        cur = best.get(rec["numero_radicado"])
+        if cur is None or (rec["fecha_extraccion"], rec["file_name"]) > (cur["fecha_extraccion"], cur["file_name"]):
+            best[rec["numero_radicado"]] = rec
+    return len(paths)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=100_000, help="number of record files (default 100000)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each measure (median), default 3")
+    ap.add_argument("--only", choices=("io_floor", "ours", "naive"), action="append",
+                    help="measure only these (profiling)")
+    ap.add_argument("--dir", help="work directory (default: a temporary one, deleted)")
+    args = ap.parse_args(argv)
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ov-bench-"))
+    data_dir = base / "data"
+    today = dt.date(2026, 1, 1) if dt.date.today() < dt.date(2026, 1, 1) else dt.date.today()
+    try:
+        t0 = time.perf_counter()
+        paths, days = generate(data_dir, args.n)
+        gen_s = time.perf_counter() - t0
+        print(f"generated {args.n} files over {len(days)} partitions in {gen_s:.1f}s ({base})", file=sys.stderr)
+        measures = {
+            "io_floor": lambda: run_io_floor(paths),
+            "ours": lambda: run_ours(data_dir, days, today),
+            "naive": lambda: run_naive(paths, today),
+        }
+        wanted = args.only or list(measures)
+        times: dict[str, list[float]] = {k: [] for k in wanted}
+        for rep in range(args.repeat):
+            for name in wanted:
+                t = time.perf_counter()
+                count = measures[name]()
+                elapsed = time.perf_counter() - t
+                if name == "ours" and count != args.n:
+                    raise SystemExit(f"ours produced {count} rows for {args.n} files")
+                times[name].append(elapsed)
+                print(f"run {rep + 1} {name:9s} {elapsed:7.2f}s  {args.n / elapsed:10,.0f} records/s", file=sys.stderr)
+        rates = {k: args.n / statistics.median(v) for k, v in times.items()}
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"{'measure':10s} {'median s':>9s} {'records/s':>12s} {'vs io_floor':>12s}")
+        for k, v in times.items():
+            ratio = f"{rates[k] / rates['io_floor']:.2f}x" if "io_floor" in rates else "-"
+            print(f"{k:10s} {statistics.median(v):9.2f} {rates[k]:12,.0f} {ratio:>12s}")
+        if "ours" in rates and "naive" in rates:
+            print(f"ours / naive: {rates['ours'] / rates['naive']:.1f}x")
+        print(f"peak RSS: {peak:.0f} MB (largest child process {peak_children:.0f} MB); cpus: {os.cpu_count()}")
+        print(json.dumps({
+            "records": args.n,
+            "io_floor_per_s": round(rates.get("io_floor", 0)),
+            "ours_per_s": round(rates.get("ours", 0)),
+            "naive_per_s": round(rates.get("naive", 0)),
+            "peak_rss_mb": round(max(peak, peak_children)),
+        }))
+    finally:
+        if not args.dir:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
