@@ -67,12 +67,26 @@ class Verdict:
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
 
-def _listed(values: list[str]) -> dict[str, object]:
-    return {"failing_count": len(values), "failing": dg.MetadataValue.json(sorted(values)[:MAX_LISTED])}
+def _listed(values: list[str], label: str = "key") -> dict[str, object]:
+    """Dashboard metadata for failing keys (radicados, file names, object keys: never personal
+    data): the count, the first ``MAX_LISTED`` as JSON and as a short markdown table."""
+    shown = sorted(set(values))[:MAX_LISTED]
+    table = "none" if not shown else "\n".join([f"| {label} |", "|---|", *(f"| `{v}` |" for v in shown)]
+                                                + ([f"| ... {len(set(values)) - len(shown)} more |"]
+                                                   if len(set(values)) > len(shown) else []))
+    return {"failing_count": len(set(values)), "failing": dg.MetadataValue.json(shown),
+            "failing_table": dg.MetadataValue.md(table)}
+
+
+def _summary_severity(verdicts: dict[tuple[dt.date, str], Verdict]) -> dg.AssetCheckSeverity:
+    failing = [v for v in verdicts.values() if not v.passed]
+    if failing and all(v.severity == dg.AssetCheckSeverity.WARN for v in failing):
+        return dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckSeverity.ERROR
 
 
 def emit(
-    context: dg.AssetExecutionContext,
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
     asset: str,
     name: str,
     verdicts: dict[tuple[dt.date, str], Verdict],
@@ -89,8 +103,11 @@ def emit(
                                       metadata=v.metadata, severity=v.severity, blocking=blocking,
                                       partition=str(partition_key(day, empresa)))
     failing = [f"{d}|{e}" for (d, e), v in verdicts.items() if not v.passed]
+    # The run's summary (partition None). For a blocking check a failing summary holds the
+    # downstream step for the whole range: that is why backfill chunks are small.
     yield dg.AssetCheckResult(asset_key=asset, check_name=name, passed=not failing,
-                              metadata={"partitions": len(verdicts), **_listed(failing)})
+                              severity=_summary_severity(verdicts),
+                              metadata={"partitions": len(verdicts), **_listed(failing, "partition")})
 
 
 def _by_partition(frame: pl.DataFrame, partitions: list[tuple[dt.date, str]],
@@ -101,7 +118,11 @@ def _by_partition(frame: pl.DataFrame, partitions: list[tuple[dt.date, str]],
     }
 
 
-def _partitions(context: dg.AssetExecutionContext) -> list[tuple[dt.date, str]]:
+def _part(frame: pl.DataFrame, day: dt.date, empresa: str) -> pl.DataFrame:
+    return frame.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa))
+
+
+def _partitions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[tuple[dt.date, str]]:
     from ov_assets.partitions import parse_partition_key
 
     return sorted(parse_partition_key(k) for k in context.partition_keys)
@@ -110,16 +131,29 @@ def _partitions(context: dg.AssetExecutionContext) -> list[tuple[dt.date, str]]:
 # --- pqr_records ----------------------------------------------------------------------------
 
 def no_duplicate_winners(part: pl.DataFrame) -> Verdict:
-    dupes = (part.filter(pl.col("is_winner")).group_by("numero_radicado").len()
-             .filter(pl.col("len") > 1)["numero_radicado"].to_list())
-    return Verdict(not dupes, _listed(dupes))
+    """Recomputed here, not trusted from the marking: every numero_radicado with a valid version
+    has exactly one winner, it is valid, and it is the latest (extraction time, then file name)."""
+    valid = part.filter(pl.col("status") == "valid")
+    expected: dict[str, tuple] = {}
+    for radicado, extracted, name in valid.select("numero_radicado", "fecha_extraccion", "file_name").iter_rows():
+        cand = (extracted is not None, extracted or dt.datetime.min, name)
+        if radicado not in expected or cand > expected[radicado]:
+            expected[radicado] = cand
+    winners = part.filter(pl.col("is_winner")).select("numero_radicado", "file_name", "status")
+    per_radicado: dict[str, list[tuple[str, str]]] = {}
+    for radicado, name, status in winners.iter_rows():
+        per_radicado.setdefault(radicado or "(none)", []).append((name, status))
+    bad = [r for r, ws in per_radicado.items() if len(ws) > 1 or ws[0][1] != "valid"
+           or r not in expected or ws[0][0] != expected[r][2]]
+    bad += [r for r in expected if r not in per_radicado]
+    return Verdict(not bad, {"radicados": len(expected), "winners": winners.height, **_listed(bad, "numero_radicado")})
 
 
 def required_fields_present(part: pl.DataFrame) -> Verdict:
     winners = part.filter(pl.col("is_winner"))
     missing = winners.filter(pl.any_horizontal(
         [pl.col(f).is_null() | (pl.col(f).str.strip_chars() == "") for f in REQUIRED_FIELDS]))
-    return Verdict(missing.is_empty(), _listed(missing["file_name"].to_list()))
+    return Verdict(missing.is_empty(), {"winners": winners.height, **_listed(missing["file_name"].to_list(), "file")})
 
 
 def reject_rate(part: pl.DataFrame) -> Verdict:
@@ -133,7 +167,7 @@ def reject_rate(part: pl.DataFrame) -> Verdict:
 def hash_recomputes(part: pl.DataFrame) -> Verdict:
     bad = [row["file_name"] for row in part.filter(pl.col("status") == "valid").iter_rows(named=True)
            if hash_registro({f: row[f] for f in BUSINESS_FIELDS}) != row["hash_registro"]]
-    return Verdict(not bad, _listed(bad))
+    return Verdict(not bad, {"valid_versions": int((part["status"] == "valid").sum()), **_listed(bad, "file")})
 
 
 def records_checks(context: dg.AssetExecutionContext, frame: pl.DataFrame) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
@@ -146,32 +180,46 @@ def records_checks(context: dg.AssetExecutionContext, frame: pl.DataFrame) -> It
 
 # --- pqr_table ------------------------------------------------------------------------------
 
-def winners_in_table(conn: object, empresa: str, part: pl.DataFrame) -> Verdict:
+def winners_in_table(conn: object, empresa: str, part: pl.DataFrame, day: dt.date | None = None) -> Verdict:
+    """Every winner is stored with its hash; a different stored version is accepted only when
+    it is a newer extraction that lives in another partition (its ``fecha`` moved to another
+    day): a newer version of this partition's day would be this partition's winner."""
     winners = part.filter(pl.col("is_winner")).select("numero_radicado", "hash_registro", "fecha_extraccion", "file_name")
     rows = conn.execute(
-        f"SELECT numero_radicado, hash_registro, fecha_extraccion, archivo_origen FROM {SCHEMA}.{table_name(empresa)} "
-        "WHERE numero_radicado = ANY(%s)", (winners["numero_radicado"].to_list(),)).fetchall()
+        f"SELECT numero_radicado, hash_registro, fecha_extraccion, archivo_origen, fecha::date "
+        f"FROM {SCHEMA}.{table_name(empresa)} WHERE numero_radicado = ANY(%s)",
+        (winners["numero_radicado"].to_list(),)).fetchall()
     stored = {r[0]: r[1:] for r in rows}
-    bad = []
+    missing, different = [], []
     for radicado, hash_reg, extracted, name in winners.iter_rows():
         got = stored.get(radicado)
         if got is None:
-            bad.append(radicado)
-        elif got[0] != hash_reg and not (got[1] and got[2] and (got[1], got[2]) > (extracted, name)):
-            bad.append(radicado)
-    return Verdict(not bad, {"winners": winners.height, **_listed(bad)})
+            missing.append(radicado)
+            continue
+        if got[0] == hash_reg:
+            continue
+        newer_elsewhere = (got[1] is not None and got[2] is not None and extracted is not None
+                           and (got[1], got[2]) > (extracted, name) and (day is None or got[3] != day))
+        if not newer_elsewhere:
+            different.append(radicado)
+    bad = missing + different
+    return Verdict(not bad, {"winners": winners.height, "missing": len(missing), "hash_differs": len(different),
+                             **_listed(bad, "numero_radicado")})
 
 
 def no_older_replacement(conn: object, empresa: str, part: pl.DataFrame) -> Verdict:
+    """No history row (a replaced version) is newer than the current row that replaced it;
+    adopted rows (``archivo_origen`` NULL) are older than anything ov-assets loads."""
     table = f"{SCHEMA}.{table_name(empresa)}"
     radicados = part.filter(pl.col("status") == "valid")["numero_radicado"].unique().to_list()
     rows = conn.execute(
         f"""SELECT DISTINCT t.numero_radicado FROM {table} t JOIN {table}_history h USING (numero_radicado)
             WHERE t.numero_radicado = ANY(%s) AND h.archivo_origen IS NOT NULL
-              AND (h.fecha_extraccion, h.archivo_origen COLLATE "C") > (t.fecha_extraccion, t.archivo_origen COLLATE "C")""",
+              AND (t.archivo_origen IS NULL OR t.fecha_extraccion IS NULL
+                   OR (h.fecha_extraccion, h.archivo_origen COLLATE "C") > (t.fecha_extraccion, t.archivo_origen COLLATE "C"))""",
         (radicados,)).fetchall()
     bad = [r[0] for r in rows]
-    return Verdict(not bad, _listed(bad))
+    return Verdict(not bad, {"radicados": len(radicados), **_listed(bad, "numero_radicado")})
 
 
 def table_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, frame: pl.DataFrame) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
@@ -179,7 +227,8 @@ def table_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, 
     with postgres.connect() as conn:
         for name, fn in (("winners_in_table", winners_in_table), ("no_older_replacement", no_older_replacement)):
             verdicts = {
-                (day, empresa): fn(conn, empresa, frame.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa)))
+                (day, empresa): (fn(conn, empresa, _part(frame, day, empresa), day) if fn is winners_in_table
+                                 else fn(conn, empresa, _part(frame, day, empresa)))
                 for day, empresa in parts
             }
             yield from emit(context, "pqr_table", name, verdicts, blocking=True)
@@ -191,7 +240,7 @@ def objects_registered(conn: object, bucket: str, planned: list[archive.PlannedO
     status = archive.registry_status(conn, bucket, [o.key for o in planned])
     bad = [o.key for o in planned
            if status.get(o.key, ("", None))[0] not in archive.DONE_STATUSES or status[o.key][1] != o.sha256]
-    return Verdict(not bad, {"objects": len(planned), **_listed(bad)})
+    return Verdict(not bad, {"objects": len(planned), **_listed(bad, "s3_key")})
 
 
 def objects_match_bucket(conn: object, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
@@ -205,7 +254,7 @@ def objects_match_bucket(conn: object, store: ObjectStore, empresa: str, day: dt
         head = store.head(key)
         if head is None or head.size != size or (head.sha256 or store.sha256_of(key)) != sha:
             bad.append(key)
-    return Verdict(not bad, {"registered": len(rows), **_listed(bad)})
+    return Verdict(not bad, {"registered": len(rows), **_listed(bad, "s3_key")})
 
 
 def s3_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, store: ObjectStore,

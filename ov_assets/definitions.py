@@ -6,11 +6,13 @@ from __future__ import annotations
 import dagster as dg
 
 from ov_assets.assets import pqr_assets
+from ov_assets.checks import all_checks
 from ov_assets.jobs import all_jobs
 from ov_assets.resources import resources_from_env
 
 defs = dg.Definitions(
     assets=pqr_assets,
+    asset_checks=all_checks,
     jobs=all_jobs,
     resources=resources_from_env(),
 )
