@@ -24,7 +24,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from ov_assets import migrations
     from ov_assets.resources import resources_from_env
 
-    postgres = resources_from_env()["postgres"]
+    # Outside Dagster the EnvVar secrets must be resolved explicitly.
+    postgres = resources_from_env()["postgres"].process_config_and_initialize()
     with postgres.connect(migrate=False) as conn:
         if not args.list:
             applied_now = migrations.apply_all(conn)
@@ -92,7 +93,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home.mkdir(parents=True, exist_ok=True)
     days = [today_bogota() - dt.timedelta(days=i) for i in range(args.days)][::-1]
     print(f"1/3 demo data for {days[0]}..{days[-1]} into {data_dir}/downloads")
-    generator.write_days(data_dir, days, EMPRESAS, n=args.per_day, seed=args.seed)
+    for day in days:
+        # Each day's demo data is written once, so running the demo again stores nothing new.
+        marker = data_dir / "downloads" / f".demo_generated_{day.isoformat()}"
+        if not marker.exists():
+            generator.write_days(data_dir, [day], EMPRESAS, n=args.per_day, seed=args.seed)
+            marker.touch()
     keys = [f"{d.isoformat()}|{e}" for d in days for e in EMPRESAS]
     print(f"2/3 materializing raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for {len(keys)} partitions")
     results = run_partitions(keys)
@@ -100,6 +106,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(summary())
     print(f"\nOpen the UI: DAGSTER_HOME={home} OV_DATA_DIR={data_dir} .venv/bin/dagster dev  (then http://127.0.0.1:3000)")
     return 0 if all(ok for _, ok in results) else 1
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Delete landing files verified in the object store and older than the retention."""
+    from ov_assets.cleanup import cleanup_landing
+    from ov_assets.landing_index import LandingIndex
+    from ov_assets.resources import resources_from_env
+
+    res = resources_from_env()
+    store = res["object_store"].open()
+    with res["postgres"].connect() as conn:
+        report = cleanup_landing(LandingIndex(_data_dir()), conn, store.bucket,
+                                 retention=args.retention_days, dry_run=args.dry_run)
+    for path in report.deleted if args.verbose else []:
+        print(f"  {'would delete' if args.dry_run else 'deleted'} {path.name}")
+    for empresa, c in report.per_empresa.items():
+        print(f"  {empresa}: {c['files']} files, {c['bytes']} bytes, {c['records']} records")
+    print(report.summary())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-day", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("cleanup", help="delete landing files already verified in the object store")
+    p.add_argument("--dry-run", action="store_true", help="report what would be freed; delete nothing")
+    p.add_argument("--retention-days", type=int, default=None, help="default: OV_RETENTION_DAYS or 30")
+    p.add_argument("--verbose", action="store_true", help="list every file")
+    p.set_defaults(fn=cmd_cleanup)
     p = sub.add_parser("status", help="rows, registry and rejects")
     p.set_defaults(fn=lambda a: print(summary()) or 0)
     args = parser.parse_args(argv)

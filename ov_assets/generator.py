@@ -83,6 +83,9 @@ def fake_pqr(empresa: str, day: dt.date, index: int, seed: int = 0) -> dict[str,
     name = f"{first} {last1} {last2}"
     user = _ascii(f"{first.split()[0]}.{last1}").lower().replace(" ", "") + str(rng.randint(1, 999))
     filed = dt.datetime.combine(day, dt.time(rng.randint(6, 20), rng.randint(0, 59)))
+    now = dt.datetime.now(BOGOTA).replace(tzinfo=None, second=0, microsecond=0)
+    if filed > now:  # today's PQRs were filed before now
+        filed = max(dt.datetime.combine(day, dt.time(0, 0)), now - dt.timedelta(minutes=index))
     empresa_digit = "1" if empresa == "afinia" else "2"
     radicado = f"{day:%Y%m%d}{empresa_digit}{index:06d}"
     sgc_kind = rng.random()

@@ -412,3 +412,35 @@ def wait_for_code_locations(url: str, timeout: float = 120.0) -> list[str]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"code locations not loaded after {timeout}s: {last}")
         time.sleep(0.25)
+
+
+def pipeline_resources(
+    conninfo: Mapping[str, Any],
+    data_dir: Path,
+    bucket: str | None = None,
+    endpoint: str | None = None,
+    **object_store: Any,
+) -> dict[str, Any]:
+    """The definitions' resources pointed at a test database and a bucket (or the local store)."""
+    from dagster_aws.s3 import S3Resource
+
+    from ov_assets.resources import (
+        LandingResource,
+        ObjectStoreResource,
+        PartitionedFrameIOManager,
+        PostgresResource,
+    )
+
+    return {
+        "landing": LandingResource(data_dir=str(data_dir)),
+        "postgres": PostgresResource(
+            host=str(conninfo["host"]), port=int(conninfo["port"]), dbname=str(conninfo["dbname"]),
+            user=str(conninfo["user"]), password=str(conninfo.get("password") or ""),
+            data_dir=str(data_dir),
+        ),
+        "object_store": ObjectStoreResource(
+            bucket=bucket or "", data_dir=str(data_dir),
+            s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"), **object_store,
+        ),
+        "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),
+    }
