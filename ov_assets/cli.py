@@ -104,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     results = run_partitions(keys)
     print("3/3 summary")
     print(summary())
-    print(f"\nOpen the UI: DAGSTER_HOME={home} OV_DATA_DIR={data_dir} .venv/bin/dagster dev  (then http://127.0.0.1:3000)")
+    print(f"\nOpen the UI: bash scripts/ui.sh  (DAGSTER_HOME={home}, OV_DATA_DIR={data_dir}), then http://127.0.0.1:3000")
     return 0 if all(ok for _, ok in results) else 1
 
 
