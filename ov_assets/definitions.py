@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ov_assets.assets import pqr_assets
+from ov_assets.automation import all_alert_sensors, all_schedules, all_sensors
 from ov_assets.checks import all_checks
 from ov_assets.jobs import all_jobs
 from ov_assets.resources import resources_from_env
@@ -14,5 +15,7 @@ defs = dg.Definitions(
     assets=pqr_assets,
     asset_checks=all_checks,
     jobs=all_jobs,
+    schedules=all_schedules,
+    sensors=[*all_sensors, *all_alert_sensors],
     resources=resources_from_env(),
 )

@@ -1,10 +1,12 @@
 """Jobs: the whole graph per partition, and parts of it that schedules and sensors target."""
 
-from __future__ import annotations
+
+import datetime as dt
 
 import dagster as dg
 
 from ov_assets.partitions import pqr_partitions
+from ov_assets.resources import LandingResource, ObjectStoreResource, PostgresResource
 
 # Everything downstream of the landing folder: what the sensor and the incremental runs need.
 pipeline_selection = dg.AssetSelection.assets("raw_pqr_files").downstream()
@@ -15,6 +17,84 @@ pqr_pipeline_job = dg.define_asset_job(
     partitions_def=pqr_partitions,
     description="raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for chosen partitions.",
 )
+
+# --- automation (issue 7): what the schedules and sensors of ov_assets.automation launch ------
+
+# The landing sensor's runs: the same graph, all steps in one process (a run starts one
+# process instead of one per step: seconds, not tens of seconds, for the one-minute goal).
+pqr_landing_job = dg.define_asset_job(
+    "pqr_landing_job",
+    selection=pipeline_selection,
+    partitions_def=pqr_partitions,
+    executor_def=dg.in_process_executor,
+    description="Sensor runs: new landing files of one partition to PostgreSQL and object storage.",
+)
+
+# The hourly retry of objects left pending/error in s3_files_registry (reads the stored
+# pqr_records frame of the partition; uploads what is missing; re-verifies).
+pqr_s3_retry_job = dg.define_asset_job(
+    "pqr_s3_retry_job",
+    selection=dg.AssetSelection.assets("pqr_s3_objects"),
+    partitions_def=pqr_partitions,
+    executor_def=dg.in_process_executor,
+    description="Hourly: pqr_s3_objects for partitions with registry rows pending or in error.",
+)
+
+# The hourly verification runs ``reconciliation_checks_job`` and the 23:30 schedule
+# ``integrity_checks_job`` (both below, checks of ov_assets.checks; see automation.schedules).
+
+
+class ReportsArchiveConfig(dg.Config):
+    day: str = ""  # YYYY-MM-DD (Bogotá); empty: today
+
+
+@dg.op(tags={"kind": "s3"})
+def archive_reports(context: dg.OpExecutionContext, config: ReportsArchiveConfig,
+                    postgres: PostgresResource, object_store: ObjectStoreResource,
+                    landing: LandingResource) -> None:
+    """Store the day's consolidated CSV/Parquet, rejects and audit export of both empresas
+    under ``{S3_BASE_PATH}/reports/{empresa}/{yyyy}/{mm}/{dd}/``."""
+    from ov_assets.contract import today_bogota
+    from ov_assets.reports_archive import archive_reports as archive
+
+    day = dt.date.fromisoformat(config.day) if config.day else today_bogota()
+    with postgres.connect() as conn:
+        out = archive(conn, object_store.open(), landing.root, object_store.base_path, day)
+    context.log.info(f"reports of {day}: {len(out.stored)} stored, {len(out.unchanged)} unchanged, "
+                     f"{len(out.missing)} not produced")
+    if out.missing:
+        context.log.warning(f"reports not produced for {day}: {', '.join(k.rsplit('/', 1)[-1] for k in out.missing)}")
+
+
+class CleanupConfig(dg.Config):
+    dry_run: bool = False
+    retention_days: int = 0  # 0: OV_RETENTION_DAYS (default 30)
+
+
+@dg.op(tags={"kind": "file"})
+def cleanup_landing(context: dg.OpExecutionContext, config: CleanupConfig, postgres: PostgresResource,
+                    object_store: ObjectStoreResource, landing: LandingResource) -> None:
+    """Delete landing files verified in the registry and older than the retention."""
+    from ov_assets.cleanup import cleanup_landing as cleanup
+
+    store = object_store.open()
+    with postgres.connect() as conn:
+        report = cleanup(landing.index(), conn, store.bucket, retention=config.retention_days or None,
+                         dry_run=config.dry_run)
+    context.log.info(report.summary())
+
+
+@dg.job(tags={"ov/mode": "reports"}, executor_def=dg.in_process_executor,
+        description="Daily 23:45: archive of the day's reports to the object store.")
+def reports_archive_job() -> None:
+    archive_reports()
+
+
+@dg.job(tags={"ov/mode": "cleanup", "ov/landing-cleanup": "weekly"}, executor_def=dg.in_process_executor,
+        description="Sunday 02:00: delete landing files already verified in the object store.")
+def landing_cleanup_job() -> None:
+    cleanup_landing()
+
 
 # --- checks only (issue 6): ov_assets.checks --------------------------------------------------
 from ov_assets import checks as _checks  # noqa: E402
@@ -33,4 +113,5 @@ integrity_checks_job = dg.define_asset_job(
                 "vs current rows, load freshness. Materializes nothing.",
 )
 
-all_jobs = [pqr_pipeline_job, reconciliation_checks_job, integrity_checks_job]
+all_jobs = [pqr_pipeline_job, reconciliation_checks_job, pqr_landing_job, pqr_s3_retry_job, integrity_checks_job,
+            reports_archive_job, landing_cleanup_job]

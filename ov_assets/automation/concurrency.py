@@ -1,0 +1,39 @@
+"""Run tags that keep two writers off one partition (CONTRACT §10, issue 7).
+
+Every run request made by the schedules and the landing sensor carries:
+
+- ``ov/partition`` (``2025-10-08|afinia``) and Dagster's own ``dagster/partition`` (added by
+  Dagster to every single-partition run, also those launched from the UI and single-partition
+  backfill runs);
+- ``ov/empresa``, ``ov/mode`` (``bulk``, ``incremental``, ``reextraction``, ``sensor``,
+  ``retry``, ``verification``, ``integrity``, ``reports``, ``cleanup``): what asked for the run.
+  Assets may read ``ov/mode`` (e.g. the scraper only re-extracts non-final PQRs in
+  ``reextraction`` runs).
+
+``deploy/dagster.yaml`` sets ``run_queue.tag_concurrency_limits`` with ``limit: 1`` and
+``applyLimitPerUniqueValue: true`` on ``dagster/partition`` and ``ov/partition``: the run queue
+starts at most one run per partition key at a time, whoever asked for it (schedule, sensor, UI,
+backfill); the others wait queued. ``ov/empresa`` caps the writers per empresa, and
+``ov/landing-cleanup`` keeps the weekly cleanup single.
+
+Range runs of backfills (``BackfillPolicy.multi_run``) carry range tags instead of one
+partition key; for them the per-partition PostgreSQL advisory lock of ``loading.load_partition``
+is what serializes writers of the same partition (NOTES: pools are per asset, not per partition).
+"""
+
+from __future__ import annotations
+
+PARTITION_TAG = "ov/partition"
+EMPRESA_TAG = "ov/empresa"
+MODE_TAG = "ov/mode"
+CLEANUP_TAG = "ov/landing-cleanup"
+
+
+def partition_tags(partition_key: str, mode: str) -> dict[str, str]:
+    """The tags of a run on one partition (``date|empresa``)."""
+    empresa = partition_key.split("|")[1]
+    return {PARTITION_TAG: partition_key, EMPRESA_TAG: empresa, MODE_TAG: mode}
+
+
+def mode_tags(mode: str) -> dict[str, str]:
+    return {MODE_TAG: mode}
