@@ -2,9 +2,9 @@
 (CONTRACT §6-§7).
 
 For every valid version's JSON, PDF and attachments: registered and verified -> nothing to do;
-else the object is looked up: same SHA-256 -> ``pre_existing``; different bytes -> ``error``
-(never overwritten); absent -> uploaded with a SHA-256 checksum, encryption and metadata,
-then ``uploaded``. Rows are written ``pending`` before any upload, so a killed run leaves work
+else a conditional put (``If-None-Match: *``) with a SHA-256 checksum, encryption and metadata,
+verified from S3's answer -> ``uploaded``; when the key is taken, S3's own SHA-256 of the object
+decides: the same -> ``pre_existing``; different bytes -> ``error`` (never overwritten). Rows are written ``pending`` before any upload, so a killed run leaves work
 that the next run (or the hourly retry) finishes. The table row's ``archivos_s3_urls`` lists
 the winning version's objects.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import mimetypes
 import re
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,10 +25,10 @@ import polars as pl
 import psycopg
 
 from ov_assets.contract import EMPRESA_DISPLAY
-from ov_assets.errors import OperatorError
+from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets.landing import landing_dir
 from ov_assets.loading import SCHEMA, table_name
-from ov_assets.resources.object_store import ObjectStore
+from ov_assets.resources.object_store import IntegrityError, ObjectExists, ObjectStore
 
 DONE_STATUSES = ("uploaded", "pre_existing")
 _CONTENT_TYPES = {".json": "application/json", ".pdf": "application/pdf", ".jpg": "image/jpeg",
@@ -83,30 +84,39 @@ def plan_objects(frame: pl.DataFrame, data_dir: Path, layout: str, base_path: st
 @dataclass(frozen=True)
 class Outcome:
     key: str
-    status: str  # uploaded | pre_existing | error
+    status: str  # uploaded | pre_existing | error | pending (not attempted: the run stopped)
     source: str  # bot | pre_existing
     error: str | None = None
 
 
-def _archive_one(store: ObjectStore, obj: PlannedObject) -> Outcome:
+def _metadata(obj: PlannedObject) -> dict[str, str]:
+    # S3 metadata is ASCII; radicados are digits, anything else is replaced, never dropped.
+    return {"empresa": obj.empresa,
+            "numero_radicado": obj.numero_radicado.encode("ascii", "replace").decode()}
+
+
+def _archive_one(store: ObjectStore, obj: PlannedObject, stop: threading.Event, why: list[str]) -> Outcome:
+    if stop.is_set():
+        return Outcome(obj.key, "pending", "bot", f"not attempted: {why[0] if why else 'run stopped'}")
     try:
-        existing = store.head(obj.key)
-        if existing is not None:
-            sha = existing.sha256 or store.sha256_of(obj.key)
-            if sha == obj.sha256 and existing.size == obj.size:
+        if not obj.path.is_file():
+            return Outcome(obj.key, "error", "bot", "landing file missing")
+        try:
+            store.put(obj.key, obj.path, obj.sha256, content_type(obj.filename), _metadata(obj),
+                      only_if_absent=True)
+            return Outcome(obj.key, "uploaded", "bot")
+        except ObjectExists:
+            # Someone (an earlier run whose registry write was lost, a manual upload) stored it.
+            if store.verified_sha256(obj.key) == obj.sha256:
                 return Outcome(obj.key, "pre_existing", "pre_existing")
             return Outcome(obj.key, "error", "bot",
                            "object exists with different content (sha256 differs); not overwritten")
-        if not obj.path.is_file():
-            return Outcome(obj.key, "error", "bot", "landing file missing")
-        store.put(obj.key, obj.path, obj.sha256, content_type(obj.filename),
-                  {"empresa": obj.empresa, "numero_radicado": obj.numero_radicado.encode("ascii", "replace").decode()})
-        stored = store.head(obj.key)
-        if stored is None or stored.size != obj.size or (stored.sha256 or store.sha256_of(obj.key)) != obj.sha256:
-            return Outcome(obj.key, "error", "bot", "verification after upload failed (size or sha256)")
-        return Outcome(obj.key, "uploaded", "bot")
-    except OperatorError as exc:
+    except StoreAccessError as exc:
+        why.append(str(exc))
+        stop.set()
         return Outcome(obj.key, "error", "bot", str(exc))
+    except (OperatorError, IntegrityError) as exc:
+        return Outcome(obj.key, "error", "bot", str(exc)[:500])
     except Exception as exc:  # noqa: BLE001 - the registry keeps the reason, the run reports it
         return Outcome(obj.key, "error", "bot", f"{type(exc).__name__}: {exc}"[:500])
 
@@ -117,6 +127,8 @@ class ArchiveCounts:
     s3_pre_existing: int = 0
     s3_already_registered: int = 0
     s3_errors: int = 0
+    s3_not_attempted: int = 0
+    fatal: str | None = None  # the operator error that stopped the run (bucket unusable)
 
 
 def registry_status(conn: psycopg.Connection, bucket: str, keys: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -128,21 +140,9 @@ def registry_status(conn: psycopg.Connection, bucket: str, keys: list[str]) -> d
     return {k: (s, h) for k, s, h in rows}
 
 
-def archive_objects(
-    conn: psycopg.Connection, store: ObjectStore, objects: list[PlannedObject], max_workers: int
-) -> tuple[ArchiveCounts, list[Outcome]]:
-    """Register, upload and verify; returns counts and the outcome of each object worked on."""
-    counts = ArchiveCounts()
-    known = registry_status(conn, store.bucket, [o.key for o in objects])
-    todo = []
-    for o in objects:
-        status, file_hash = known.get(o.key, (None, None))
-        if status in DONE_STATUSES and file_hash == o.sha256:
-            counts.s3_already_registered += 1
-        else:
-            todo.append(o)
-    if not todo:
-        return counts, []
+def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[PlannedObject]) -> None:
+    """Write (or reopen) the registry rows as ``pending`` before anything is uploaded: a killed
+    run leaves rows that the next run, or the hourly retry, finishes."""
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             f"""INSERT INTO {SCHEMA}.s3_files_registry (empresa, numero_radicado, numero_reclamo_sgc,
@@ -158,23 +158,54 @@ def archive_objects(
               orjson.dumps({"partition_date": o.partition_date.isoformat()}).decode())
              for o in todo],
         )
-    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
-        outcomes = list(pool.map(lambda o: _archive_one(store, o), todo))
+
+
+def record_outcomes(conn: psycopg.Connection, store: ObjectStore, outcomes: list[Outcome]) -> None:
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             f"""UPDATE {SCHEMA}.s3_files_registry SET upload_status = %s, upload_source = %s,
-                    last_error = %s, attempts = attempts + 1, updated_at = now(),
+                    last_error = %s, updated_at = now(),
+                    attempts = attempts + CASE WHEN %s = 'pending' THEN 0 ELSE 1 END,
                     uploaded_at = CASE WHEN %s = 'uploaded' THEN now() ELSE uploaded_at END
                 WHERE s3_bucket = %s AND s3_key = %s""",
-            [(r.status, r.source, r.error, r.status, store.bucket, r.key) for r in outcomes],
+            [(r.status, r.source, r.error, r.status, r.status, store.bucket, r.key) for r in outcomes],
         )
+
+
+def archive_objects(
+    conn: psycopg.Connection, store: ObjectStore, objects: list[PlannedObject], max_workers: int
+) -> tuple[ArchiveCounts, list[Outcome]]:
+    """Register, upload and verify with a bounded pool of ``max_workers`` threads; returns
+    counts and the outcome of each object worked on. When the bucket itself is unusable
+    (credentials, permissions, bucket, region, endpoint) the run stops at once: the rest stay
+    ``pending`` and ``counts.fatal`` holds the operator's one-line message."""
+    counts = ArchiveCounts()
+    known = registry_status(conn, store.bucket, [o.key for o in objects])
+    todo = []
+    for o in objects:
+        status, file_hash = known.get(o.key, (None, None))
+        if status in DONE_STATUSES and file_hash == o.sha256:
+            counts.s3_already_registered += 1
+        else:
+            todo.append(o)
+    if not todo:
+        return counts, []
+    register_pending(conn, store, todo)
+    stop = threading.Event()
+    why: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ov-s3") as pool:
+        outcomes = list(pool.map(lambda o: _archive_one(store, o, stop, why), todo))
+    record_outcomes(conn, store, outcomes)
     for r in outcomes:
         if r.status == "uploaded":
             counts.s3_uploaded += 1
         elif r.status == "pre_existing":
             counts.s3_pre_existing += 1
+        elif r.status == "pending":
+            counts.s3_not_attempted += 1
         else:
             counts.s3_errors += 1
+    counts.fatal = why[0] if why else None
     return counts, outcomes
 
 

@@ -186,13 +186,22 @@ def pqr_s3_objects(
     registered in ``s3_files_registry``, and listed in the table row's ``archivos_s3_urls``.
 
     Grain: one object. Idempotent: registered, verified objects are skipped; objects already in
-    the bucket with the same SHA-256 are ``pre_existing``; nothing is overwritten.
+    the bucket with the same SHA-256 are ``pre_existing``; nothing is overwritten (conditional
+    puts). Objects left ``pending``/``error`` by an earlier run are retried here.
     """
     store = object_store.open()
     objects = archive.plan_objects(pqr_records, landing.root, object_store.layout, object_store.base_path)
     with postgres.connect() as conn:
         counts, outcomes = archive.archive_objects(conn, store, objects, object_store.max_workers)
         linked = archive.link_table_rows(conn, store, pqr_records, object_store.layout, object_store.base_path)
+    if counts.fatal:
+        # The bucket is unusable (credentials, permissions, bucket, region, endpoint): one line
+        # that says what to fix; everything not yet stored stays ``pending`` for a later run.
+        raise dg.Failure(
+            description=counts.fatal,
+            metadata={"s3_uploaded": counts.s3_uploaded, "s3_errors": counts.s3_errors,
+                      "s3_not_attempted": counts.s3_not_attempted},
+        )
     if counts.s3_errors:
         # Registered as ``error`` (retried by later runs); the run fails so a person hears of it.
         raise dg.Failure(

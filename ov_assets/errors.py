@@ -9,6 +9,7 @@ from __future__ import annotations
 import psycopg
 from botocore.exceptions import (
     ClientError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -69,44 +70,60 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
     return exc
 
 
+class StoreAccessError(OperatorError):
+    """The bucket cannot be used at all (credentials, permissions, bucket, region, endpoint):
+    every further request would fail the same way, so a run stops at the first one."""
+
+
+def _aws_region_hint(exc: ClientError) -> str | None:
+    error = exc.response.get("Error", {})
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
+    return error.get("Region") or headers.get("x-amz-bucket-region")
+
+
 def translate_aws_error(exc: BaseException, bucket: str, region: str | None = None) -> BaseException:
-    """Map a boto3/botocore error to an ``OperatorError``; return ``exc`` when unknown."""
+    """Map a boto3/botocore error to a one-line ``StoreAccessError`` saying what to fix;
+    return ``exc`` itself when it is not an operator's problem (throttling, 5xx after retries,
+    a single object's trouble). Messages name variables, never their values' secrets."""
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return OperatorError(
+        return StoreAccessError(
             "AWS: no credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, an "
             "AWS profile, or run on a machine with an instance role."
         )
-    if isinstance(exc, EndpointConnectionError):
-        return OperatorError(
-            f"AWS S3: cannot reach the endpoint ({exc.kwargs.get('endpoint_url', '?')}). Check "
-            "AWS_REGION and AWS_ENDPOINT_URL, and the network."
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "?")
+        return StoreAccessError(
+            f"AWS S3: cannot reach the endpoint {endpoint}. Check AWS_ENDPOINT_URL (unset it for "
+            "AWS itself) and AWS_REGION, and that this machine may reach S3 (network, proxy, VPC endpoint)."
         )
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code == "NoSuchBucket":
-            return OperatorError(
-                f"AWS S3: bucket '{bucket}' does not exist. Check AWS_S3_BUCKET_NAME (and the "
-                "account you are using)."
-            )
-        if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
-            return OperatorError(
-                f"AWS S3: access denied to bucket '{bucket}'. Attach the policy in "
-                "aws/iam-policy-runtime.json to the pipeline's role or user."
-            )
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return OperatorError(
-                "AWS: the access key is invalid or its secret does not match. Check "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
-            )
-        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException") or status == 301:
-            actual = error.get("Region") or exc.response.get("ResponseMetadata", {}).get(
-                "HTTPHeaders", {}
-            ).get("x-amz-bucket-region")
+        actual = _aws_region_hint(exc)
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
+                    "301", "TemporaryRedirect") or status == 301 or (
+                code in ("400", "BadRequest") and actual and actual != region):
             hint = f" The bucket is in {actual}." if actual else ""
-            return OperatorError(
+            return StoreAccessError(
                 f"AWS S3: bucket '{bucket}' is not in region {region or '(unset)'}.{hint} Set "
-                "AWS_REGION to the bucket's region."
+                "AWS_REGION to the bucket's region (and AWS_ENDPOINT_URL, if set, to that region's endpoint)."
+            )
+        if code == "NoSuchBucket":
+            return StoreAccessError(
+                f"AWS S3: bucket '{bucket}' does not exist. Check AWS_S3_BUCKET_NAME (and the "
+                "account and AWS_ENDPOINT_URL you are using)."
+            )
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+                    "TokenRefreshRequired"):
+            return StoreAccessError(
+                "AWS: the credentials are invalid or expired. Check AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or renew the session/role credentials)."
+            )
+        if code in ("AccessDenied", "AllAccessDisabled", "403", "KMS.AccessDeniedException") or status == 403:
+            return StoreAccessError(
+                f"AWS S3: access denied to bucket '{bucket}' ({exc.operation_name}). Attach the policy "
+                "in aws/iam-policy-runtime.json (bucket and S3_BASE_PATH filled in) to the pipeline's "
+                "role or user; with OV_S3_KMS_KEY_ID, the key policy must allow it too."
             )
     return exc

@@ -1,0 +1,132 @@
+"""The S3 store against moto's server: checksums, encryption, metadata, conditional puts,
+multipart, server-side copies; and the local store's same promises."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from ov_assets.resources.object_store import (
+    IntegrityError,
+    LocalObjectStore,
+    ObjectExists,
+    S3ObjectStore,
+    b64_of_hex,
+)
+from ov_assets_tests.archive_support import client, store_resource
+
+
+def _file(tmp_path: Path, name: str, data: bytes) -> tuple[Path, str]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+def test_put_sends_sha256_sse_metadata_and_content_type(s3_endpoint, s3_bucket, tmp_path):
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path).open()
+    assert isinstance(store, S3ObjectStore)
+    path, sha = _file(tmp_path, "RE1_20251008_093221.pdf", b"%PDF-1.4 hola\n" * 50)
+    store.put("k/RE1_20251008_093221.pdf", path, sha, "application/pdf", {"empresa": "afinia", "numero_radicado": "1"})
+    head = client(s3_endpoint).head_object(Bucket=s3_bucket, Key="k/RE1_20251008_093221.pdf", ChecksumMode="ENABLED")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ContentType"] == "application/pdf"
+    assert head["Metadata"] == {"empresa": "afinia", "numero_radicado": "1", "sha256": sha}
+    assert head["ChecksumSHA256"] == b64_of_hex(sha)
+    body = client(s3_endpoint).get_object(Bucket=s3_bucket, Key="k/RE1_20251008_093221.pdf")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha == store.verified_sha256("k/RE1_20251008_093221.pdf")
+    assert store.head("k/RE1_20251008_093221.pdf").sha256 == sha
+    assert store.head("k/missing") is None
+
+
+def test_kms_key_means_sse_kms(s3_endpoint, s3_bucket, tmp_path):
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path, kms_key_id="alias/ov-assets").open()
+    path, sha = _file(tmp_path, "a.json", b'{"a": 1}')
+    store.put("k/a.json", path, sha, "application/json", {})
+    head = client(s3_endpoint).head_object(Bucket=s3_bucket, Key="k/a.json")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"].endswith("alias/ov-assets")
+
+
+def test_put_never_overwrites(s3_endpoint, s3_bucket, tmp_path):
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path).open()
+    client(s3_endpoint).put_object(Bucket=s3_bucket, Key="k/x.pdf", Body=b"someone else's bytes")
+    path, sha = _file(tmp_path, "x.pdf", b"ours")
+    with pytest.raises(ObjectExists):
+        store.put("k/x.pdf", path, sha, "application/pdf", {}, only_if_absent=True)
+    body = client(s3_endpoint).get_object(Bucket=s3_bucket, Key="k/x.pdf")["Body"].read()
+    assert body == b"someone else's bytes"
+    assert store.verified_sha256("k/x.pdf") == hashlib.sha256(body).hexdigest()
+
+
+def test_changed_landing_file_is_refused(s3_endpoint, s3_bucket, tmp_path):
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path).open()
+    path, sha = _file(tmp_path, "x.json", b"indexed bytes")
+    path.write_bytes(b"changed since")
+    with pytest.raises(IntegrityError):
+        store.put("k/x.json", path, sha, "application/json", {})
+    assert store.head("k/x.json") is None
+
+
+def test_multipart_sends_part_checksums_and_verifies_composite(s3_endpoint, s3_bucket, tmp_path):
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path, multipart_threshold_mb=5,
+                           multipart_chunksize_mb=5).open()
+    data = os.urandom((5 << 20) * 2 + 12345)
+    path, sha = _file(tmp_path, "big.jpg", data)
+    store.put("k/big.jpg", path, sha, "image/jpeg", {"empresa": "aire"})
+    head = client(s3_endpoint).head_object(Bucket=s3_bucket, Key="k/big.jpg", ChecksumMode="ENABLED")
+    assert "-" in head["ETag"]  # really multipart
+    assert head["ServerSideEncryption"] == "AES256" and head["Metadata"]["sha256"] == sha
+    parts = [data[i:i + (5 << 20)] for i in range(0, len(data), 5 << 20)]
+    composite = base64.b64encode(hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).digest()).decode()
+    assert head["ChecksumSHA256"].split("-")[0] == composite
+    stored = store.head("k/big.jpg")
+    assert stored.sha256 == sha and not stored.verified  # from metadata: a composite is not a file hash
+    assert store.verified_sha256("k/big.jpg") == sha  # recomputed from the bytes
+
+
+def test_copy_computes_full_sha256_and_refuses_taken_keys(s3_endpoint, s3_bucket, tmp_path):
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path, multipart_threshold_mb=5,
+                           multipart_chunksize_mb=5).open()
+    data = os.urandom((5 << 20) + 10)
+    path, sha = _file(tmp_path, "big.jpg", data)
+    store.put("old/big.jpg", path, sha, "image/jpeg", {"empresa": "aire"})
+    store.copy("old/big.jpg", "new/big.jpg", sha)
+    stored = store.head("new/big.jpg")
+    assert stored.verified and stored.sha256 == sha  # S3's own full-object SHA-256 of the copy
+    head = client(s3_endpoint).head_object(Bucket=s3_bucket, Key="new/big.jpg")
+    assert head["ContentType"] == "image/jpeg" and head["ServerSideEncryption"] == "AES256"
+    assert head["Metadata"] == {"empresa": "aire", "sha256": sha}
+    with pytest.raises(ObjectExists):
+        store.copy("old/big.jpg", "new/big.jpg", sha)
+    with pytest.raises(IntegrityError):
+        store.copy("old/big.jpg", "other/big.jpg", "0" * 64)
+
+
+def test_client_config_bounds_pool_and_retries(tmp_path):
+    res = store_resource("http://127.0.0.1:9", "b-b-b", tmp_path, max_workers=24, max_attempts=6)
+    cfg = res.client_config()
+    assert cfg.max_pool_connections == 26
+    assert cfg.retries == {"mode": "adaptive", "max_attempts": 6}
+    store = res.open()
+    assert store.client.meta.config.max_pool_connections == 26
+
+
+def test_local_store_same_promises(tmp_path):
+    store = LocalObjectStore(tmp_path / "store")
+    (tmp_path / "store").mkdir()
+    path, sha = _file(tmp_path, "a.pdf", b"abc")
+    store.put("x/a.pdf", path, sha, "application/pdf", {})
+    assert store.bucket == "local" and store.url("x/a.pdf").startswith("file://")
+    with pytest.raises(ObjectExists):
+        store.put("x/a.pdf", path, sha, "application/pdf", {}, only_if_absent=True)
+    store.put("x/a.pdf", path, sha, "application/pdf", {})  # reports are rewritten in place
+    with pytest.raises(IntegrityError):
+        store.put("x/b.pdf", path, "0" * 64, "application/pdf", {})
+    store.copy("x/a.pdf", "y/a.pdf", sha)
+    assert store.verified_sha256("y/a.pdf") == sha
+    store.delete("x/a.pdf")
+    assert store.head("x/a.pdf") is None
