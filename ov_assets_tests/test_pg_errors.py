@@ -1,0 +1,95 @@
+"""Operator messages for PostgreSQL failures and retries on transient ones, with real servers."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from ov_assets import loading
+from ov_assets.errors import ConfigurationError, OperatorError
+from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource, wait_for_file, wait_until
+from ov_assets_tests.support import free_port
+
+
+def test_authentication_failure(pg15_server):
+    ci = pg15_server.conninfo("postgres")
+    pg = resource({**ci, "password": "wrong-" + str(ci.get("password"))}, retries=3)
+    with pytest.raises(OperatorError, match="authentication failed.*POSTGRES_USER and POSTGRES_PASSWORD") as e:
+        pg.run(lambda conn: None, migrate=False)
+    assert str(ci.get("password")) not in str(e.value)
+
+
+def test_unknown_database(pg_conninfo):
+    pg = resource({**pg_conninfo, "dbname": "ov_no_such_db"}, retries=3)
+    with pytest.raises(OperatorError, match="database in POSTGRES_DB does not exist"):
+        pg.run(lambda conn: None)
+
+
+def test_unreachable_host():
+    pg = resource({"host": "127.0.0.1", "port": free_port(), "dbname": "x", "user": "x"}, retries=1,
+                  connect_timeout_s=2)
+    with pytest.raises(OperatorError, match="cannot connect. Check POSTGRES_HOST and POSTGRES_PORT"):
+        pg.run(lambda conn: None)
+
+
+def test_missing_relation_says_run_the_migrations(pg_conninfo, data_dir):
+    frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
+    (day, empresa), = partitions_of(frame)
+    pg = resource(pg_conninfo, retries=0)
+    with pytest.raises(OperatorError, match=r"Run the migrations: `ov-assets migrate`"):
+        pg.run(lambda conn: loading.load_partition(conn, empresa, day, frame, "r"), migrate=False)
+
+
+def test_ssl_settings(pg_conninfo, tmp_path):
+    with pytest.raises(ConfigurationError, match="POSTGRES_SSLROOTCERT=.*does not exist"):
+        resource(pg_conninfo, sslmode="verify-full", sslrootcert=str(tmp_path / "missing.pem")).conninfo()
+    with pytest.raises(ConfigurationError, match="POSTGRES_SSLMODE='bogus'"):
+        resource(pg_conninfo, sslmode="bogus").conninfo()
+    # verify-full without a CA file trusts the system CAs (CONTRACT §8)
+    assert resource(pg_conninfo, sslmode="verify-full").conninfo()["sslrootcert"] == "system"
+    if str(pg_conninfo["host"]).startswith("/"):
+        return  # Unix socket: libpq never uses SSL there
+    # The test server speaks no SSL: verify-full fails at once with the SSL message, no retries.
+    pg = resource(pg_conninfo, sslmode="verify-full", retries=3)
+    with pytest.raises(OperatorError, match="SSL failed.*POSTGRES_SSLMODE and POSTGRES_SSLROOTCERT"):
+        pg.run(lambda conn: None)
+
+
+def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, monkeypatch):
+    """The backend is terminated (as in a failover) while the load waits before COMMIT; the
+    retry on a new connection completes it, and exactly one audit row is written."""
+    frame = landing_frames(data_dir, days_back(1), empresas=("afinia",), n=8)
+    migrate(pg_conninfo)
+    (day, empresa), = partitions_of(frame)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    monkeypatch.setenv("OV_TEST_LOAD_BARRIER", f"commit:{barrier}")
+    pg = resource(pg_conninfo, retries=3)
+    result: dict[str, object] = {}
+
+    def load() -> None:
+        try:
+            result["counts"] = pg.run(lambda conn: loading.load_partition(conn, empresa, day, frame, "failover"))
+        except BaseException as exc:  # noqa: BLE001
+            result["error"] = exc
+
+    t = threading.Thread(target=load)
+    t.start()
+    wait_for_file(barrier / "commit.reached")
+    with psycopg.connect(**pg_conninfo, autocommit=True) as admin:
+        (pid,) = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ov-assets' "
+            "AND state = 'idle in transaction'").fetchone()
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until(lambda: admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                         (pid,)).fetchone() == (0,), what="backend gone")
+    (barrier / "commit.release").touch()
+    t.join(timeout=120)
+    assert "error" not in result, result.get("error")
+    counts = result["counts"]
+    assert counts.db_inserted == frame.filter(frame["is_winner"]).height
+    with psycopg.connect(**pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM data_general.ov_load_audit").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM data_general.ov_afinia").fetchone() == (counts.db_inserted,)
