@@ -1,0 +1,164 @@
+"""Run-failure alerts against a local HTTP receiver (Slack webhook) and a local SMTP server
+(aiosmtpd): job, run id, partition, step and error class, never personal data."""
+
+from __future__ import annotations
+
+import json
+import threading
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import dagster as dg
+import pytest
+
+from ov_assets.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
+from ov_assets.errors import OperatorError
+from ov_assets_tests.support import free_port
+
+PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
+PARTITION = "2025-10-08|afinia"
+parts = dg.MultiPartitionsDefinition({"date": dg.StaticPartitionsDefinition(["2025-10-08"]),
+                                      "empresa": dg.StaticPartitionsDefinition(["afinia", "aire"])})
+
+
+@dg.asset(partitions_def=parts)
+def leaky() -> None:
+    raise ValueError(f"bad value {PERSONAL}")  # a library error quoting a record's values
+
+
+@dg.asset(partitions_def=parts)
+def operator_problem() -> None:
+    raise OperatorError("PostgreSQL host:5432/ov: cannot connect. Check POSTGRES_HOST and POSTGRES_PORT.")
+
+
+def failed_context(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> dg.RunFailureSensorContext:
+    job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("pqr_landing_job", partitions_def=parts)]
+                         ).resolve_job_def("pqr_landing_job")
+    result = job.execute_in_process(partition_key=PARTITION, instance=instance, raise_on_error=False)
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    failure = [e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE"][0]
+    return dg.build_run_status_sensor_context(sensor_name="run_failure_alerts", dagster_event=failure,
+                                              dagster_instance=instance, dagster_run=run).for_run_failure()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+    status = 200
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+        self.send_response(type(self).status)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, type[_Receiver]]]:
+    handler = type("Receiver", (_Receiver,), {"received": [], "status": 200})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
+    from aiosmtpd.controller import Controller
+
+    box = _Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, box
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def test_slack_and_email_alert_without_personal_data(instance, webhook, smtp_server, monkeypatch) -> None:
+    url, receiver = webhook
+    port, box = smtp_server
+    monkeypatch.setenv("OV_SLACK_WEBHOOK_URL", url)
+    monkeypatch.setenv("OV_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("OV_SMTP_PORT", str(port))
+    monkeypatch.setenv("OV_ALERT_FROM", "ov-assets@example.org")
+    monkeypatch.setenv("OV_ALERT_TO", "ops@example.org, data@example.org")
+    context = failed_context(leaky, instance)
+    run_failure_alerts(context)
+
+    [post] = receiver.received
+    assert post["path"] == "/services/T000/B000/XXXX"
+    text = post["json"]["text"]
+    run_id = context.dagster_run.run_id
+    assert "pqr_landing_job" in text and run_id in text and PARTITION in text
+    assert "step leaky: ValueError" in text
+    for value in PERSONAL.split():
+        assert value not in text
+
+    [(sender, rcpts, raw)] = box.messages
+    assert sender == "ov-assets@example.org" and rcpts == ["ops@example.org", "data@example.org"]
+    mail = message_from_bytes(raw)
+    assert mail["Subject"] == f"[ov-assets] run failed: pqr_landing_job [{PARTITION}]"
+    body = mail.get_payload(decode=True).decode()
+    assert run_id in body and "ValueError" in body
+    for value in PERSONAL.split():
+        assert value not in raw.decode("utf-8", "replace")
+
+
+def test_operator_errors_keep_their_message(instance, webhook, monkeypatch) -> None:
+    url, receiver = webhook
+    monkeypatch.setenv("OV_SLACK_WEBHOOK_URL", url)
+    run_failure_alerts(failed_context(operator_problem, instance))
+    text = receiver.received[0]["json"]["text"]
+    assert "step operator_problem: OperatorError: PostgreSQL host:5432/ov: cannot connect." in text
+
+
+def test_nothing_configured_sends_nothing(instance, webhook, monkeypatch) -> None:
+    _, receiver = webhook
+    for name in ("OV_SLACK_WEBHOOK_URL", "OV_SMTP_HOST", "OV_ALERT_TO"):
+        monkeypatch.delenv(name, raising=False)
+    run_failure_alerts(failed_context(leaky, instance))
+    assert receiver.received == []
+
+
+def test_delivery_failure_is_reported_without_the_url(instance, webhook) -> None:
+    url, receiver = webhook
+    receiver.status = 500
+    alert = build_alert(failed_context(leaky, instance))
+    failed = deliver(alert, AlertSettings(slack_webhook_url=url))
+    assert failed == ["slack (HTTPError)"]
+    dead = deliver(alert, AlertSettings(smtp_host="127.0.0.1", smtp_port=free_port(), alert_to=("a@example.org",),
+                                        timeout_s=2))
+    assert dead == ["email (ConnectionRefusedError)"]
+
+
+def test_alert_sensor_is_in_the_definitions_and_on_by_default() -> None:
+    from ov_assets.definitions import defs
+
+    sensor = defs.get_sensor_def("run_failure_alerts")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

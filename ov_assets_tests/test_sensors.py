@@ -1,0 +1,157 @@
+"""The landing sensor: one request per affected partition, cursor replay gives none, growing
+files wait, thousands of files stay cheap."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from ov_assets.automation.landing_runs import WINDOW, plan_landing_runs
+from ov_assets.automation.sensors import landing_sensor
+from ov_assets.contract import today_bogota
+from ov_assets.generator import write_day
+from ov_assets.landing import landing_dir
+from ov_assets.landing_index import LandingIndex
+from ov_assets.resources import LandingResource
+
+
+def _age(paths: list[Path], seconds: float = 60) -> None:
+    past = time.time() - seconds
+    for p in paths:
+        os.utime(p, (past, past))
+
+
+def tick(data_dir: Path, cursor: str | None) -> dg.SensorResult:
+    from ov_assets.definitions import defs
+
+    context = dg.build_sensor_context(cursor=cursor, resources={"landing": LandingResource(data_dir=str(data_dir))},
+                                      repository_def=defs.get_repository_def())
+    return landing_sensor(context)
+
+
+def requests(result: dg.SensorResult) -> dict[str, dg.RunRequest]:
+    return {r.partition_key: r for r in result.run_requests or []}
+
+
+def days_ago(n: int) -> dt.date:
+    return today_bogota() - dt.timedelta(days=n)
+
+
+def test_new_files_across_partitions_one_request_each_and_replay_gives_none(data_dir: Path) -> None:
+    d1, d2 = days_ago(3), days_ago(1)
+    files = []
+    for empresa, day in (("afinia", d1), ("afinia", d2), ("aire", d2)):
+        files += write_day(data_dir, empresa, day, n=4).files
+    _age(files)
+    first = tick(data_dir, None)
+    got = requests(first)
+    assert sorted(got) == sorted([f"{d1}|afinia", f"{d2}|afinia", f"{d2}|aire"])
+    for key, r in got.items():
+        assert r.run_key.startswith(f"{key}:") and len(r.run_key) == len(key) + 17
+        assert r.tags == {"ov/partition": key, "ov/empresa": key.split("|")[1], "ov/mode": "sensor"}
+    assert landing_sensor.job_name == "pqr_landing_job"
+
+    replay = tick(data_dir, first.cursor)
+    assert not replay.run_requests
+
+    # A new batch in one partition: one request, a new run key for that partition.
+    more = write_day(data_dir, "afinia", d1, n=6, seed=7, broken=False).files
+    _age(more)
+    second = tick(data_dir, replay.cursor)
+    assert list(requests(second)) == [f"{d1}|afinia"]
+    assert requests(second)[f"{d1}|afinia"].run_key != got[f"{d1}|afinia"].run_key
+    assert not tick(data_dir, second.cursor).run_requests
+
+
+def test_run_key_is_partition_plus_digest_of_its_new_files(tmp_path: Path, monkeypatch) -> None:
+    keys = []
+    for i in range(2):
+        d = tmp_path / f"d{i}"
+        d.mkdir()
+        files = write_day(d, "aire", days_ago(2), n=3, broken=False).files
+        for p in files:
+            os.utime(p, (1_700_000_000, 1_700_000_000))
+        keys.append(requests(tick(d, None))[f"{days_ago(2)}|aire"].run_key)
+    assert keys[0] == keys[1]  # same names, sizes and mtimes -> same key
+
+
+def test_growing_file_waits_until_stable(data_dir: Path) -> None:
+    day = days_ago(2)
+    folder = landing_dir(data_dir, "aire")
+    folder.mkdir(parents=True)
+    path = folder / f"RE123_data_{day:%Y%m%d}_101010.json"
+    record = {"numero_radicado": "R1", "fecha": f"{day:%Y/%m/%d} 09:00", "estado_solicitud": "Radicado"}
+    path.write_text(json.dumps(record)[:20])  # half written, modified just now
+    first = tick(data_dir, None)
+    assert not first.run_requests
+    path.write_text(json.dumps(record))  # still being written
+    second = tick(data_dir, first.cursor)
+    assert not second.run_requests
+    _age([path], 10)  # done: not modified for longer than the stability cutoff
+    third = tick(data_dir, second.cursor)
+    assert list(requests(third)) == [f"{day}|aire"]
+    assert not tick(data_dir, third.cursor).run_requests
+
+
+def test_files_indexed_by_a_run_before_the_tick_are_still_dispatched(data_dir: Path) -> None:
+    first = tick(data_dir, None)  # empty folder
+    day = days_ago(4)
+    files = write_day(data_dir, "afinia", day, n=3).files
+    _age(files)
+    LandingIndex(data_dir).refresh("afinia", today_bogota())  # e.g. raw_pqr_files of another run
+    second = tick(data_dir, first.cursor)
+    assert list(requests(second)) == [f"{day}|afinia"]
+
+
+def test_pdf_arriving_after_its_record_goes_to_the_records_partition(data_dir: Path) -> None:
+    day = days_ago(5)
+    files = write_day(data_dir, "aire", day, n=2, broken=False).files
+    pdfs = [p for p in files if p.suffix == ".pdf" and "_data_" not in p.name]
+    held = {p: p.read_bytes() for p in pdfs}
+    for p in pdfs:
+        p.unlink()
+    _age([p for p in files if p.exists()])
+    first = tick(data_dir, None)
+    assert list(requests(first)) == [f"{day}|aire"]
+    for p, data in held.items():
+        p.write_bytes(data)
+    _age(list(held))
+    second = tick(data_dir, first.cursor)
+    assert list(requests(second)) == [f"{day}|aire"]
+    assert requests(second)[f"{day}|aire"].run_key != requests(first)[f"{day}|aire"].run_key
+
+
+def test_cursor_forgets_what_left_the_window(data_dir: Path) -> None:
+    files = write_day(data_dir, "afinia", days_ago(1), n=2).files
+    _age(files)
+    first = plan_landing_runs(LandingIndex(data_dir), None)
+    later = dt.datetime.now(dt.timezone.utc) + WINDOW * 3
+    second = plan_landing_runs(LandingIndex(data_dir), first.cursor, now=later)
+    assert not second.runs
+    assert json.loads(second.cursor)["sent"] == {}
+
+
+def test_thousands_of_files_are_cheap_and_replay_opens_nothing(data_dir: Path) -> None:
+    files = []
+    for i in range(8):
+        files += write_day(data_dir, ("afinia", "aire")[i % 2], days_ago(1 + i // 2), n=120, broken=False).files
+    _age(files)
+    assert len(files) >= 2000
+    index = LandingIndex(data_dir)
+    started = time.perf_counter()
+    plan = plan_landing_runs(index, None)
+    elapsed = time.perf_counter() - started
+    assert len(plan.runs) == 8
+    assert index.files_opened == len(files)  # each new file opened once
+    assert elapsed < 30, elapsed
+    assert len(plan.cursor) < 200_000
+    index2 = LandingIndex(data_dir)
+    started = time.perf_counter()
+    replay = plan_landing_runs(index2, plan.cursor)
+    assert not replay.runs and index2.files_opened == 0
+    assert time.perf_counter() - started < 5
