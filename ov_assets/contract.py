@@ -111,14 +111,14 @@ HASH_SEPARATOR = "\x1f"
 EXTRACTION_TS_FORMAT = "%Y%m%d_%H%M%S"
 FECHA_OUTPUT_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
-# UTF-8 read as cp1252/Latin-1 turns every multi-byte sequence into a lead character
-# (Â..ô) followed by a continuation character (U+0080..U+00BF or cp1252's specials).
-# Only text with such a pair is handed to ftfy: plain Spanish text never pays for it.
-_MOJIBAKE_HINT = re.compile(
-    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
-    "\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]"
-)
-# Accepted fecha forms (CONTRACT §3), ASCII digits only; seconds optional in every form.
+# ``repair`` is exactly ``ftfy.fix_encoding``, which returns its input unchanged unless
+# ``ftfy.badness.is_bad`` finds a suspicious sequence (a costly regex). Every such sequence
+# holds a non-ASCII character outside plain Spanish letters, or two non-ASCII characters side
+# by side (checked exhaustively against ftfy's patterns for every string of one Spanish letter
+# and up to three ASCII characters; the longer patterns all need other characters). Text
+# without either skips ftfy: correct Spanish text never pays for it.
+_SPANISH = "áéíóúüñÁÉÍÓÚÜÑ¿¡"
+_MAYBE_MOJIBAKE = re.compile(f"[^\x00-\x7f{_SPANISH}]|[^\x00-\x7f][^\x00-\x7f]")
 _FECHA_YMD = re.compile(
     r"([0-9]{4})(?:/([0-9]{2})/([0-9]{2}) |-([0-9]{2})-([0-9]{2})[ T])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
 _FECHA_DMY = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
@@ -136,7 +136,7 @@ _DOCUMENTO = re.compile(r"[0-9]{3,15}(?:-[0-9])?")
 def repair(text: str) -> str:
     """Undo UTF-8 misread as cp1252/Latin-1, and nothing else (no quote straightening,
     no entity unescaping, no NFKC)."""
-    if text.isascii() or not _MOJIBAKE_HINT.search(text):
+    if text.isascii() or not _MAYBE_MOJIBAKE.search(text):
         return text
     return ftfy.fix_encoding(text)
 

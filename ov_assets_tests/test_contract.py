@@ -1,0 +1,305 @@
+"""CONTRACT §3-§4, one test (or parametrized case) per rule: each fails if its rule is broken."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ov_assets.contract import (
+    BUSINESS_FIELDS,
+    FIELD_LIMITS,
+    REQUIRED_FIELDS,
+    Reject,
+    ValidRecord,
+    canonical,
+    canonical_with_flag,
+    hash_registro,
+    parse_fecha,
+    repair,
+    validate_record,
+)
+from ov_assets.records import decode_bytes, evaluate_file
+from ov_assets_tests.bad_corpus import base_record
+
+DAY = dt.date(2025, 10, 8)
+TODAY = dt.date(2025, 10, 9)
+
+
+def rec(**over: object) -> dict:
+    return base_record(DAY, "202510080012345", **over)
+
+
+def valid(obj: dict) -> ValidRecord:
+    out = validate_record(obj, TODAY)
+    assert isinstance(out, ValidRecord), out
+    return out
+
+
+def rejected(obj: dict) -> Reject:
+    out = validate_record(obj, TODAY)
+    assert isinstance(out, Reject), out
+    return out
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+def test_utf8_with_and_without_bom_decode_alike() -> None:
+    data = json.dumps(rec(), ensure_ascii=False).encode()
+    plain, bom = decode_bytes(data), decode_bytes(b"\xef\xbb\xbf" + data)
+    assert plain == bom == (rec(), [])
+
+
+def test_cp1252_fallback_is_flagged() -> None:
+    data = json.dumps(rec(nombres_apellidos="Peñaloza Ñáñez “Jr”"), ensure_ascii=False).encode("cp1252")
+    obj, warnings = decode_bytes(data)
+    assert obj["nombres_apellidos"] == "Peñaloza Ñáñez “Jr”"
+    assert warnings == ["decoded_cp1252"]
+    out = evaluate_file("X_data_20251008_100000.json", data, "0" * 64, TODAY)
+    assert out.record is not None and out.record.warnings == ["decoded_cp1252"]
+
+
+def test_undecodable_bytes() -> None:
+    assert decode_bytes(b'{"a": "\x81"}').code == "undecodable"  # 0x81 is undefined in cp1252
+
+
+@pytest.mark.parametrize("data,code", [
+    (b"", "empty_file"), (b" \n", "empty_file"), (b"{", "invalid_json"), (b"[]", "not_an_object"),
+    (b'"x"', "not_an_object"), (b'{"a": 1, "a": 2}', "invalid_json"),
+])
+def test_file_level_rejects(data: bytes, code: str) -> None:
+    assert decode_bytes(data).code == code
+
+
+@pytest.mark.parametrize("broken,fixed", [
+    ("ReclamaciÃ³n", "Reclamación"),
+    ("Ã‘Ã¡Ã±ez PeÃ±aloza", "Ñáñez Peñaloza"),
+    ("FacturaciÃ³n de energÃ­a", "Facturación de energía"),
+])
+def test_mojibake_is_repaired_and_flagged(broken: str, fixed: str) -> None:
+    assert canonical_with_flag(broken) == (fixed, True)
+    out = valid(rec(cuerpo_reclamacion=broken))
+    assert out.values["cuerpo_reclamacion"] == fixed
+    assert "text_repaired" in out.warnings
+
+
+@pytest.mark.parametrize("text", [
+    "“comillas” ‘curvas’ — guion", "&amp; &lt;b&gt; &#233;", "ﬁ ﬂ ｆｕｌｌ ① ²", "Ñáñez Peñaloza", "½ kWh ¿qué?",
+])
+def test_repair_changes_nothing_else(text: str) -> None:
+    """No quote straightening, no entity unescaping, no NFKC; correct Spanish is not 'repaired'."""
+    assert repair(text) == text
+    assert canonical_with_flag(text) == (text, False)
+    mixed = "ReclamaciÃ³n " + text
+    assert canonical(mixed) == "Reclamación " + text
+
+
+def test_nfc_is_not_a_repair() -> None:
+    value, flagged = canonical_with_flag("Jose\u0301 Mun\u0303oz")
+    assert value == "José Muñoz" and not flagged
+    assert "text_repaired" not in valid(rec(nombres_apellidos="Jose\u0301")).warnings
+
+
+# --- canonical values ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw,expected", [
+    (None, ""), ("", ""), ("  a  b  ", "a b"), ("a\tb\nc\r\nd", "a b c d"),
+    ("a\x1cb\x1dc\x1ed\x1fe", "a b c d e"), ("a\u00a0b\u2003c\u3000d\u2028e", "a b c d e"),
+    ("e\x85f", "e…f"),  # a C1 control is cp1252 misread as Latin-1: ftfy.fix_encoding restores it
+    ("a\x0bb\x0cc", "a b c"), (123, "123"), (True, "True"), (1.5, "1.5"),
+])
+def test_canonical(raw: object, expected: str) -> None:
+    assert canonical(raw) == expected
+
+
+def _reference_canonical(v: object) -> str:
+    import ftfy
+
+    s = "" if v is None else str(v)
+    return " ".join(unicodedata.normalize("NFC", ftfy.fix_encoding(s)).split())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(list("abcñÑáéíóúü ¿?\t\n\x1c\x1f\u00a0\u0301") + ["Ã³", "Ã±", "Ã¡", "Â"])).map("".join))
+def test_canonical_matches_the_contract_formula(text: str) -> None:
+    assert canonical(text) == _reference_canonical(text)
+
+
+# --- fecha ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [
+    "2025/10/08 09:32", "2025/10/08 09:32:00", "2025-10-08 09:32", "2025-10-08 09:32:00",
+    "2025-10-08T09:32", "2025-10-08T09:32:00", "08/10/2025 09:32", "08/10/2025 09:32:00", "  2025/10/08   09:32 ",
+])
+def test_accepted_fecha_formats(raw: str) -> None:
+    out = valid(rec(fecha=raw))
+    assert out.values["fecha"] == "2025-10-08T09:32:00"
+    assert out.fecha == dt.datetime(2025, 10, 8, 9, 32)
+
+
+def test_fecha_seconds_kept() -> None:
+    assert valid(rec(fecha="08/10/2025 09:32:17")).values["fecha"] == "2025-10-08T09:32:17"
+
+
+@pytest.mark.parametrize("raw", [
+    "ayer", "2025/10/08", "09:32", "2025/13/01 09:32", "2023/02/29 10:00", "2025/10/08 24:00", "2025/1/8 9:32",
+    "08-10-2025 09:32", "2025/10-08 09:32", "٢٠٢٥/١٠/٠٨ ٠٩:٣٢", "2025/10/08 09:32 PM", "20251008_093200",
+])
+def test_bad_fecha(raw: str) -> None:
+    out = rejected(rec(fecha=raw))
+    assert out.code == "bad_fecha" and "fecha" in out.detail
+    assert parse_fecha(raw.strip()) is None
+
+
+@pytest.mark.parametrize("raw,ok", [
+    ("2020/09/30 23:59", False), ("2020/10/01 00:00", True), ("2025/10/09 23:59", True), ("2025/10/10 00:00", False),
+])
+def test_fecha_range(raw: str, ok: bool) -> None:
+    out = validate_record(rec(fecha=raw), TODAY)
+    if ok:
+        assert isinstance(out, ValidRecord)
+    else:
+        assert isinstance(out, Reject) and out.code == "fecha_out_of_range" and "fecha" in out.detail
+
+
+# --- hard rejects ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", REQUIRED_FIELDS)
+@pytest.mark.parametrize("value", ["<absent>", None, "", "   ", "\t\x1f\n"])
+def test_missing_required(field: str, value: object) -> None:
+    obj = rec()
+    if value == "<absent>":
+        del obj[field]
+    else:
+        obj[field] = value
+    out = rejected(obj)
+    assert out.code == "missing_required" and field in out.detail
+
+
+@pytest.mark.parametrize("field,limit", sorted(FIELD_LIMITS.items()))
+def test_value_too_long(field: str, limit: int) -> None:
+    at_limit = ("a" * (limit - 12) + "@example.com") if field == "correo_electronico" else "7" * limit
+    over = ("a" * (limit - 11) + "@example.com") if field == "correo_electronico" else "7" * (limit + 1)
+    assert isinstance(validate_record(rec(**{field: at_limit}), TODAY), ValidRecord)
+    out = rejected(rec(**{field: over}))
+    assert out.code == "value_too_long" and field in out.detail
+
+
+def test_length_is_of_the_canonical_value() -> None:
+    assert isinstance(validate_record(rec(nic="  " + "7" * 50 + "  "), TODAY), ValidRecord)
+
+
+@pytest.mark.parametrize("field", [f for f in BUSINESS_FIELDS if f not in FIELD_LIMITS and f != "fecha"])
+def test_other_fields_unbounded(field: str) -> None:
+    big = "x" * 200_000
+    if field in ("numero_radicado",):
+        pytest.skip("limited")
+    out = valid(rec(**{field: big}))
+    assert out.values[field] == big
+
+
+# --- soft rules ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value,warning", [
+    ("nic", "12345", None), ("nic", "123456789012", None), ("nic", "1234", "nic_invalid"),
+    ("nic", "1234567890123", "nic_invalid"), ("nic", "73O1245", "nic_invalid"), ("nic", "", None),
+    ("correo_electronico", "ana.perez+pqr@mail.example.co", None), ("correo_electronico", "ana@", "email_invalid"),
+    ("correo_electronico", "ana perez@example.com", "email_invalid"), ("correo_electronico", "ana@example", "email_invalid"),
+    ("celular", "3001234567", None), ("celular", "300 123 4567", None), ("celular", "+57 300 123 4567", None),
+    ("celular", "+573001234567", None), ("celular", "300-123-4567", None), ("celular", "(300) 123 4567", None),
+    ("celular", "2001234567", "celular_invalid"), ("celular", "300123456", "celular_invalid"),
+    ("celular", "30012345678", "celular_invalid"), ("celular", "+1 300 123 4567", "celular_invalid"),
+    ("celular", "5730012345", "celular_invalid"), ("celular", "tel 3001234567", "celular_invalid"),
+    ("telefono", "6053456789", None), ("telefono", "605 345 6789", None), ("telefono", "+57 601 234 5678", None),
+    ("telefono", "3456789", "telefono_invalid"), ("telefono", "6153456789", "telefono_invalid"),
+    ("telefono", "0000000000", "telefono_invalid"),
+    ("documento_identidad", "1045678912", None), ("documento_identidad", "900123456-7", None),
+    ("documento_identidad", "CC1045678912", "documento_invalid"), ("documento_identidad", "1.045.678.912", "documento_invalid"),
+    ("documento_identidad", "900123456-78", "documento_invalid"),
+])
+def test_soft_rules(field: str, value: str, warning: str | None) -> None:
+    out = valid(rec(**{field: value}))
+    expected = [warning] if warning else []
+    assert out.warnings == expected
+
+
+def test_unknown_keys() -> None:
+    assert valid(rec()).warnings == []
+    assert valid(rec(tabla_historial=[{"a": 1}], tabla_x="y")).warnings == []
+    assert valid(rec(otro="x")).warnings == ["unknown_keys"]
+    meta_only = {k: v for k, v in rec().items() if k in BUSINESS_FIELDS}
+    assert valid(meta_only).warnings == []  # extraction metadata is optional
+
+
+def test_warnings_are_codes_and_the_row_loads() -> None:
+    out = valid(rec(nic="x", otro=1, cuerpo_reclamacion="ReclamaciÃ³n"))
+    assert out.warnings == ["nic_invalid", "unknown_keys", "text_repaired"]
+
+
+# --- hash_registro ------------------------------------------------------------------------------
+
+_REF_FIELDS = ("nic", "fecha", "documento_identidad", "nombres_apellidos", "lectura", "correo_electronico",
+               "telefono", "celular", "tipo_pqr", "canal_respuesta", "documento_prueba", "cuerpo_reclamacion",
+               "numero_radicado", "estado_solicitud", "finalizar", "adjuntar_archivo", "numero_reclamo_sgc",
+               "comentarios")
+
+
+def _reference_hash(obj: dict) -> str:
+    """CONTRACT §4 written out independently (nothing from ov_assets)."""
+    import ftfy
+
+    def canon(v: object) -> str:
+        s = "" if v is None else str(v)
+        return " ".join(unicodedata.normalize("NFC", ftfy.fix_encoding(s)).split())
+
+    vals = [canon(obj.get(f)) for f in _REF_FIELDS]
+    raw = vals[1]
+    for fmt in ("%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M"):
+        try:
+            vals[1] = dt.datetime.strptime(raw, fmt).strftime("%Y-%m-%dT%H:%M:%S")
+            break
+        except ValueError:
+            pass
+    return hashlib.sha256("\x1f".join(vals).encode("utf-8")).hexdigest()
+
+
+def test_field_order_is_the_contracts() -> None:
+    assert BUSINESS_FIELDS == _REF_FIELDS
+
+
+@pytest.mark.parametrize("over", [
+    {}, {"fecha": "2025-10-08 09:32:00"}, {"fecha": "08/10/2025 09:32"}, {"nombres_apellidos": "  José\u0301\x1e Ñ "},
+    {"cuerpo_reclamacion": "ReclamaciÃ³n “x”"}, {"lectura": 12345}, {"comentarios": None}, {"finalizar": "😀"},
+])
+def test_hash_matches_reference(over: dict) -> None:
+    obj = rec(**over)
+    out = valid(obj)
+    assert out.hash_registro == _reference_hash(obj)
+    assert out.hash_registro == hash_registro(out.values)
+    assert out.values["fecha"].count("T") == 1  # hashed in its canonical ISO form
+
+
+@pytest.mark.parametrize("field", [f for f in BUSINESS_FIELDS if f not in ("fecha",)])
+def test_any_business_change_changes_the_hash(field: str) -> None:
+    base = valid(rec())
+    changed = valid(rec(**{field: (rec().get(field) or "") + "1"}))
+    assert base.hash_registro != changed.hash_registro
+
+
+def test_status_change_is_an_update_and_metadata_is_not() -> None:
+    a, b = valid(rec(estado_solicitud="Radicado")), valid(rec(estado_solicitud="Finalizado"))
+    assert a.hash_registro != b.hash_registro
+    assert valid(rec(extraction_timestamp="20251009_000000", page_title="x", tabla_y="z")).hash_registro == \
+        valid(rec()).hash_registro
+    assert valid(rec(fecha="2025/10/08 09:33")).hash_registro != valid(rec()).hash_registro
+
+
+def test_separator_prevents_shifting() -> None:
+    a = valid(rec(lectura="ab", correo_electronico=""))
+    b = valid(rec(lectura="a", correo_electronico="b"))
+    assert a.hash_registro != b.hash_registro
