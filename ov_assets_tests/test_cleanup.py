@@ -1,0 +1,143 @@
+"""Cleanup against real PostgreSQL and the local object store: only files of records whose every
+file is registered uploaded/pre_existing with the landing file's SHA-256 and older than the
+retention go; dry run deletes nothing; the report says what was freed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+
+from ov_assets import generator
+from ov_assets.assets import pqr_assets
+from ov_assets.cleanup import cleanup_landing
+from ov_assets.contract import today_bogota
+from ov_assets.landing import landing_dir
+from ov_assets.landing_index import LandingIndex
+from ov_assets_tests.support import pipeline_resources
+
+OLD = today_bogota() - dt.timedelta(days=45)
+RECENT = today_bogota() - dt.timedelta(days=2)
+
+
+def _materialize(resources: dict[str, Any], day: dt.date, empresa: str) -> None:
+    result = dg.materialize(pqr_assets, resources=resources, partition_key=f"{day}|{empresa}", raise_on_error=False)
+    assert result.success
+
+
+def _set_age(paths: list[Path], days: float) -> None:
+    when = time.time() - days * 86400
+    for p in paths:
+        os.utime(p, (when, when))
+
+
+def _landing(data_dir: Path, empresa: str) -> set[str]:
+    return {p.name for p in landing_dir(data_dir, empresa).iterdir()}
+
+
+def _setup(conninfo: dict[str, Any], data_dir: Path) -> tuple[dict[str, Any], generator.GeneratedDay, generator.GeneratedDay]:
+    resources = pipeline_resources(conninfo, data_dir)
+    old = generator.write_day(data_dir, "afinia", OLD, n=8)
+    recent = generator.write_day(data_dir, "afinia", RECENT, n=4)
+    _set_age(old.files, 40)
+    _set_age(recent.files, 2)
+    for day in (OLD, RECENT):
+        _materialize(resources, day, "afinia")
+    return resources, old, recent
+
+
+def _record_groups(data_dir: Path, empresa: str, day: dt.date) -> dict[str, list[str]]:
+    index = LandingIndex(data_dir)
+    records = [r for r in index.record_files(empresa, day) if r.status == "valid"]
+    linked = index.linked_files(empresa, records)
+    return {r.name: [r.name, *[f.name for f in linked[r.name]]] for r in records}
+
+
+def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], data_dir: Path) -> None:
+    resources, old, recent = _setup(pg_conninfo18, data_dir)
+    groups = _record_groups(data_dir, "afinia", OLD)
+    names = sorted(groups)
+    tampered, errored = names[0], names[1]
+    stray = landing_dir(data_dir, "afinia") / "notas_operador.txt"
+    stray.write_text("not ours")
+    _set_age([stray], 90)
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        # One record's JSON registered with another hash; another's PDF left in error.
+        conn.execute("UPDATE data_general.s3_files_registry SET file_hash = %s WHERE filename = %s",
+                     ("f" * 64, tampered))
+        pdf = next(n for n in groups[errored] if n.endswith(".pdf"))
+        conn.execute("UPDATE data_general.s3_files_registry SET upload_status = 'error' WHERE filename = %s", (pdf,))
+    before = _landing(data_dir, "afinia")
+    sizes = {p.name: p.stat().st_size for p in landing_dir(data_dir, "afinia").iterdir()}
+
+    store = resources["object_store"].open()
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        dry = cleanup_landing(LandingIndex(data_dir), conn, store.bucket, retention=30, dry_run=True)
+    assert _landing(data_dir, "afinia") == before  # dry run deletes nothing
+    assert dry.files > 0
+
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        report = cleanup_landing(LandingIndex(data_dir), conn, store.bucket, retention=30)
+    after = _landing(data_dir, "afinia")
+    deleted = before - after
+    assert (report.files, report.bytes, report.records) == (dry.files, dry.bytes, dry.records)
+    assert report.files == len(deleted) and report.bytes == sum(sizes[n] for n in deleted)
+
+    kept_groups = {tampered, errored}
+    shared_with_kept = {f for r in kept_groups for f in groups[r]}
+    expected = {f for r, files in groups.items() if r not in kept_groups for f in files} - shared_with_kept
+    assert deleted == expected
+    assert report.records == len(groups) - 2 and report.kept_not_verified == 2
+    # Never anything else: rejects, the recent partition, the kept records, a stray file.
+    assert set(old.broken) <= after
+    assert {p.name for p in recent.files} <= after
+    assert set(groups[tampered]) <= after and set(groups[errored]) <= after
+    assert stray.name in after
+    # The objects are still in the store; the index forgot the deleted files.
+    index = LandingIndex(data_dir)
+    assert {r.name for r in index.record_files("afinia", OLD)} == {
+        n for n in after if n.endswith(".json") and any(n in g for g in groups.values())} | set(old.broken)
+    # A second cleanup finds nothing more.
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        assert cleanup_landing(LandingIndex(data_dir), conn, store.bucket, retention=30).files == 0
+
+
+def test_cleanup_respects_retention_and_changed_bytes(pg_conninfo18: dict[str, Any], data_dir: Path,
+                                                      monkeypatch) -> None:
+    resources, old, _ = _setup(pg_conninfo18, data_dir)
+    groups = _record_groups(data_dir, "afinia", OLD)
+    store = resources["object_store"].open()
+    monkeypatch.setenv("OV_RETENTION_DAYS", "60")  # files are 40 days old: too young
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        assert cleanup_landing(LandingIndex(data_dir), conn, store.bucket).files == 0
+    monkeypatch.delenv("OV_RETENTION_DAYS")
+    # A landing file rewritten with other bytes (same name, old mtime) is not the archived one.
+    victim = landing_dir(data_dir, "afinia") / sorted(groups)[0]
+    victim.write_bytes(victim.read_bytes().replace(b"Detalle PQR", b"Detalle PQR "))
+    _set_age([victim], 40)
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        report = cleanup_landing(LandingIndex(data_dir), conn, store.bucket)  # default 30 days
+    assert victim.exists()
+    assert report.records == len(groups) - 1
+
+
+def test_cleanup_cli_dry_run(pg_conninfo18: dict[str, Any], data_dir: Path, monkeypatch, capsys) -> None:
+    from ov_assets import cli
+    from ov_assets_tests.support import postgres_env
+
+    _setup(pg_conninfo18, data_dir)
+    for k, v in postgres_env(pg_conninfo18).items():
+        monkeypatch.setenv(k, v)
+    before = _landing(data_dir, "afinia")
+    assert cli.main(["cleanup", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "cleanup (dry run): would free" in out and "afinia:" in out
+    assert _landing(data_dir, "afinia") == before
+    assert cli.main(["cleanup"]) == 0
+    assert "freed" in capsys.readouterr().out
+    assert _landing(data_dir, "afinia") < before
