@@ -204,16 +204,20 @@ def migrate_layout(conn: psycopg.Connection, store: ObjectStore, layout: str, ba
         except Exception as exc:  # noqa: BLE001 - reported per object, the others go on
             return "error", f"{row['s3_key']}: {type(exc).__name__}: {exc}"[:500]
 
+    pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ov-migrate")
     try:
-        with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ov-migrate") as pool:
-            for what, error in pool.map(work, rows):
-                if error:
-                    counts.errors.append(error)
-                elif what == "already_there":
-                    counts.already_there += 1
-                else:
-                    setattr(counts, what, getattr(counts, what) + 1)
+        for what, error in pool.map(work, rows):
+            if error:
+                counts.errors.append(error)
+            elif what == "already_there":
+                counts.already_there += 1
+            else:
+                setattr(counts, what, getattr(counts, what) + 1)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # stop at once; a rerun resumes
+        raise
     finally:
+        pool.shutdown(wait=True)
         migrator.close()
     return counts
 
