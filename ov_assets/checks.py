@@ -316,6 +316,23 @@ def table_rows_registered(context: dg.AssetCheckExecutionContext, postgres: Post
     yield from emit(context, "pqr_s3_objects", "table_rows_registered", verdicts)
 
 
+def partition_tags(partition_key: str) -> dict[str, str]:
+    """Run tags that run ``reconciliation_checks_job`` for one partition (``2025-10-08|afinia``).
+
+    Dagster 1.13 drops the partitions definition of a job that selects checks only (it infers it
+    from executable assets, and there are none), so ``partition_key=`` is refused for it: launch
+    with these tags instead (``RunRequest(tags=...)``, the launchpad's tags)."""
+    day, empresa = partition_key.split("|")
+    return {"dagster/partition": partition_key, "dagster/partition/date": day,
+            "dagster/partition/empresa": empresa}
+
+
+def partition_range_tags(start: str, end: str) -> dict[str, str]:
+    """Run tags for a range of partitions in one run (one evaluation per partition, then a
+    summary). Multi-partition ranges run date-major: ``2025-10-01|afinia`` .. ``2025-10-07|aire``."""
+    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+
+
 tablewide_checks = [no_duplicate_keys, no_orphan_registry_rows, history_consistent, load_freshness]
 reconciliation_checks = [registry_matches_bucket, table_rows_registered]
 all_checks = [*tablewide_checks, *reconciliation_checks]
