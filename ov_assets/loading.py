@@ -143,7 +143,6 @@ def _stage(conn: psycopg.Connection, winners: pl.DataFrame) -> None:
         _barrier("copy")  # tests: killed with half the rows sent
         for i in range(half, len(data), _COPY_CHUNK):
             copy.write(data[i:i + _COPY_CHUNK])
-    conn.execute("ANALYZE ov_stage")
 
 
 def upsert_winners(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, run_id: str) -> LoadCounts:

