@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_partition ON files (empresa, partition_date) WHERE kind = 'json';
 CREATE INDEX IF NOT EXISTS files_link ON files (empresa, link_key);
+-- Covering: the refresh's listing of (name, size, mtime) never touches the stored outcomes.
+CREATE INDEX IF NOT EXISTS files_stat ON files (empresa, name, size, mtime_ns);
+CREATE INDEX IF NOT EXISTS files_recheck ON files (empresa, kind, rules_version);
+CREATE INDEX IF NOT EXISTS files_status ON files (empresa, status);
 """
 
 
@@ -87,11 +91,12 @@ class LandingIndex:
         self.path = state / "landing_index.sqlite3"
         self.files_opened = 0  # how many landing files this object read (tests assert on it)
         with self._db() as db:
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA.split("CREATE INDEX", 1)[0])
             columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
             for column, kind in (("outcome", "BLOB"), ("rules_version", "INTEGER")):
                 if column not in columns:  # an index written before outcomes were kept
                     db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
+            db.executescript(_SCHEMA)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -124,8 +129,10 @@ class LandingIndex:
             known = {name: (size, mtime) for name, size, mtime in
                      db.execute("SELECT name, size, mtime_ns FROM files WHERE empresa = ?", (empresa,))}
             again = {name for (name,) in db.execute(
-                "SELECT name FROM files WHERE empresa = ? AND kind = 'json' AND "
-                "(status = 'fecha_out_of_range' OR rules_version IS NOT ? OR outcome IS NULL)",
+                "SELECT name FROM files WHERE empresa = ?1 AND status = 'fecha_out_of_range' "
+                "UNION SELECT name FROM files WHERE empresa = ?1 AND kind = 'json' AND rules_version IS NULL "
+                "UNION SELECT name FROM files WHERE empresa = ?1 AND kind = 'json' AND rules_version < ?2 "
+                "UNION SELECT name FROM files WHERE empresa = ?1 AND kind = 'json' AND rules_version > ?2",
                 (empresa, RULES_VERSION))}
         seen: set[str] = set()
         todo: list[tuple[str, str, str | None, str | None, int, int, bool]] = []
@@ -331,7 +338,39 @@ def _index_batch(folder: str, items: list[tuple], today: dt.date) -> list[_Index
     return [_index_one(folder, item, today) for item in items]
 
 
+# Refreshes that open at least this many files spread them over worker processes.
+POOL_MIN_FILES = 4000
+_BATCH = 500
+
+
+def _workers() -> int:
+    configured = os.environ.get("OV_INDEX_WORKERS")
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            pass
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def _index_many(folder: str, items: list[tuple], today: dt.date) -> Iterator[_IndexRow | None]:
-    """``_index_one`` over many files, in order."""
-    for item in items:
-        yield _index_one(folder, item, today)
+    """``_index_one`` over many files, in order: in this process for a few files, else in a
+    pool of worker processes (read + hash + decode + validate are per file and CPU-bound)."""
+    workers = _workers()
+    if workers < 2 or len(items) < POOL_MIN_FILES:
+        for item in items:
+            yield _index_one(folder, item, today)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver: safe in a process that runs threads (a Dagster step); it imports this module
+    # once and forks the workers from there.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["ov_assets.landing_index"])
+    batches = [items[i:i + _BATCH] for i in range(0, len(items), _BATCH)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for rows in pool.map(_index_batch, [folder] * len(batches), batches, [today] * len(batches)):
+            yield from rows
