@@ -30,6 +30,7 @@ from ov_assets.portal.scraper import (
     ScraperConfig,
     days_to_reextract,
     landing_state,
+    prune_artifacts,
     reextract,
     scrape_day,
 )
@@ -234,3 +235,18 @@ def test_killed_midway_then_rerun_completes_without_duplicates(portal, tmp_path)
     assert result.failed == 0 and result.written + result.unchanged == 30
     assert result.unchanged == written_before
     _check_complete(portal, "afinia", DAY_KILL, folder)
+
+
+def test_config_from_env_and_artifact_retention(tmp_path):
+    with pytest.raises(KeyError) as err:
+        ScraperConfig.from_env("aire", env={"OV_AIRE_PORTAL_URL": "https://x.invalid", "OV_AIRE_USER": "u"})
+    assert "OV_AIRE_PASSWORD" in str(err.value)
+    cfg = ScraperConfig.from_env("aire", env={"OV_AIRE_PORTAL_URL": "https://x.invalid", "OV_AIRE_USER": "u",
+                                              "OV_AIRE_PASSWORD": PASSWORD, "OV_SCRAPER_CONCURRENCY": "2",
+                                              "OV_SCRAPER_MAX_PER_MIN": "0"})
+    assert (cfg.concurrency, cfg.max_per_min) == (2, None) and PASSWORD not in repr(cfg)
+    old, new = tmp_path / "trace-afinia-old.zip", tmp_path / "fail-afinia-new.png"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    os.utime(old, (time.time() - 31 * 86400,) * 2)
+    assert prune_artifacts(tmp_path, 30) == [old] and new.exists()

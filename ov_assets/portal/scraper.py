@@ -109,7 +109,7 @@ class ScraperConfig:
             password=env[f"{prefix}PASSWORD"],
             browser_path=env.get("OV_BROWSER_PATH") or None,
             concurrency=int(env.get("OV_SCRAPER_CONCURRENCY", "4")),
-            max_per_min=float(max_per_min) if max_per_min else None,
+            max_per_min=(float(max_per_min) or None) if max_per_min else None,
         )
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -278,6 +278,20 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def prune_artifacts(artifacts_dir: Path, retention_days: int | None = None) -> list[Path]:
+    """Delete failure screenshots and traces older than ``retention_days`` (default
+    ``OV_RETENTION_DAYS``, 30). They are local only and never uploaded."""
+    days = retention_days if retention_days is not None else int(os.environ.get("OV_RETENTION_DAYS") or 30)
+    cutoff = time.time() - days * 86400
+    removed = []
+    if artifacts_dir.is_dir():
+        for p in artifacts_dir.iterdir():
+            if p.name.startswith(("fail-", "trace-")) and p.stat().st_mtime < cutoff:
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def _private_file(path: Path) -> None:
     if path.exists():
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
@@ -348,6 +362,7 @@ async def _scrape_day_async(
     result = ScrapeResult(config.empresa, day.isoformat())
     timeout_ms = config.timeout_s * 1000
     _private_dir(artifacts_dir)
+    prune_artifacts(artifacts_dir)
     state_file = artifacts_dir / f"session-{config.empresa}.json"
     stamp = format_ts(dt.datetime.now(BOGOTA).replace(tzinfo=None))
     known = set(known_hashes)
