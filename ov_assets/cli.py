@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_cleanup)
     p = sub.add_parser("status", help="rows, registry and rejects")
     p.set_defaults(fn=lambda a: print(summary()) or 0)
+    from ov_assets import s3_setup
+
+    s3_setup.add_parser(sub)
     args = parser.parse_args(argv)
     from ov_assets.errors import OperatorError
 

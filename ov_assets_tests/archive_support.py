@@ -45,7 +45,8 @@ def prepare(data_dir: Path, conninfo: dict[str, Any], empresa: str = "afinia", d
     its rows loaded in the table (migrations applied)."""
     out = generator.write_day(data_dir, empresa, day, n=n, seed=seed)
     if big:
-        attachment = next(p for p in out.files if "_adjunto_" in p.name)
+        attachment = next((p for p in out.files if "_adjunto_" in p.name), None) or next(
+            p for p in out.files if p.suffix == ".pdf")
         attachment.write_bytes(attachment.read_bytes() + bytes(range(256)) * (big // 256))
     frame = frame_for(data_dir, empresa, day)
     with psycopg.connect(**conninfo, autocommit=True) as conn:
