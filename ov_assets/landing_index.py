@@ -45,9 +45,13 @@ CREATE INDEX IF NOT EXISTS files_partition ON files (empresa, partition_date) WH
 CREATE INDEX IF NOT EXISTS files_link ON files (empresa, link_key);
 -- Covering: the refresh's listing of (name, size, mtime) never touches the stored outcomes.
 CREATE INDEX IF NOT EXISTS files_stat ON files (empresa, name, size, mtime_ns);
-CREATE INDEX IF NOT EXISTS files_recheck ON files (empresa, kind, rules_version);
-CREATE INDEX IF NOT EXISTS files_status ON files (empresa, status);
 """
+# Only the few rows a refresh must evaluate again (a fecha after the day it was read, outcomes
+# of other rules): a partial index keeps that lookup free of a table scan and cheap to maintain.
+_RECHECK_WHERE = ("kind = 'json' AND (status = 'fecha_out_of_range' OR rules_version IS NULL "
+                  f"OR rules_version <> {RULES_VERSION})")
+_SCHEMA += (f"DROP INDEX IF EXISTS files_recheck; DROP INDEX IF EXISTS files_status;\n"
+            f"CREATE INDEX IF NOT EXISTS files_recheck_v{RULES_VERSION} ON files (empresa) WHERE {_RECHECK_WHERE};\n")
 
 
 @dataclass(frozen=True)
@@ -128,12 +132,8 @@ class LandingIndex:
         with self._db() as db:
             known = {name: (size, mtime) for name, size, mtime in
                      db.execute("SELECT name, size, mtime_ns FROM files WHERE empresa = ?", (empresa,))}
-            again = {name for (name,) in db.execute(
-                "SELECT name FROM files WHERE empresa = ?1 AND status = 'fecha_out_of_range' "
-                "UNION SELECT name FROM files WHERE empresa = ?1 AND kind = 'json' AND rules_version IS NULL "
-                "UNION SELECT name FROM files WHERE empresa = ?1 AND kind = 'json' AND rules_version < ?2 "
-                "UNION SELECT name FROM files WHERE empresa = ?1 AND kind = 'json' AND rules_version > ?2",
-                (empresa, RULES_VERSION))}
+            again = {name: (status, part) for name, status, part in db.execute(
+                f"SELECT name, status, partition_date FROM files WHERE empresa = ? AND {_RECHECK_WHERE}", (empresa,))}
         seen: set[str] = set()
         todo: list[tuple[str, str, str | None, str | None, int, int, bool]] = []
         if os.path.isdir(folder):
@@ -168,8 +168,8 @@ class LandingIndex:
                                   dt.date.fromisoformat(partition) if partition else None, radicado, hreg, status)
             if is_new:
                 new.append(indexed)
-            else:
-                changed.append(indexed)
+            elif known.get(name) != (size, mtime_ns) or again.get(name, (status, partition)) != (status, partition):
+                changed.append(indexed)  # (a file only evaluated again counts when its outcome moved)
             rows.append((empresa, name, size, mtime_ns, sha, kind, link_key, partition, radicado, hreg, status,
                          refs, now, blob, RULES_VERSION if blob is not None else None))
         removed = [name for name in known if name not in seen]

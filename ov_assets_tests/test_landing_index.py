@@ -94,8 +94,10 @@ def test_future_fecha_is_evaluated_again_when_its_day_comes(data_dir: Path) -> N
     index = LandingIndex(data_dir)
     index.refresh("afinia", TODAY)
     assert partition_frame(index, "afinia", TODAY, TODAY)["reject_code"].to_list() == ["fecha_out_of_range"]
+    assert index.refresh("afinia", TODAY).changed == []  # evaluated again, same outcome: not a change
     tomorrow = TODAY + dt.timedelta(days=1)
-    index.refresh("afinia", tomorrow)
+    moved = index.refresh("afinia", tomorrow)
+    assert moved.touched_partitions == {("afinia", tomorrow)}
     assert partition_frame(index, "afinia", TODAY, tomorrow).is_empty()
     assert partition_frame(index, "afinia", tomorrow, tomorrow)["status"].to_list() == ["valid"]
 
@@ -108,7 +110,7 @@ def test_index_from_before_outcomes_were_kept(data_dir: Path) -> None:
     index = LandingIndex(data_dir)
     index.refresh("afinia", TODAY)
     with sqlite3.connect(index.path) as db:
-        for name in ("files_stat", "files_recheck", "files_status"):
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
             db.execute(f"DROP INDEX {name}")
         db.execute("ALTER TABLE files DROP COLUMN outcome")
         db.execute("ALTER TABLE files DROP COLUMN rules_version")
