@@ -152,6 +152,39 @@ def run_naive(paths: list[Path], today: dt.date) -> int:
     return len(paths)
 
 
+class PeakRss:
+    """Peak resident memory of this process plus its worker processes (sampled), in MB."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            return
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            try:
+                total = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.Error:
+                continue
+            self.peak = max(self.peak, total / 2**20)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="number of record files (default 100000)")
@@ -175,31 +208,36 @@ def main(argv: list[str] | None = None) -> int:
         }
         wanted = args.only or list(measures)
         times: dict[str, list[float]] = {k: [] for k in wanted}
-        for rep in range(args.repeat):
-            for name in wanted:
-                t = time.perf_counter()
-                count = measures[name]()
-                elapsed = time.perf_counter() - t
-                if name == "ours" and count != args.n:
-                    raise SystemExit(f"ours produced {count} rows for {args.n} files")
-                times[name].append(elapsed)
-                print(f"run {rep + 1} {name:9s} {elapsed:7.2f}s  {args.n / elapsed:10,.0f} records/s", file=sys.stderr)
+        cpu: dict[str, list[float]] = {k: [] for k in wanted}
+        with PeakRss() as rss:
+            for rep in range(args.repeat):
+                for name in wanted:
+                    t, c = time.perf_counter(), time.process_time()
+                    count = measures[name]()
+                    elapsed, used = time.perf_counter() - t, time.process_time() - c
+                    if name == "ours" and count != args.n:
+                        raise SystemExit(f"ours produced {count} rows for {args.n} files")
+                    times[name].append(elapsed)
+                    cpu[name].append(used)
+                    print(f"run {rep + 1} {name:9s} {elapsed:7.2f}s  {args.n / elapsed:10,.0f} records/s"
+                          f"  (main-process CPU {used:.2f}s)", file=sys.stderr)
         rates = {k: args.n / statistics.median(v) for k, v in times.items()}
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"{'measure':10s} {'median s':>9s} {'records/s':>12s} {'vs io_floor':>12s}")
+        peak = rss.peak
+        load = os.getloadavg()[0]
+        print(f"{'measure':10s} {'median s':>9s} {'records/s':>12s} {'vs io_floor':>12s} {'main CPU s':>11s}")
         for k, v in times.items():
             ratio = f"{rates[k] / rates['io_floor']:.2f}x" if "io_floor" in rates else "-"
-            print(f"{k:10s} {statistics.median(v):9.2f} {rates[k]:12,.0f} {ratio:>12s}")
+            print(f"{k:10s} {statistics.median(v):9.2f} {rates[k]:12,.0f} {ratio:>12s} {statistics.median(cpu[k]):11.2f}")
         if "ours" in rates and "naive" in rates:
             print(f"ours / naive: {rates['ours'] / rates['naive']:.1f}x")
-        print(f"peak RSS: {peak:.0f} MB (largest child process {peak_children:.0f} MB); cpus: {os.cpu_count()}")
+        print(f"peak RSS (this process + workers): {peak:.0f} MB; cpus: {os.cpu_count()}; "
+              f"load average at the end: {load:.1f}")
         print(json.dumps({
             "records": args.n,
             "io_floor_per_s": round(rates.get("io_floor", 0)),
             "ours_per_s": round(rates.get("ours", 0)),
             "naive_per_s": round(rates.get("naive", 0)),
-            "peak_rss_mb": round(max(peak, peak_children)),
+            "peak_rss_mb": round(peak),
         }))
     finally:
         if not args.dir:

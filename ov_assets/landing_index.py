@@ -108,6 +108,8 @@ class LandingIndex:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a partition's rows are spread over the table
+            db.execute("PRAGMA mmap_size=1073741824")
             yield db
         finally:
             db.close()
@@ -158,24 +160,33 @@ class LandingIndex:
         new: list[IndexedFile] = []
         changed: list[IndexedFile] = []
         rows: list[tuple[object, ...]] = []
-        for item, row in zip(todo, _index_many(folder, todo, today)):
-            if row is None:  # removed since the listing
-                continue
-            self.files_opened += 1
-            name, kind, link_key, _ts, _size, mtime_ns, is_new = item
-            size, sha, partition, radicado, hreg, status, refs, blob = row
-            indexed = IndexedFile(empresa, name, size, mtime_ns, sha, kind, link_key,
-                                  dt.date.fromisoformat(partition) if partition else None, radicado, hreg, status)
-            if is_new:
-                new.append(indexed)
-            elif known.get(name) != (size, mtime_ns) or again.get(name, (status, partition)) != (status, partition):
-                changed.append(indexed)  # (a file only evaluated again counts when its outcome moved)
-            rows.append((empresa, name, size, mtime_ns, sha, kind, link_key, partition, radicado, hreg, status,
-                         refs, now, blob, RULES_VERSION if blob is not None else None))
-        removed = [name for name in known if name not in seen]
         with self._db() as db:
+
+            def flush() -> None:  # bounded memory, and short write transactions (the sensor shares the index)
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                db.execute("COMMIT")
+                rows.clear()
+
+            for item, row in zip(todo, _index_many(folder, todo, today)):
+                if row is None:  # removed since the listing
+                    continue
+                self.files_opened += 1
+                name, kind, link_key, _ts, _size, mtime_ns, is_new = item
+                size, sha, partition, radicado, hreg, status, refs, blob = row
+                indexed = IndexedFile(empresa, name, size, mtime_ns, sha, kind, link_key,
+                                      dt.date.fromisoformat(partition) if partition else None, radicado, hreg, status)
+                if is_new:
+                    new.append(indexed)
+                elif known.get(name) != (size, mtime_ns) or again.get(name, (status, partition)) != (status, partition):
+                    changed.append(indexed)  # (a file only evaluated again counts when its outcome moved)
+                rows.append((empresa, name, size, mtime_ns, sha, kind, link_key, partition, radicado, hreg, status,
+                             refs, now, blob, RULES_VERSION if blob is not None else None))
+                if len(rows) >= 5000:
+                    flush()
+            flush()
+            removed = [name for name in known if name not in seen]
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             db.executemany("DELETE FROM files WHERE empresa = ? AND name = ?", [(empresa, n) for n in removed])
             db.execute("COMMIT")
         return RefreshResult(len(seen), new, changed, len(removed))
@@ -238,9 +249,12 @@ class LandingIndex:
                 if r.link_key:
                     by_link.setdefault(r.link_key, []).append(r.name)
             wanted_names = sorted(referenced_by)
+            # Two indexed lookups (an OR of both would scan every file of the empresa).
             cur = db.execute(
-                f"SELECT {self._COLUMNS} FROM files WHERE empresa = ? AND kind != 'json' AND "
-                "(link_key IN (SELECT value FROM json_each(?)) OR name IN (SELECT value FROM json_each(?)))",
+                f"SELECT {self._COLUMNS} FROM files WHERE empresa = ?1 AND kind != 'json' AND "
+                "link_key IN (SELECT value FROM json_each(?2)) "
+                f"UNION SELECT {self._COLUMNS} FROM files WHERE empresa = ?1 AND kind != 'json' AND "
+                "name IN (SELECT value FROM json_each(?3))",
                 (empresa, json.dumps(sorted(by_link)), json.dumps(wanted_names)),
             )
             for f in map(self._row, cur):
