@@ -6,12 +6,26 @@ Everything here calls the same code the assets use; nothing is a separate code p
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 import datetime as dt
 import os
 import sys
 from pathlib import Path
 
 from ov_assets.contract import EMPRESAS, today_bogota
+
+
+@contextmanager
+def _resources() -> Iterator[object]:
+    """The definitions' resources initialized as in a run (EnvVar secrets resolved)."""
+    import dagster as dg
+
+    from ov_assets.resources import resources_from_env
+
+    res = resources_from_env()
+    with dg.build_resources({k: res[k] for k in ("postgres", "object_store")}) as built:
+        yield built
 
 
 def _data_dir() -> Path:
@@ -22,11 +36,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations of ``sql/`` (as the schema owner), or ``--list`` them with
     their state (applied / pending / changed) without changing anything."""
     from ov_assets import migrations
-    from ov_assets.resources import resources_from_env
-
-    # Outside Dagster the EnvVar secrets must be resolved explicitly.
-    postgres = resources_from_env()["postgres"].process_config_and_initialize()
-    with postgres.connect(migrate=False) as conn:
+    with _resources() as res, res.postgres.connect(migrate=False) as conn:
+        postgres = res.postgres
         if not args.list:
             applied_now = migrations.apply_all(conn)
             print(f"{postgres.target}: applied {', '.join(applied_now) or 'nothing (up to date)'}")
@@ -57,18 +68,18 @@ def run_partitions(partition_keys: list[str]) -> list[tuple[str, bool]]:
     results = []
     with dg.DagsterInstance.get() as instance:
         for key in partition_keys:
-            result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
             results.append((key, result.success))
             print(f"  {key}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
     return results
 
 
 def summary() -> str:
-    from ov_assets.resources import resources_from_env
-
-    res = resources_from_env()
     lines = []
-    with res["postgres"].connect() as conn:
+    with _resources() as res, res.postgres.connect() as conn:
         for empresa in EMPRESAS:
             rows = conn.execute(f"SELECT count(*), count(*) FILTER (WHERE procesado_flag) FROM data_general.ov_{empresa}").fetchone()
             lines.append(f"data_general.ov_{empresa}: {rows[0]} rows ({rows[1]} with all files archived)")
@@ -78,8 +89,7 @@ def summary() -> str:
             lines.append(f"s3_files_registry {status}: {n}")
         (rejects,) = conn.execute("SELECT count(*) FROM data_general.ov_rejects").fetchone()
         lines.append(f"ov_rejects: {rejects}")
-    store = res["object_store"].open()
-    lines.append(f"object store: bucket {store.bucket}")
+        lines.append(f"object store: bucket {res.object_store.open().bucket}")
     return "\n".join(lines)
 
 
@@ -92,15 +102,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     days = [today_bogota() - dt.timedelta(days=i) for i in range(args.days)][::-1]
-    print(f"1/3 demo data for {days[0]}..{days[-1]} into {data_dir}/downloads")
+    # The source is the local replica portal (no OV_*_PORTAL_URL set): raw_pqr_files extracts
+    # each day's PQRs from it with the real scraper; a few broken files are dropped by hand
+    # so the rejects show.
+    os.environ["OV_REPLICA_PER_DAY"] = str(args.per_day)
+    print(f"1/3 broken demo files for {days[0]}..{days[-1]} into {data_dir}/downloads (PQRs come from the replica portal)")
     for day in days:
-        # Each day's demo data is written once, so running the demo again stores nothing new.
-        marker = data_dir / "downloads" / f".demo_generated_{day.isoformat()}"
-        if not marker.exists():
-            generator.write_days(data_dir, [day], EMPRESAS, n=args.per_day, seed=args.seed)
-            marker.touch()
+        for empresa in EMPRESAS:
+            generator.write_broken_files(data_dir, empresa, day)
     keys = [f"{d.isoformat()}|{e}" for d in days for e in EMPRESAS]
-    print(f"2/3 materializing raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for {len(keys)} partitions")
+    print(f"2/3 extracting from the replica portal and materializing raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for {len(keys)} partitions")
     results = run_partitions(keys)
     print("3/3 summary")
     print(summary())
@@ -112,11 +123,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     """Delete landing files verified in the object store and older than the retention."""
     from ov_assets.cleanup import cleanup_landing
     from ov_assets.landing_index import LandingIndex
-    from ov_assets.resources import resources_from_env
 
-    res = resources_from_env()
-    store = res["object_store"].open()
-    with res["postgres"].connect() as conn:
+    with _resources() as res, res.postgres.connect() as conn:
+        store = res.object_store.open()
         report = cleanup_landing(LandingIndex(_data_dir()), conn, store.bucket,
                                  retention=args.retention_days, dry_run=args.dry_run)
     for path in report.deleted if args.verbose else []:

@@ -83,9 +83,6 @@ def fake_pqr(empresa: str, day: dt.date, index: int, seed: int = 0) -> dict[str,
     name = f"{first} {last1} {last2}"
     user = _ascii(f"{first.split()[0]}.{last1}").lower().replace(" ", "") + str(rng.randint(1, 999))
     filed = dt.datetime.combine(day, dt.time(rng.randint(6, 20), rng.randint(0, 59)))
-    now = dt.datetime.now(BOGOTA).replace(tzinfo=None, second=0, microsecond=0)
-    if filed > now:  # today's PQRs were filed before now
-        filed = max(dt.datetime.combine(day, dt.time(0, 0)), now - dt.timedelta(minutes=index))
     empresa_digit = "1" if empresa == "afinia" else "2"
     radicado = f"{day:%Y%m%d}{empresa_digit}{index:06d}"
     sgc_kind = rng.random()
@@ -223,20 +220,34 @@ def write_day(
                 out.files += write_record_files(folder, later, second, i, attachment)
                 out.records.append(later)
     if broken:
-        ts = format_ts(dt.datetime.combine(day, dt.time(23, 50)))
-        bad = {
-            f"ROTO1_data_{ts}.json": (b"", "empty_file"),
-            f"ROTO2_data_{ts}.json": (b'{"numero_radicado": "1", "fecha": ', "invalid_json"),
-            f"ROTO3_data_{ts}.json": (b"[1, 2, 3]", "not_an_object"),
-            f"ROTO4_data_{ts}.json": (
-                json.dumps({"numero_radicado": f"{day:%Y%m%d}9000001", "fecha": "ayer",
-                            "estado_solicitud": "Radicado"}).encode(),
-                "bad_fecha",
-            ),
-        }
-        for name, (data, code) in bad.items():
-            out.files.append(_write(folder / name, data))
-            out.broken[name] = code
+        for path, code in write_broken_files(data_dir, empresa, day).items():
+            out.files.append(path)
+            out.broken[path.name] = code
+    return out
+
+
+def write_broken_files(data_dir: Path, empresa: str, day: dt.date) -> dict[Path, str]:
+    """A few record files that must be rejected (routed to ``day`` by the ts in their names):
+    path -> expected reason code."""
+    folder = landing_dir(data_dir, empresa)
+    folder.mkdir(parents=True, exist_ok=True)
+    ts = format_ts(dt.datetime.combine(day, dt.time(23, 50)))
+    bad = {
+        f"ROTO1_data_{ts}.json": (b"", "empty_file"),
+        f"ROTO2_data_{ts}.json": (b'{"numero_radicado": "1", "fecha": ', "invalid_json"),
+        f"ROTO3_data_{ts}.json": (b"[1, 2, 3]", "not_an_object"),
+        f"ROTO4_data_{ts}.json": (
+            json.dumps({"numero_radicado": f"{day:%Y%m%d}9000001", "fecha": "ayer",
+                        "estado_solicitud": "Radicado"}).encode(),
+            "bad_fecha",
+        ),
+    }
+    out = {}
+    for name, (data, code) in bad.items():
+        path = folder / name
+        if not path.exists():  # written once: a rerun changes nothing
+            _write(path, data)
+        out[path] = code
     return out
 
 

@@ -22,9 +22,12 @@ pqr_pipeline_job = dg.define_asset_job(
 
 # The landing sensor's runs: the same graph, all steps in one process (a run starts one
 # process instead of one per step: seconds, not tens of seconds, for the one-minute goal).
+# Files already in the landing folder: everything downstream of extraction (never the portal).
+landing_selection = dg.AssetSelection.assets("pqr_records").downstream()
+
 pqr_landing_job = dg.define_asset_job(
     "pqr_landing_job",
-    selection=pipeline_selection,
+    selection=landing_selection,
     partitions_def=pqr_partitions,
     executor_def=dg.in_process_executor,
     description="Sensor runs: new landing files of one partition to PostgreSQL and object storage.",

@@ -12,7 +12,7 @@ import psycopg
 from dagster_aws.s3 import S3Resource
 
 from ov_assets.assets import pqr_assets
-from ov_assets.resources import LandingResource, ObjectStoreResource, PartitionedFrameIOManager, PostgresResource
+from ov_assets.resources import PortalResource, LandingResource, ObjectStoreResource, PartitionedFrameIOManager, PostgresResource
 
 DAY_A = dt.date(2025, 10, 8)
 DAY_B = dt.date(2025, 10, 9)
@@ -28,6 +28,7 @@ def make_resources(conninfo: dict[str, Any], data_dir: Path, bucket: str = "", e
         "postgres": pg,
         "object_store": ObjectStoreResource(bucket=bucket, s3=s3, data_dir=str(data_dir)),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),
+        "portal": PortalResource(extract=False, data_dir=str(data_dir)),
     }
 
 

@@ -428,6 +428,7 @@ def pipeline_resources(
         LandingResource,
         ObjectStoreResource,
         PartitionedFrameIOManager,
+        PortalResource,
         PostgresResource,
     )
 
@@ -443,4 +444,6 @@ def pipeline_resources(
             s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"), **object_store,
         ),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),
+        # The landing folder is the source here; extraction has its own tests (test_portal*).
+        "portal": PortalResource(extract=False, data_dir=str(data_dir)),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -84,7 +85,14 @@ def test_demo_command_runs_and_is_idempotent(tmp_path: Path) -> None:
     cmd = [str(Path(sys.executable).with_name("ov-assets")), "demo", "--days", "2", "--per-day", "4"]
     first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "data_general.ov_afinia: 4 rows" in first.stdout or "data_general.ov_afinia:" in first.stdout
+    # The PQRs were extracted from the replica portal by the scraper (4 a day, 2 days), the
+    # broken files dropped beside them were rejected, and everything else loaded.
+    assert "data_general.ov_afinia: 8 rows (8 with all files archived)" in first.stdout
+    assert "data_general.ov_aire: 8 rows (8 with all files archived)" in first.stdout
+    assert "ov_rejects: 16" in first.stdout
+    landed = [json.loads(p.read_text()) for p in (data / "downloads" / "afinia").rglob("*_data_*.json")
+              if not p.name.startswith("ROTO")]
+    assert len(landed) == 8 and all(r["page_url"].startswith("http://127.0.0.1:") for r in landed)
     assert (data / "dagster_home").is_dir()
     stored = sorted(p.relative_to(data) for p in (data / "object_store").rglob("*") if p.is_file())
     assert stored

@@ -148,7 +148,7 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
     from ov_assets.assets import pqr_assets
     from ov_assets.layout_migration import layout_migration_job
     from ov_assets.partitions import partition_key
-    from ov_assets.resources import LandingResource, PartitionedFrameIOManager, PostgresResource
+    from ov_assets.resources import LandingResource, PartitionedFrameIOManager, PortalResource, PostgresResource
     from ov_assets_tests.archive_support import DAY, bucket_keys, registry, store_resource
 
     out = generator.write_day(data_dir, "afinia", DAY, n=5, seed=3)
@@ -163,6 +163,7 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
         "object_store": store_resource(s3_endpoint, s3_bucket, data_dir, multipart_threshold_mb=5,
                                        multipart_chunksize_mb=5),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),
+        "portal": PortalResource(extract=False, data_dir=str(data_dir)),
     }
     result = dg.materialize(pqr_assets, partition_key=partition_key(DAY, "afinia"), resources=resources)
     assert result.success

@@ -19,7 +19,7 @@ DEPLOY_YAML = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
 
 def test_production_instance_yaml_materializes_a_partition(pg_server, pg_conninfo18, data_dir, tmp_path, monkeypatch):
     from ov_assets.generator import write_day
-    from ov_assets.resources import resources_from_env
+    from ov_assets.resources import PortalResource, resources_from_env
 
     dagster_db = pg_server.create_database(prefix="dagster")
     try:
@@ -41,7 +41,8 @@ def test_production_instance_yaml_materializes_a_partition(pg_server, pg_conninf
             assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
             result = dg.materialize([raw_pqr_files, pqr_records, pqr_table], partition_key=key,
-                                    instance=instance, resources=resources_from_env())
+                                    instance=instance,
+                                    resources={**resources_from_env(), "portal": PortalResource(extract=False)})
             assert result.success
             mats = instance.fetch_materializations(dg.AssetKey("pqr_table"), limit=10).records
             assert [m.partition_key for m in mats] == [key]

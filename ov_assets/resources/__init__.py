@@ -9,6 +9,7 @@ from ov_assets import settings
 from ov_assets.resources.frames import PartitionedFrameIOManager
 from ov_assets.resources.landing import LandingResource
 from ov_assets.resources.object_store import ObjectStoreResource
+from ov_assets.resources.portal import PortalResource
 from ov_assets.resources.postgres import PostgresResource
 
 
@@ -44,8 +45,22 @@ def resources_from_env() -> dict[str, object]:
             ),
         ),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=data_dir),
+        "portal": PortalResource(
+            afinia_url=settings.env_str("OV_AFINIA_PORTAL_URL"),
+            afinia_user=settings.env_str("OV_AFINIA_USER"),
+            afinia_password=settings.secret("OV_AFINIA_PASSWORD"),
+            aire_url=settings.env_str("OV_AIRE_PORTAL_URL"),
+            aire_user=settings.env_str("OV_AIRE_USER"),
+            aire_password=settings.secret("OV_AIRE_PASSWORD"),
+            browser_path=settings.env_str("OV_BROWSER_PATH"),
+            concurrency=settings.env_int("OV_SCRAPER_CONCURRENCY", 4),
+            max_per_min=float(settings.env_str("OV_SCRAPER_MAX_PER_MIN", "120")),
+            replica_per_day=settings.env_int("OV_REPLICA_PER_DAY", 20),
+            data_dir=data_dir,
+            environment=env,
+        ),
     }
 
 
-__all__ = ["LandingResource", "ObjectStoreResource", "PostgresResource", "PartitionedFrameIOManager",
+__all__ = ["LandingResource", "ObjectStoreResource", "PortalResource", "PostgresResource", "PartitionedFrameIOManager",
            "resources_from_env", "dg"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from ov_assets.landing import landing_dir
 from ov_assets.landing_index import LandingIndex
 
 
@@ -18,6 +19,10 @@ class LandingResource(dg.ConfigurableResource):
     @property
     def root(self) -> Path:
         return Path(self.data_dir).resolve()
+
+    def root_for(self, empresa: str) -> Path:
+        """The empresa's landing folder (CONTRACT §2)."""
+        return landing_dir(self.root, empresa)
 
     def index(self) -> LandingIndex:
         return LandingIndex(self.root)
