@@ -45,6 +45,9 @@ CREATE INDEX IF NOT EXISTS files_partition ON files (empresa, partition_date) WH
 CREATE INDEX IF NOT EXISTS files_link ON files (empresa, link_key);
 -- Covering: the refresh's listing of (name, size, mtime) never touches the stored outcomes.
 CREATE INDEX IF NOT EXISTS files_stat ON files (empresa, name, size, mtime_ns);
+-- Covering for a partition's record files (partition_frame): the rows' outcomes stay unread.
+CREATE INDEX IF NOT EXISTS files_partition_cov ON files (empresa, partition_date, name, size, mtime_ns, sha256)
+    WHERE kind = 'json';
 """
 # Only the few rows a refresh must evaluate again (a fecha after the day it was read, outcomes
 # of other rules): a partial index keeps that lookup free of a table scan and cheap to maintain.
@@ -94,6 +97,10 @@ class LandingIndex:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state / "landing_index.sqlite3"
         self.files_opened = 0  # how many landing files this object read (tests assert on it)
+        # Outcomes this object's refresh just produced, so that partition_frame in the same run
+        # does not read them back from SQLite; bounded (beyond it, the index serves them).
+        self._fresh: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._fresh_bytes = 0
         with self._db() as db:
             db.executescript(_SCHEMA.split("CREATE INDEX", 1)[0])
             columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
@@ -110,6 +117,7 @@ class LandingIndex:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a partition's rows are spread over the table
             db.execute("PRAGMA mmap_size=1073741824")
+            db.execute("PRAGMA wal_autocheckpoint=8192")  # fewer checkpoints (fsyncs) in large refreshes
             yield db
         finally:
             db.close()
@@ -182,6 +190,9 @@ class LandingIndex:
                     changed.append(indexed)  # (a file only evaluated again counts when its outcome moved)
                 rows.append((empresa, name, size, mtime_ns, sha, kind, link_key, partition, radicado, hreg, status,
                              refs, now, blob, RULES_VERSION if blob is not None else None))
+                if blob is not None and self._fresh_bytes < FRESH_CACHE_BYTES:
+                    self._fresh[(empresa, name)] = (mtime_ns, blob)
+                    self._fresh_bytes += len(blob)
                 if len(rows) >= 5000:
                     flush()
             flush()
@@ -194,13 +205,21 @@ class LandingIndex:
     def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
         """The evaluated record files of a partition (from the index; a file is read again only
         when its stored outcome is missing or was made under other rules) and their mtimes."""
+        fresh = self._fresh
         with self._db() as db:
-            cur = db.execute(
-                "SELECT name, size, mtime_ns, sha256, outcome FROM files "
+            stored = db.execute(
+                "SELECT name, size, mtime_ns, sha256 FROM files "
                 "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
                 (empresa, day.isoformat()),
-            )
-            stored = cur.fetchall()
+            ).fetchall()
+            # outcomes this process just produced come from memory, the others from the index
+            missing = [name for name, _s, mtime_ns, _h in stored if fresh.get((empresa, name), (None,))[0] != mtime_ns]
+            blobs = dict(db.execute(
+                "SELECT name, outcome FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
+                (empresa, json.dumps(missing)))) if missing else {}
+        lacking = set(missing)
+        stored = [(name, size, mtime_ns, sha, blobs.get(name) if name in lacking else fresh[(empresa, name)][1])
+                  for name, size, mtime_ns, sha in stored]
         out: list[FileOutcome] = []
         mtimes: dict[str, dt.datetime] = {}
         for name, size, mtime_ns, sha, blob in stored:
@@ -232,14 +251,19 @@ class LandingIndex:
             )
             return [self._row(r) for r in cur]
 
-    def linked_files(self, empresa: str, records: Iterable[IndexedFile]) -> dict[str, list[IndexedFile]]:
-        """Record file name -> its PDF and attachments (same ``{sgc}_{ts}``, or named by the record)."""
+    def linked_files(self, empresa: str, records: Iterable[IndexedFile],
+                     refs: dict[str, list[str]] | None = None) -> dict[str, list[IndexedFile]]:
+        """Record file name -> its PDF and attachments (same ``{sgc}_{ts}``, or named by the record).
+
+        ``refs``: the file names each record names (documento_prueba, adjuntar_archivo), when the
+        caller has them; else they are read from the index."""
         records = list(records)
         out: dict[str, list[IndexedFile]] = {r.name: [] for r in records}
         with self._db() as db:
-            refs = {name: json.loads(raw) for name, raw in db.execute(
-                "SELECT name, refs FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
-                (empresa, json.dumps(list(out))))}
+            if refs is None:
+                refs = {name: json.loads(raw) for name, raw in db.execute(
+                    "SELECT name, refs FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
+                    (empresa, json.dumps(list(out))))}
             referenced_by: dict[str, set[str]] = {}
             for owner, names in refs.items():
                 for n in names:
@@ -285,7 +309,7 @@ def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.d
 
     outcomes, mtimes = index.outcomes(empresa, day, today)
     entries = [_Named(o.file_name, _link_key(o.file_name)) for o in outcomes]
-    linked = index.linked_files(empresa, entries)  # type: ignore[arg-type]
+    linked = index.linked_files(empresa, entries, {o.file_name: o.referenced for o in outcomes})  # type: ignore[arg-type]
     files = {
         name: [LinkedFile(f.kind, f.name, f.size, f.sha256) for f in sorted(fs, key=lambda f: f.name)]
         for name, fs in linked.items()
@@ -352,6 +376,7 @@ def _index_batch(folder: str, items: list[tuple], today: dt.date) -> list[_Index
     return [_index_one(folder, item, today) for item in items]
 
 
+FRESH_CACHE_BYTES = 256 * 2**20
 # Refreshes that open at least this many files spread them over worker processes.
 POOL_MIN_FILES = 4000
 _BATCH = 500
