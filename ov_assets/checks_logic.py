@@ -182,8 +182,9 @@ def records_checks(context: dg.AssetExecutionContext, frame: pl.DataFrame) -> It
 
 def winners_in_table(conn: object, empresa: str, part: pl.DataFrame, day: dt.date | None = None) -> Verdict:
     """Every winner is stored with its hash; a different stored version is accepted only when
-    it is a newer extraction that lives in another partition (its ``fecha`` moved to another
-    day): a newer version of this partition's day would be this partition's winner."""
+    it is a newer extraction (CONTRACT §4: a stored row is never replaced by an older one, so
+    the table rightly keeps it, e.g. when the newer version's files were already cleaned up
+    from the landing folder or its ``fecha`` moved to another day)."""
     winners = part.filter(pl.col("is_winner")).select("numero_radicado", "hash_registro", "fecha_extraccion", "file_name")
     rows = conn.execute(
         f"SELECT numero_radicado, hash_registro, fecha_extraccion, archivo_origen, fecha::date "
@@ -199,7 +200,7 @@ def winners_in_table(conn: object, empresa: str, part: pl.DataFrame, day: dt.dat
         if got[0] == hash_reg:
             continue
         newer_elsewhere = (got[1] is not None and got[2] is not None and extracted is not None
-                           and (got[1], got[2]) > (extracted, name) and (day is None or got[3] != day))
+                           and (got[1], got[2]) > (extracted, name))
         if not newer_elsewhere:
             different.append(radicado)
     bad = missing + different

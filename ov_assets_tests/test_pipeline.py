@@ -188,14 +188,20 @@ def test_production_refuses_every_fallback(monkeypatch: pytest.MonkeyPatch, data
         resources["postgres"].conninfo()
     with pytest.raises(ConfigurationError, match="AWS_S3_BUCKET_NAME"):
         resources["object_store"].open()
+    with pytest.raises(ConfigurationError, match="OV_AFINIA_PORTAL_URL, OV_AFINIA_USER, OV_AFINIA_PASSWORD"):
+        resources["portal"].uses_replica("afinia")
     assert not (data_dir / "postgres").exists() and not (data_dir / "object_store").exists()
 
+    # Through Dagster: extraction refuses the replica portal; the load refuses the embedded
+    # database even when the landing folder already holds files.
     generator.write_day(data_dir, "afinia", DAY, n=2, broken=False)
-    result = dg.materialize(pqr_assets, resources=resources, partition_key=KEY, raise_on_error=False)
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "POSTGRES_HOST" in str(failure.step_failure_data.error)
-    assert not (data_dir / "postgres").exists()
+    for selection, variable in (("raw_pqr_files", "OV_AFINIA_PORTAL_URL"), ("pqr_records*", "POSTGRES_HOST")):
+        result = dg.materialize(pqr_assets, resources=resources, partition_key=KEY, selection=selection,
+                                raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert variable in str(failure.step_failure_data.error)
+    assert not (data_dir / "postgres").exists() and not (data_dir / "object_store").exists()
 
 
 def test_no_personal_data_in_logs_or_metadata(
