@@ -46,14 +46,15 @@ CREATE INDEX IF NOT EXISTS files_link ON files (empresa, link_key);
 -- Covering: the refresh's listing of (name, size, mtime) never touches the stored outcomes.
 CREATE INDEX IF NOT EXISTS files_stat ON files (empresa, name, size, mtime_ns);
 -- Covering for a partition's record files (partition_frame): the rows' outcomes stay unread.
-CREATE INDEX IF NOT EXISTS files_partition_cov ON files (empresa, partition_date, name, size, mtime_ns, sha256)
+CREATE INDEX IF NOT EXISTS files_partition_cov3 ON files (empresa, partition_date, name, size, mtime_ns, sha256, link_key, kind)
     WHERE kind = 'json';
 """
 # Only the few rows a refresh must evaluate again (a fecha after the day it was read, outcomes
 # of other rules): a partial index keeps that lookup free of a table scan and cheap to maintain.
 _RECHECK_WHERE = ("kind = 'json' AND (status = 'fecha_out_of_range' OR rules_version IS NULL "
                   f"OR rules_version <> {RULES_VERSION})")
-_SCHEMA += (f"DROP INDEX IF EXISTS files_recheck; DROP INDEX IF EXISTS files_status;\n"
+_SCHEMA += ("DROP INDEX IF EXISTS files_recheck; DROP INDEX IF EXISTS files_status; DROP INDEX IF EXISTS files_partition;\n"
+            "DROP INDEX IF EXISTS files_partition_cov; DROP INDEX IF EXISTS files_partition_cov2;\n"
             f"CREATE INDEX IF NOT EXISTS files_recheck_v{RULES_VERSION} ON files (empresa) WHERE {_RECHECK_WHERE};\n")
 
 
@@ -205,13 +206,20 @@ class LandingIndex:
     def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
         """The evaluated record files of a partition (from the index; a file is read again only
         when its stored outcome is missing or was made under other rules) and their mtimes."""
+        out, mtimes, _links = self._outcomes(empresa, day, today)
+        return out, mtimes
+
+    def _outcomes(self, empresa: str, day: dt.date, today: dt.date
+                  ) -> tuple[list[FileOutcome], dict[str, dt.datetime], dict[str, str | None]]:
         fresh = self._fresh
         with self._db() as db:
-            stored = db.execute(
-                "SELECT name, size, mtime_ns, sha256 FROM files "
+            rows = db.execute(
+                "SELECT name, size, mtime_ns, sha256, link_key FROM files "
                 "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
                 (empresa, day.isoformat()),
             ).fetchall()
+            links = {r[0]: r[4] for r in rows}
+            stored = [r[:4] for r in rows]
             # outcomes this process just produced come from memory, the others from the index
             missing = [name for name, _s, mtime_ns, _h in stored if fresh.get((empresa, name), (None,))[0] != mtime_ns]
             blobs = dict(db.execute(
@@ -232,7 +240,7 @@ class LandingIndex:
                 outcome = evaluate_file(name, data, hashlib.sha256(data).hexdigest(), today)
             out.append(outcome)
             mtimes[name] = _bogota_naive(mtime_ns)
-        return out, mtimes
+        return out, mtimes, links
 
     @staticmethod
     def _row(row: tuple[object, ...]) -> IndexedFile:
@@ -307,8 +315,8 @@ def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.d
 
     from ov_assets.records import LinkedFile, build_frame
 
-    outcomes, mtimes = index.outcomes(empresa, day, today)
-    entries = [_Named(o.file_name, _link_key(o.file_name)) for o in outcomes]
+    outcomes, mtimes, links = index._outcomes(empresa, day, today)
+    entries = [_Named(o.file_name, links.get(o.file_name)) for o in outcomes]
     linked = index.linked_files(empresa, entries, {o.file_name: o.referenced for o in outcomes})  # type: ignore[arg-type]
     files = {
         name: [LinkedFile(f.kind, f.name, f.size, f.sha256) for f in sorted(fs, key=lambda f: f.name)]
