@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from ov_assets.contract import BOGOTA, FIRST_DAY, parse_extraction_ts
 from ov_assets.landing import FILE_RECORD, landing_dir, parse_name
 from ov_assets.records import RULES_VERSION, FileOutcome, evaluate_file
@@ -206,11 +208,15 @@ class LandingIndex:
     def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
         """The evaluated record files of a partition (from the index; a file is read again only
         when its stored outcome is missing or was made under other rules) and their mtimes."""
-        out, mtimes, _links = self._outcomes(empresa, day, today)
-        return out, mtimes
+        items, mtimes, _links = self._stored(empresa, day, today)
+        out = [FileOutcome.from_json(name, sha, size, orjson.dumps(p)) for name, sha, size, p in items]
+        return [o for o in out if o is not None], mtimes
 
-    def _outcomes(self, empresa: str, day: dt.date, today: dt.date
-                  ) -> tuple[list[FileOutcome], dict[str, dt.datetime], dict[str, str | None]]:
+    def _stored(self, empresa: str, day: dt.date, today: dt.date
+                ) -> tuple[list[tuple[str, str, int, list]], dict[str, dt.datetime], dict[str, str | None]]:
+        """(name, sha256, size, ``FileOutcome.as_list()``) per record file of a partition, mtimes
+        and link keys. Outcomes this process just produced come from memory, the others from the
+        index; a file is read again only when its stored outcome is missing or of other rules."""
         fresh = self._fresh
         with self._db() as db:
             rows = db.execute(
@@ -218,29 +224,36 @@ class LandingIndex:
                 "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
                 (empresa, day.isoformat()),
             ).fetchall()
-            links = {r[0]: r[4] for r in rows}
-            stored = [r[:4] for r in rows]
-            # outcomes this process just produced come from memory, the others from the index
-            missing = [name for name, _s, mtime_ns, _h in stored if fresh.get((empresa, name), (None,))[0] != mtime_ns]
+            missing = [r[0] for r in rows if fresh.get((empresa, r[0]), (None,))[0] != r[2]]
             blobs = dict(db.execute(
                 "SELECT name, outcome FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
                 (empresa, json.dumps(missing)))) if missing else {}
         lacking = set(missing)
-        stored = [(name, size, mtime_ns, sha, blobs.get(name) if name in lacking else fresh[(empresa, name)][1])
-                  for name, size, mtime_ns, sha in stored]
-        out: list[FileOutcome] = []
+        items: list[tuple[str, str, int, list]] = []
         mtimes: dict[str, dt.datetime] = {}
-        for name, size, mtime_ns, sha, blob in stored:
-            outcome = FileOutcome.from_json(name, sha, size, blob) if blob is not None else None
-            if outcome is None:
+        links: dict[str, str | None] = {}
+        loads = orjson.loads
+        for name, size, mtime_ns, sha, link in rows:
+            blob = blobs.get(name) if name in lacking else fresh[(empresa, name)][1]
+            parts = None
+            if blob is not None:
+                try:
+                    parts = loads(blob)
+                except orjson.JSONDecodeError:
+                    parts = None
+                if parts.__class__ is not list or len(parts) != 9 or parts[0] != RULES_VERSION:
+                    parts = None
+            if parts is None:
                 try:
                     data = self.read(empresa, name)
                 except FileNotFoundError:
                     continue  # removed since the refresh; the next refresh drops it
-                outcome = evaluate_file(name, data, hashlib.sha256(data).hexdigest(), today)
-            out.append(outcome)
+                sha, size = hashlib.sha256(data).hexdigest(), len(data)
+                parts = evaluate_file(name, data, sha, today).as_list()
+            items.append((name, sha, size, parts))
             mtimes[name] = _bogota_naive(mtime_ns)
-        return out, mtimes, links
+            links[name] = link
+        return items, mtimes, links
 
     @staticmethod
     def _row(row: tuple[object, ...]) -> IndexedFile:
@@ -313,27 +326,22 @@ def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.d
     evaluated (call ``index.refresh`` first)."""
     import polars as pl  # noqa: F401  (typing of the return value)
 
-    from ov_assets.records import LinkedFile, build_frame
+    from ov_assets.records import LinkedFile, frame_from_lists
 
-    outcomes, mtimes, links = index._outcomes(empresa, day, today)
-    entries = [_Named(o.file_name, links.get(o.file_name)) for o in outcomes]
-    linked = index.linked_files(empresa, entries, {o.file_name: o.referenced for o in outcomes})  # type: ignore[arg-type]
+    items, mtimes, links = index._stored(empresa, day, today)
+    entries = [_Named(name, links.get(name)) for name, _sha, _size, _p in items]
+    linked = index.linked_files(empresa, entries, {name: p[7] for name, _sha, _size, p in items})  # type: ignore[arg-type]
     files = {
         name: [LinkedFile(f.kind, f.name, f.size, f.sha256) for f in sorted(fs, key=lambda f: f.name)]
         for name, fs in linked.items()
     }
-    return build_frame(empresa, day, outcomes, files, fallback_extraction=mtimes)
+    return frame_from_lists(empresa, day, items, files, fallback_extraction=mtimes)
 
 
 @dataclass(frozen=True)
 class _Named:
     name: str
     link_key: str | None
-
-
-def _link_key(name: str) -> str | None:
-    parsed = parse_name(name)
-    return parsed.link_key if parsed else None
 
 
 def _bogota_naive(mtime_ns: int) -> dt.datetime:

@@ -153,10 +153,12 @@ class FileOutcome:
     # The partition day its fecha gives (valid records, and rejects whose fecha was readable).
     fecha_day: dt.date | None = None
 
-    def to_json(self) -> bytes:
-        """Compact form kept in the landing index (so a partition is not read twice)."""
+    def as_list(self) -> list[Any]:
+        """The compact form: [rules version, 18 canonical values or None, hash_registro, warnings,
+        [reject code, detail] or None, numero_radicado, extraction time (ISO) or None,
+        referenced file names, fecha day (ISO) or None]."""
         r = self.record
-        return orjson.dumps([
+        return [
             RULES_VERSION,
             [r.values[f] for f in BUSINESS_FIELDS] if r else None,
             r.hash_registro if r else None,
@@ -166,7 +168,11 @@ class FileOutcome:
             self.fecha_extraccion.isoformat() if self.fecha_extraccion else None,
             self.referenced,
             self.fecha_day.isoformat() if self.fecha_day else None,
-        ])
+        ]
+
+    def to_json(self) -> bytes:
+        """Compact form kept in the landing index (so a partition is not read twice)."""
+        return orjson.dumps(self.as_list())
 
     @classmethod
     def from_json(cls, name: str, sha256: str, size: int, blob: bytes | str) -> FileOutcome | None:
@@ -252,34 +258,50 @@ def build_frame(
 
     ``linked`` maps a record file name to its PDF and attachments. ``fallback_extraction`` gives
     an extraction time (file mtime) for files that carry none in their content or name.
-    Built column by column (no per-row Python objects handed to polars).
     """
-    n = len(outcomes)
+    return frame_from_lists(
+        empresa, partition_date, [(o.file_name, o.file_sha256, o.file_size, o.as_list()) for o in outcomes],
+        linked, fallback_extraction)
+
+
+def frame_from_lists(
+    empresa: str,
+    partition_date: dt.date,
+    items: list[tuple[str, str, int, list[Any]]],
+    linked: dict[str, list[LinkedFile]],
+    fallback_extraction: dict[str, dt.datetime] | None = None,
+) -> pl.DataFrame:
+    """``build_frame`` from (file name, sha256, size, ``FileOutcome.as_list()``) per record file:
+    built column by column, with no per-row objects (the index stores outcomes in this form)."""
+    n = len(items)
     if not n:
         return empty_frame()
     fallback_extraction = fallback_extraction or {}
-    records = [o.record for o in outcomes]
-    rejects = [o.reject for o in outcomes]
+    names = [it[0] for it in items]
+    parts = [it[3] for it in items]
+    values = [p[1] for p in parts]
+    rejects = [p[4] for p in parts]
+    fromiso = dt.datetime.fromisoformat
     cols: dict[str, Any] = {
         "empresa": [empresa] * n,
-        "file_name": [o.file_name for o in outcomes],
-        "file_sha256": [o.file_sha256 for o in outcomes],
-        "file_size": [o.file_size for o in outcomes],
-        "status": ["valid" if r is not None else "rejected" for r in records],
-        "reject_code": [j.code if j is not None else None for j in rejects],
-        "reject_detail": [j.detail if j is not None else None for j in rejects],
+        "file_name": names,
+        "file_sha256": [it[1] for it in items],
+        "file_size": [it[2] for it in items],
+        "status": ["valid" if v is not None else "rejected" for v in values],
+        "reject_code": [j[0] if j is not None else None for j in rejects],
+        "reject_detail": [j[1] if j is not None else None for j in rejects],
     }
-    for f in BUSINESS_FIELDS:
+    for i, f in enumerate(BUSINESS_FIELDS):
         if f == "numero_radicado":
-            cols[f] = [o.numero_radicado for o in outcomes]
+            cols[f] = [p[5] for p in parts]
         else:
-            cols[f] = [r.values[f] if r is not None else None for r in records]
-    cols["hash_registro"] = [r.hash_registro if r is not None else None for r in records]
+            cols[f] = [v[i] if v is not None else None for v in values]
+    cols["hash_registro"] = [p[2] for p in parts]
     cols["fecha_extraccion"] = [
-        (o.fecha_extraccion or fallback_extraction.get(o.file_name)) if o.record is not None else None
-        for o in outcomes
+        (fromiso(p[6]) if p[6] else fallback_extraction.get(name)) if p[1] is not None else None
+        for name, p in zip(names, parts)
     ]
-    cols["warnings"] = [",".join(r.warnings) if r is not None else "" for r in records]
+    cols["warnings"] = [",".join(p[3]) if p[1] is not None else "" for p in parts]
     frame = pl.DataFrame(
         cols, schema={k: (pl.String() if k == "warnings" else FRAME_SCHEMA[k]) for k in cols}
     ).with_columns(
@@ -295,15 +317,15 @@ def build_frame(
     fname: list[str] = []
     fsize: list[int] = []
     fsha: list[str] = []
-    for i, o in enumerate(outcomes):
-        if o.record is None:
+    for i, (name, sha, size, p) in enumerate(items):
+        if p[1] is None:
             continue
         owner.append(i)
         ftype.append(FILE_RECORD)
-        fname.append(o.file_name)
-        fsize.append(o.file_size)
-        fsha.append(o.file_sha256)
-        for lf in linked.get(o.file_name, ()):
+        fname.append(name)
+        fsize.append(size)
+        fsha.append(sha)
+        for lf in linked.get(name, ()):
             owner.append(i)
             ftype.append(lf.file_type)
             fname.append(lf.filename)
