@@ -129,21 +129,22 @@ def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_rec
     """The winners upserted into ``data_general.ov_{empresa}``, history rows for updates,
     rejects in ``ov_rejects``, one ``ov_load_audit`` row per partition.
 
-    Grain: one row per numero_radicado. One transaction per partition under an advisory lock
-    (a killed run leaves whole partitions or nothing; concurrent runs serialize per partition),
-    retried on a new connection after transient failures (restart, failover).
+    Grain: one row per numero_radicado. One set-based transaction for the run's whole range,
+    under one advisory lock per partition taken in sorted order (a killed run leaves the whole
+    range or nothing; concurrent runs serialize per partition, without deadlock), retried on a
+    new connection after transient failures (restart, failover).
     Idempotent: unchanged rows are counted as duplicates and never written.
     Run config ``dry_run: true`` computes the same counts inside a transaction that is rolled
     back: nothing is written (not even the audit row); the counts are reported as an
     observation, nothing is materialized, and the checks and downstream steps do not run.
     """
+    keys = [(empresa, day) for day, empresa in _partitions(context)]
+    by_partition = postgres.run(
+        lambda conn: loading.load_partitions(conn, keys, pqr_records, context.run_id, dry_run=config.dry_run),
+        migrate=not config.dry_run,
+    )
     total = loading.LoadCounts()
-    for day, empresa in _partitions(context):
-        counts = postgres.run(
-            lambda conn, day=day, empresa=empresa: loading.load_partition(
-                conn, empresa, day, pqr_records, context.run_id, dry_run=config.dry_run),
-            migrate=not config.dry_run,
-        )
+    for (empresa, day), counts in sorted(by_partition.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         total = total.add(counts)
         context.log.info(f"{empresa} {day}{' (dry run)' if config.dry_run else ''}: {counts}")
     metadata: dict[str, object] = {

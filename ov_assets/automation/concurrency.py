@@ -17,8 +17,8 @@ backfill); the others wait queued. ``ov/empresa`` caps the writers per empresa, 
 ``ov/landing-cleanup`` keeps the weekly cleanup single.
 
 Range runs of backfills (``BackfillPolicy.multi_run``) carry range tags instead of one
-partition key; for them the per-partition PostgreSQL advisory lock of ``loading.load_partition``
-is what serializes writers of the same partition (NOTES: pools are per asset, not per partition).
+partition key; for them the per-partition PostgreSQL advisory locks of ``loading.load_partitions``
+are what serialize writers of the same partition (NOTES: pools are per asset, not per partition).
 """
 
 from __future__ import annotations
