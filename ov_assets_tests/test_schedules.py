@@ -99,6 +99,7 @@ def test_bulk_monday_0400_yesterday_and_today_both_empresas() -> None:
         assert r.tags["ov/partition"] == r.partition_key
         assert r.tags["ov/empresa"] == r.partition_key.split("|")[1]
         assert r.tags["ov/mode"] == "bulk"
+        assert r.tags["ov/portal"] == r.tags["ov/empresa"]  # extracting runs: one per portal
     assert len({r.run_key for r in requests}) == 4
 
 
@@ -211,6 +212,7 @@ def test_s3_retry_hourly_only_partitions_pending_or_error(pg_conninfo18) -> None
     assert keys(requests) == ["2025-09-01|afinia", "2025-09-02|aire"]
     assert S.s3_retry_schedule.job_name == "pqr_s3_retry_job"
     assert {r.tags["ov/mode"] for r in requests} == {"retry"}
+    assert not any("ov/portal" in r.tags for r in requests)  # no extraction, no portal slot
 
 
 def test_verification_hourly_recent_and_changed_partitions(pg_conninfo18) -> None:

@@ -29,10 +29,20 @@ MODE_TAG = "ov/mode"
 CLEANUP_TAG = "ov/landing-cleanup"
 
 
+PORTAL_TAG = "ov/portal"
+# Runs of these modes extract from the portal (their job includes raw_pqr_files).
+EXTRACTING_MODES = frozenset({"bulk", "incremental", "reextraction"})
+
+
 def partition_tags(partition_key: str, mode: str) -> dict[str, str]:
-    """The tags of a run on one partition (``date|empresa``)."""
+    """The tags of a run on one partition (``date|empresa``). Runs that extract also carry
+    ``ov/portal``: the run queue lets one such run per empresa at a time, so a portal never
+    sees more than ``OV_SCRAPER_CONCURRENCY`` pages of ours at once."""
     empresa = partition_key.split("|")[1]
-    return {PARTITION_TAG: partition_key, EMPRESA_TAG: empresa, MODE_TAG: mode}
+    tags = {PARTITION_TAG: partition_key, EMPRESA_TAG: empresa, MODE_TAG: mode}
+    if mode in EXTRACTING_MODES:
+        tags[PORTAL_TAG] = empresa
+    return tags
 
 
 def mode_tags(mode: str) -> dict[str, str]:
