@@ -9,9 +9,9 @@ the methods, median of ``--repeat`` rounds, each method on its own fresh databas
 - ours_first:  what ``pqr_table`` does in a backfill: the days cut into runs of ``--per-run``
                partitions (default: the asset's ``BackfillPolicy.multi_run`` size, 14), each run
                one ``PostgresResource.run`` (new connection, retries) around
-               ``loading.load_partitions``: one transaction, advisory locks in order, one CSV
-               COPY into the staging table, set-based insert, grouped counts, audit rows;
-               into empty tables;
+               ``loading.load_partitions``: one transaction, advisory locks in order, an
+               existence check, one CSV COPY straight into the table (the first-load fast
+               path; reloads stage and compare), grouped counts, audit rows; into empty tables;
 - ours_reload: the same again after the first load, with 10% of the records changed (a later
                extraction with another status: update + history row), 90% unchanged;
 - copy_floor:  one ``COPY`` of the same rows (CSV already serialized) into an empty table with

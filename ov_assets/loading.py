@@ -1,6 +1,7 @@
-"""The load of a run's partitions into PostgreSQL (CONTRACT §6): COPY the winners into a
-staging table, then set-based statements, all in ONE transaction under one advisory lock per
-partition (taken in sorted order), whatever the number of partitions of the run.
+"""The load of a run's partitions into PostgreSQL (CONTRACT §6): one COPY of the winners per
+empresa (straight into the table when none of them is stored yet, else into a staging table
+followed by set-based statements), all in ONE transaction under one advisory lock per partition
+(taken in sorted order), whatever the number of partitions of the run.
 
 - new radicados are inserted;
 - a changed row is updated only when the incoming extraction is not older than the stored one
