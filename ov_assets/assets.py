@@ -20,7 +20,8 @@ from ov_assets.landing_index import partition_frame
 from ov_assets.partitions import parse_partition_key, pqr_partitions
 from ov_assets.records import empty_frame
 from ov_assets.reports import write_consolidated
-from ov_assets.resources import LandingResource, ObjectStoreResource, PostgresResource
+from ov_assets.portal.scraper import ScrapeResult, scrape_day
+from ov_assets.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
 
 GROUP = "oficina_virtual"
 OWNERS = ["team:data-engineering"]
@@ -33,36 +34,105 @@ def _partitions(context: dg.AssetExecutionContext) -> list[tuple[dt.date, str]]:
     return sorted(parse_partition_key(k) for k in context.partition_keys)
 
 
+RAW_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        "portal_yielded_pqrs", asset="raw_pqr_files", partitions_def=pqr_partitions,
+        description="WARN when a Monday-Saturday extraction lists zero PQRs for an empresa: the "
+                    "portal usually changed (selectors, login, filters) rather than nobody filing.",
+    )
+]
+
+
 @dg.asset(
     partitions_def=pqr_partitions,
     group_name=GROUP,
     owners=OWNERS,
-    kinds={"python", "file"},
+    kinds={"playwright", "file"},
     backfill_policy=BACKFILL,
-    pool="ov_landing",
+    pool="ov_portal",
+    check_specs=RAW_CHECK_SPECS,
 )
-def raw_pqr_files(context: dg.AssetExecutionContext, landing: LandingResource) -> dg.MaterializeResult:
-    """The partition's files in the landing folder (JSON records, PDFs, attachments).
+def raw_pqr_files(
+    context: dg.AssetExecutionContext,
+    landing: LandingResource,
+    portal: PortalResource,
+    postgres: PostgresResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    """The partition's files in the landing folder (JSON records, PDFs, attachments), extracted
+    from the empresa's Oficina Virtual for that day (CONTRACT §9), or the local replica portal
+    when none is configured.
 
-    Grain: one landing file. Indexes new or changed files only (cost proportional to what is
-    new), and reports what the partition holds. Idempotent: the landing folder is not changed.
+    Grain: one landing file. Idempotent: a PQR whose hash_registro equals its latest version in
+    the landing folder or the table is never written again, so a rerun stores nothing new.
+    With ``portal.extract`` off it only indexes what is already in the landing folder.
     """
     index = landing.index()
     today = today_bogota()
-    refreshed: set[str] = set()
+    parts = _partitions(context)
+    results: dict[tuple[dt.date, str], ScrapeResult] = {}
+    if portal.extract:
+        with portal.scraper_configs(sorted({e for _, e in parts})) as config_for:
+            for day, empresa in parts:
+                index.refresh(empresa, today)
+                known = index.latest_hashes(empresa, [day]) | _table_hashes(postgres, empresa, day)
+                result = scrape_day(config_for(empresa), day, landing.root_for(empresa), known_hashes=known,
+                                    artifacts_dir=portal.artifacts_dir)
+                results[(day, empresa)] = result
+                context.log.info(
+                    f"{empresa} {day}: listed {result.listed} of {result.listed_total} over "
+                    f"{result.pages_walked} pages; {result.written} written, {result.unchanged} unchanged, "
+                    f"{result.failed} failed"
+                )
     records = linked = 0
-    for day, empresa in _partitions(context):
-        if empresa not in refreshed:
-            result = index.refresh(empresa, today)
-            refreshed.add(empresa)
-            context.log.info(f"landing index {empresa}: {result.scanned} files, {len(result.new)} new, "
-                             f"{len(result.changed)} changed, {result.removed} removed")
+    for empresa in sorted({e for _, e in parts}):
+        index.refresh(empresa, today)
+    for day, empresa in parts:
         entries = index.record_files(empresa, day)
         records += len(entries)
         linked += sum(len(v) for v in index.linked_files(empresa, entries).values())
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": records + linked, "record_files": records, "linked_files": linked}
-    )
+    failed = [r for r in results.values() if r.failed]
+    if failed:
+        # What was extracted stays in the landing folder (the landing sensor loads it); the run
+        # fails so a person looks at the screenshots and traces named here.
+        raise dg.Failure(
+            description=f"extraction failed for {sum(r.failed for r in failed)} PQRs",
+            metadata={
+                "radicados_failed": dg.MetadataValue.json(sorted(x for r in failed for x in r.radicados_failed)),
+                "failure_artifacts": dg.MetadataValue.json(sorted(x for r in failed for x in r.failure_artifacts)),
+            },
+        )
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": records + linked,
+        "record_files": records,
+        "linked_files": linked,
+        "extraction": "portal" if portal.extract else "disabled (landing folder only)",
+        "pqrs_listed": sum(r.listed for r in results.values()),
+        "pqrs_written": sum(r.written for r in results.values()),
+        "pqrs_unchanged": sum(r.unchanged for r in results.values()),
+    })
+    verdicts = {}
+    for day, empresa in parts:
+        result = results.get((day, empresa))
+        if result is None:
+            verdicts[(day, empresa)] = checks_logic.Verdict(True, {"extraction": "not run"},
+                                                            dg.AssetCheckSeverity.WARN)
+        else:
+            silent = day.weekday() < 6 and result.listed_total == 0
+            verdicts[(day, empresa)] = checks_logic.Verdict(
+                not silent, {"listed_total": result.listed_total, "weekday": day.strftime("%A")},
+                dg.AssetCheckSeverity.WARN)
+    yield from checks_logic.emit(context, "raw_pqr_files", "portal_yielded_pqrs", verdicts)
+
+
+def _table_hashes(postgres: PostgresResource, empresa: str, day: dt.date) -> set[str]:
+    """hash_registro of the PQRs of ``day`` already in the table (files may be cleaned up)."""
+    with postgres.connect() as conn:
+        rows = conn.execute(
+            f"SELECT hash_registro FROM {loading.SCHEMA}.{loading.table_name(empresa)} "
+            "WHERE fecha >= %s AND fecha < %s AND hash_registro IS NOT NULL",
+            (day, day + dt.timedelta(days=1)),
+        ).fetchall()
+    return {h for (h,) in rows}
 
 
 @dg.asset(
@@ -84,9 +154,11 @@ def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource) -> 
     """
     index = landing.index()
     today = today_bogota()
-    frames = []
-    for day, empresa in _partitions(context):
+    parts = _partitions(context)
+    for empresa in sorted({e for _, e in parts}):  # one listing per empresa, not per partition
         index.refresh(empresa, today)
+    frames = []
+    for day, empresa in parts:
         frame = partition_frame(index, empresa, day, today)
         write_consolidated(landing.root, empresa, day, frame)
         frames.append(frame)

@@ -249,6 +249,9 @@ def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject
             vals.append(c)
             repaired = repaired or fixed
     values = dict(zip(BUSINESS_FIELDS, vals))
+    if any("\x00" in v for v in vals):  # a JSON "\u0000": PostgreSQL text cannot hold it
+        name = next(n for n, v in values.items() if "\x00" in v)
+        return Reject(UNDECODABLE, f"field {name} holds U+0000 (NUL), which PostgreSQL text cannot store")
 
     for name in REQUIRED_FIELDS:
         if not values[name]:

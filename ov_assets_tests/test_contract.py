@@ -303,3 +303,18 @@ def test_separator_prevents_shifting() -> None:
     a = valid(rec(lectura="ab", correo_electronico=""))
     b = valid(rec(lectura="a", correo_electronico="b"))
     assert a.hash_registro != b.hash_registro
+
+
+def test_nul_character_in_a_value_rejects_the_record() -> None:
+    """A JSON ``\\u0000`` decodes to U+0000, which PostgreSQL text refuses: loading it would fail
+    the whole partition, so the record is rejected alone, naming the field."""
+    import datetime as _dt
+
+    from ov_assets.contract import Reject, validate_record
+
+    obj = {"numero_radicado": "202510080012345", "fecha": "2025/10/08 09:32", "estado_solicitud": "Finalizado",
+           "comentarios": "antes\u0000despues"}
+    out = validate_record(obj, _dt.date(2026, 1, 1))
+    assert isinstance(out, Reject) and out.code == "undecodable" and "comentarios" in out.detail
+    obj["comentarios"] = "antes despues"
+    assert not isinstance(validate_record(obj, _dt.date(2026, 1, 1)), Reject)
