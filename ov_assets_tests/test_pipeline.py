@@ -116,6 +116,16 @@ def test_full_partition_run_is_correct_and_idempotent(
     mat = result.asset_materializations_for_node("pqr_table")[0]
     assert mat.metadata["db_inserted"].value == len(latest)
 
+    # The consolidated dataset of the partition (CSV and Parquet) holds exactly the table's rows.
+    import polars as pl
+
+    csv = pl.read_csv(data_dir / "processed" / "afinia_consolidated_20251008.csv", infer_schema=False)
+    parquet = pl.read_parquet(data_dir / "processed" / "afinia_consolidated_20251008.parquet")
+    for frame in (csv, parquet):
+        assert dict(frame.select("numero_radicado", "hash_registro").iter_rows()) == rows
+    table_names = dict(query(pg_conninfo, "SELECT numero_radicado, nombres_apellidos FROM data_general.ov_afinia"))
+    assert dict(csv.select("numero_radicado", "nombres_apellidos").iter_rows()) == table_names
+
     before = snapshot(pg_conninfo)
     rerun = run(resources)
     assert snapshot(pg_conninfo) == before
