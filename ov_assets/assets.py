@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from ov_assets import archive, checks_logic, loading
+from ov_assets.barriers import barrier
 from ov_assets.contract import today_bogota
 from ov_assets.landing_index import partition_frame
 from ov_assets.partitions import parse_partition_key, pqr_partitions
@@ -262,6 +263,7 @@ def pqr_s3_objects(
     the bucket with the same SHA-256 are ``pre_existing``; nothing is overwritten (conditional
     puts). Objects left ``pending``/``error`` by an earlier run are retried here.
     """
+    barrier("archive")  # tests: a run killed between pqr_table and pqr_s3_objects
     store = object_store.open()
     objects = archive.plan_objects(pqr_records, landing.root, object_store.layout, object_store.base_path)
     with postgres.connect() as conn:

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
+from ov_assets.barriers import barrier
 from ov_assets.contract import BUSINESS_FIELDS
 
 SCHEMA = "data_general"
@@ -120,20 +118,6 @@ def _stage_ddl(empresa: str) -> str:
 _COPY_CHUNK = 1 << 20
 
 
-def _barrier(point: str) -> None:
-    """Test hook: with ``OV_TEST_LOAD_BARRIER=point:dir`` the load announces that it reached
-    ``point`` (``dir/point.reached``) and waits for ``dir/point.release``, so a test can kill
-    the process at an exact place. Inert unless the variable names this point."""
-    spec = os.environ.get("OV_TEST_LOAD_BARRIER")
-    if not spec or not spec.startswith(point + ":"):
-        return
-    folder = Path(spec.split(":", 1)[1])
-    (folder / f"{point}.reached").write_text(str(os.getpid()))
-    release = folder / f"{point}.release"
-    while not release.exists():
-        time.sleep(0.01)
-
-
 def stage_csv(winners: pl.DataFrame, with_partition: bool = False) -> bytes:
     """The winners as CSV in ``LOAD_COLUMNS`` order (``partition_date`` first when
     ``with_partition``), as COPY reads them (polars writes it in native code: no Python loop per
@@ -160,7 +144,7 @@ def _copy(conn: psycopg.Connection, target: sql.Composable, columns: sql.Composa
     with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)) as copy:
         half = len(data) // 2
         copy.write(data[:half])
-        _barrier("copy")  # tests: killed with half the rows sent
+        barrier("copy")  # tests: killed with half the rows sent
         for i in range(half, len(data), _COPY_CHUNK):
             copy.write(data[i:i + _COPY_CHUNK])
 
@@ -202,7 +186,7 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
         # First load of these radicados: the COPY goes straight into the table (what the floor
         # does), under a savepoint. A concurrent load of another partition that inserted one of
         # them since (its fecha moved) makes the COPY fail: undone, the general path runs.
-        _barrier("insert")  # tests: a concurrent load inserts one of our radicados here
+        barrier("insert")  # tests: a concurrent load inserts one of our radicados here
         try:
             with conn.transaction():  # a savepoint
                 _copy(conn, table, _cols(LOAD_COLUMNS), stage_csv(winners))
@@ -366,7 +350,7 @@ def load_partitions(
              [out[k].db_duplicates + out[k].db_skipped_older for k in keys],
              [out[k].rejected for k in keys]),
         )
-        _barrier("commit")  # tests: killed with everything written but not committed
+        barrier("commit")  # tests: killed with everything written but not committed
     return out
 
 
