@@ -15,13 +15,20 @@ landing folder and measures, on the same files, alternating the three, median of
 
 Prints a table and, last, one JSON line.
 
-Measured 2026-11-22 on the project's 2-core VM (23 GB RAM, ext4), shared with other sessions
-(load average 3-10 during the runs), ``--n 100000``, median of 3:
+Measured 2026-11-22 on the project's 2-core VM (AMD EPYC, 23 GB RAM, ext4), shared with other
+sessions (load average 0.9 before the run, 1.2 after; other engineers were running tests),
+``--n 100000``, median of 3:
 
-    {"records": 100000, "io_floor_per_s": 58251, "ours_per_s": 4103, "naive_per_s": 2695, "peak_rss_mb": 565}
+    {"records": 100000, "io_floor_per_s": 45916, "ours_per_s": 12603, "naive_per_s": 3944, "peak_rss_mb": 662}
 
-(main-process CPU: ours 12.4 s, naive 27.0 s, io_floor 1.6 s). The issue's goal (>= 20,000/s,
-within 2x of the I/O floor, >= 3x naive) is NOT met yet; see the profile notes in the issue.
+(main-process CPU: ours 5.1 s, naive 25.7 s, io_floor 1.7 s). Before the changes of that day, on a
+busier machine: io_floor 58,251/s, ours 4,103/s, naive 2,695/s, 565 MB. Met: ours >= 3x naive
+(3.2x). NOT met: >= 20,000/s and within 2x of the I/O floor. Where the time goes now, per record,
+CPU (single-process measurements on a quiet moment): workers ~50 us (read 6, parse the name 2,
+decode + validate + hash_registro 24, outcome blob 6, frame columns 4, rest 8), main process
+~40-50 us (SQLite insert ~15, per-partition queries + polars finish/winners ~15-20, unpickling and
+bookkeeping ~10). With 2 cores that is ~45-50 us of wall per record at best (~20,000/s); the
+remaining steps would be fewer SQLite writes per file and one polars plan for all partitions.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -112,13 +113,37 @@ EXTRACTION_TS_FORMAT = "%Y%m%d_%H%M%S"
 FECHA_OUTPUT_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 # ``repair`` is exactly ``ftfy.fix_encoding``, which returns its input unchanged unless
-# ``ftfy.badness.is_bad`` finds a suspicious sequence (a costly regex). Every such sequence
-# holds a non-ASCII character outside plain Spanish letters, or two non-ASCII characters side
-# by side (checked exhaustively against ftfy's patterns for every string of one Spanish letter
-# and up to three ASCII characters; the longer patterns all need other characters). Text
-# without either skips ftfy: correct Spanish text never pays for it.
-_SPANISH = "áéíóúüñÁÉÍÓÚÜÑ¿¡"
-_MAYBE_MOJIBAKE = re.compile(f"[^\x00-\x7f{_SPANISH}]|[^\x00-\x7f][^\x00-\x7f]")
+# ``ftfy.badness.is_bad`` finds a suspicious sequence (a costly regex). ``_MAYBE_MOJIBAKE`` is a
+# cheap superset of it: every sequence ``is_bad`` finds holds a non-ASCII character outside
+# plain Spanish letters, an inverted mark (¿ ¡) next to another non-ASCII character, or a
+# lower-case accented letter (á é í ü ñ) followed by an upper-case one (Á É Í Ü Ñ). Checked
+# exhaustively against ftfy 6.3's patterns for every string of up to three characters over ASCII
+# and the Spanish letters, up to four with representative ASCII characters and up to five over
+# the Spanish letters (ftfy's longer patterns all need other characters); a test re-checks it.
+# Text without any of them skips ftfy: correct Spanish text ("Ibáñez") never pays for it.
+_SPANISH_LETTERS = "áéíóúüñÁÉÍÓÚÜÑ"
+_SPANISH = _SPANISH_LETTERS + "¿¡"
+_MAYBE_MOJIBAKE = re.compile(
+    f"[^\x00-\x7f{_SPANISH}]|[¿¡][^\x00-\x7f]|[^\x00-\x7f][¿¡]|[áéíüñ][ÁÉÍÜÑ]")
+# Every character ``str.split()`` splits on (``str.isspace()``), the plain space aside; a test
+# checks the list against Python's own. A value holding none of them, and no leading, trailing
+# or double space, is already in canonical whitespace form.
+SPLIT_SPACES = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+                "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_SPLIT_SPACE = re.compile(f"[{SPLIT_SPACES}]")
+# The first test of ``_MAYBE_MOJIBAKE`` alone (one character class: fast); the others only
+# matter when an inverted mark or an upper-case accented letter is present at all.
+_SUSPECT_CHAR = re.compile(f"[^\x00-\x7f{_SPANISH}]")
+
+
+def _maybe_mojibake(text: str) -> bool:
+    """``_MAYBE_MOJIBAKE.search(text)``, cheaply: plain str searches first (a regex with
+    alternatives tries each of them at every character)."""
+    if _SUSPECT_CHAR.search(text):
+        return True
+    if "¿" in text or "¡" in text or "Á" in text or "É" in text or "Í" in text or "Ü" in text or "Ñ" in text:
+        return _MAYBE_MOJIBAKE.search(text) is not None
+    return False
 _FECHA_YMD = re.compile(
     r"([0-9]{4})(?:/([0-9]{2})/([0-9]{2}) |-([0-9]{2})-([0-9]{2})[ T])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
 _FECHA_DMY = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
@@ -136,7 +161,7 @@ _DOCUMENTO = re.compile(r"[0-9]{3,15}(?:-[0-9])?")
 def repair(text: str) -> str:
     """Undo UTF-8 misread as cp1252/Latin-1, and nothing else (no quote straightening,
     no entity unescaping, no NFKC)."""
-    if text.isascii() or not _MAYBE_MOJIBAKE.search(text):
+    if text.isascii() or not _maybe_mojibake(text):
         return text
     return ftfy.fix_encoding(text)
 
@@ -226,6 +251,29 @@ _I_FECHA = BUSINESS_FIELDS.index("fecha")
 _I_ESTADO = BUSINESS_FIELDS.index("estado_solicitud")
 
 
+_FIELD_VALUES = operator.itemgetter(*BUSINESS_FIELDS)
+
+
+def _canonical_fast(obj: dict[str, Any]) -> list[str] | None:
+    """The 18 canonical values, checked on all of them at once, when every field is present and
+    a string and none needs repair or NFC (the usual record); None sends the record field by
+    field through ``canonical_with_flag``. Same results: the values are joined with NUL (no value
+    holds one, counted), and NUL is ASCII, so no check can match across two values."""
+    try:
+        joined = "\x00".join(_FIELD_VALUES(obj))
+    except (KeyError, TypeError):  # a field absent, or a value that is not a string
+        return None
+    if joined.count("\x00") != len(BUSINESS_FIELDS) - 1:
+        return None
+    if not joined.isascii() and (_maybe_mojibake(joined) or not unicodedata.is_normalized("NFC", joined)):
+        return None
+    vals = joined.split("\x00")
+    if (_SPLIT_SPACE.search(joined) or "  " in joined or " \x00" in joined or "\x00 " in joined
+            or joined[:1] == " " or joined[-1:] == " "):
+        return [" ".join(v.split()) for v in vals]
+    return vals
+
+
 def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject:
     """Apply CONTRACT §4 to one decoded JSON object.
 
@@ -233,25 +281,27 @@ def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject
     ``fecha`` is stored and hashed in its canonical form ``YYYY-MM-DDTHH:MM:SS``.
     Never raises for any JSON object.
     """
-    get = obj.get
-    vals: list[str] = []
     repaired = False
-    for name in BUSINESS_FIELDS:  # the hot loop: ASCII values never leave it
-        v = get(name)
-        if v is None:
-            vals.append("")
-            continue
-        s = v if v.__class__ is str else str(v)
-        if s.isascii():
-            vals.append(" ".join(s.split()))
-        else:
-            c, fixed = canonical_with_flag(s)
-            vals.append(c)
-            repaired = repaired or fixed
+    vals = _canonical_fast(obj)
+    if vals is None:
+        get = obj.get
+        vals = []
+        for name in BUSINESS_FIELDS:
+            v = get(name)
+            if v is None:
+                vals.append("")
+                continue
+            s = v if v.__class__ is str else str(v)
+            if s.isascii():
+                vals.append(" ".join(s.split()))
+            else:
+                c, fixed = canonical_with_flag(s)
+                vals.append(c)
+                repaired = repaired or fixed
+        if any("\x00" in v for v in vals):  # a JSON "\u0000": PostgreSQL text cannot hold it
+            name = next(n for n, v in zip(BUSINESS_FIELDS, vals) if "\x00" in v)
+            return Reject(UNDECODABLE, f"field {name} holds U+0000 (NUL), which PostgreSQL text cannot store")
     values = dict(zip(BUSINESS_FIELDS, vals))
-    if any("\x00" in v for v in vals):  # a JSON "\u0000": PostgreSQL text cannot hold it
-        name = next(n for n, v in values.items() if "\x00" in v)
-        return Reject(UNDECODABLE, f"field {name} holds U+0000 (NUL), which PostgreSQL text cannot store")
 
     for name in REQUIRED_FIELDS:
         if not values[name]:
@@ -262,7 +312,7 @@ def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject
     day = fecha.date()
     if day < FIRST_DAY or day > today:
         return Reject(FECHA_OUT_OF_RANGE, f"field fecha {day.isoformat()} is outside {FIRST_DAY}..{today}")
-    values["fecha"] = format_fecha(fecha)
+    values["fecha"] = fecha.isoformat()  # == format_fecha(fecha): seconds, no fraction, 4-digit year
     for name, limit in _LIMITS:
         if len(values[name]) > limit:
             return Reject(VALUE_TOO_LONG, f"field {name} has {len(values[name])} characters (limit {limit})")
@@ -281,10 +331,10 @@ def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject
     v = values["documento_identidad"]
     if v and not _DOCUMENTO.fullmatch(v):
         warnings.append("documento_invalid")
-    if not KNOWN_KEYS.issuperset(obj) and any(
-        k not in KNOWN_KEYS and not k.startswith("tabla_") for k in obj
-    ):
-        warnings.append("unknown_keys")
+    if not KNOWN_KEYS.issuperset(obj):
+        extra = obj.keys() - KNOWN_KEYS  # one set operation in C; usually tabla_* keys only
+        if any(not k.startswith("tabla_") for k in extra):
+            warnings.append("unknown_keys")
     if repaired:
         warnings.append("text_repaired")
     joined = HASH_SEPARATOR.join(values.values())

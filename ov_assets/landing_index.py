@@ -4,25 +4,45 @@ outcome) per file, in SQLite under ``$OV_DATA_DIR/state``.
 Only new or changed files (by size and mtime) are opened, so finding a partition's files in a
 folder of 200,000 costs a directory listing plus that partition's new files, never a rescan of
 every file (the old system's O(N^2)). The sensor and the assets share it.
+
+Where the time goes in a large refresh (a full reload: every file new), and how it is kept low:
+
+- the listing stats only files already indexed; new files are stat'ed by whoever opens them;
+- opening, hashing, decoding, validating and building the per-file frame columns run in worker
+  processes (``_index_batch``), which return rows ready for SQLite and a polars frame per batch;
+- this process writes the rows in transactions of about a second (each commit writes every page
+  its rows touched: many small ones multiply the writes) into a table with only the indexes the
+  queries need, and keeps the batch frames, so that ``partition_frame`` in the same run only
+  adds linked files and winners (``records.finish_frame``); outcomes made by earlier runs come
+  from the compact orjson blob stored per file.
+
+The SQLite file can be deleted at any time: the next refresh rebuilds it from the landing folder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
+import operator
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from ov_assets.contract import BOGOTA, FIRST_DAY, parse_extraction_ts
 from ov_assets.landing import FILE_RECORD, landing_dir, parse_name
 from ov_assets.records import RULES_VERSION, FileOutcome, evaluate_file
+
+if TYPE_CHECKING:
+    import polars as pl
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -43,25 +63,27 @@ CREATE TABLE IF NOT EXISTS files (
     rules_version   INTEGER,
     PRIMARY KEY (empresa, name)
 );
+"""
+# Only the indexes the queries use: the primary key (listing, lookups by name), a partition's
+# record files, links between a record and its PDF/attachments. Every index is paid on each of
+# the (many) inserts of a large refresh: the wide covering indexes of earlier versions are gone.
+_INDEXES = """
+DROP INDEX IF EXISTS files_stat; DROP INDEX IF EXISTS files_recheck; DROP INDEX IF EXISTS files_status;
+DROP INDEX IF EXISTS files_partition_cov; DROP INDEX IF EXISTS files_partition_cov2;
+DROP INDEX IF EXISTS files_partition_cov3;
 CREATE INDEX IF NOT EXISTS files_partition ON files (empresa, partition_date) WHERE kind = 'json';
-CREATE INDEX IF NOT EXISTS files_link ON files (empresa, link_key);
--- Covering: the refresh's listing of (name, size, mtime) never touches the stored outcomes.
-CREATE INDEX IF NOT EXISTS files_stat ON files (empresa, name, size, mtime_ns);
--- Covering for a partition's record files (partition_frame): the rows' outcomes stay unread.
-CREATE INDEX IF NOT EXISTS files_partition_cov3 ON files (empresa, partition_date, name, size, mtime_ns, sha256, link_key, kind)
-    WHERE kind = 'json';
+DROP INDEX IF EXISTS files_link;
+-- kind: the lookup of a record's PDF/attachments skips the record file itself in the index.
+CREATE INDEX IF NOT EXISTS files_link_kind ON files (empresa, link_key, kind);
 """
 # Only the few rows a refresh must evaluate again (a fecha after the day it was read, outcomes
 # of other rules): a partial index keeps that lookup free of a table scan and cheap to maintain.
 _RECHECK_WHERE = ("kind = 'json' AND (status = 'fecha_out_of_range' OR rules_version IS NULL "
                   f"OR rules_version <> {RULES_VERSION})")
-_SCHEMA += ("DROP INDEX IF EXISTS files_recheck; DROP INDEX IF EXISTS files_status; DROP INDEX IF EXISTS files_partition;\n"
-            "DROP INDEX IF EXISTS files_partition_cov; DROP INDEX IF EXISTS files_partition_cov2;\n"
-            f"CREATE INDEX IF NOT EXISTS files_recheck_v{RULES_VERSION} ON files (empresa) WHERE {_RECHECK_WHERE};\n")
+_INDEXES += f"CREATE INDEX IF NOT EXISTS files_recheck_v{RULES_VERSION} ON files (empresa) WHERE {_RECHECK_WHERE};\n"
 
 
-@dataclass(frozen=True)
-class IndexedFile:
+class IndexedFile(NamedTuple):
     empresa: str
     name: str
     size: int
@@ -100,17 +122,18 @@ class LandingIndex:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state / "landing_index.sqlite3"
         self.files_opened = 0  # how many landing files this object read (tests assert on it)
-        # Outcomes this object's refresh just produced, so that partition_frame in the same run
-        # does not read them back from SQLite; bounded (beyond it, the index serves them).
-        self._fresh: dict[tuple[str, str], tuple[int, bytes]] = {}
-        self._fresh_bytes = 0
+        # Per empresa, the per-file frame columns (``records.base_frame``) of the record files this
+        # object's refresh just evaluated, so that ``partition_frame`` in the same run reads
+        # nothing back from SQLite; bounded by FRESH_CACHE_BYTES (beyond, the index serves them).
+        self._fresh: dict[str, list[pl.DataFrame]] = {}
+        self._fresh_days: dict[str, dict[dt.date, pl.DataFrame]] = {}
         with self._db() as db:
-            db.executescript(_SCHEMA.split("CREATE INDEX", 1)[0])
+            db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
             for column, kind in (("outcome", "BLOB"), ("rules_version", "INTEGER")):
                 if column not in columns:  # an index written before outcomes were kept
                     db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
-            db.executescript(_SCHEMA)
+            db.executescript(_INDEXES)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -140,6 +163,10 @@ class LandingIndex:
         ``fecha`` after today, and outcomes made under older rules, are evaluated again.
         ``stable_before_ns``: skip files modified after this instant (still being written);
         they are picked up by a later refresh.
+
+        The listing stats only the files already indexed (to see whether they changed); a new
+        file is stat'ed by whoever opens it. Opening, hashing and evaluating run in worker
+        processes for large refreshes (``_index_many``); this process only writes their rows.
         """
         folder = os.fspath(self.folder(empresa))
         with self._db() as db:
@@ -148,61 +175,67 @@ class LandingIndex:
             again = {name: (status, part) for name, status, part in db.execute(
                 f"SELECT name, status, partition_date FROM files WHERE empresa = ? AND {_RECHECK_WHERE}", (empresa,))}
         seen: set[str] = set()
-        todo: list[tuple[str, str, str | None, str | None, int, int, bool]] = []
+        todo: list[str] = []
         if os.path.isdir(folder):
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if not entry.is_file(follow_symlinks=False):
+                    if not entry.is_file(follow_symlinks=False):  # d_type: no system call
                         continue
                     name = entry.name
-                    st = entry.stat()
                     seen.add(name)
                     previous = known.get(name)
+                    if previous is None and stable_before_ns is None:
+                        todo.append(name)
+                        continue
+                    st = entry.stat()
                     if previous == (st.st_size, st.st_mtime_ns) and name not in again:
                         continue
                     if stable_before_ns is not None and st.st_mtime_ns > stable_before_ns:
                         continue
-                    parsed = parse_name(name)
-                    if parsed is None:
-                        continue
-                    todo.append((name, parsed.kind, parsed.link_key, parsed.ts, st.st_size, st.st_mtime_ns,
-                                 previous is None))
+                    todo.append(name)
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         new: list[IndexedFile] = []
         changed: list[IndexedFile] = []
-        rows: list[tuple[object, ...]] = []
+        self._fresh.pop(empresa, None)
+        self._fresh_days.pop(empresa, None)
+        frames: list[pl.DataFrame] = []
+        cached = 0
         with self._db() as db:
-
-            def flush() -> None:  # bounded memory, and short write transactions (the sensor shares the index)
-                db.execute("BEGIN IMMEDIATE")
+            began = None
+            for rows, frame in _index_many(folder, empresa, todo, today, now):
+                # Write transactions of about a second: each commit writes every page its rows
+                # touched (random names spread them over the whole key index), so many small
+                # ones multiply the bytes written; a second keeps other writers (the sensor)
+                # waiting little.
+                if began is None:
+                    db.execute("BEGIN IMMEDIATE")
+                    began = time.monotonic()
+                rows.sort(key=_by_name)  # fewer b-tree pages touched
                 db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                if time.monotonic() - began > WRITE_TRANSACTION_S:
+                    db.execute("COMMIT")
+                    began = None
+                self.files_opened += len(rows)
+                for row in rows:
+                    name, size, mtime_ns, part, status = row[1], row[2], row[3], row[7], row[10]
+                    previous = known.get(name)
+                    if previous is not None and previous == (size, mtime_ns) and again.get(name, (status, part)) == (status, part):
+                        continue  # only evaluated again, same outcome: not a change
+                    indexed = IndexedFile(empresa, name, size, mtime_ns, row[4], row[5], row[6],
+                                          dt.date.fromisoformat(part) if part else None, row[8], row[9], status)
+                    (new if previous is None else changed).append(indexed)
+                if frame is not None and cached < FRESH_CACHE_BYTES:
+                    frames.append(frame)
+                    cached += frame.estimated_size()
+            if began is not None:
                 db.execute("COMMIT")
-                rows.clear()
-
-            for item, row in zip(todo, _index_many(folder, todo, today)):
-                if row is None:  # removed since the listing
-                    continue
-                self.files_opened += 1
-                name, kind, link_key, _ts, _size, mtime_ns, is_new = item
-                size, sha, partition, radicado, hreg, status, refs, blob = row
-                indexed = IndexedFile(empresa, name, size, mtime_ns, sha, kind, link_key,
-                                      dt.date.fromisoformat(partition) if partition else None, radicado, hreg, status)
-                if is_new:
-                    new.append(indexed)
-                elif known.get(name) != (size, mtime_ns) or again.get(name, (status, partition)) != (status, partition):
-                    changed.append(indexed)  # (a file only evaluated again counts when its outcome moved)
-                rows.append((empresa, name, size, mtime_ns, sha, kind, link_key, partition, radicado, hreg, status,
-                             refs, now, blob, RULES_VERSION if blob is not None else None))
-                if blob is not None and self._fresh_bytes < FRESH_CACHE_BYTES:
-                    self._fresh[(empresa, name)] = (mtime_ns, blob)
-                    self._fresh_bytes += len(blob)
-                if len(rows) >= 5000:
-                    flush()
-            flush()
             removed = [name for name in known if name not in seen]
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("DELETE FROM files WHERE empresa = ? AND name = ?", [(empresa, n) for n in removed])
-            db.execute("COMMIT")
+            if removed:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("DELETE FROM files WHERE empresa = ? AND name = ?", [(empresa, n) for n in removed])
+                db.execute("COMMIT")
+        if frames:
+            self._fresh[empresa] = frames
         return RefreshResult(len(seen), new, changed, len(removed))
 
     def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
@@ -212,29 +245,29 @@ class LandingIndex:
         out = [FileOutcome.from_json(name, sha, size, orjson.dumps(p)) for name, sha, size, p in items]
         return [o for o in out if o is not None], mtimes
 
-    def _stored(self, empresa: str, day: dt.date, today: dt.date
+    def _stored(self, empresa: str, day: dt.date, today: dt.date,
+                rows: list[tuple[str, int, int, str, str | None]] | None = None
                 ) -> tuple[list[tuple[str, str, int, list]], dict[str, dt.datetime], dict[str, str | None]]:
-        """(name, sha256, size, ``FileOutcome.as_list()``) per record file of a partition, mtimes
-        and link keys. Outcomes this process just produced come from memory, the others from the
-        index; a file is read again only when its stored outcome is missing or of other rules."""
-        fresh = self._fresh
+        """(name, sha256, size, ``FileOutcome.as_list()``) per record file of a partition (or of
+        ``rows``: name, size, mtime_ns, sha256, link_key), mtimes and link keys, from the
+        outcomes stored in the index; a file is read again only when its stored outcome is
+        missing or of other rules."""
         with self._db() as db:
-            rows = db.execute(
-                "SELECT name, size, mtime_ns, sha256, link_key FROM files "
-                "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
-                (empresa, day.isoformat()),
-            ).fetchall()
-            missing = [r[0] for r in rows if fresh.get((empresa, r[0]), (None,))[0] != r[2]]
+            if rows is None:
+                rows = db.execute(
+                    "SELECT name, size, mtime_ns, sha256, link_key FROM files "
+                    "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
+                    (empresa, day.isoformat()),
+                ).fetchall()
             blobs = dict(db.execute(
                 "SELECT name, outcome FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
-                (empresa, json.dumps(missing)))) if missing else {}
-        lacking = set(missing)
+                (empresa, json.dumps([r[0] for r in rows])))) if rows else {}
         items: list[tuple[str, str, int, list]] = []
         mtimes: dict[str, dt.datetime] = {}
         links: dict[str, str | None] = {}
         loads = orjson.loads
         for name, size, mtime_ns, sha, link in rows:
-            blob = blobs.get(name) if name in lacking else fresh[(empresa, name)][1]
+            blob = blobs.get(name)
             parts = None
             if blob is not None:
                 try:
@@ -254,6 +287,49 @@ class LandingIndex:
             mtimes[name] = _bogota_naive(mtime_ns)
             links[name] = link
         return items, mtimes, links
+
+    def _fresh_frame(self, empresa: str, day: dt.date) -> pl.DataFrame | None:
+        """The per-file columns this object's refresh produced for a partition (see ``_fresh``),
+        handed out once (a second call for the partition reads the index)."""
+        if empresa in self._fresh:  # split by partition once, on the first partition asked for
+            import polars as pl
+
+            merged = pl.concat(self._fresh.pop(empresa), rechunk=False)
+            self._fresh_days[empresa] = {
+                key[0]: part for key, part in merged.partition_by("_day", as_dict=True, include_key=False).items()}
+        return self._fresh_days.get(empresa, {}).pop(day, None)  # once: the memory goes with it
+
+    def _partition_base(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame:
+        """The per-file columns (``records.base_frame`` + ``_link_key``) of a partition's record
+        files: those the refresh of this object evaluated from memory, the others from the
+        outcomes stored in the index."""
+        import polars as pl
+
+        from ov_assets.records import base_frame
+
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT name, size, mtime_ns, sha256, link_key FROM files "
+                "WHERE empresa = ? AND partition_date = ? AND kind = 'json'",
+                (empresa, day.isoformat()),
+            ).fetchall()
+        fresh = self._fresh_frame(empresa, day)
+        parts: list[pl.DataFrame] = []
+        if fresh is not None:
+            current = {r[0]: r[2] for r in rows}
+            fresh_names = fresh["file_name"].to_list()
+            usable = [current.get(n) == m for n, m in zip(fresh_names, fresh["_mtime_ns"].to_list())]
+            if not all(usable):  # changed or moved by another process since this refresh
+                fresh = fresh.filter(pl.Series(usable, dtype=pl.Boolean()))
+                fresh_names = fresh["file_name"].to_list()
+            parts.append(fresh)
+            have = set(fresh_names)
+            rows = [r for r in rows if r[0] not in have]
+        if rows or not parts:
+            items, mtimes, links = self._stored(empresa, day, today, rows)
+            parts.append(base_frame(items, mtimes, {"_link_key": ([links[it[0]] for it in items], pl.String())}))
+        # (in file name order once finished: ``records.mark_winners`` sorts)
+        return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal")
 
     @staticmethod
     def _row(row: tuple[object, ...]) -> IndexedFile:
@@ -324,24 +400,41 @@ def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.d
     """Every record file of one partition, decoded and validated, with its linked files and
     the winners marked: what ``pqr_records`` materializes. Reads no file the index has already
     evaluated (call ``index.refresh`` first)."""
-    import polars as pl  # noqa: F401  (typing of the return value)
+    import polars as pl
 
-    from ov_assets.records import LinkedFile, frame_from_lists
+    from ov_assets.records import LINKED_SCHEMA, finish_frame
 
-    items, mtimes, links = index._stored(empresa, day, today)
-    entries = [_Named(name, links.get(name)) for name, _sha, _size, _p in items]
-    linked = index.linked_files(empresa, entries, {name: p[7] for name, _sha, _size, p in items})  # type: ignore[arg-type]
-    files = {
-        name: [LinkedFile(f.kind, f.name, f.size, f.sha256) for f in sorted(fs, key=lambda f: f.name)]
-        for name, fs in linked.items()
-    }
-    return frame_from_lists(empresa, day, items, files, fallback_extraction=mtimes)
-
-
-@dataclass(frozen=True)
-class _Named:
-    name: str
-    link_key: str | None
+    base = index._partition_base(empresa, day, today)
+    valid = [s == "valid" for s in base["status"].to_list()]  # plain lists: no query per step
+    link_keys = sorted({k for ok, k in zip(valid, base["_link_key"].to_list()) if ok and k})
+    refs = sorted({v for ok, a, b in zip(valid, base["documento_prueba"].to_list(), base["adjuntar_archivo"].to_list())
+                   if ok for v in (a, b) if v})
+    linked = None
+    if link_keys or refs:
+        with index._db() as db:
+            # Two indexed lookups (an OR of both would scan every file of the empresa).
+            found = db.execute(
+                "SELECT kind, name, size, sha256, link_key FROM files WHERE empresa = ?1 AND kind != 'json' AND "
+                "link_key IN (SELECT value FROM json_each(?2)) "
+                "UNION SELECT kind, name, size, sha256, link_key FROM files WHERE empresa = ?1 AND kind != 'json' AND "
+                "name IN (SELECT value FROM json_each(?3))",
+                (empresa, json.dumps(link_keys), json.dumps(refs)),
+            ).fetchall()
+        if found:
+            valid_rows = base.filter(pl.col("status") == "valid")
+            files = pl.DataFrame(found, schema={"file_type": pl.String(), "filename": pl.String(), "size": pl.Int64(),
+                                                "sha256": pl.String(), "link_key": pl.String()}, orient="row")
+            owners = pl.concat([
+                valid_rows.select(pl.col("file_name").alias("owner"), pl.col("_link_key").alias("key")),
+                valid_rows.select(pl.col("file_name").alias("owner"), pl.col("documento_prueba").alias("key")),
+                valid_rows.select(pl.col("file_name").alias("owner"), pl.col("adjuntar_archivo").alias("key")),
+            ]).filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
+            linked = pl.concat([
+                owners.join(files, left_on="key", right_on="link_key").drop("key"),
+                owners.join(files.drop("link_key"), left_on="key", right_on="filename")
+                .with_columns(pl.col("key").alias("filename")).drop("key"),
+            ], how="diagonal").unique(["owner", "filename"]).sort("owner", "filename").select(list(LINKED_SCHEMA))
+    return finish_frame(empresa, day, base, linked)  # (drops the helper columns)
 
 
 def _bogota_naive(mtime_ns: int) -> dt.datetime:
@@ -360,19 +453,64 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-_IndexRow = tuple[int, str, "str | None", "str | None", "str | None", "str | None", str, "bytes | None"]
+_Row = tuple  # one row of the files table, in column order
+_by_name = operator.itemgetter(1)
 
 
-def _index_one(folder: str, item: tuple, today: dt.date) -> _IndexRow | None:
-    """Read, hash and (for record files) evaluate one landing file."""
-    name, kind, _link, ts, _size, mtime_ns, _new = item
+def _index_batch(folder: str, empresa: str, names: list[str], today: dt.date, now: str
+                 ) -> tuple[list[_Row], pl.DataFrame | None]:
+    """Open, stat, hash and (record files) evaluate a batch of landing files: their rows for the
+    index, and the per-file frame columns of the record files (``records.base_frame`` plus
+    ``_link_key``, ``_day``: the partition, ``_mtime_ns``), built here, in the worker, so that
+    the main process does not convert values one by one. Files whose names are not ours, and
+    files removed since the listing, are left out."""
+    import polars as pl
+
+    from ov_assets.records import base_frame
+
+    rows: list[_Row] = []
+    items: list[tuple[str, str, int, list]] = []
+    links: list[str | None] = []
+    days: list[dt.date] = []
+    mtimes: list[int] = []
+    fallback: dict[str, dt.datetime] = {}
     try:
-        data = _read(os.path.join(folder, name))
-    except (FileNotFoundError, IsADirectoryError):
-        return None
+        dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return rows, None
+    try:
+        for name in names:
+            parsed = parse_name(name)
+            if parsed is None:
+                continue
+            try:  # relative to the folder: the kernel resolves one path component, not all
+                fd = os.open(name, _O_FLAGS, dir_fd=dir_fd)
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            try:
+                st = os.fstat(fd)
+                data = _read_fd(fd, st.st_size)
+            finally:
+                os.close(fd)
+            _evaluate_into(name, parsed, st, data, empresa, today, now, rows, items, links, days, mtimes, fallback)
+    finally:
+        os.close(dir_fd)
+    frame = base_frame(items, fallback, {
+        "_link_key": (links, pl.String()), "_day": (days, pl.Date()), "_mtime_ns": (mtimes, pl.Int64()),
+    }) if items else None
+    return rows, frame
+
+
+def _evaluate_into(name: str, parsed: Any, st: os.stat_result, data: bytes, empresa: str, today: dt.date,
+                   now: str, rows: list[_Row], items: list, links: list, days: list, mtimes: list,
+                   fallback: dict[str, dt.datetime]) -> None:
+    """Hash and (record files) evaluate one file read by ``_index_batch``; append its results."""
     sha = hashlib.sha256(data).hexdigest()
+    kind, link_key = parsed.kind, parsed.link_key
     if kind != FILE_RECORD:
-        return len(data), sha, None, None, None, None, "[]", None
+        rows.append((empresa, name, len(data), st.st_mtime_ns, sha, kind, link_key, None, None, None, None,
+                     "[]", now, None, None))
+        return
     outcome = evaluate_file(name, data, sha, today)
     if outcome.record is not None:
         status, refs = "valid", outcome.referenced
@@ -382,20 +520,46 @@ def _index_one(folder: str, item: tuple, today: dt.date) -> _IndexRow | None:
         status, refs, hreg = outcome.reject.code, [], None
     day = outcome.fecha_day
     if day is None:
-        named = parse_extraction_ts(ts)
-        day = named.date() if named and FIRST_DAY <= named.date() <= today else _bogota_day(mtime_ns)
-    return (len(data), sha, day.isoformat(), outcome.numero_radicado, hreg, status,
-            json.dumps(refs) if refs else "[]", outcome.to_json())
+        named = parse_extraction_ts(parsed.ts)
+        day = named.date() if named and FIRST_DAY <= named.date() <= today else _bogota_day(st.st_mtime_ns)
+    parts = outcome.as_list()
+    rows.append((empresa, name, len(data), st.st_mtime_ns, sha, kind, link_key, day.isoformat(),
+                 outcome.numero_radicado, hreg, status, orjson.dumps(refs).decode() if refs else "[]", now,
+                 orjson.dumps(parts), RULES_VERSION))
+    items.append((name, sha, len(data), parts))
+    links.append(link_key)
+    days.append(day)
+    mtimes.append(st.st_mtime_ns)
+    if parts[1] is not None and parts[6] is None:
+        fallback[name] = _bogota_naive(st.st_mtime_ns)
 
 
-def _index_batch(folder: str, items: list[tuple], today: dt.date) -> list[_IndexRow | None]:
-    return [_index_one(folder, item, today) for item in items]
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
-FRESH_CACHE_BYTES = 256 * 2**20
+def _read_fd(fd: int, size: int) -> bytes:
+    data = os.read(fd, size + 1)
+    if len(data) <= size:  # a short read of a regular file: its end
+        return data
+    chunks = [data]  # the file grew since fstat
+    while chunks[-1]:
+        chunks.append(os.read(fd, 1 << 20))
+    return b"".join(chunks)
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, _O_FLAGS)
+    try:
+        return _read_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+FRESH_CACHE_BYTES = 384 * 2**20
+WRITE_TRANSACTION_S = 1.0
 # Refreshes that open at least this many files spread them over worker processes.
 POOL_MIN_FILES = 4000
-_BATCH = 500
+_BATCH = 1000
 
 
 def _workers() -> int:
@@ -408,24 +572,38 @@ def _workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _index_many(folder: str, items: list[tuple], today: dt.date) -> Iterator[_IndexRow | None]:
-    """``_index_one`` over many files, in order: in this process for a few files, else in a
-    pool of worker processes (read + hash + decode + validate are per file and CPU-bound)."""
+def _worker_init() -> None:
+    # What the worker inherited (modules, this process's data under fork) lives as long as it:
+    # the garbage collector need not walk it again at every full collection (nor touch its
+    # pages, which fork shares with the parent until written).
+    gc.freeze()
+
+
+def _index_many(folder: str, empresa: str, names: list[str], today: dt.date, now: str
+                ) -> Iterator[tuple[list[_Row], pl.DataFrame | None]]:
+    """``_index_batch`` over batches of names: in this process for a few files, else in a pool
+    of worker processes (read + hash + decode + validate are per file and CPU-bound)."""
+    batches = [names[i:i + _BATCH] for i in range(0, len(names), _BATCH)]
     workers = _workers()
-    if workers < 2 or len(items) < POOL_MIN_FILES:
-        for item in items:
-            yield _index_one(folder, item, today)
+    if workers < 2 or len(names) < POOL_MIN_FILES:
+        for batch in batches:
+            yield _index_batch(folder, empresa, batch, today, now)
         return
     import multiprocessing
+    import threading
     from concurrent.futures import ProcessPoolExecutor
 
-    # forkserver: safe in a process that runs threads (a Dagster step); it imports this module
-    # once and forks the workers from there.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["ov_assets.landing_index"])
-    batches = [items[i:i + _BATCH] for i in range(0, len(items), _BATCH)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for rows in pool.map(_index_batch, [folder] * len(batches), batches, [today] * len(batches)):
-            yield from rows
+    # fork starts workers at once and shares this process's imports; it is only safe while no
+    # other thread runs (a thread holding a lock at fork leaves it held in the child). Else
+    # forkserver (a Dagster step runs threads): it imports this module once per process and
+    # forks the workers from there.
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        ctx = multiprocessing.get_context("fork")
+    else:
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload(["ov_assets.landing_index"])
+    n = len(batches)
+    with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=ctx, initializer=_worker_init) as pool:
+        yield from pool.map(_index_batch, [folder] * n, [empresa] * n, batches, [today] * n, [now] * n)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from ov_assets.contract import (
 from ov_assets.landing import FILE_RECORD, parse_name
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_FIELD_VALUES = operator.itemgetter(*BUSINESS_FIELDS)
 _OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
                (b"\xfe\xff", "UTF-16"))
 # Bump when a rule of CONTRACT §4 changes: outcomes cached in the landing index under another
@@ -160,7 +162,7 @@ class FileOutcome:
         r = self.record
         return [
             RULES_VERSION,
-            [r.values[f] for f in BUSINESS_FIELDS] if r else None,
+            list(_FIELD_VALUES(r.values)) if r else None,
             r.hash_registro if r else None,
             r.warnings if r else None,
             [self.reject.code, self.reject.detail] if self.reject else None,
@@ -271,11 +273,32 @@ def frame_from_lists(
     linked: dict[str, list[LinkedFile]],
     fallback_extraction: dict[str, dt.datetime] | None = None,
 ) -> pl.DataFrame:
-    """``build_frame`` from (file name, sha256, size, ``FileOutcome.as_list()``) per record file:
-    built column by column, with no per-row objects (the index stores outcomes in this form)."""
+    """``build_frame`` from (file name, sha256, size, ``FileOutcome.as_list()``) per record file."""
+    links = [(owner, f.file_type, f.filename, f.size, f.sha256) for owner, fs in linked.items() for f in fs]
+    return finish_frame(empresa, partition_date, base_frame(items, fallback_extraction),
+                        pl.DataFrame(links, schema=LINKED_SCHEMA, orient="row"))
+
+
+# The per-file columns of a partition frame: what the landing index's workers build for the
+# files they evaluate, so that the main process only adds linked files and winners.
+BASE_SCHEMA: dict[str, pl.DataType] = {
+    k: (pl.String() if k == "warnings" else v) for k, v in FRAME_SCHEMA.items()
+    if k not in ("empresa", "partition_date", "files", "is_winner", "fecha_dt")
+}
+# Linked files per record file (``owner``), in the order they appear in its ``files`` list.
+LINKED_SCHEMA: dict[str, pl.DataType] = {"owner": pl.String(), **FILE_STRUCT.to_schema()}
+
+
+def base_frame(
+    items: list[tuple[str, str, int, list[Any]]],
+    fallback_extraction: dict[str, dt.datetime] | None = None,
+    extra: dict[str, tuple[list[Any], pl.DataType]] | None = None,
+) -> pl.DataFrame:
+    """The per-file columns (``BASE_SCHEMA``, ``warnings`` comma-joined) from (file name, sha256,
+    size, ``FileOutcome.as_list()``) per record file, built column by column with no per-row
+    objects. ``fallback_extraction``: extraction time (file mtime) of the files that carry none
+    in their content or name. ``extra``: more columns (values, dtype)."""
     n = len(items)
-    if not n:
-        return empty_frame()
     fallback_extraction = fallback_extraction or {}
     names = [it[0] for it in items]
     parts = [it[3] for it in items]
@@ -283,7 +306,6 @@ def frame_from_lists(
     rejects = [p[4] for p in parts]
     fromiso = dt.datetime.fromisoformat
     cols: dict[str, Any] = {
-        "empresa": [empresa] * n,
         "file_name": names,
         "file_sha256": [it[1] for it in items],
         "file_size": [it[2] for it in items],
@@ -302,69 +324,64 @@ def frame_from_lists(
         for name, p in zip(names, parts)
     ]
     cols["warnings"] = [",".join(p[3]) if p[1] is not None else "" for p in parts]
-    frame = pl.DataFrame(
-        cols, schema={k: (pl.String() if k == "warnings" else FRAME_SCHEMA[k]) for k in cols}
-    ).with_columns(
+    schema = dict(BASE_SCHEMA)
+    for k, (vals, dtype) in (extra or {}).items():
+        cols[k] = vals
+        schema[k] = dtype
+    assert n == len(cols["file_name"])
+    return pl.DataFrame(cols, schema=schema)
+
+
+def finish_frame(empresa: str, partition_date: dt.date, base: pl.DataFrame, linked: pl.DataFrame | None) -> pl.DataFrame:
+    """A partition frame (``FRAME_SCHEMA``, winners marked) from its per-file columns
+    (``base_frame``) and its records' linked files (``LINKED_SCHEMA``). Each valid record's
+    ``files`` list holds its own JSON file, then its linked files in the given order. Other
+    columns of ``base`` (helpers such as ``_link_key``) are dropped."""
+    if base.is_empty():
+        return empty_frame()
+    valid = pl.col("status") == "valid"
+    own = pl.struct(pl.lit(FILE_RECORD).alias("file_type"), pl.col("file_name").alias("filename"),
+                    pl.col("file_size").alias("size"), pl.col("file_sha256").alias("sha256"))
+    frame = base.lazy().with_columns(  # one query plan, collected once
+        pl.lit(empresa, pl.String()).alias("empresa"),
         pl.lit(partition_date, pl.Date()).alias("partition_date"),
         pl.col("fecha").str.to_datetime("%Y-%m-%dT%H:%M:%S", time_unit="us", strict=False).alias("fecha_dt"),
         pl.when(pl.col("warnings") == "").then(pl.lit([], pl.List(pl.String())))
         .otherwise(pl.col("warnings").str.split(",")).alias("warnings"),
-        pl.int_range(0, n, dtype=pl.Int64()).alias("_row"),
     )
-    # Linked files: one flat frame, then one list of structs per record row.
-    owner: list[int] = []
-    ftype: list[str] = []
-    fname: list[str] = []
-    fsize: list[int] = []
-    fsha: list[str] = []
-    for i, (name, sha, size, p) in enumerate(items):
-        if p[1] is None:
-            continue
-        owner.append(i)
-        ftype.append(FILE_RECORD)
-        fname.append(name)
-        fsize.append(size)
-        fsha.append(sha)
-        for lf in linked.get(name, ()):
-            owner.append(i)
-            ftype.append(lf.file_type)
-            fname.append(lf.filename)
-            fsize.append(lf.size)
-            fsha.append(lf.sha256)
-    files = (
-        pl.DataFrame({"_row": owner, "file_type": ftype, "filename": fname, "size": fsize, "sha256": fsha},
-                     schema={"_row": pl.Int64(), "file_type": pl.String(), "filename": pl.String(),
-                             "size": pl.Int64(), "sha256": pl.String()})
-        .select("_row", pl.struct("file_type", "filename", "size", "sha256").alias("files"))
-        .group_by("_row", maintain_order=True)
-        .agg(pl.col("files"))
-    )
-    frame = (
-        frame.join(files, on="_row", how="left")
-        .with_columns(pl.col("files").fill_null(pl.lit([], pl.List(FILE_STRUCT))), pl.lit(False).alias("is_winner"))
-        .sort("_row")
-        .select(list(FRAME_SCHEMA))
-        .cast(FRAME_SCHEMA)  # type: ignore[arg-type]
-    )
-    return mark_winners(frame)
+    if linked is None or linked.is_empty():
+        frame = frame.with_columns(
+            pl.when(valid).then(pl.concat_list(own)).otherwise(pl.lit([], pl.List(FILE_STRUCT))).alias("files"))
+    else:
+        owned = pl.concat([
+            frame.filter(valid).select(pl.col("file_name").alias("owner"), own.alias("f"), pl.lit(-1, pl.Int64()).alias("_k")),
+            linked.lazy().join(frame.filter(valid).select(pl.col("file_name").alias("owner")), on="owner", how="semi")
+            .select("owner", pl.struct(*FILE_STRUCT.to_schema()).alias("f"),
+                    pl.int_range(0, pl.len(), dtype=pl.Int64()).alias("_k")),
+        ])
+        files = owned.sort("owner", "_k").group_by("owner", maintain_order=True).agg(pl.col("f").alias("files"))
+        frame = frame.join(files, left_on="file_name", right_on="owner", how="left").with_columns(
+            pl.col("files").fill_null(pl.lit([], pl.List(FILE_STRUCT))))
+    frame = frame.with_columns(pl.lit(False).alias("is_winner")).select(list(FRAME_SCHEMA)).cast(FRAME_SCHEMA)  # type: ignore[arg-type]
+    return mark_winners(frame.collect())
 
 
 def mark_winners(frame: pl.DataFrame) -> pl.DataFrame:
     """The winner of each (empresa, numero_radicado) among valid versions: latest extraction,
     ties broken by the greater file name (code-point order, which polars' byte order is)."""
-    valid = frame.filter(pl.col("status") == "valid")
-    if valid.is_empty():
-        return frame.with_columns(pl.lit(False).alias("is_winner"))
+    lazy = frame.lazy()  # one query plan, collected once (each eager step is a collect)
     winners = (
-        valid.sort(["fecha_extraccion", "file_name"], descending=True, nulls_last=True)
+        lazy.filter(pl.col("status") == "valid")
+        .sort(["fecha_extraccion", "file_name"], descending=True, nulls_last=True)
         .unique(subset=["empresa", "numero_radicado"], keep="first", maintain_order=True)
         .select("empresa", "file_name", pl.lit(True).alias("_win"))
     )
     return (
-        frame.join(winners, on=["empresa", "file_name"], how="left")
+        lazy.join(winners, on=["empresa", "file_name"], how="left")
         .with_columns(pl.col("_win").fill_null(False).alias("is_winner"))
         .drop("_win")
         .sort("empresa", "partition_date", "file_name")
+        .collect()
     )
 
 

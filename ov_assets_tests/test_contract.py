@@ -318,3 +318,46 @@ def test_nul_character_in_a_value_rejects_the_record() -> None:
     assert isinstance(out, Reject) and out.code == "undecodable" and "comentarios" in out.detail
     obj["comentarios"] = "antes despues"
     assert not isinstance(validate_record(obj, _dt.date(2026, 1, 1)), Reject)
+
+
+# --- the fast paths compute exactly the same values -------------------------------------------
+
+def test_split_spaces_are_what_str_split_splits_on() -> None:
+    import sys
+
+    from ov_assets.contract import SPLIT_SPACES
+
+    assert set(SPLIT_SPACES) | {" "} == {c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()}
+
+
+def test_mojibake_prefilter_catches_everything_ftfy_would_look_at() -> None:
+    """The cheap pre-filter in front of ftfy is a superset of ``ftfy.badness.is_bad`` on every
+    string of up to two characters over ASCII, the Spanish letters and the inverted marks, and
+    of three over the Spanish letters with some ASCII (all of ftfy's patterns that can match
+    such text are that short; the longer ones need other characters)."""
+    import itertools
+
+    from ftfy.badness import is_bad
+
+    from ov_assets.contract import _maybe_mojibake
+
+    spanish = list("áéíóúüñÁÉÍÓÚÜÑ¿¡")
+    alphabet = spanish + [chr(i) for i in range(128)]
+    for n, letters in ((1, alphabet), (2, alphabet), (3, spanish + list("aZ0 ._\n-"))):
+        for chars in itertools.product(letters, repeat=n):
+            s = "".join(chars)
+            assert not is_bad(s) or _maybe_mojibake(s), repr(s)
+
+
+_PIECES = list("abcAB09 ñÑáÁéÉüÜ¿¡?.\t\n\x1c\x1f\x00\u00a0\u0301\u2003") + ["Ã³", "Ã±", "Â", "  ", "ß"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=6).map("".join), min_size=18, max_size=18))
+def test_fast_canonical_path_equals_the_field_by_field_one(values: list[str]) -> None:
+    from ov_assets.contract import _canonical_fast
+
+    fast = _canonical_fast(dict(zip(BUSINESS_FIELDS, values)))
+    assert fast is None or fast == [canonical(v) for v in values]
+    if fast is not None:
+        assert not any(canonical_with_flag(v)[1] for v in values)  # nothing was repaired
