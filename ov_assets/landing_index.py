@@ -29,6 +29,7 @@ import operator
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -604,6 +605,16 @@ def _index_many(folder: str, empresa: str, names: list[str], today: dt.date, now
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["ov_assets.landing_index"])
-    n = len(batches)
-    with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=ctx, initializer=_worker_init) as pool:
-        yield from pool.map(_index_batch, [folder] * n, [empresa] * n, batches, [today] * n, [now] * n)
+    # A bounded window of batches in flight: results wait for this process (which writes them
+    # to SQLite) in memory, so submitting everything at once (``pool.map``) would hold most of
+    # a large refresh's results at the same time.
+    window = 3 * workers
+    with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=ctx,
+                             initializer=_worker_init) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.submit(_index_batch, folder, empresa, batch, today, now))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
