@@ -67,7 +67,24 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
                 f"PostgreSQL {target}: SSL failed ({text.splitlines()[0]}). Check POSTGRES_SSLMODE "
                 "and POSTGRES_SSLROOTCERT (the RDS CA bundle for verify-full)."
             )
+    if isinstance(exc, psycopg.Error) and (
+        isinstance(exc, (psycopg.errors.IntegrityError, psycopg.errors.DataError))
+        or (exc.diag is not None and exc.diag.message_detail)
+    ):
+        # PostgreSQL's DETAIL may quote the offending row ("Failing row contains (...)"):
+        # personal data must not reach Dagster's event log, so only the primary message, the
+        # SQLSTATE and the constraint are kept, and the original is not chained.
+        diag = exc.diag
+        constraint = f", constraint {diag.constraint_name}" if diag.constraint_name else ""
+        return WithheldDataError(
+            f"PostgreSQL {target}: {diag.message_primary or type(exc).__name__} "
+            f"(SQLSTATE {diag.sqlstate}{constraint}); row values withheld, they may hold personal data"
+        )
     return exc
+
+
+class WithheldDataError(OperatorError):
+    """A database error whose detail (row values) was withheld; raised without its cause."""
 
 
 class StoreAccessError(OperatorError):

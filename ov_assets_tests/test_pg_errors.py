@@ -93,3 +93,22 @@ def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, mon
     with psycopg.connect(**pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM data_general.ov_load_audit").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM data_general.ov_afinia").fetchone() == (counts.db_inserted,)
+
+
+def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
+    """PostgreSQL quotes the failing row in DETAIL; that must never reach a run's event log."""
+    import psycopg
+    import pytest as _pytest
+
+    from ov_assets.errors import WithheldDataError
+    from ov_assets_tests.loadkit import resource
+
+    postgres = resource(pg_conninfo18)
+    with _pytest.raises(WithheldDataError) as info:
+        with postgres.connect() as conn:
+            conn.execute("CREATE TEMP TABLE t (a text NOT NULL, b text)")
+            conn.execute("INSERT INTO t VALUES (NULL, %s)", ("María José Pérez Ñáñez",))
+    message = str(info.value)
+    assert "23502" in message and "not-null" in message
+    assert "María" not in message and info.value.__cause__ is None and info.value.__suppress_context__
+    assert isinstance(info.value.__context__, psycopg.errors.NotNullViolation)  # kept in-process only

@@ -21,7 +21,7 @@ import psycopg
 from pydantic import Field
 
 from ov_assets import migrations
-from ov_assets.errors import ConfigurationError, OperatorError, translate_pg_error
+from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError, translate_pg_error
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -160,6 +160,8 @@ class PostgresResource(dg.ConfigurableResource):
             translated = translate_pg_error(exc, self.target)
             if translated is exc:
                 raise
+            if isinstance(translated, WithheldDataError):
+                raise translated from None  # the original quotes row values
             raise translated from exc
         finally:
             conn.close()
