@@ -1,4 +1,4 @@
-"""``ov-assets``: operator commands (migrate, generate, demo, status).
+"""``ov-assets``: operator commands (migrate, generate, demo, status, cleanup, s3-setup).
 
 Everything here calls the same code the assets use; nothing is a separate code path.
 """
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--empresa", action="append", choices=EMPRESAS)
     p.set_defaults(fn=cmd_generate)
-    p = sub.add_parser("demo", help="generate demo data and materialize the last days of both empresas")
+    p = sub.add_parser("demo", help="extract the last days from the replica portal (plus broken files) and materialize both empresas")
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--per-day", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
