@@ -9,7 +9,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -136,3 +138,25 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> Non
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not met within {timeout}s")
         time.sleep(0.02)
+
+
+def run_together(loads: list[Callable[[], object]], timeout: float = 120.0) -> None:
+    """Start every load at the same instant, each in its own thread; fail if one hangs (a
+    deadlock) or raises."""
+    start = threading.Barrier(len(loads))
+    errors: list[BaseException] = []
+
+    def worker(load: Callable[[], object]) -> None:
+        try:
+            start.wait(timeout=30)
+            load()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(load,)) for load in loads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a load hung (deadlock?)"
+    assert not errors, errors

@@ -3,7 +3,6 @@ pools): the database's advisory lock per partition makes them equal to one run, 
 
 from __future__ import annotations
 
-import threading
 
 import polars as pl
 import psycopg
@@ -11,6 +10,7 @@ import pytest
 
 from ov_assets import loading
 from ov_assets_tests.loadkit import (
+    run_together,
     days_back,
     landing_frames,
     migrate,
@@ -95,23 +95,8 @@ def test_concurrent_loads_equal_one_run(pg_conninfo, pg_server, data_dir, layout
     else:
         plans = [[p for p in parts if p[0] in days[:2]], [p for p in reversed(parts) if p[0] in days[1:]],
                  [p for p in parts if p[0] in (days[0], days[2])]]
-    start = threading.Barrier(len(plans))
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            start.wait(timeout=30)
-            _load(pg_conninfo, frame, plans[i], f"worker{i}")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(plans))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a load hung (deadlock?)"
-    assert not errors, errors
+    run_together([lambda plan=plan, i=i: _load(pg_conninfo, frame, plan, f"worker{i}")
+                  for i, plan in enumerate(plans)])
     # Server-independent reference: one plain run on the embedded server.
     assert without_audit(snapshot(pg_conninfo)) == without_audit(_reference(pg_server, frame))
     with psycopg.connect(**pg_conninfo) as conn:

@@ -7,13 +7,13 @@ general path when a concurrent load inserts one of its radicados; a dry run writ
 
 from __future__ import annotations
 
-import threading
 
 import polars as pl
 import psycopg
 
 from ov_assets import loading
 from ov_assets_tests.loadkit import (
+    run_together,
     days_back,
     landing_frames,
     migrate,
@@ -111,23 +111,9 @@ def test_overlapping_ranges_at_once_equal_one_run(pg_conninfo, data_dir):
     keys = _keys(frame)
     plans = [[k for k in keys if k[1] in days[:3]], [k for k in keys if k[1] in days[1:]],
              [k for k in keys if k[1] in (days[0], days[3])], keys]
-    start = threading.Barrier(len(plans))
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            start.wait(timeout=30)
-            _range(pg_conninfo, frame, keys=list(reversed(plans[i])) if i % 2 else plans[i], run_id=f"w{i}")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(plans))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a load hung (deadlock?)"
-    assert not errors, errors
+    run_together([lambda plan=plan, i=i: _range(pg_conninfo, frame, keys=list(reversed(plan)) if i % 2 else plan,
+                                                run_id=f"w{i}")
+                  for i, plan in enumerate(plans)])
     with psycopg.connect(**pg_conninfo) as conn:
         (inserted,) = conn.execute("SELECT sum(db_inserted) FROM data_general.ov_load_audit").fetchone()
         (hist,) = conn.execute("SELECT count(*) FROM data_general.ov_afinia_history").fetchone()

@@ -26,6 +26,8 @@ locally and compare; the file's own SHA-256 is in the ``sha256`` metadata.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 import hashlib
 import os
 import shutil
@@ -202,6 +204,21 @@ class S3ObjectStore:
         self.multipart_threshold = max(multipart_threshold, MIN_PART_SIZE)
         self.multipart_chunksize = max(multipart_chunksize, MIN_PART_SIZE)
 
+    @contextmanager
+    def _writing(self, key: str) -> Iterator[None]:
+        """Errors of a write to ``key``: a refused condition is ``ObjectExists``, our own
+        integrity findings pass through, anything else becomes an operator message."""
+        try:
+            yield
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                raise ObjectExists(key) from None
+            raise self._fail(exc) from exc
+        except (ObjectExists, IntegrityError):
+            raise
+        except Exception as exc:
+            raise self._fail(exc) from exc
+
     def _fail(self, exc: BaseException) -> BaseException:
         return translate_aws_error(exc, self.bucket, self.region)
 
@@ -274,19 +291,11 @@ class S3ObjectStore:
         expected ones."""
         common = {"Bucket": self.bucket, "Key": key, "ContentType": content_type,
                   "Metadata": {**metadata, "sha256": sha256}, **self._sse()}
-        try:
+        with self._writing(key):
             if path.stat().st_size < self.multipart_threshold:
                 self._put_single(path, sha256, common, only_if_absent)
             else:
                 self._put_multipart(path, sha256, common, only_if_absent)
-        except ClientError as exc:
-            if _precondition_failed(exc):
-                raise ObjectExists(key) from None
-            raise self._fail(exc) from exc
-        except (ObjectExists, IntegrityError):
-            raise
-        except Exception as exc:
-            raise self._fail(exc) from exc
 
     def _put_single(self, path: Path, sha256: str, common: dict[str, Any], only_if_absent: bool) -> None:
         data = path.read_bytes()
@@ -353,7 +362,7 @@ class S3ObjectStore:
     def copy(self, src: str, dst: str, sha256: str) -> None:
         """Server-side copy of ``src`` to a free ``dst`` (``ObjectExists`` otherwise), with S3
         computing a full-object SHA-256 of the copy, which must be ``sha256``."""
-        try:
+        with self._writing(dst):
             if self._head(dst) is not None:  # S3 honours If-None-Match on copies; not every server does
                 raise ObjectExists(dst)
             head = self._head(src)
@@ -372,14 +381,6 @@ class S3ObjectStore:
                     raise IntegrityError(f"{dst}: copied object's sha256 differs from the registry")
             elif self.verified_sha256(dst) != sha256:
                 raise IntegrityError(f"{dst}: copied object's sha256 differs from the registry")
-        except ClientError as exc:
-            if _precondition_failed(exc):
-                raise ObjectExists(dst) from None
-            raise self._fail(exc) from exc
-        except (ObjectExists, IntegrityError):
-            raise
-        except Exception as exc:
-            raise self._fail(exc) from exc
 
     def delete(self, key: str) -> None:
         try:
