@@ -39,12 +39,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,6 +60,9 @@ from ov_assets.generator import fake_pqr
 from ov_assets.records import FRAME_SCHEMA
 
 EMPRESA = "afinia"
+# deploy/dagster.yaml: at most 4 runs per empresa (``ov/empresa``) and 4 slots in the
+# ``ov_postgres`` pool, so a backfill's runs load up to 4 at a time.
+RUNS_PER_EMPRESA = 4
 FIRST_DAY = dt.date(2024, 1, 1)
 
 
@@ -159,17 +164,30 @@ def runs_of(frame: pl.DataFrame, per_run: int) -> list[list[tuple[str, dt.date]]
     return [keys[i:i + per_run] for i in range(0, len(keys), per_run)]
 
 
-def ours(ci: dict[str, Any], frame: pl.DataFrame, run_id: str, per_run: int) -> float:
+def ours(ci: dict[str, Any], frame: pl.DataFrame, run_id: str, per_run: int, concurrency: int = 1) -> float:
     """What ``pqr_table`` does for each run of the backfill: ``PostgresResource.run`` (a new
-    connection, retries) around ``loading.load_partitions`` for the run's partitions."""
+    connection, retries) around ``loading.load_partitions`` for the run's partitions, with up to
+    ``concurrency`` runs loading at once (the backfill's runs, as the run queue and the
+    ``ov_postgres`` pool let them run)."""
     from ov_assets.resources.postgres import PostgresResource
 
     pg = PostgresResource(host=str(ci["host"]), port=int(ci["port"]), dbname=str(ci["dbname"]),
                           user=str(ci["user"]), password=str(ci.get("password") or ""))
-    runs = runs_of(frame, per_run)
+    # Each run receives its own partitions' rows, as the asset receives them from the IO manager.
+    runs = [(f"{run_id}-{i}", keys, frame.filter(pl.col("partition_date").is_in([d for _, d in keys])))
+            for i, keys in enumerate(runs_of(frame, per_run))]
+
+    def one(run: tuple[str, list[tuple[str, dt.date]], pl.DataFrame]) -> None:
+        rid, keys, rows = run
+        pg.run(lambda conn: loading.load_partitions(conn, keys, rows, rid), migrate=False)
+
     t0 = time.perf_counter()
-    for i, keys in enumerate(runs):
-        pg.run(lambda conn, keys=keys: loading.load_partitions(conn, keys, frame, f"{run_id}-{i}"), migrate=False)
+    if concurrency <= 1:
+        for run in runs:
+            one(run)
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(one, runs))
     return time.perf_counter() - t0
 
 
@@ -187,6 +205,46 @@ def copy_floor(ci: dict[str, Any], frame: pl.DataFrame) -> float:
 
 
 def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
+    """The old system's way with its own stack (its master plan: a SQLAlchemy engine; the
+    driver under ``postgresql://`` is psycopg2): one reused connection, per record SELECT by
+    hash, SELECT by radicado, INSERT or UPDATE, commit every 100."""
+    import sqlalchemy as sa
+
+    cols = [*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen"]
+    records = frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
+                           "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen")
+                           ).to_dicts()
+    by_hash = sa.text("SELECT id FROM data_general.ov_afinia WHERE hash_registro = :hash_registro")
+    by_radicado = sa.text("SELECT id FROM data_general.ov_afinia WHERE numero_radicado = :numero_radicado")
+    ins = sa.text(f"INSERT INTO data_general.ov_afinia ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})")
+    upd = sa.text("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = :{c}" for c in cols)
+                  + ", updated_at = now() WHERE id = :id")
+    host = str(ci["host"])
+    query = {"host": host} if host.startswith("/") else {}
+    url = sa.URL.create("postgresql+psycopg2", username=str(ci["user"]), password=ci.get("password") or None,
+                        host=None if query else host, port=int(ci["port"]), database=str(ci["dbname"]), query=query)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            t0 = time.perf_counter()
+            for i, rec in enumerate(records, 1):
+                if conn.execute(by_hash, rec).first() is None:
+                    found = conn.execute(by_radicado, rec).first()
+                    if found is None:
+                        conn.execute(ins, rec)
+                    else:
+                        conn.execute(upd, {**rec, "id": found[0]})
+                if i % 100 == 0:
+                    conn.commit()
+            conn.commit()
+            return time.perf_counter() - t0
+    finally:
+        engine.dispose()
+
+
+def old_loader_psycopg3(ci: dict[str, Any], frame: pl.DataFrame) -> float:
+    """The same statements on psycopg 3 (which prepares repeated statements server-side after
+    5 executions): the old way at its most favourable, for comparison."""
     cols = [*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen"]
     records = frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
                            "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen")).rows()
@@ -245,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dsn", default="", help="a superuser DSN; default: embedded PostgreSQL 18")
     p.add_argument("--no-dlt", action="store_true")
+    p.add_argument("--concurrency", type=int, default=min(os.cpu_count() or 1, RUNS_PER_EMPRESA),
+                   help="runs loading at once in ours_backfill (default: cores, at most the deployment's "
+                        f"{RUNS_PER_EMPRESA} runs per empresa)")
     args = p.parse_args(argv)
     args.per_run = args.per_run or _backfill_per_run()
 
@@ -263,13 +324,16 @@ def main(argv: list[str] | None = None) -> int:
 
     server = Server(args.dsn or None)
     work = Path(tempfile.mkdtemp(prefix="ov-bench-"))
-    times: dict[str, list[float]] = {k: [] for k in ("ours_first", "ours_reload", "copy_floor", "old_loader", "dlt")}
-    counts: dict[str, int] = {"ours_first": args.n, "ours_reload": args.n, "copy_floor": args.n,
-                              "old_loader": min(args.n, args.old_n), "dlt": args.n}
+    times: dict[str, list[float]] = {k: [] for k in ("ours_first", "ours_reload", "ours_backfill", "copy_floor",
+                                                      "old_loader", "old_psycopg3", "dlt")}
+    counts: dict[str, int] = {k: args.n for k in times}
+    counts["old_loader"] = counts["old_psycopg3"] = min(args.n, args.old_n)
     methods: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
         ("copy_floor", lambda ci: copy_floor(ci, frame)),
         ("ours_first", None),  # with ours_reload on the same database
+        ("ours_backfill", None),
         ("old_loader", lambda ci: old_loader(ci, frame.head(args.old_n))),
+        ("old_psycopg3", lambda ci: old_loader_psycopg3(ci, frame.head(args.old_n))),
     ]
     if have_dlt:
         methods.append(("dlt", lambda ci: dlt_merge(ci, frame, work)))
@@ -282,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                     if name == "ours_first":
                         times["ours_first"].append(ours(ci, frame, f"first{rnd}", args.per_run))
                         times["ours_reload"].append(ours(ci, reload_frame, f"reload{rnd}", args.per_run))
+                    elif name == "ours_backfill":
+                        times[name].append(ours(ci, frame, f"backfill{rnd}", args.per_run, args.concurrency))
                     else:
                         times[name].append(fn(ci))
                 finally:
@@ -294,18 +360,20 @@ def main(argv: list[str] | None = None) -> int:
     rate = {k: counts[k] / statistics.median(v) for k, v in times.items() if v}
     print(f"\n{server.label}; {args.n} records, {args.per_partition} per partition, {args.per_run} partitions "
           f"per run ({len(runs_of(frame, args.per_run))} runs), median of {args.repeat}\n")
-    print(f"| {'method':12} | {'rows':>7} | {'median s':>9} | {'rows/s':>9} | {'vs floor':>8} |")
-    print(f"|{'-' * 14}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 10}|")
+    print(f"| {'method':13} | {'rows':>7} | {'median s':>9} | {'rows/s':>9} | {'floor / it':>10} | runs (s)")
+    print(f"|{'-' * 15}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 12}|{'-' * 20}")
     for k, v in times.items():
         if v:
-            print(f"| {k:12} | {counts[k]:>7} | {statistics.median(v):>9.3f} | {rate[k]:>9,.0f} | "
-                  f"{rate['copy_floor'] / rate[k]:>7.2f}x |")
+            print(f"| {k:13} | {counts[k]:>7} | {statistics.median(v):>9.3f} | {rate[k]:>9,.0f} | "
+                  f"{rate['copy_floor'] / rate[k]:>9.2f}x | {', '.join(f'{x:.2f}' for x in v)}")
     if "ours_first" in rate:
         print(f"\nours_first: {rate['ours_first'] / rate['old_loader']:.1f}x the old loader"
-              + (f", {rate['ours_first'] / rate['dlt']:.1f}x dlt" if "dlt" in rate else ""))
+              f" ({rate['ours_first'] / rate['old_psycopg3']:.1f}x its statements on psycopg 3)"
+              + (f", {rate['ours_first'] / rate['dlt']:.1f}x dlt" if "dlt" in rate else "")
+              + f"; ours_backfill: {args.concurrency} runs at a time")
     out = {"rows": args.n, **{f"{k}_per_s": round(rate[k]) if k in rate else None
-                              for k in ("ours_first", "ours_reload", "copy_floor", "old_loader", "dlt")}}
-    out = {("old_loader_per_s" if k == "old_loader_per_s" else k): v for k, v in out.items()}
+                              for k in ("ours_first", "ours_reload", "copy_floor", "old_loader", "dlt",
+                                        "ours_backfill", "old_psycopg3")}}
     print(json.dumps(out))
     return 0
 

@@ -156,3 +156,15 @@ def test_kill_9_during_load_then_rerun(pg_conninfo, frame, tmp_path, point):
     _load_all(pg_conninfo, frame, run_id="reference")
     reference = snapshot(pg_conninfo)
     assert without_audit(rerun) == without_audit(reference)
+
+
+def test_text_array_literal_round_trips_any_value(pg_conninfo18):
+    """The existence check sends the radicados as one array literal built by polars: whatever a
+    value holds (quotes, backslashes, commas, braces, spaces, NULL-looking text), PostgreSQL
+    must read back exactly the same values, or a stored radicado would be missed."""
+    values = ['20240101100001', 'a"b', 'c\\d', 'e,f', '{g}', ' h ', 'NULL', '', 'ñ€😀', '\\"']
+    with psycopg.connect(**pg_conninfo18) as conn:
+        (back,) = conn.execute("SELECT %s::text[]", (loading.text_array(pl.Series(values)),)).fetchone()
+        (empty,) = conn.execute("SELECT %s::text[]", (loading.text_array(pl.Series([], dtype=pl.String)),)).fetchone()
+    assert back == values
+    assert empty == []
