@@ -24,6 +24,57 @@ class ConfigurationError(OperatorError):
     """A setting is missing or contradicts another (e.g. OV_ENV=production without a host)."""
 
 
+# A connection that was working and is gone: fast shutdown / restart (57P01), crash (57P02),
+# failover, network. libpq's wording differs with SSL ("SSL connection has been closed
+# unexpectedly", "SSL SYSCALL error: EOF detected"), which must not read as an SSL setup problem.
+_LOST_SQLSTATES = {"57P01", "57P02", "08000", "08003", "08006"}
+_LOST_MARKERS = (
+    "server closed the connection unexpectedly", "connection has been closed unexpectedly",
+    "ssl syscall error", "eof detected", "the connection is lost", "the connection is closed",
+    "terminating connection due to administrator command", "terminating connection because of crash",
+    "connection reset by peer", "broken pipe", "could not receive data from server",
+    "could not send data to server", "server conn crashed",
+)
+
+
+def is_connection_lost(exc: BaseException | None) -> bool:
+    """The server went away under an established connection (restart, failover, network):
+    a new connection may well succeed."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    if getattr(exc, "sqlstate", None) in _LOST_SQLSTATES:
+        return True
+    lowered = str(exc).lower()
+    return any(m in lowered for m in _LOST_MARKERS)
+
+
+def _ssl_failure(target: str, text: str) -> OperatorError | None:
+    """The usual verify-ca / verify-full failures, said in POSTGRES_* terms."""
+    lowered = text.lower()
+    first = text.splitlines()[0]
+    if "does not match host name" in lowered:
+        return OperatorError(
+            f"PostgreSQL {target}: SSL host name mismatch ({first}). With POSTGRES_SSLMODE=verify-full "
+            "the server's certificate must name POSTGRES_HOST: set POSTGRES_HOST to a name the "
+            "certificate holds (for RDS the instance or cluster endpoint, not an IP address or a "
+            "CNAME of your own)."
+        )
+    if "certificate verify failed" in lowered or "unable to get local issuer certificate" in lowered \
+            or "self-signed certificate" in lowered or "self signed certificate" in lowered:
+        return OperatorError(
+            f"PostgreSQL {target}: SSL: the server's certificate could not be verified against "
+            f"POSTGRES_SSLROOTCERT ({first}). Point POSTGRES_SSLROOTCERT at the CA bundle that "
+            "signed the server's certificate (for RDS: the current global-bundle.pem from "
+            "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)."
+        )
+    if "no pg_hba.conf entry" in lowered and "no encryption" in lowered:
+        return OperatorError(
+            f"PostgreSQL {target}: the server accepts only SSL connections from here. Set "
+            "POSTGRES_SSLMODE=verify-full and POSTGRES_SSLROOTCERT (the RDS CA bundle)."
+        )
+    return None
+
+
 def translate_pg_error(exc: BaseException, target: str) -> BaseException:
     """Map a psycopg error to an ``OperatorError``; return ``exc`` itself when unknown.
 
@@ -47,6 +98,16 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
                 f"PostgreSQL {target}: authentication failed for POSTGRES_USER. Check "
                 "POSTGRES_USER and POSTGRES_PASSWORD."
             )
+        ssl_failure = _ssl_failure(target, text)
+        if ssl_failure is not None:
+            return ssl_failure
+        if is_connection_lost(exc):
+            return OperatorError(
+                f"PostgreSQL {target}: the connection to the server was lost ({text.splitlines()[0]}: "
+                "restart, failover or network) and the retries did not get through. The load's "
+                "transaction commits its whole range or nothing, so nothing half-written is left: check "
+                "that the server is up, then rerun (reloading is safe, unchanged rows count as duplicates)."
+            )
         if "does not exist" in lowered and "database" in lowered:
             return OperatorError(
                 f"PostgreSQL {target}: the database in POSTGRES_DB does not exist. Create it or "
@@ -56,7 +117,8 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
             s in lowered
             for s in ("could not connect", "connection refused", "could not translate host",
                       "timeout expired", "no route to host", "name or service not known",
-                      "connection timed out")
+                      "connection timed out", "the database system is starting up",
+                      "the database system is shutting down", "the database system is in recovery")
         ):
             return OperatorError(
                 f"PostgreSQL {target}: cannot connect. Check POSTGRES_HOST and POSTGRES_PORT, "

@@ -21,7 +21,13 @@ import psycopg
 from pydantic import Field
 
 from ov_assets import migrations
-from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError, translate_pg_error
+from ov_assets.errors import (
+    ConfigurationError,
+    OperatorError,
+    WithheldDataError,
+    is_connection_lost,
+    translate_pg_error,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -39,12 +45,17 @@ _PERMANENT_HINTS = ("authentication", "does not exist", "ssl", "certificate", "p
 def is_transient(exc: BaseException | None) -> bool:
     """A failure that a new attempt may not meet: lost or refused connections (restart,
     failover), admin shutdown, serialization failures and deadlocks. Authentication, unknown
-    database, SSL and permission problems are permanent."""
+    database, SSL setup (certificate, host name) and permission problems are permanent; an
+    established SSL connection that is lost is not an SSL problem."""
     if not isinstance(exc, psycopg.OperationalError):
         return False
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate is not None:
         return sqlstate in _TRANSIENT_SQLSTATES
+    if is_connection_lost(exc):
+        # Before the SSL hint below: over SSL a restart reads "SSL connection has been closed
+        # unexpectedly" / "SSL SYSCALL error", and an RDS failover must be retried like any other.
+        return True
     text = str(exc).lower()
     return not any(h in text for h in _PERMANENT_HINTS)
 
