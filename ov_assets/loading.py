@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -186,6 +187,25 @@ def text_array(values: pl.Series) -> str:
     return "{" + ('"' + quoted + '"').str.join(",").item() + "}"
 
 
+@contextmanager
+def _index_joins(conn: psycopg.Connection) -> Iterator[None]:
+    """Joins of the staged rows with the table go through the table's unique index (a nested
+    loop), for this transaction's statements inside the block, then the session's own settings
+    come back. Why: a run stages a few thousand rows against a table of hundreds of thousands;
+    without statistics on the temporary staging table (and often stale ones on the table right
+    after a backfill) the planner hashes the whole table for every run, making each reload run
+    cost O(table) instead of O(run) (measured: 86 ms against ~5 ms for 7,000 rows in 100,000)."""
+    saved = conn.execute(
+        "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'), "
+        "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)").fetchone()
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
+                         (saved[0], saved[1]))
+
+
 def _per_day(rows: list[tuple[Any, ...]]) -> dict[dt.date, tuple[int, ...]]:
     return {r[0]: tuple(int(x or 0) for x in r[1:]) for r in rows}
 
@@ -223,62 +243,70 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
         except psycopg.errors.UniqueViolation:
             pass
     _stage(conn, empresa, winners, fresh)
-    insert_new = sql.SQL("INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} s {where} "
-                         "ON CONFLICT (numero_radicado) DO NOTHING")
-    # General path (reloads; or the race above).
-    compare = _per_day(conn.execute(
-        sql.SQL(
-            "SELECT s.partition_date, count(*) FILTER (WHERE t.hash_registro = s.hash_registro), "
-            "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND NOT {newer}), "
-            "count(*) "
-            "FROM {stage} s JOIN {table} t USING (numero_radicado) GROUP BY 1"
-        ).format(table=table, stage=stage, newer=_newer_or_equal())
-    ).fetchall())
-    stored_total = 0
-    for day, (dups, older, stored) in compare.items():
-        out[day].db_duplicates, out[day].db_skipped_older = dups, older
-        stored_total += stored
-    if any(stored - dups - older > 0 for dups, older, stored in compare.values()):
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = s.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in LOAD_COLUMNS
-        )
-        updated = _per_day(conn.execute(
+    with _index_joins(conn):
+        insert_new = sql.SQL("INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} s {where} "
+                             "ON CONFLICT (numero_radicado) DO NOTHING")
+        # General path (reloads; or the race above).
+        compare = _per_day(conn.execute(
             sql.SQL(
-                "WITH old AS ("
-                "  SELECT s.partition_date AS _day, {tcols} FROM {table} t JOIN {stage} s USING (numero_radicado) "
-                "  WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND {newer} "
-                "  ORDER BY t.numero_radicado FOR UPDATE OF t), "
-                "upd AS ("
-                "  UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, "
-                "  procesado_flag = FALSE, updated_at = now() "
-                "  FROM {stage} s, old WHERE t.id = old.id AND s.numero_radicado = old.numero_radicado), "
-                "hist AS (INSERT INTO {history} (replaced_by_run, {cols}) SELECT %s, {cols} FROM old) "
-                "SELECT _day, count(*) FROM old GROUP BY 1"
-            ).format(history=history, cols=_cols(TABLE_COLUMNS), tcols=_cols(TABLE_COLUMNS, "t"),
-                     table=table, stage=stage, newer=_newer_or_equal(), assignments=assignments),
-            (run_id,),
+                "SELECT s.partition_date, count(*) FILTER (WHERE t.hash_registro = s.hash_registro), "
+                "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND NOT {newer}), "
+                "count(*) "
+                "FROM {stage} s JOIN {table} t USING (numero_radicado) GROUP BY 1"
+            ).format(table=table, stage=stage, newer=_newer_or_equal())
         ).fetchall())
-        for day, (n,) in updated.items():
-            out[day].db_updated = n
-    if winners.height > stored_total:
-        inserted = _per_day(conn.execute(
-            sql.SQL(
-                "WITH ins AS ({insert} RETURNING numero_radicado) "
-                "SELECT s.partition_date, count(*) FROM ins JOIN {stage} s USING (numero_radicado) GROUP BY 1"
-            ).format(
-                insert=insert_new.format(
-                    table=table, cols=_cols(LOAD_COLUMNS), stage=stage,
-                    where=sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {table} t "
-                                  "WHERE t.numero_radicado = s.numero_radicado)").format(table=table)),
-                stage=stage)
-        ).fetchall())
-        for day, (n,) in inserted.items():
-            out[day].db_inserted = n
-    # A radicado inserted meanwhile by a load of another partition (its fecha moved) was not
-    # written by us: it counts as unchanged-or-older, never lost silently.
-    for day, n in staged.items():
-        stored = compare.get(day, (0, 0, 0))[2]
-        out[day].db_duplicates += n - stored - out[day].db_inserted
+        stored_total = 0
+        for day, (dups, older, stored) in compare.items():
+            out[day].db_duplicates, out[day].db_skipped_older = dups, older
+            stored_total += stored
+        if any(stored - dups - older > 0 for dups, older, stored in compare.values()):
+            # ``old`` carries both versions (the incoming one as ``_new_*``), so the UPDATE
+            # finds its rows by primary key without joining the staging table again.
+            assignments = sql.SQL(", ").join(
+                sql.SQL("{} = old.{}").format(sql.Identifier(c), sql.Identifier(f"_new_{c}")) for c in LOAD_COLUMNS
+            )
+            incoming = sql.SQL(", ").join(
+                sql.SQL("s.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"_new_{c}")) for c in LOAD_COLUMNS
+            )
+            updated = _per_day(conn.execute(
+                sql.SQL(
+                    "WITH old AS ("
+                    "  SELECT s.partition_date AS _day, {tcols}, {incoming} "
+                    "  FROM {table} t JOIN {stage} s USING (numero_radicado) "
+                    "  WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND {newer} "
+                    "  ORDER BY t.numero_radicado FOR UPDATE OF t), "
+                    "upd AS ("
+                    "  UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, "
+                    "  procesado_flag = FALSE, updated_at = now() "
+                    "  FROM old WHERE t.id = old.id), "
+                    "hist AS (INSERT INTO {history} (replaced_by_run, {cols}) SELECT %s, {cols} FROM old) "
+                    "SELECT _day, count(*) FROM old GROUP BY 1"
+                ).format(history=history, cols=_cols(TABLE_COLUMNS), tcols=_cols(TABLE_COLUMNS, "t"),
+                         incoming=incoming, table=table, stage=stage, newer=_newer_or_equal(),
+                         assignments=assignments),
+                (run_id,),
+            ).fetchall())
+            for day, (n,) in updated.items():
+                out[day].db_updated = n
+        if winners.height > stored_total:
+            inserted = _per_day(conn.execute(
+                sql.SQL(
+                    "WITH ins AS ({insert} RETURNING numero_radicado) "
+                    "SELECT s.partition_date, count(*) FROM ins JOIN {stage} s USING (numero_radicado) GROUP BY 1"
+                ).format(
+                    insert=insert_new.format(
+                        table=table, cols=_cols(LOAD_COLUMNS), stage=stage,
+                        where=sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {table} t "
+                                      "WHERE t.numero_radicado = s.numero_radicado)").format(table=table)),
+                    stage=stage)
+            ).fetchall())
+            for day, (n,) in inserted.items():
+                out[day].db_inserted = n
+        # A radicado inserted meanwhile by a load of another partition (its fecha moved) was not
+        # written by us: it counts as unchanged-or-older, never lost silently.
+        for day, n in staged.items():
+            stored = compare.get(day, (0, 0, 0))[2]
+            out[day].db_duplicates += n - stored - out[day].db_inserted
     return out
 
 

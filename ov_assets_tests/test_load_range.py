@@ -167,3 +167,21 @@ def test_two_loads_inside_one_caller_transaction(pg_conninfo, data_dir):
     winners = frame.filter(pl.col("is_winner"))
     assert a[first].db_inserted + b[second].db_inserted == winners.height
     assert (a[first].db_duplicates, b[second].db_duplicates) == (0, 0)
+
+
+def test_reload_inside_caller_transaction_restores_planner_settings(pg_conninfo, data_dir):
+    """A reload joins staged rows through the unique index (hash and merge joins off for its own
+    statements); the caller's transaction gets its own settings back afterwards, and the reload
+    still finds every stored radicado."""
+    frame = landing_frames(data_dir, days_back(2), empresas=("afinia",), n=6)
+    migrate(pg_conninfo)
+    keys = _keys(frame)
+    with psycopg.connect(**pg_conninfo) as conn:  # not autocommit: one outer transaction
+        conn.execute("SET LOCAL enable_mergejoin = off")  # the caller's own choice must survive
+        loading.load_partitions(conn, keys, frame, "first")
+        again = loading.load_partitions(conn, keys, frame, "again")  # the staged, general path
+        settings = conn.execute("SELECT current_setting('enable_hashjoin'), "
+                                "current_setting('enable_mergejoin')").fetchone()
+    assert settings == ("on", "off")
+    assert sum(c.db_duplicates for c in again.values()) == frame.filter(pl.col("is_winner")).height
+    assert sum(c.db_inserted + c.db_updated for c in again.values()) == 0
