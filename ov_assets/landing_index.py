@@ -25,10 +25,8 @@ import datetime as dt
 import gc
 import hashlib
 import json
-import operator
 import os
 import sqlite3
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -127,7 +125,8 @@ class LandingIndex:
         # object's refresh just evaluated, so that ``partition_frame`` in the same run reads
         # nothing back from SQLite; bounded by FRESH_CACHE_BYTES (beyond, the index serves them).
         self._fresh: dict[str, list[pl.DataFrame]] = {}
-        self._fresh_days: dict[str, dict[dt.date, pl.DataFrame]] = {}
+        self._fresh_days: dict[str, dict[dt.date, pl.DataFrame]] = {}  # split by partition, not finished yet
+        self._ready: dict[str, dict[dt.date, pl.DataFrame]] = {}  # finished, handed out once
         with self._db() as db:
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
@@ -138,16 +137,16 @@ class LandingIndex:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db = _connect(self.path)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a partition's rows are spread over the table
-            db.execute("PRAGMA mmap_size=1073741824")
-            db.execute("PRAGMA wal_autocheckpoint=8192")  # fewer checkpoints (fsyncs) in large refreshes
             yield db
         finally:
             db.close()
+
+    def _forget(self, empresa: str) -> None:
+        """Drop what an earlier refresh of this object kept in memory for the empresa."""
+        for kept in (self._fresh, self._fresh_days, self._ready):
+            kept.pop(empresa, None)
 
     def folder(self, empresa: str) -> Path:
         return landing_dir(self.data_dir, empresa)
@@ -194,44 +193,27 @@ class LandingIndex:
                     if stable_before_ns is not None and st.st_mtime_ns > stable_before_ns:
                         continue
                     todo.append(name)
+        # In name order: each batch then covers one range of names, so its writes touch few
+        # pages of the key and link indexes (a commit writes every page its rows touched).
+        todo.sort()
+        previous = {name: (*known[name], again.get(name)) for name in todo if name in known}
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         new: list[IndexedFile] = []
         changed: list[IndexedFile] = []
-        self._fresh.pop(empresa, None)
-        self._fresh_days.pop(empresa, None)
+        self._forget(empresa)
         frames: list[pl.DataFrame] = []
         cached = 0
-        with self._db() as db:
-            began = None
-            for rows, frame in _index_many(folder, empresa, todo, today, now):
-                # Write transactions of about a second: each commit writes every page its rows
-                # touched (random names spread them over the whole key index), so many small
-                # ones multiply the bytes written; a second keeps other writers (the sensor)
-                # waiting little.
-                if began is None:
-                    db.execute("BEGIN IMMEDIATE")
-                    began = time.monotonic()
-                rows.sort(key=_by_name)  # fewer b-tree pages touched
-                db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                if time.monotonic() - began > WRITE_TRANSACTION_S:
-                    db.execute("COMMIT")
-                    began = None
-                self.files_opened += len(rows)
-                for row in rows:
-                    name, size, mtime_ns, part, status = row[1], row[2], row[3], row[7], row[10]
-                    previous = known.get(name)
-                    if previous is not None and previous == (size, mtime_ns) and again.get(name, (status, part)) == (status, part):
-                        continue  # only evaluated again, same outcome: not a change
-                    indexed = IndexedFile(empresa, name, size, mtime_ns, row[4], row[5], row[6],
-                                          dt.date.fromisoformat(part) if part else None, row[8], row[9], status)
-                    (new if previous is None else changed).append(indexed)
-                if frame is not None and cached < FRESH_CACHE_BYTES:
-                    frames.append(frame)
-                    cached += frame.estimated_size()
-            if began is not None:
-                db.execute("COMMIT")
-            removed = [name for name in known if name not in seen]
-            if removed:
+        for opened, new_files, changed_files, frame in _index_many(
+                os.fspath(self.path), folder, empresa, todo, previous, today, now):
+            self.files_opened += opened
+            new += new_files
+            changed += changed_files
+            if frame is not None and cached < FRESH_CACHE_BYTES:
+                frames.append(frame)
+                cached += frame.estimated_size()
+        removed = [name for name in known if name not in seen]
+        if removed:
+            with self._db() as db:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("DELETE FROM files WHERE empresa = ? AND name = ?", [(empresa, n) for n in removed])
                 db.execute("COMMIT")
@@ -242,27 +224,27 @@ class LandingIndex:
     def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
         """The evaluated record files of a partition (from the index; a file is read again only
         when its stored outcome is missing or was made under other rules) and their mtimes."""
-        items, mtimes, _links = self._stored(empresa, day, today)
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT name, size, mtime_ns, sha256, link_key FROM files "
+                "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
+                (empresa, day.isoformat()),
+            ).fetchall()
+        items, mtimes, _links = self._stored(empresa, today, rows)
         out = [FileOutcome.from_json(name, sha, size, orjson.dumps(p)) for name, sha, size, p in items]
         return [o for o in out if o is not None], mtimes
 
-    def _stored(self, empresa: str, day: dt.date, today: dt.date,
-                rows: list[tuple[str, int, int, str, str | None]] | None = None
+    def _stored(self, empresa: str, today: dt.date, rows: list[tuple[str, int, int, str, str | None]]
                 ) -> tuple[list[tuple[str, str, int, list]], dict[str, dt.datetime], dict[str, str | None]]:
-        """(name, sha256, size, ``FileOutcome.as_list()``) per record file of a partition (or of
-        ``rows``: name, size, mtime_ns, sha256, link_key), mtimes and link keys, from the
-        outcomes stored in the index; a file is read again only when its stored outcome is
-        missing or of other rules."""
-        with self._db() as db:
-            if rows is None:
-                rows = db.execute(
-                    "SELECT name, size, mtime_ns, sha256, link_key FROM files "
-                    "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
-                    (empresa, day.isoformat()),
-                ).fetchall()
-            blobs = dict(db.execute(
-                "SELECT name, outcome FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
-                (empresa, json.dumps([r[0] for r in rows])))) if rows else {}
+        """(name, sha256, size, ``FileOutcome.as_list()``) per record file of ``rows`` (name,
+        size, mtime_ns, sha256, link_key), mtimes and link keys, from the outcomes stored in the
+        index; a file is read again only when its stored outcome is missing or of other rules."""
+        blobs: dict[str, bytes | None] = {}
+        if rows:
+            with self._db() as db:
+                blobs = dict(db.execute(
+                    "SELECT name, outcome FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
+                    (empresa, json.dumps([r[0] for r in rows]))))
         items: list[tuple[str, str, int, list]] = []
         mtimes: dict[str, dt.datetime] = {}
         links: dict[str, str | None] = {}
@@ -285,25 +267,86 @@ class LandingIndex:
                 sha, size = hashlib.sha256(data).hexdigest(), len(data)
                 parts = evaluate_file(name, data, sha, today).as_list()
             items.append((name, sha, size, parts))
-            mtimes[name] = _bogota_naive(mtime_ns)
+            if parts[1] is not None and parts[6] is None:  # only then is the mtime used
+                mtimes[name] = _bogota_naive(mtime_ns)
             links[name] = link
         return items, mtimes, links
 
-    def _fresh_frame(self, empresa: str, day: dt.date) -> pl.DataFrame | None:
-        """The per-file columns this object's refresh produced for a partition (see ``_fresh``),
-        handed out once (a second call for the partition reads the index)."""
+    def _prepared(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame | None:
+        """The finished frame of a partition this object's refresh evaluated (see ``_fresh``),
+        handed out once (a second call for the partition reads the index); None for others.
+
+        Partitions are finished together, in chunks of about PREPARE_ROWS rows (the asked one
+        and the next ones by date): one query for their index rows, one for their linked files
+        and one polars plan, instead of all three per partition."""
+        ready = self._ready.get(empresa)
+        if ready and day in ready:
+            return ready.pop(day)  # once: the memory goes with it
         if empresa in self._fresh:  # split by partition once, on the first partition asked for
             import polars as pl
 
             merged = pl.concat(self._fresh.pop(empresa), rechunk=False)
             self._fresh_days[empresa] = {
-                key[0]: part for key, part in merged.partition_by("_day", as_dict=True, include_key=False).items()}
-        return self._fresh_days.get(empresa, {}).pop(day, None)  # once: the memory goes with it
+                key[0]: part for key, part in merged.partition_by("_day", as_dict=True).items()}
+        pending = self._fresh_days.get(empresa)
+        if not pending or day not in pending:
+            return None
+        order = sorted(pending)
+        at = order.index(day)
+        chunk: list[dt.date] = []
+        rows = 0
+        for d in order[at:] + order[:at]:
+            if chunk and rows + pending[d].height > PREPARE_ROWS:
+                break
+            chunk.append(d)
+            rows += pending[d].height
+        finished = self._finish_days(empresa, [(d, pending.pop(d)) for d in chunk], today)
+        ready = self._ready.setdefault(empresa, {})
+        ready.update(finished)
+        return ready.pop(day)
+
+    def _finish_days(self, empresa: str, fresh: list[tuple[dt.date, pl.DataFrame]], today: dt.date
+                     ) -> dict[dt.date, pl.DataFrame]:
+        """Finished frames (``records.finish_frame``) of these partitions from their fresh
+        per-file columns: files changed or moved by another process since the refresh are
+        taken from the index instead, files indexed by others are added from the index."""
+        import polars as pl
+
+        from ov_assets.records import base_frame, empty_frame, finish_frame
+
+        days = [d for d, _ in fresh]
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT name, size, mtime_ns, sha256, link_key, partition_date FROM files "
+                "WHERE empresa = ? AND kind = 'json' AND partition_date IN (SELECT value FROM json_each(?))",
+                (empresa, json.dumps([d.isoformat() for d in days])),
+            ).fetchall()
+        current = {r[0]: (r[2], r[5]) for r in rows}
+        base = pl.concat([f for _, f in fresh], rechunk=False)
+        usable = [current.get(n) == (m, d) for n, m, d in zip(
+            base["file_name"].to_list(), base["_mtime_ns"].to_list(), base["_day"].dt.to_string().to_list())]
+        if not all(usable):  # changed or moved by another process since this refresh
+            base = base.filter(pl.Series(usable, dtype=pl.Boolean()))
+        parts = [base.drop("_mtime_ns")]
+        if len(rows) > base.height:  # files this refresh did not evaluate (or not as they are now)
+            have = set(base["file_name"].to_list())
+            others = [r for r in rows if r[0] not in have]
+            items, mtimes, links = self._stored(empresa, today, [r[:5] for r in others])
+            day_of = {r[0]: dt.date.fromisoformat(r[5]) for r in others}
+            parts.append(base_frame(items, mtimes, {
+                "_link_key": ([links[it[0]] for it in items], pl.String()),
+                "_day": ([day_of[it[0]] for it in items], pl.Date()),
+            }))
+        base = pl.concat(parts, how="diagonal") if len(parts) > 1 else parts[0]
+        out = {d: empty_frame() for d in days}
+        if not base.is_empty():
+            frame = finish_frame(empresa, None, base, _linked(self, empresa, base))
+            out.update({key[0]: part for key, part in frame.partition_by("partition_date", as_dict=True).items()})
+        return out
 
     def _partition_base(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame:
         """The per-file columns (``records.base_frame`` + ``_link_key``) of a partition's record
-        files: those the refresh of this object evaluated from memory, the others from the
-        outcomes stored in the index."""
+        files, from the outcomes stored in the index."""
         import polars as pl
 
         from ov_assets.records import base_frame
@@ -314,23 +357,8 @@ class LandingIndex:
                 "WHERE empresa = ? AND partition_date = ? AND kind = 'json'",
                 (empresa, day.isoformat()),
             ).fetchall()
-        fresh = self._fresh_frame(empresa, day)
-        parts: list[pl.DataFrame] = []
-        if fresh is not None:
-            current = {r[0]: r[2] for r in rows}
-            fresh_names = fresh["file_name"].to_list()
-            usable = [current.get(n) == m for n, m in zip(fresh_names, fresh["_mtime_ns"].to_list())]
-            if not all(usable):  # changed or moved by another process since this refresh
-                fresh = fresh.filter(pl.Series(usable, dtype=pl.Boolean()))
-                fresh_names = fresh["file_name"].to_list()
-            parts.append(fresh)
-            have = set(fresh_names)
-            rows = [r for r in rows if r[0] not in have]
-        if rows or not parts:
-            items, mtimes, links = self._stored(empresa, day, today, rows)
-            parts.append(base_frame(items, mtimes, {"_link_key": ([links[it[0]] for it in items], pl.String())}))
-        # (in file name order once finished: ``records.mark_winners`` sorts)
-        return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal")
+        items, mtimes, links = self._stored(empresa, today, rows)
+        return base_frame(items, mtimes, {"_link_key": ([links[it[0]] for it in items], pl.String())})
 
     @staticmethod
     def _row(row: tuple[object, ...]) -> IndexedFile:
@@ -401,70 +429,85 @@ def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.d
     """Every record file of one partition, decoded and validated, with its linked files and
     the winners marked: what ``pqr_records`` materializes. Reads no file the index has already
     evaluated (call ``index.refresh`` first)."""
+    from ov_assets.records import finish_frame
+
+    prepared = index._prepared(empresa, day, today)
+    if prepared is not None:
+        return prepared
+    base = index._partition_base(empresa, day, today)
+    return finish_frame(empresa, day, base, _linked(index, empresa, base))  # (drops the helper columns)
+
+
+def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.DataFrame | None":
+    """The PDFs and attachments (``records.LINKED_SCHEMA``) of the valid record files of
+    ``base`` (per-file columns with ``_link_key``): same link key, or named by the record."""
     import polars as pl
 
-    from ov_assets.records import LINKED_SCHEMA, finish_frame
+    from ov_assets.records import LINKED_SCHEMA
 
-    base = index._partition_base(empresa, day, today)
     valid = [s == "valid" for s in base["status"].to_list()]  # plain lists: no query per step
     link_keys = sorted({k for ok, k in zip(valid, base["_link_key"].to_list()) if ok and k})
     refs = sorted({v for ok, a, b in zip(valid, base["documento_prueba"].to_list(), base["adjuntar_archivo"].to_list())
                    if ok for v in (a, b) if v})
-    linked = None
-    if link_keys or refs:
-        with index._db() as db:
-            # Two indexed lookups (an OR of both would scan every file of the empresa).
-            found = db.execute(
-                "SELECT kind, name, size, sha256, link_key FROM files WHERE empresa = ?1 AND kind != 'json' AND "
-                "link_key IN (SELECT value FROM json_each(?2)) "
-                "UNION SELECT kind, name, size, sha256, link_key FROM files WHERE empresa = ?1 AND kind != 'json' AND "
-                "name IN (SELECT value FROM json_each(?3))",
-                (empresa, json.dumps(link_keys), json.dumps(refs)),
-            ).fetchall()
-        if found:
-            valid_rows = base.filter(pl.col("status") == "valid")
-            files = pl.DataFrame(found, schema={"file_type": pl.String(), "filename": pl.String(), "size": pl.Int64(),
-                                                "sha256": pl.String(), "link_key": pl.String()}, orient="row")
-            owners = pl.concat([
-                valid_rows.select(pl.col("file_name").alias("owner"), pl.col("_link_key").alias("key")),
-                valid_rows.select(pl.col("file_name").alias("owner"), pl.col("documento_prueba").alias("key")),
-                valid_rows.select(pl.col("file_name").alias("owner"), pl.col("adjuntar_archivo").alias("key")),
-            ]).filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
-            linked = pl.concat([
-                owners.join(files, left_on="key", right_on="link_key").drop("key"),
-                owners.join(files.drop("link_key"), left_on="key", right_on="filename")
-                .with_columns(pl.col("key").alias("filename")).drop("key"),
-            ], how="diagonal").unique(["owner", "filename"]).sort("owner", "filename").select(list(LINKED_SCHEMA))
-    return finish_frame(empresa, day, base, linked)  # (drops the helper columns)
+    if not link_keys and not refs:
+        return None
+    with index._db() as db:
+        # Two indexed lookups (an OR of both would scan every file of the empresa).
+        found = db.execute(
+            "SELECT kind, name, size, sha256, link_key FROM files WHERE empresa = ?1 AND kind != 'json' AND "
+            "link_key IN (SELECT value FROM json_each(?2)) "
+            "UNION SELECT kind, name, size, sha256, link_key FROM files WHERE empresa = ?1 AND kind != 'json' AND "
+            "name IN (SELECT value FROM json_each(?3))",
+            (empresa, json.dumps(link_keys), json.dumps(refs)),
+        ).fetchall()
+    if not found:
+        return None
+    valid_rows = base.filter(pl.col("status") == "valid")
+    files = pl.DataFrame(found, schema={"file_type": pl.String(), "filename": pl.String(), "size": pl.Int64(),
+                                        "sha256": pl.String(), "link_key": pl.String()}, orient="row")
+    owners = pl.concat([
+        valid_rows.select(pl.col("file_name").alias("owner"), pl.col("_link_key").alias("key")),
+        valid_rows.select(pl.col("file_name").alias("owner"), pl.col("documento_prueba").alias("key")),
+        valid_rows.select(pl.col("file_name").alias("owner"), pl.col("adjuntar_archivo").alias("key")),
+    ]).filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
+    return pl.concat([
+        owners.join(files, left_on="key", right_on="link_key").drop("key"),
+        owners.join(files.drop("link_key"), left_on="key", right_on="filename")
+        .with_columns(pl.col("key").alias("filename")).drop("key"),
+    ], how="diagonal").unique(["owner", "filename"]).sort("owner", "filename").select(list(LINKED_SCHEMA))
 
 
 def _bogota_naive(mtime_ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(mtime_ns / 1e9, BOGOTA).replace(tzinfo=None)
 
 
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        size = os.fstat(fd).st_size
-        chunks = [os.read(fd, size + 1)]
-        while chunks[-1]:  # the file grew, or a file system that returns short reads
-            chunks.append(os.read(fd, 1 << 20))
-        return b"".join(chunks) if len(chunks) > 2 else chunks[0]
-    finally:
-        os.close(fd)
+def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a partition's rows are spread over the table
+    db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+    db.execute("PRAGMA wal_autocheckpoint=8192")  # fewer checkpoints (fsyncs) in large refreshes
+    return db
 
 
 _Row = tuple  # one row of the files table, in column order
-_by_name = operator.itemgetter(1)
+_INSERT = "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# (size, mtime_ns, (status, partition_date) when evaluated again else None) of an indexed file
+_Previous = tuple[int, int, "tuple[str | None, str | None] | None"]
 
 
-def _index_batch(folder: str, empresa: str, names: list[str], today: dt.date, now: str
-                 ) -> tuple[list[_Row], pl.DataFrame | None]:
-    """Open, stat, hash and (record files) evaluate a batch of landing files: their rows for the
-    index, and the per-file frame columns of the record files (``records.base_frame`` plus
-    ``_link_key``, ``_day``: the partition, ``_mtime_ns``), built here, in the worker, so that
-    the main process does not convert values one by one. Files whose names are not ours, and
-    files removed since the listing, are left out."""
+def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
+                 today: dt.date, now: str, db: sqlite3.Connection | None = None
+                 ) -> tuple[int, list[IndexedFile], list[IndexedFile], pl.DataFrame | None]:
+    """Open, stat, hash and (record files) evaluate a batch of landing files and write their
+    rows to the index (one transaction; ``db``, else this worker's connection): returns how
+    many files were opened, the new and the changed ones (``previous``: the indexed state of
+    those already known), and the per-file frame columns of the record files
+    (``records.base_frame`` plus ``_link_key``, ``_day``: the partition, ``_mtime_ns``), built
+    here, in the worker, so that the main process neither converts values one by one nor
+    writes rows. Files whose names are not ours, and files removed since the listing, are left
+    out."""
     import polars as pl
 
     from ov_assets.records import base_frame
@@ -478,7 +521,7 @@ def _index_batch(folder: str, empresa: str, names: list[str], today: dt.date, no
     try:
         dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        return rows, None
+        return 0, [], [], None
     try:
         for name in names:
             parsed = parse_name(name)
@@ -496,10 +539,41 @@ def _index_batch(folder: str, empresa: str, names: list[str], today: dt.date, no
             _evaluate_into(name, parsed, st, data, empresa, today, now, rows, items, links, days, mtimes, fallback)
     finally:
         os.close(dir_fd)
+    if rows:
+        _write_rows(db if db is not None else _worker_db(db_path), rows)
+    new: list[IndexedFile] = []
+    changed: list[IndexedFile] = []
+    for row in rows:
+        name, size, mtime_ns, part, status = row[1], row[2], row[3], row[7], row[10]
+        before = previous.get(name)
+        if before is not None and before[:2] == (size, mtime_ns) and before[2] in (None, (status, part)):
+            continue  # only evaluated again, same outcome: not a change
+        (new if before is None else changed).append(IndexedFile(
+            empresa, name, size, mtime_ns, row[4], row[5], row[6],
+            dt.date.fromisoformat(part) if part else None, row[8], row[9], status))
     frame = base_frame(items, fallback, {
         "_link_key": (links, pl.String()), "_day": (days, pl.Date()), "_mtime_ns": (mtimes, pl.Int64()),
     }) if items else None
-    return rows, frame
+    return len(rows), new, changed, frame
+
+
+def _write_rows(db: sqlite3.Connection, rows: list[_Row]) -> None:
+    """One write transaction; the workers of a refresh take turns (``_WRITE_LOCK``) rather than
+    wait in SQLite's busy handler, which sleeps in steps of milliseconds."""
+    lock = _WRITE_LOCK
+    if lock is not None:
+        lock.acquire()
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(_INSERT, rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _evaluate_into(name: str, parsed: Any, st: os.stat_result, data: bytes, empresa: str, today: dt.date,
@@ -556,8 +630,13 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+# Fresh per-file frames kept by a refresh for ``partition_frame`` (beyond, the index serves them).
 FRESH_CACHE_BYTES = 384 * 2**20
-WRITE_TRANSACTION_S = 1.0
+# Partitions finished together by ``partition_frame`` (rows, about).
+PREPARE_ROWS = 100_000
+# SQLite memory-maps at most this much of the index (pages read through it count in the RSS of
+# every process that reads them).
+MMAP_BYTES = 64 * 2**20
 # Refreshes that open at least this many files spread them over worker processes.
 POOL_MIN_FILES = 4000
 _BATCH = 1000
@@ -573,22 +652,47 @@ def _workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _worker_init() -> None:
+# In a worker process: the lock the workers of a refresh write under, and its index connection.
+_WRITE_LOCK: Any = None
+_WORKER_DB: dict[str, sqlite3.Connection] = {}
+
+
+def _worker_db(path: str) -> sqlite3.Connection:
+    db = _WORKER_DB.get(path)
+    if db is None:
+        db = _WORKER_DB[path] = _connect(path)
+    return db
+
+
+def _worker_init(lock: Any) -> None:
+    global _WRITE_LOCK
+    _WRITE_LOCK = lock
+    _WORKER_DB.clear()  # (under fork: never a connection of the parent)
     # What the worker inherited (modules, this process's data under fork) lives as long as it:
     # the garbage collector need not walk it again at every full collection (nor touch its
     # pages, which fork shares with the parent until written).
     gc.freeze()
 
 
-def _index_many(folder: str, empresa: str, names: list[str], today: dt.date, now: str
-                ) -> Iterator[tuple[list[_Row], pl.DataFrame | None]]:
+def _index_many(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
+                today: dt.date, now: str
+                ) -> Iterator[tuple[int, list[IndexedFile], list[IndexedFile], pl.DataFrame | None]]:
     """``_index_batch`` over batches of names: in this process for a few files, else in a pool
-    of worker processes (read + hash + decode + validate are per file and CPU-bound)."""
+    of worker processes (read + hash + decode + validate + write are per file and CPU-bound)."""
     batches = [names[i:i + _BATCH] for i in range(0, len(names), _BATCH)]
+
+    def known(batch: list[str]) -> dict[str, _Previous]:
+        return {n: previous[n] for n in batch if n in previous} if previous else {}
+
     workers = _workers()
     if workers < 2 or len(names) < POOL_MIN_FILES:
-        for batch in batches:
-            yield _index_batch(folder, empresa, batch, today, now)
+        if batches:
+            db = _connect(db_path)
+            try:
+                for batch in batches:
+                    yield _index_batch(db_path, folder, empresa, batch, known(batch), today, now, db)
+            finally:
+                db.close()
         return
     import multiprocessing
     import threading
@@ -605,15 +709,15 @@ def _index_many(folder: str, empresa: str, names: list[str], today: dt.date, now
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["ov_assets.landing_index"])
-    # A bounded window of batches in flight: results wait for this process (which writes them
-    # to SQLite) in memory, so submitting everything at once (``pool.map``) would hold most of
-    # a large refresh's results at the same time.
+    # A bounded window of batches in flight: results wait for this process in memory, so
+    # submitting everything at once (``pool.map``) would hold most of a large refresh's results
+    # at the same time.
     window = 3 * workers
     with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=ctx,
-                             initializer=_worker_init) as pool:
+                             initializer=_worker_init, initargs=(ctx.Lock(),)) as pool:
         pending: deque = deque()
         for batch in batches:
-            pending.append(pool.submit(_index_batch, folder, empresa, batch, today, now))
+            pending.append(pool.submit(_index_batch, db_path, folder, empresa, batch, known(batch), today, now))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:

@@ -332,11 +332,15 @@ def base_frame(
     return pl.DataFrame(cols, schema=schema)
 
 
-def finish_frame(empresa: str, partition_date: dt.date, base: pl.DataFrame, linked: pl.DataFrame | None) -> pl.DataFrame:
+def finish_frame(empresa: str, partition_date: dt.date | None, base: pl.DataFrame,
+                 linked: pl.DataFrame | None) -> pl.DataFrame:
     """A partition frame (``FRAME_SCHEMA``, winners marked) from its per-file columns
     (``base_frame``) and its records' linked files (``LINKED_SCHEMA``). Each valid record's
     ``files`` list holds its own JSON file, then its linked files in the given order. Other
-    columns of ``base`` (helpers such as ``_link_key``) are dropped."""
+    columns of ``base`` (helpers such as ``_link_key``) are dropped.
+
+    ``partition_date`` None: several partitions at once, each row's in a ``_day`` column of
+    ``base`` (winners are per partition, as if each were finished alone)."""
     if base.is_empty():
         return empty_frame()
     valid = pl.col("status") == "valid"
@@ -344,7 +348,7 @@ def finish_frame(empresa: str, partition_date: dt.date, base: pl.DataFrame, link
                     pl.col("file_size").alias("size"), pl.col("file_sha256").alias("sha256"))
     frame = base.lazy().with_columns(  # one query plan, collected once
         pl.lit(empresa, pl.String()).alias("empresa"),
-        pl.lit(partition_date, pl.Date()).alias("partition_date"),
+        (pl.col("_day") if partition_date is None else pl.lit(partition_date, pl.Date())).alias("partition_date"),
         pl.col("fecha").str.to_datetime("%Y-%m-%dT%H:%M:%S", time_unit="us", strict=False).alias("fecha_dt"),
         pl.when(pl.col("warnings") == "").then(pl.lit([], pl.List(pl.String())))
         .otherwise(pl.col("warnings").str.split(",")).alias("warnings"),
@@ -367,13 +371,14 @@ def finish_frame(empresa: str, partition_date: dt.date, base: pl.DataFrame, link
 
 
 def mark_winners(frame: pl.DataFrame) -> pl.DataFrame:
-    """The winner of each (empresa, numero_radicado) among valid versions: latest extraction,
-    ties broken by the greater file name (code-point order, which polars' byte order is)."""
+    """The winner of each (empresa, numero_radicado) of a partition among valid versions: latest
+    extraction, ties broken by the greater file name (code-point order, which polars' byte order
+    is). A frame of several partitions gets each partition's winners."""
     lazy = frame.lazy()  # one query plan, collected once (each eager step is a collect)
     winners = (
         lazy.filter(pl.col("status") == "valid")
         .sort(["fecha_extraccion", "file_name"], descending=True, nulls_last=True)
-        .unique(subset=["empresa", "numero_radicado"], keep="first", maintain_order=True)
+        .unique(subset=["empresa", "partition_date", "numero_radicado"], keep="first", maintain_order=True)
         .select("empresa", "file_name", pl.lit(True).alias("_win"))
     )
     return (
