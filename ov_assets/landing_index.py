@@ -125,7 +125,8 @@ class LandingIndex:
         # object's refresh just evaluated, so that ``partition_frame`` in the same run reads
         # nothing back from SQLite; bounded by FRESH_CACHE_BYTES (beyond, the index serves them).
         self._fresh: dict[str, list[pl.DataFrame]] = {}
-        self._fresh_days: dict[str, dict[dt.date, pl.DataFrame]] = {}  # split by partition, not finished yet
+        self._fresh_all: dict[str, pl.DataFrame] = {}  # merged, of partitions not finished yet:
+        self._fresh_days: dict[str, dict[dt.date, int]] = {}  # and their rows
         self._ready: dict[str, dict[dt.date, pl.DataFrame]] = {}  # finished, handed out once
         with self._db() as db:
             db.executescript(_SCHEMA)
@@ -145,7 +146,7 @@ class LandingIndex:
 
     def _forget(self, empresa: str) -> None:
         """Drop what an earlier refresh of this object kept in memory for the empresa."""
-        for kept in (self._fresh, self._fresh_days, self._ready):
+        for kept in (self._fresh, self._fresh_all, self._fresh_days, self._ready):
             kept.pop(empresa, None)
 
     def folder(self, empresa: str) -> Path:
@@ -174,7 +175,8 @@ class LandingIndex:
                      db.execute("SELECT name, size, mtime_ns FROM files WHERE empresa = ?", (empresa,))}
             again = {name: (status, part) for name, status, part in db.execute(
                 f"SELECT name, status, partition_date FROM files WHERE empresa = ? AND {_RECHECK_WHERE}", (empresa,))}
-        seen: set[str] = set()
+        scanned = 0
+        unseen = set(known)  # at the end of the listing: the files removed
         todo: list[str] = []
         if os.path.isdir(folder):
             with os.scandir(folder) as entries:
@@ -182,7 +184,8 @@ class LandingIndex:
                     if not entry.is_file(follow_symlinks=False):  # d_type: no system call
                         continue
                     name = entry.name
-                    seen.add(name)
+                    scanned += 1
+                    unseen.discard(name)
                     previous = known.get(name)
                     if previous is None and stable_before_ns is None:
                         todo.append(name)
@@ -203,15 +206,16 @@ class LandingIndex:
         self._forget(empresa)
         frames: list[pl.DataFrame] = []
         cached = 0
+        dates: dict[str, dt.date] = {}  # one date object per partition, not per file
         for opened, new_files, changed_files, frame in _index_many(
                 os.fspath(self.path), folder, empresa, todo, previous, today, now):
             self.files_opened += opened
-            new += new_files
-            changed += changed_files
+            new += [_indexed(empresa, f, dates) for f in new_files]
+            changed += [_indexed(empresa, f, dates) for f in changed_files]
             if frame is not None and cached < FRESH_CACHE_BYTES:
                 frames.append(frame)
                 cached += frame.estimated_size()
-        removed = [name for name in known if name not in seen]
+        removed = sorted(unseen)
         if removed:
             with self._db() as db:
                 db.execute("BEGIN IMMEDIATE")
@@ -219,7 +223,7 @@ class LandingIndex:
                 db.execute("COMMIT")
         if frames:
             self._fresh[empresa] = frames
-        return RefreshResult(len(seen), new, changed, len(removed))
+        return RefreshResult(scanned, new, changed, len(removed))
 
     def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
         """The evaluated record files of a partition (from the index; a file is read again only
@@ -282,12 +286,12 @@ class LandingIndex:
         ready = self._ready.get(empresa)
         if ready and day in ready:
             return ready.pop(day)  # once: the memory goes with it
-        if empresa in self._fresh:  # split by partition once, on the first partition asked for
-            import polars as pl
+        import polars as pl
 
+        if empresa in self._fresh:  # merged once, on the first partition asked for
             merged = pl.concat(self._fresh.pop(empresa), rechunk=False)
-            self._fresh_days[empresa] = {
-                key[0]: part for key, part in merged.partition_by("_day", as_dict=True).items()}
+            self._fresh_all[empresa] = merged
+            self._fresh_days[empresa] = dict(merged.group_by("_day").len().iter_rows())
         pending = self._fresh_days.get(empresa)
         if not pending or day not in pending:
             return None
@@ -296,33 +300,36 @@ class LandingIndex:
         chunk: list[dt.date] = []
         rows = 0
         for d in order[at:] + order[:at]:
-            if chunk and rows + pending[d].height > PREPARE_ROWS:
+            if chunk and rows + pending[d] > PREPARE_ROWS:
                 break
             chunk.append(d)
-            rows += pending[d].height
-        finished = self._finish_days(empresa, [(d, pending.pop(d)) for d in chunk], today)
+            rows += pending.pop(d)
+        merged = self._fresh_all[empresa]
+        if pending:
+            fresh = merged.filter(pl.col("_day").is_in(chunk))
+        else:
+            fresh = merged
+            del self._fresh_all[empresa], self._fresh_days[empresa]
         ready = self._ready.setdefault(empresa, {})
-        ready.update(finished)
+        ready.update(self._finish_days(empresa, chunk, fresh, today))
         return ready.pop(day)
 
-    def _finish_days(self, empresa: str, fresh: list[tuple[dt.date, pl.DataFrame]], today: dt.date
+    def _finish_days(self, empresa: str, days: list[dt.date], base: pl.DataFrame, today: dt.date
                      ) -> dict[dt.date, pl.DataFrame]:
-        """Finished frames (``records.finish_frame``) of these partitions from their fresh
-        per-file columns: files changed or moved by another process since the refresh are
-        taken from the index instead, files indexed by others are added from the index."""
+        """Finished frames (``records.finish_frame``) of these partitions from the fresh per-file
+        columns of their files (``base``): files changed or moved by another process since the
+        refresh are taken from the index instead, files indexed by others are added from it."""
         import polars as pl
 
         from ov_assets.records import base_frame, empty_frame, finish_frame
 
-        days = [d for d, _ in fresh]
         with self._db() as db:
             rows = db.execute(
-                "SELECT name, size, mtime_ns, sha256, link_key, partition_date FROM files "
+                "SELECT name, mtime_ns, partition_date FROM files "
                 "WHERE empresa = ? AND kind = 'json' AND partition_date IN (SELECT value FROM json_each(?))",
                 (empresa, json.dumps([d.isoformat() for d in days])),
             ).fetchall()
-        current = {r[0]: (r[2], r[5]) for r in rows}
-        base = pl.concat([f for _, f in fresh], rechunk=False)
+        current = {r[0]: r[1:] for r in rows}
         usable = [current.get(n) == (m, d) for n, m, d in zip(
             base["file_name"].to_list(), base["_mtime_ns"].to_list(), base["_day"].dt.to_string().to_list())]
         if not all(usable):  # changed or moved by another process since this refresh
@@ -330,7 +337,12 @@ class LandingIndex:
         parts = [base.drop("_mtime_ns")]
         if len(rows) > base.height:  # files this refresh did not evaluate (or not as they are now)
             have = set(base["file_name"].to_list())
-            others = [r for r in rows if r[0] not in have]
+            with self._db() as db:
+                others = db.execute(
+                    "SELECT name, size, mtime_ns, sha256, link_key, partition_date FROM files "
+                    "WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
+                    (empresa, json.dumps([r[0] for r in rows if r[0] not in have])),
+                ).fetchall()
             items, mtimes, links = self._stored(empresa, today, [r[:5] for r in others])
             day_of = {r[0]: dt.date.fromisoformat(r[5]) for r in others}
             parts.append(base_frame(items, mtimes, {
@@ -477,15 +489,27 @@ def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.Data
     ], how="diagonal").unique(["owner", "filename"]).sort("owner", "filename").select(list(LINKED_SCHEMA))
 
 
+def _indexed(empresa: str, found: _Found, dates: dict[str, dt.date]) -> IndexedFile:
+    name, size, mtime_ns, sha, kind, link_key, part, radicado, hreg, status = found
+    day = None
+    if part:
+        day = dates.get(part)
+        if day is None:
+            day = dates[part] = dt.date.fromisoformat(part)
+    return IndexedFile(empresa, name, size, mtime_ns, sha, kind, link_key, day, radicado, hreg, status)
+
+
 def _bogota_naive(mtime_ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(mtime_ns / 1e9, BOGOTA).replace(tzinfo=None)
 
 
-def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+def _connect(path: str | os.PathLike[str], cache_kib: int = 65536) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=60, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a partition's rows are spread over the table
+    # 64 MiB: a partition's rows are spread over the table. A worker writes batches of names
+    # in order: the pages it touches are few and near each other (16 MiB).
+    db.execute(f"PRAGMA cache_size=-{cache_kib}")
     db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     db.execute("PRAGMA wal_autocheckpoint=8192")  # fewer checkpoints (fsyncs) in large refreshes
     return db
@@ -495,19 +519,36 @@ _Row = tuple  # one row of the files table, in column order
 _INSERT = "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # (size, mtime_ns, (status, partition_date) when evaluated again else None) of an indexed file
 _Previous = tuple[int, int, "tuple[str | None, str | None] | None"]
+# IndexedFile but the empresa, with the partition date in ISO form
+_Found = tuple
 
 
 def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
                  today: dt.date, now: str, db: sqlite3.Connection | None = None
-                 ) -> tuple[int, list[IndexedFile], list[IndexedFile], pl.DataFrame | None]:
+                 ) -> tuple[int, list[_Found], list[_Found], pl.DataFrame | None]:
     """Open, stat, hash and (record files) evaluate a batch of landing files and write their
     rows to the index (one transaction; ``db``, else this worker's connection): returns how
     many files were opened, the new and the changed ones (``previous``: the indexed state of
-    those already known), and the per-file frame columns of the record files
-    (``records.base_frame`` plus ``_link_key``, ``_day``: the partition, ``_mtime_ns``), built
-    here, in the worker, so that the main process neither converts values one by one nor
-    writes rows. Files whose names are not ours, and files removed since the listing, are left
-    out."""
+    those already known; ``IndexedFile`` fields but the empresa, plain tuples being cheaper to
+    send), and the per-file frame columns of the record files (``records.base_frame`` plus
+    ``_link_key``, ``_day``: the partition, ``_mtime_ns``), built here, in the worker, so that
+    the main process neither converts values one by one nor writes rows. Files whose names are
+    not ours, and files removed since the listing, are left out.
+
+    The garbage collector is paused meanwhile: the batch makes many objects and no cycles, and
+    each collection would walk them all again (about a tenth of the time)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _index_batch_(db_path, folder, empresa, names, previous, today, now, db)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
+                  today: dt.date, now: str, db: sqlite3.Connection | None
+                  ) -> tuple[int, list[_Found], list[_Found], pl.DataFrame | None]:
     import polars as pl
 
     from ov_assets.records import base_frame
@@ -541,16 +582,16 @@ def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], prev
         os.close(dir_fd)
     if rows:
         _write_rows(db if db is not None else _worker_db(db_path), rows)
-    new: list[IndexedFile] = []
-    changed: list[IndexedFile] = []
+    new: list[_Found] = []
+    changed: list[_Found] = []
     for row in rows:
         name, size, mtime_ns, part, status = row[1], row[2], row[3], row[7], row[10]
         before = previous.get(name)
-        if before is not None and before[:2] == (size, mtime_ns) and before[2] in (None, (status, part)):
-            continue  # only evaluated again, same outcome: not a change
-        (new if before is None else changed).append(IndexedFile(
-            empresa, name, size, mtime_ns, row[4], row[5], row[6],
-            dt.date.fromisoformat(part) if part else None, row[8], row[9], status))
+        if before is None:
+            new.append(row[1:11])
+        elif before[:2] != (size, mtime_ns) or before[2] not in (None, (status, part)):
+            changed.append(row[1:11])
+        # else: only evaluated again, same outcome: not a change
     frame = base_frame(items, fallback, {
         "_link_key": (links, pl.String()), "_day": (days, pl.Date()), "_mtime_ns": (mtimes, pl.Int64()),
     }) if items else None
@@ -660,7 +701,7 @@ _WORKER_DB: dict[str, sqlite3.Connection] = {}
 def _worker_db(path: str) -> sqlite3.Connection:
     db = _WORKER_DB.get(path)
     if db is None:
-        db = _WORKER_DB[path] = _connect(path)
+        db = _WORKER_DB[path] = _connect(path, cache_kib=16384)
     return db
 
 
@@ -676,7 +717,7 @@ def _worker_init(lock: Any) -> None:
 
 def _index_many(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
                 today: dt.date, now: str
-                ) -> Iterator[tuple[int, list[IndexedFile], list[IndexedFile], pl.DataFrame | None]]:
+                ) -> Iterator[tuple[int, list[_Found], list[_Found], pl.DataFrame | None]]:
     """``_index_batch`` over batches of names: in this process for a few files, else in a pool
     of worker processes (read + hash + decode + validate + write are per file and CPU-bound)."""
     batches = [names[i:i + _BATCH] for i in range(0, len(names), _BATCH)]
