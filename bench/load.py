@@ -36,20 +36,25 @@ loader (``multi_run(max_partitions_per_run=14)``: two weeks of one empresa or on
 ~180 PQRs per empresa and day, so production runs are smaller still: ``--per-partition 180``
 measures that case.
 
-Measured 2026-11-22 on the project's 2-core VM (embedded PostgreSQL 18, Unix socket), load
-average ~1 (other engineers' work on the machine), ``--n 100000``, median of 3:
+Measured 2026-11-22 on the project's 2-core VM (AMD EPYC, 23 GB RAM; embedded PostgreSQL 18 over
+a Unix socket), in a quiet moment (load average 0.08 before the run, 1.09 after, the bench's
+own), ``--n 100000``, median of 3:
 
-    {"rows": 100000, "ours_first_per_s": 54678, "ours_reload_per_s": 51305, "copy_floor_per_s": 91814,
-     "old_loader_per_s": 1280, "dlt_per_s": 7003, "ours_backfill_per_s": 78021, "old_psycopg3_per_s": 2363}
+    {"rows": 100000, "ours_first_per_s": 69556, "ours_reload_per_s": 61984, "copy_floor_per_s": 101399,
+     "old_loader_per_s": 1567, "dlt_per_s": 6897, "ours_backfill_per_s": 91971, "old_psycopg3_per_s": 3081}
 
-ours_first is 42.7x the old loader (23x its statements on psycopg 3) and 7.8x dlt; 1.68x the
-floor one run at a time, 1.18x with the backfill's 2 runs at a time. Where one run's time goes
-beyond the floor's COPY (per run of 7,000 rows, ~45 ms on top of ~75 ms of COPY): a new
-connection and the first statements on its cold catalog caches (~8 ms), polars selecting and
-writing the CSV (~14 ms, partly overlapped with the server parsing the previous chunk), the
-existence check (~4 ms), locks, audit and commit (~5 ms). Before the changes of that day:
-first 47,028/s, reload 20,328/s (each reload run hashed the whole table: now the staged rows
-meet it through the unique index).
+ours_first is 1.46x the floor (one run at a time; 1.10x with the backfill's 2 runs at a time),
+44.4x the old loader (22.6x its statements on psycopg 3) and 10.1x dlt. An earlier run the same
+morning, with other engineers' benchmarks on the machine (load average ~1-2): first 54,678/s,
+floor 91,814/s (1.68x), backfill 78,021/s, reload 51,305/s: the ratio to the floor moves with
+the machine's load, since a run's extra work (below) competes for the same 2 cores.
+
+Where one run's time goes beyond the floor's COPY (a run of 7,000 rows: ~25-30 ms on top of
+~70 ms of COPY): a new connection and the first statements on its cold catalog caches (~6 ms),
+polars writing the CSV (~8 ms, partly overlapped with the server parsing the previous chunk),
+the run's other polars work (~4 ms), the existence check (~4 ms), locks, audit and commit
+(~3 ms). Before the changes of that day: first 47,028/s, reload 20,328/s (each reload run hashed
+the whole table: now the staged rows meet it through the unique index).
 
 Prints a table, then one JSON line.
 """
