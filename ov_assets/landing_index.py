@@ -30,7 +30,6 @@ import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -96,16 +95,47 @@ class IndexedFile(NamedTuple):
     status: str | None  # valid, or the reject code, for record files
 
 
-@dataclass(frozen=True)
+# The new and changed files of a refresh, one row each (``IndexedFile`` but the empresa, and
+# ``_changed``): columns, not a million Python objects that no caller may ever look at.
+_FOUND_COLUMNS = ("name", "size", "mtime_ns", "sha256", "kind", "link_key", "partition_date",
+                  "numero_radicado", "hash_registro", "status")
+
+
 class RefreshResult:
-    scanned: int
-    new: list[IndexedFile]
-    changed: list[IndexedFile]
-    removed: int
+    """What a refresh found: files listed, new and changed files (``IndexedFile`` lists, built
+    when first asked for), files removed."""
+
+    def __init__(self, scanned: int, empresa: str, found: list[pl.DataFrame], removed: int) -> None:
+        self.scanned = scanned
+        self.removed = removed
+        self._empresa = empresa
+        self._found = found
+        self._lists: dict[bool, list[IndexedFile]] = {}
+
+    def _files(self, changed: bool) -> list[IndexedFile]:
+        if changed not in self._lists:
+            e = self._empresa
+            self._lists[changed] = [
+                IndexedFile(e, *row[:-1]) for frame in self._found
+                for row in frame.iter_rows() if row[-1] is changed]
+        return self._lists[changed]
+
+    @property
+    def new(self) -> list[IndexedFile]:
+        return self._files(False)
+
+    @property
+    def changed(self) -> list[IndexedFile]:
+        return self._files(True)
 
     @property
     def touched_partitions(self) -> set[tuple[str, dt.date]]:
-        return {(f.empresa, f.partition_date) for f in self.new + self.changed if f.partition_date}
+        return {(self._empresa, d) for frame in self._found
+                for d in frame["partition_date"].drop_nulls().unique().to_list()}
+
+    def __repr__(self) -> str:
+        return (f"RefreshResult(scanned={self.scanned}, new={len(self.new)}, changed={len(self.changed)}, "
+                f"removed={self.removed})")
 
 
 def _bogota_day(mtime_ns: int) -> dt.date:
@@ -201,17 +231,15 @@ class LandingIndex:
         todo.sort()
         previous = {name: (*known[name], again.get(name)) for name in todo if name in known}
         now = dt.datetime.now(dt.timezone.utc).isoformat()
-        new: list[IndexedFile] = []
-        changed: list[IndexedFile] = []
+        found: list[pl.DataFrame] = []
         self._forget(empresa)
         frames: list[pl.DataFrame] = []
         cached = 0
-        dates: dict[str, dt.date] = {}  # one date object per partition, not per file
-        for opened, new_files, changed_files, frame in _index_many(
+        for opened, found_files, frame in _index_many(
                 os.fspath(self.path), folder, empresa, todo, previous, today, now):
             self.files_opened += opened
-            new += [_indexed(empresa, f, dates) for f in new_files]
-            changed += [_indexed(empresa, f, dates) for f in changed_files]
+            if found_files is not None:
+                found.append(found_files)
             if frame is not None and cached < FRESH_CACHE_BYTES:
                 frames.append(frame)
                 cached += frame.estimated_size()
@@ -223,7 +251,7 @@ class LandingIndex:
                 db.execute("COMMIT")
         if frames:
             self._fresh[empresa] = frames
-        return RefreshResult(scanned, new, changed, len(removed))
+        return RefreshResult(scanned, empresa, found, len(removed))
 
     def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
         """The evaluated record files of a partition (from the index; a file is read again only
@@ -489,28 +517,18 @@ def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.Data
     ], how="diagonal").unique(["owner", "filename"]).sort("owner", "filename").select(list(LINKED_SCHEMA))
 
 
-def _indexed(empresa: str, found: _Found, dates: dict[str, dt.date]) -> IndexedFile:
-    name, size, mtime_ns, sha, kind, link_key, part, radicado, hreg, status = found
-    day = None
-    if part:
-        day = dates.get(part)
-        if day is None:
-            day = dates[part] = dt.date.fromisoformat(part)
-    return IndexedFile(empresa, name, size, mtime_ns, sha, kind, link_key, day, radicado, hreg, status)
-
-
 def _bogota_naive(mtime_ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(mtime_ns / 1e9, BOGOTA).replace(tzinfo=None)
 
 
-def _connect(path: str | os.PathLike[str], cache_kib: int = 65536) -> sqlite3.Connection:
+def _connect(path: str | os.PathLike[str], cache_kib: int = 65536, mmap_bytes: int | None = None) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=60, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     # 64 MiB: a partition's rows are spread over the table. A worker writes batches of names
-    # in order: the pages it touches are few and near each other (16 MiB).
+    # in order: the pages it touches are few and near each other (16 MiB, no memory map).
     db.execute(f"PRAGMA cache_size=-{cache_kib}")
-    db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+    db.execute(f"PRAGMA mmap_size={MMAP_BYTES if mmap_bytes is None else mmap_bytes}")
     db.execute("PRAGMA wal_autocheckpoint=8192")  # fewer checkpoints (fsyncs) in large refreshes
     return db
 
@@ -519,20 +537,18 @@ _Row = tuple  # one row of the files table, in column order
 _INSERT = "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # (size, mtime_ns, (status, partition_date) when evaluated again else None) of an indexed file
 _Previous = tuple[int, int, "tuple[str | None, str | None] | None"]
-# IndexedFile but the empresa, with the partition date in ISO form
-_Found = tuple
 
 
 def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
                  today: dt.date, now: str, db: sqlite3.Connection | None = None
-                 ) -> tuple[int, list[_Found], list[_Found], pl.DataFrame | None]:
+                 ) -> tuple[int, pl.DataFrame | None, pl.DataFrame | None]:
     """Open, stat, hash and (record files) evaluate a batch of landing files and write their
     rows to the index (one transaction; ``db``, else this worker's connection): returns how
-    many files were opened, the new and the changed ones (``previous``: the indexed state of
-    those already known; ``IndexedFile`` fields but the empresa, plain tuples being cheaper to
-    send), and the per-file frame columns of the record files (``records.base_frame`` plus
-    ``_link_key``, ``_day``: the partition, ``_mtime_ns``), built here, in the worker, so that
-    the main process neither converts values one by one nor writes rows. Files whose names are
+    many files were opened, the new and the changed ones as a frame (``previous``: the indexed
+    state of those already known; ``_FOUND_COLUMNS`` and ``_changed``), and the per-file frame
+    columns of the record files (``records.base_frame`` plus ``_link_key``, ``_day``: the
+    partition, ``_mtime_ns``), built here, in the worker, so that the main process neither
+    converts values one by one nor writes rows. Files whose names are
     not ours, and files removed since the listing, are left out.
 
     The garbage collector is paused meanwhile: the batch makes many objects and no cycles, and
@@ -548,7 +564,7 @@ def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], prev
 
 def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
                   today: dt.date, now: str, db: sqlite3.Connection | None
-                  ) -> tuple[int, list[_Found], list[_Found], pl.DataFrame | None]:
+                  ) -> tuple[int, pl.DataFrame | None, pl.DataFrame | None]:
     import polars as pl
 
     from ov_assets.records import base_frame
@@ -562,7 +578,7 @@ def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], pre
     try:
         dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        return 0, [], [], None
+        return 0, None, None
     try:
         for name in names:
             parsed = parse_name(name)
@@ -582,20 +598,32 @@ def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], pre
         os.close(dir_fd)
     if rows:
         _write_rows(db if db is not None else _worker_db(db_path), rows)
-    new: list[_Found] = []
-    changed: list[_Found] = []
+    # (columns built from lists, no polars expression: a forked worker must not start the
+    # thread pool of polars, which the parent may hold locks of)
+    found: list[_Row] = []
     for row in rows:
         name, size, mtime_ns, part, status = row[1], row[2], row[3], row[7], row[10]
         before = previous.get(name)
         if before is None:
-            new.append(row[1:11])
+            found.append(row[1:11] + (False,))
         elif before[:2] != (size, mtime_ns) or before[2] not in (None, (status, part)):
-            changed.append(row[1:11])
+            found.append(row[1:11] + (True,))
         # else: only evaluated again, same outcome: not a change
+    found_frame = None
+    if found:
+        columns = [list(c) for c in zip(*found)]
+        dates: dict[str, dt.date] = {}
+        columns[6] = [(dates.get(p) or dates.setdefault(p, dt.date.fromisoformat(p))) if p else None
+                      for p in columns[6]]
+        found_frame = pl.DataFrame(dict(zip((*_FOUND_COLUMNS, "_changed"), columns)), schema={
+            "name": pl.String(), "size": pl.Int64(), "mtime_ns": pl.Int64(), "sha256": pl.String(),
+            "kind": pl.String(), "link_key": pl.String(), "partition_date": pl.Date(),
+            "numero_radicado": pl.String(), "hash_registro": pl.String(), "status": pl.String(),
+            "_changed": pl.Boolean()})
     frame = base_frame(items, fallback, {
         "_link_key": (links, pl.String()), "_day": (days, pl.Date()), "_mtime_ns": (mtimes, pl.Int64()),
     }) if items else None
-    return len(rows), new, changed, frame
+    return len(rows), found_frame, frame
 
 
 def _write_rows(db: sqlite3.Connection, rows: list[_Row]) -> None:
@@ -675,9 +703,10 @@ def _read(path: str) -> bytes:
 FRESH_CACHE_BYTES = 384 * 2**20
 # Partitions finished together by ``partition_frame`` (rows, about).
 PREPARE_ROWS = 100_000
-# SQLite memory-maps at most this much of the index (pages read through it count in the RSS of
-# every process that reads them).
-MMAP_BYTES = 64 * 2**20
+# SQLite memory-maps at most this much of the index: reads of a large index (the listing's
+# sizes and mtimes, a partition's rows) are much faster so, but the pages read count in the RSS
+# of the process. Workers, which only write, map nothing.
+MMAP_BYTES = 256 * 2**20
 # Refreshes that open at least this many files spread them over worker processes.
 POOL_MIN_FILES = 4000
 _BATCH = 1000
@@ -701,7 +730,7 @@ _WORKER_DB: dict[str, sqlite3.Connection] = {}
 def _worker_db(path: str) -> sqlite3.Connection:
     db = _WORKER_DB.get(path)
     if db is None:
-        db = _WORKER_DB[path] = _connect(path, cache_kib=16384)
+        db = _WORKER_DB[path] = _connect(path, cache_kib=16384, mmap_bytes=0)
     return db
 
 
@@ -717,7 +746,7 @@ def _worker_init(lock: Any) -> None:
 
 def _index_many(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, _Previous],
                 today: dt.date, now: str
-                ) -> Iterator[tuple[int, list[_Found], list[_Found], pl.DataFrame | None]]:
+                ) -> Iterator[tuple[int, pl.DataFrame | None, pl.DataFrame | None]]:
     """``_index_batch`` over batches of names: in this process for a few files, else in a pool
     of worker processes (read + hash + decode + validate + write are per file and CPU-bound)."""
     batches = [names[i:i + _BATCH] for i in range(0, len(names), _BATCH)]
