@@ -15,20 +15,36 @@ landing folder and measures, on the same files, alternating the three, median of
 
 Prints a table and, last, one JSON line.
 
-Measured 2026-11-22 on the project's 2-core VM (AMD EPYC, 23 GB RAM, ext4), shared with other
-sessions (load average 0.9 before the run, 1.2 after; other engineers were running tests),
+Measured 2026-11-22 (second round, after workers write their own index rows and partitions
+are finished together) on the project's 2-core VM (AMD EPYC, 23 GB RAM, ext4), shared with other
+sessions (load average 1.5 before the run, 1.6 after; other engineers were running tests; the
+disk was slower than in the morning: the same io_floor measured 58,590/s at 09:56),
 ``--n 100000``, median of 3:
 
-    {"records": 100000, "io_floor_per_s": 45916, "ours_per_s": 12603, "naive_per_s": 3944, "peak_rss_mb": 662}
+    {"records": 100000, "io_floor_per_s": 17893, "ours_per_s": 14319, "naive_per_s": 2755, "peak_rss_mb": 856}
 
-(main-process CPU: ours 5.1 s, naive 25.7 s, io_floor 1.7 s). Before the changes of that day, on a
-busier machine: io_floor 58,251/s, ours 4,103/s, naive 2,695/s, 565 MB. Met: ours >= 3x naive
-(3.2x). NOT met: >= 20,000/s and within 2x of the I/O floor. Where the time goes now, per record,
-CPU (single-process measurements on a quiet moment): workers ~50 us (read 6, parse the name 2,
-decode + validate + hash_registro 24, outcome blob 6, frame columns 4, rest 8), main process
-~40-50 us (SQLite insert ~15, per-partition queries + polars finish/winners ~15-20, unpickling and
-bookkeeping ~10). With 2 cores that is ~45-50 us of wall per record at best (~20,000/s); the
-remaining steps would be fewer SQLite writes per file and one polars plan for all partitions.
+(main-process CPU: ours 2.0 s, was 5.1 s). Baseline before this round, same day at 09:56, load
+0.7 -> 2.5: {"records": 100000, "io_floor_per_s": 58590, "ours_per_s": 11754, "naive_per_s": 3044,
+"peak_rss_mb": 663}. Met in this run: ours >= 3x naive (5.2x), within 2x of the I/O floor (0.80x,
+but only because the floor itself was slow). NOT met: >= 20,000/s. On quieter moments of the same
+day, refresh + partition_frame of the 100,000 files took 5.2-6.4 s (16,000-19,000/s) with the
+io_floor near 50,000/s: not within 2x of a fast floor either.
+
+``--n 1000000 --only io_floor --only ours --repeat 1``: peak RSS 2,479 MB after the first
+changes, 2,174 MB after the last (was 3.4 GB): NOT met (< 2 GiB = 2,048 MB). At that size the
+run is I/O-bound on this VM (io_floor 4,934/s, ours 2,575/s, 388 s).
+
+Where the time goes now, per record, CPU: workers ~65-85 us (open + fstat + read 8-20, parse the
+name 2, decode + validate + hash_registro ~29 (``contract.validate_record`` mostly), outcome blob
+~5, row + rest ~8, frame columns 4, SQLite insert of its own rows ~7-9, pickling ~2; the garbage
+collector is paused in a batch, which saved ~10%); main process ~10 us during the refresh
+(listing, collecting the workers' frames) and ~9-12 us after it for all partitions (one rows
+query, one linked-files query, one polars plan per ~100,000 rows: ~0.9-1.2 s for 100,000, not
+overlapped with anything). Two workers on the 2 vCPUs give ~1.6x one process (one process: 8.6 s
+of refresh for 100,000). Left to try: a cheaper stored outcome (the blob is ~480 bytes of the
+~900-byte row), less of ``validate_record``, overlapping the partition finish with the refresh,
+and for the 1M memory goal: workers forked before the listing (each inherits the parent's pages)
+and a smaller fresh cache (FRESH_CACHE_BYTES, 384 MiB).
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ every file (the old system's O(N^2)). The sensor and the assets share it.
 Where the time goes in a large refresh (a full reload: every file new), and how it is kept low:
 
 - the listing stats only files already indexed; new files are stat'ed by whoever opens them;
-- opening, hashing, decoding, validating and building the per-file frame columns run in worker
-  processes (``_index_batch``), which return rows ready for SQLite and a polars frame per batch;
-- this process writes the rows in transactions of about a second (each commit writes every page
-  its rows touched: many small ones multiply the writes) into a table with only the indexes the
-  queries need, and keeps the batch frames, so that ``partition_frame`` in the same run only
-  adds linked files and winners (``records.finish_frame``); outcomes made by earlier runs come
-  from the compact orjson blob stored per file.
+- opening, hashing, decoding, validating, building the per-file frame columns and writing the
+  index rows run in worker processes (``_index_batch``), on batches of names in name order (each
+  commit then touches few pages of the key index), one transaction per batch, the workers taking
+  turns under a lock; they return only the new/changed files and the frame columns, as frames;
+- this process keeps the batch frames (up to FRESH_CACHE_BYTES), and ``partition_frame`` finishes
+  the refreshed partitions together, ~PREPARE_ROWS rows at a time (one rows query, one linked-
+  files query, one polars plan, winners per partition); outcomes made by earlier runs come from
+  the compact orjson blob stored per file.
 
 The SQLite file can be deleted at any time: the next refresh rebuilds it from the landing folder.
 """
