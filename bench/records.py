@@ -30,6 +30,12 @@ but only because the floor itself was slow). NOT met: >= 20,000/s. On quieter mo
 day, refresh + partition_frame of the 100,000 files took 5.2-6.4 s (16,000-19,000/s) with the
 io_floor near 50,000/s: not within 2x of a fast floor either.
 
+A third run at 11:33 on a quiet machine (load average 1.1 before, 1.3 after; /tmp emptied of
+earlier benches' files and the page cache dropped first): {"records": 100000, "io_floor_per_s":
+32748, "ours_per_s": 12650, "naive_per_s": 3040, "peak_rss_mb": 852} (main-process CPU: ours
+2.1 s, naive 34.6 s; the naive loop's CPU was 25.7 s in the morning for the same work, so the
+VM's CPUs themselves were slower then). ours / naive 4.2x: met. 0.39x of the floor, 12,650/s: not.
+
 ``--n 1000000 --only io_floor --only ours --repeat 1``: peak RSS 2,479 MB after the first
 changes, 2,174 MB after the last (was 3.4 GB): NOT met (< 2 GiB = 2,048 MB). At that size the
 run is I/O-bound on this VM (io_floor 4,934/s, ours 2,575/s, 388 s).
