@@ -38,7 +38,7 @@ import orjson
 
 from ov_assets.contract import BOGOTA, FIRST_DAY, parse_extraction_ts
 from ov_assets.landing import FILE_RECORD, landing_dir, parse_name
-from ov_assets.records import RULES_VERSION, FileOutcome, evaluate_file
+from ov_assets.records import RULES_VERSION, evaluate_file
 
 if TYPE_CHECKING:
     import polars as pl
@@ -253,19 +253,6 @@ class LandingIndex:
         if frames:
             self._fresh[empresa] = frames
         return RefreshResult(scanned, empresa, found, len(removed))
-
-    def outcomes(self, empresa: str, day: dt.date, today: dt.date) -> tuple[list[FileOutcome], dict[str, dt.datetime]]:
-        """The evaluated record files of a partition (from the index; a file is read again only
-        when its stored outcome is missing or was made under other rules) and their mtimes."""
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT name, size, mtime_ns, sha256, link_key FROM files "
-                "WHERE empresa = ? AND partition_date = ? AND kind = 'json' ORDER BY name",
-                (empresa, day.isoformat()),
-            ).fetchall()
-        items, mtimes, _links = self._stored(empresa, today, rows)
-        out = [FileOutcome.from_json(name, sha, size, orjson.dumps(p)) for name, sha, size, p in items]
-        return [o for o in out if o is not None], mtimes
 
     def _stored(self, empresa: str, today: dt.date, rows: list[tuple[str, int, int, str, str | None]]
                 ) -> tuple[list[tuple[str, str, int, list]], dict[str, dt.datetime], dict[str, str | None]]:

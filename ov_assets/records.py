@@ -239,46 +239,6 @@ def evaluate_file(name: str, data: bytes, sha256: str, today: dt.date) -> FileOu
     return outcome
 
 
-@dataclass(frozen=True)
-class LinkedFile:
-    """A PDF or attachment of a record, as the landing index knows it."""
-
-    file_type: str
-    filename: str
-    size: int
-    sha256: str
-
-
-def build_frame(
-    empresa: str,
-    partition_date: dt.date,
-    outcomes: list[FileOutcome],
-    linked: dict[str, list[LinkedFile]],
-    fallback_extraction: dict[str, dt.datetime] | None = None,
-) -> pl.DataFrame:
-    """One row per record file of the partition, winners marked.
-
-    ``linked`` maps a record file name to its PDF and attachments. ``fallback_extraction`` gives
-    an extraction time (file mtime) for files that carry none in their content or name.
-    """
-    return frame_from_lists(
-        empresa, partition_date, [(o.file_name, o.file_sha256, o.file_size, o.as_list()) for o in outcomes],
-        linked, fallback_extraction)
-
-
-def frame_from_lists(
-    empresa: str,
-    partition_date: dt.date,
-    items: list[tuple[str, str, int, list[Any]]],
-    linked: dict[str, list[LinkedFile]],
-    fallback_extraction: dict[str, dt.datetime] | None = None,
-) -> pl.DataFrame:
-    """``build_frame`` from (file name, sha256, size, ``FileOutcome.as_list()``) per record file."""
-    links = [(owner, f.file_type, f.filename, f.size, f.sha256) for owner, fs in linked.items() for f in fs]
-    return finish_frame(empresa, partition_date, base_frame(items, fallback_extraction),
-                        pl.DataFrame(links, schema=LINKED_SCHEMA, orient="row"))
-
-
 # The per-file columns of a partition frame: what the landing index's workers build for the
 # files they evaluate, so that the main process only adds linked files and winners.
 BASE_SCHEMA: dict[str, pl.DataType] = {
@@ -298,7 +258,6 @@ def base_frame(
     size, ``FileOutcome.as_list()``) per record file, built column by column with no per-row
     objects. ``fallback_extraction``: extraction time (file mtime) of the files that carry none
     in their content or name. ``extra``: more columns (values, dtype)."""
-    n = len(items)
     fallback_extraction = fallback_extraction or {}
     names = [it[0] for it in items]
     parts = [it[3] for it in items]
@@ -328,7 +287,6 @@ def base_frame(
     for k, (vals, dtype) in (extra or {}).items():
         cols[k] = vals
         schema[k] = dtype
-    assert n == len(cols["file_name"])
     return pl.DataFrame(cols, schema=schema)
 
 
