@@ -38,7 +38,7 @@ import orjson
 
 from ov_assets.contract import BOGOTA, FIRST_DAY, parse_extraction_ts
 from ov_assets.landing import FILE_RECORD, landing_dir, parse_name
-from ov_assets.records import RULES_VERSION, evaluate_file
+from ov_assets.records import RULES_VERSION, evaluate_parts
 
 if TYPE_CHECKING:
     import polars as pl
@@ -96,29 +96,29 @@ class IndexedFile(NamedTuple):
     status: str | None  # valid, or the reject code, for record files
 
 
-# The new and changed files of a refresh, one row each (``IndexedFile`` but the empresa, and
-# ``_changed``): columns, not a million Python objects that no caller may ever look at.
-_FOUND_COLUMNS = ("name", "size", "mtime_ns", "sha256", "kind", "link_key", "partition_date",
-                  "numero_radicado", "hash_registro", "status")
-
-
 class RefreshResult:
-    """What a refresh found: files listed, new and changed files (``IndexedFile`` lists, built
-    when first asked for), files removed."""
+    """What a refresh found: files listed, new and changed files (``IndexedFile`` lists, read
+    from the index when first asked for: a refresh keeps only their names and partitions, not a
+    million rows no caller may look at), files removed."""
 
-    def __init__(self, scanned: int, empresa: str, found: list[pl.DataFrame], removed: int) -> None:
+    def __init__(self, scanned: int, index: LandingIndex, empresa: str, found: list[pl.DataFrame],
+                 removed: int) -> None:
         self.scanned = scanned
         self.removed = removed
+        self._index = index
         self._empresa = empresa
-        self._found = found
+        self._found = found  # frames of (name, partition_date, _changed)
         self._lists: dict[bool, list[IndexedFile]] = {}
 
     def _files(self, changed: bool) -> list[IndexedFile]:
         if changed not in self._lists:
-            e = self._empresa
+            names = [name for frame in self._found for name, _, was in frame.iter_rows() if was is changed]
+            with self._index._db() as db:
+                rows = db.execute(
+                    f"SELECT {', '.join(IndexedFile._fields)} FROM files WHERE empresa = ? AND name IN "
+                    "(SELECT value FROM json_each(?)) ORDER BY name", (self._empresa, json.dumps(names))).fetchall()
             self._lists[changed] = [
-                IndexedFile(e, *row[:-1]) for frame in self._found
-                for row in frame.iter_rows() if row[-1] is changed]
+                IndexedFile(*row[:7], dt.date.fromisoformat(row[7]) if row[7] else None, *row[8:]) for row in rows]
         return self._lists[changed]
 
     @property
@@ -252,7 +252,7 @@ class LandingIndex:
                 db.execute("COMMIT")
         if frames:
             self._fresh[empresa] = frames
-        return RefreshResult(scanned, empresa, found, len(removed))
+        return RefreshResult(scanned, self, empresa, found, len(removed))
 
     def _stored(self, empresa: str, today: dt.date, rows: list[tuple[str, int, int, str, str | None]]
                 ) -> tuple[list[tuple[str, str, int, list]], dict[str, dt.datetime], dict[str, str | None]]:
@@ -285,7 +285,7 @@ class LandingIndex:
                 except FileNotFoundError:
                     continue  # removed since the refresh; the next refresh drops it
                 sha, size = hashlib.sha256(data).hexdigest(), len(data)
-                parts = evaluate_file(name, data, sha, today).as_list()
+                parts = evaluate_parts(name, data, sha, today)
             items.append((name, sha, size, parts))
             if parts[1] is not None and parts[6] is None:  # only then is the mtime used
                 mtimes[name] = _bogota_naive(mtime_ns)
@@ -533,7 +533,7 @@ def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], prev
     """Open, stat, hash and (record files) evaluate a batch of landing files and write their
     rows to the index (one transaction; ``db``, else this worker's connection): returns how
     many files were opened, the new and the changed ones as a frame (``previous``: the indexed
-    state of those already known; ``_FOUND_COLUMNS`` and ``_changed``), and the per-file frame
+    state of those already known; name, partition_date, ``_changed``), and the per-file frame
     columns of the record files (``records.base_frame`` plus ``_link_key``, ``_day``: the
     partition, ``_mtime_ns``), built here, in the worker, so that the main process neither
     converts values one by one nor writes rows. Files whose names are
@@ -588,26 +588,25 @@ def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], pre
         _write_rows(db if db is not None else _worker_db(db_path), rows)
     # (columns built from lists, no polars expression: a forked worker must not start the
     # thread pool of polars, which the parent may hold locks of)
-    found: list[_Row] = []
+    found_names: list[str] = []
+    found_days: list[dt.date | None] = []
+    found_changed: list[bool] = []
     for row in rows:
         name, size, mtime_ns, part, status = row[1], row[2], row[3], row[7], row[10]
         before = previous.get(name)
         if before is None:
-            found.append(row[1:11] + (False,))
+            changed = False
         elif before[:2] != (size, mtime_ns) or before[2] not in (None, (status, part)):
-            found.append(row[1:11] + (True,))
-        # else: only evaluated again, same outcome: not a change
-    found_frame = None
-    if found:
-        columns = [list(c) for c in zip(*found)]
-        dates: dict[str, dt.date] = {}
-        columns[6] = [(dates.get(p) or dates.setdefault(p, dt.date.fromisoformat(p))) if p else None
-                      for p in columns[6]]
-        found_frame = pl.DataFrame(dict(zip((*_FOUND_COLUMNS, "_changed"), columns)), schema={
-            "name": pl.String(), "size": pl.Int64(), "mtime_ns": pl.Int64(), "sha256": pl.String(),
-            "kind": pl.String(), "link_key": pl.String(), "partition_date": pl.Date(),
-            "numero_radicado": pl.String(), "hash_registro": pl.String(), "status": pl.String(),
-            "_changed": pl.Boolean()})
+            changed = True
+        else:
+            continue  # only evaluated again, same outcome: not a change
+        found_names.append(name)
+        found_days.append(_DAYS.get(part) or _DAYS.setdefault(part, dt.date.fromisoformat(part)) if part else None)
+        found_changed.append(changed)
+    found_frame = pl.DataFrame(
+        {"name": found_names, "partition_date": found_days, "_changed": found_changed},
+        schema={"name": pl.String(), "partition_date": pl.Date(), "_changed": pl.Boolean()},
+    ) if found_names else None
     frame = base_frame(items, fallback, {
         "_link_key": (links, pl.String()), "_day": (days, pl.Date()), "_mtime_ns": (mtimes, pl.Int64()),
     }) if items else None
@@ -643,20 +642,21 @@ def _evaluate_into(name: str, parsed: Any, st: os.stat_result, data: bytes, empr
         rows.append((empresa, name, len(data), st.st_mtime_ns, sha, kind, link_key, None, None, None, None,
                      "[]", now, None, None))
         return
-    outcome = evaluate_file(name, data, sha, today)
-    if outcome.record is not None:
-        status, refs = "valid", outcome.referenced
-        hreg: str | None = outcome.record.hash_registro
+    parts = evaluate_parts(name, data, sha, today)
+    values, reject = parts[1], parts[4]
+    if values is not None:
+        status, refs, hreg = "valid", parts[7], parts[2]
     else:
-        assert outcome.reject is not None
-        status, refs, hreg = outcome.reject.code, [], None
-    day = outcome.fecha_day
-    if day is None:
+        status, refs, hreg = reject[0], (), None
+    iso_day = parts[8]
+    if iso_day is not None:
+        day = _DAYS.get(iso_day) or _DAYS.setdefault(iso_day, dt.date.fromisoformat(iso_day))
+    else:
         named = parse_extraction_ts(parsed.ts)
         day = named.date() if named and FIRST_DAY <= named.date() <= today else _bogota_day(st.st_mtime_ns)
-    parts = outcome.as_list()
-    rows.append((empresa, name, len(data), st.st_mtime_ns, sha, kind, link_key, day.isoformat(),
-                 outcome.numero_radicado, hreg, status, orjson.dumps(refs).decode() if refs else "[]", now,
+        iso_day = day.isoformat()
+    rows.append((empresa, name, len(data), st.st_mtime_ns, sha, kind, link_key, iso_day,
+                 parts[5], hreg, status, orjson.dumps(refs).decode() if refs else "[]", now,
                  orjson.dumps(parts), RULES_VERSION))
     items.append((name, sha, len(data), parts))
     links.append(link_key)
@@ -667,6 +667,7 @@ def _evaluate_into(name: str, parsed: Any, st: os.stat_result, data: bytes, empr
 
 
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_DAYS: dict[str, dt.date] = {}  # ISO day -> date, shared by the records of a day
 
 
 def _read_fd(fd: int, size: int) -> bytes:

@@ -19,7 +19,7 @@ from ov_assets.contract import REJECT_CODES, WARNING_CODES, Reject, ValidRecord,
 from ov_assets.generator import write_day
 from ov_assets.landing import landing_dir
 from ov_assets.landing_index import LandingIndex, partition_frame
-from ov_assets.records import FileOutcome, decode_bytes, evaluate_file
+from ov_assets.records import FileOutcome, decode_bytes, evaluate_file, evaluate_parts
 from ov_assets_tests.bad_corpus import base_record, corpus
 
 DAY = dt.date(2025, 10, 8)
@@ -120,6 +120,7 @@ def test_random_bytes_never_raise(data: bytes) -> None:
     assert (outcome.record is None) != (outcome.reject is None)
     again = FileOutcome.from_json(outcome.file_name, outcome.file_sha256, outcome.file_size, outcome.to_json())
     assert again == outcome
+    assert evaluate_parts(outcome.file_name, data, "0" * 64, TODAY) == outcome.as_list()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -135,6 +136,7 @@ def test_random_json_objects_never_raise(obj: dict) -> None:
     for data in (json.dumps(obj).encode(), json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")):
         outcome = evaluate_file("X_data_20251008_100000.json", data, "0" * 64, TODAY)
         assert (outcome.record is None) != (outcome.reject is None)
+        assert evaluate_parts("X_data_20251008_100000.json", data, "0" * 64, TODAY) == outcome.as_list()
 
 
 @settings(max_examples=300, deadline=None)
@@ -143,5 +145,34 @@ def test_random_json_objects_never_raise(obj: dict) -> None:
        json_values)
 def test_random_values_in_a_real_record_never_raise(rec: dict, key: str, value: object) -> None:
     rec = dict(rec, **{key: value})
-    outcome = evaluate_file("X_data_20251008_100000.json", json.dumps(rec).encode(), "0" * 64, TODAY)
-    assert (outcome.record is None) != (outcome.reject is None)
+    for data in (json.dumps(rec).encode(), json.dumps(rec, ensure_ascii=False, indent=1).encode("utf-8", "surrogatepass")):
+        outcome = evaluate_file("X_data_20251008_100000.json", data, "0" * 64, TODAY)
+        assert (outcome.record is None) != (outcome.reject is None)
+        assert evaluate_parts("X_data_20251008_100000.json", data, "0" * 64, TODAY) == outcome.as_list()
+
+
+def test_fast_path_equals_evaluate_file_on_every_corpus_and_generated_file(tmp_path: Path) -> None:
+    """The landing index evaluates files with ``evaluate_parts`` (a fast path for the usual
+    record): for every broken, odd and generated file it must give what ``evaluate_file`` gives,
+    and the usual record must really take the fast path."""
+    import ov_assets.records as records
+
+    write_day(tmp_path, "afinia", DAY, n=60, broken=True)
+    folder = landing_dir(tmp_path, "afinia")
+    files = [(c.name, c.data) for c in corpus(DAY)] + [
+        (p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.suffix == ".json"]
+    assert len(files) > 100
+    for name, data in files:
+        assert evaluate_parts(name, data, "0" * 64, TODAY) == evaluate_file(name, data, "0" * 64, TODAY).as_list(), name
+    clean = tmp_path / "clean"
+    write_day(clean, "afinia", DAY, n=40, broken=False)
+    good = [(p.name, p.read_bytes()) for p in sorted(landing_dir(clean, "afinia").glob("*.json"))]
+    slow: list[str] = []
+    real = records.evaluate_file
+    records.evaluate_file = lambda *a: slow.append(a[0]) or real(*a)  # a spy: still evaluates
+    try:
+        for name, data in good:
+            assert evaluate_parts(name, data, "0" * 64, TODAY)[1] is not None
+    finally:
+        records.evaluate_file = real
+    assert len(good) >= 40 and slow == []  # (40 PQRs, some extracted twice)
