@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ov_assets.contract import EXTRACTION_TS_FORMAT, parse_extraction_ts
 
@@ -24,13 +24,14 @@ _PDF = re.compile(rf"(?P<sgc>.+)_{_TS}\.pdf")
 _PORTAL_NAME = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\.[A-Za-z0-9]+"
 )
-# Names that are being written (the scraper writes aside, then renames).
-_TEMPORARY = re.compile(r"(^\.|\.part$|\.tmp$|~$)")
+# Names that are being written (the scraper writes aside, then renames): a leading dot, or
+# these endings (also before a final newline, as a regex ``$`` would allow).
+_TEMPORARY_ENDINGS = (".part", ".tmp", "~", ".part\n", ".tmp\n", "~\n")
 
 
-@dataclass(frozen=True)
-class LandingName:
-    """What a landing file's name says: its kind and the (sgc, ts) that links it to a record."""
+class LandingName(NamedTuple):
+    """What a landing file's name says: its kind and the (sgc, ts) that links it to a record.
+    (A named tuple: the landing index makes one per file, a frozen dataclass costs twice.)"""
 
     kind: str  # json | pdf | attachment
     sgc: str | None
@@ -48,12 +49,11 @@ class LandingName:
 
 def parse_name(name: str) -> LandingName | None:
     """Classify a landing file name; None for files that are not ours (or still being written)."""
-    if _TEMPORARY.search(name):
+    if name[:1] == "." or name.endswith(_TEMPORARY_ENDINGS):
         return None
-    for pattern in (_RECORD_OLD, _RECORD):
-        m = pattern.fullmatch(name)
-        if m:
-            return LandingName(FILE_RECORD, m["sgc"], m["ts"])
+    m = _RECORD_OLD.fullmatch(name) or _RECORD.fullmatch(name)
+    if m:
+        return LandingName(FILE_RECORD, m["sgc"], m["ts"])
     m = _ATTACHMENT.fullmatch(name)
     if m:
         return LandingName(FILE_ATTACHMENT, m["sgc"], m["ts"])

@@ -308,11 +308,12 @@ def base_frame(
         "reject_code": [j[0] if j is not None else None for j in rejects],
         "reject_detail": [j[1] if j is not None else None for j in rejects],
     }
+    if None not in values:  # all valid (the usual batch): one transpose in C
+        by_field: list[Any] = list(zip(*values)) if values else [()] * len(BUSINESS_FIELDS)
+    else:
+        by_field = [[v[i] if v is not None else None for v in values] for i in range(len(BUSINESS_FIELDS))]
     for i, f in enumerate(BUSINESS_FIELDS):
-        if f == "numero_radicado":
-            cols[f] = [p[5] for p in parts]
-        else:
-            cols[f] = [v[i] if v is not None else None for v in values]
+        cols[f] = [p[5] for p in parts] if f == "numero_radicado" else by_field[i]
     cols["hash_registro"] = [p[2] for p in parts]
     cols["fecha_extraccion"] = [
         (fromiso(p[6]) if p[6] else fallback_extraction.get(name)) if p[1] is not None else None

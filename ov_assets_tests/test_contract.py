@@ -349,7 +349,23 @@ def test_mojibake_prefilter_catches_everything_ftfy_would_look_at() -> None:
             assert not is_bad(s) or _maybe_mojibake(s), repr(s)
 
 
-_PIECES = list("abcAB09 ñÑáÁéÉüÜ¿¡?.\t\n\x1c\x1f\x00\u00a0\u0301\u2003") + ["Ã³", "Ã±", "Â", "  ", "ß"]
+def test_plain_text_class_holds_only_text_every_check_passes() -> None:
+    """``canonical_fast`` skips the mojibake, NFC and whitespace checks for text with no
+    character outside ``_PLAIN``'s allowed set: every such character, alone and in pairs, must
+    pass all three (a combining mark or a split space in the set would break it)."""
+    import itertools
+
+    from ov_assets.contract import _PLAIN, SPLIT_SPACES, _maybe_mojibake
+
+    allowed = [chr(i) for i in range(0x110000) if _PLAIN.search(chr(i)) is None]
+    assert "a" in allowed and "ñ" in allowed and "\t" not in allowed and "Ñ" not in allowed
+    for a, b in itertools.product(allowed, repeat=2):
+        s = a + b
+        assert not _maybe_mojibake(s) and unicodedata.is_normalized("NFC", s), repr(s)
+        assert not any(c in SPLIT_SPACES for c in s), repr(s)
+
+
+_PIECES = list("abcAB09 ñÑáÁéÉíÍóÓúÚüÜ¿¡?.\t\n\x1c\x1f\x00\x85\u00a0\u0301\u2003") + ["Ã³", "Ã±", "Â", "  ", "ß"]
 
 
 @settings(max_examples=400, deadline=None)
