@@ -62,7 +62,13 @@ CREATE TABLE IF NOT EXISTS files (
     rules_version   INTEGER,
     PRIMARY KEY (empresa, name)
 );
+-- Bumped by every transaction that writes files: a refresh that started from an empty index
+-- of an empresa and saw no other writer knows its fresh frames are the whole index.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('generation', 0);
 """
+_BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'generation'"
+_GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
 # Only the indexes the queries use: the primary key (listing, lookups by name), a partition's
 # record files, links between a record and its PDF/attachments. Every index is paid on each of
 # the (many) inserts of a large refresh: the wide covering indexes of earlier versions are gone.
@@ -159,6 +165,10 @@ class LandingIndex:
         self._fresh_all: dict[str, pl.DataFrame] = {}  # merged, of partitions not finished yet:
         self._fresh_days: dict[str, dict[dt.date, int]] = {}  # and their rows
         self._ready: dict[str, dict[dt.date, pl.DataFrame]] = {}  # finished, handed out once
+        # Per empresa, the generation after a refresh whose fresh frames hold every record file
+        # the index has for it (it started empty and nobody else wrote): while the generation
+        # is still that, finishing its partitions need not compare them with the index.
+        self._complete: dict[str, int] = {}
         with self._db() as db:
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
@@ -177,7 +187,7 @@ class LandingIndex:
 
     def _forget(self, empresa: str) -> None:
         """Drop what an earlier refresh of this object kept in memory for the empresa."""
-        for kept in (self._fresh, self._fresh_all, self._fresh_days, self._ready):
+        for kept in (self._fresh, self._fresh_all, self._fresh_days, self._ready, self._complete):
             kept.pop(empresa, None)
 
     def folder(self, empresa: str) -> Path:
@@ -206,6 +216,7 @@ class LandingIndex:
                      db.execute("SELECT name, size, mtime_ns FROM files WHERE empresa = ?", (empresa,))}
             again = {name: (status, part) for name, status, part in db.execute(
                 f"SELECT name, status, partition_date FROM files WHERE empresa = ? AND {_RECHECK_WHERE}", (empresa,))}
+            generation = db.execute(_GENERATION).fetchone()[0]
         scanned = 0
         unseen = set(known)  # at the end of the listing: the files removed
         todo: list[str] = []
@@ -236,22 +247,33 @@ class LandingIndex:
         self._forget(empresa)
         frames: list[pl.DataFrame] = []
         cached = 0
+        writes = 0  # transactions of this refresh (a batch that indexed files writes once)
+        complete = not known  # every record file of the empresa is in ``frames`` (so far)
         for opened, found_files, frame in _index_many(
                 os.fspath(self.path), folder, empresa, todo, previous, today, now):
             self.files_opened += opened
+            writes += opened > 0
             if found_files is not None:
                 found.append(found_files)
-            if frame is not None and cached < FRESH_CACHE_BYTES:
-                frames.append(frame)
-                cached += frame.estimated_size()
+            if frame is not None:
+                if cached < FRESH_CACHE_BYTES:
+                    frames.append(frame)
+                    cached += frame.estimated_size()
+                else:
+                    complete = False
         removed = sorted(unseen)
-        if removed:
-            with self._db() as db:
+        with self._db() as db:
+            if removed:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("DELETE FROM files WHERE empresa = ? AND name = ?", [(empresa, n) for n in removed])
+                db.execute(_BUMP)
                 db.execute("COMMIT")
+                writes += 1
+            now_generation = db.execute(_GENERATION).fetchone()[0]
         if frames:
             self._fresh[empresa] = frames
+            if complete and now_generation == generation + writes:  # and nobody else wrote
+                self._complete[empresa] = now_generation
         return RefreshResult(scanned, self, empresa, found, len(removed))
 
     def _stored(self, empresa: str, today: dt.date, rows: list[tuple[str, int, int, str, str | None]]
@@ -340,18 +362,22 @@ class LandingIndex:
         from ov_assets.records import base_frame, empty_frame, finish_frame
 
         with self._db() as db:
-            rows = db.execute(
-                "SELECT name, mtime_ns, partition_date FROM files "
-                "WHERE empresa = ? AND kind = 'json' AND partition_date IN (SELECT value FROM json_each(?))",
-                (empresa, json.dumps([d.isoformat() for d in days])),
-            ).fetchall()
-        current = {r[0]: r[1:] for r in rows}
-        usable = [current.get(n) == (m, d) for n, m, d in zip(
-            base["file_name"].to_list(), base["_mtime_ns"].to_list(), base["_day"].dt.to_string().to_list())]
-        if not all(usable):  # changed or moved by another process since this refresh
-            base = base.filter(pl.Series(usable, dtype=pl.Boolean()))
+            if self._complete.get(empresa) == db.execute(_GENERATION).fetchone()[0]:
+                rows = None  # ``base`` is all the index holds for these days, as it is now
+            else:
+                rows = db.execute(
+                    "SELECT name, mtime_ns, partition_date FROM files "
+                    "WHERE empresa = ? AND kind = 'json' AND partition_date IN (SELECT value FROM json_each(?))",
+                    (empresa, json.dumps([d.isoformat() for d in days])),
+                ).fetchall()
+        if rows is not None:
+            current = {r[0]: r[1:] for r in rows}
+            usable = [current.get(n) == (m, d) for n, m, d in zip(
+                base["file_name"].to_list(), base["_mtime_ns"].to_list(), base["_day"].dt.to_string().to_list())]
+            if not all(usable):  # changed or moved by another process since this refresh
+                base = base.filter(pl.Series(usable, dtype=pl.Boolean()))
         parts = [base.drop("_mtime_ns")]
-        if len(rows) > base.height:  # files this refresh did not evaluate (or not as they are now)
+        if rows is not None and len(rows) > base.height:  # files this refresh did not evaluate (or not as they are now)
             have = set(base["file_name"].to_list())
             with self._db() as db:
                 others = db.execute(
@@ -366,10 +392,13 @@ class LandingIndex:
                 "_day": ([day_of[it[0]] for it in items], pl.Date()),
             }))
         base = pl.concat(parts, how="diagonal") if len(parts) > 1 else parts[0]
-        out = {d: empty_frame() for d in days}
+        out: dict[dt.date, pl.DataFrame] = {}
         if not base.is_empty():
             frame = finish_frame(empresa, None, base, _linked(self, empresa, base))
             out.update({key[0]: part for key, part in frame.partition_by("partition_date", as_dict=True).items()})
+        for d in days:
+            if d not in out:  # (every file of the day changed or moved since the refresh)
+                out[d] = empty_frame()
         return out
 
     def _partition_base(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame:
@@ -473,10 +502,13 @@ def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.Data
 
     from ov_assets.records import LINKED_SCHEMA
 
-    valid = [s == "valid" for s in base["status"].to_list()]  # plain lists: no query per step
-    link_keys = sorted({k for ok, k in zip(valid, base["_link_key"].to_list()) if ok and k})
-    refs = sorted({v for ok, a, b in zip(valid, base["documento_prueba"].to_list(), base["adjuntar_archivo"].to_list())
-                   if ok for v in (a, b) if v})
+    valid_rows = base.filter(pl.col("status") == "valid")
+
+    def keys(*columns: str) -> list[str]:  # distinct, non-empty (sets made by polars)
+        values = pl.concat([valid_rows[c] for c in columns]).drop_nulls()
+        return values.filter(values != "").unique().sort().to_list()
+
+    link_keys, refs = keys("_link_key"), keys("documento_prueba", "adjuntar_archivo")
     if not link_keys and not refs:
         return None
     with index._db() as db:
@@ -486,11 +518,10 @@ def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.Data
             "link_key IN (SELECT value FROM json_each(?2)) "
             "UNION SELECT kind, name, size, sha256, link_key FROM files WHERE empresa = ?1 AND kind != 'json' AND "
             "name IN (SELECT value FROM json_each(?3))",
-            (empresa, json.dumps(link_keys), json.dumps(refs)),
+            (empresa, orjson.dumps(link_keys).decode(), orjson.dumps(refs).decode()),
         ).fetchall()
     if not found:
         return None
-    valid_rows = base.filter(pl.col("status") == "valid")
     files = pl.DataFrame(found, schema={"file_type": pl.String(), "filename": pl.String(), "size": pl.Int64(),
                                         "sha256": pl.String(), "link_key": pl.String()}, orient="row")
     owners = pl.concat([
@@ -623,6 +654,7 @@ def _write_rows(db: sqlite3.Connection, rows: list[_Row]) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_INSERT, rows)
+            db.execute(_BUMP)
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -368,19 +368,23 @@ def finish_frame(empresa: str, partition_date: dt.date | None, base: pl.DataFram
 def mark_winners(frame: pl.DataFrame) -> pl.DataFrame:
     """The winner of each (empresa, numero_radicado) of a partition among valid versions: latest
     extraction, ties broken by the greater file name (code-point order, which polars' byte order
-    is). A frame of several partitions gets each partition's winners."""
-    lazy = frame.lazy()  # one query plan, collected once (each eager step is a collect)
-    winners = (
-        lazy.filter(pl.col("status") == "valid")
-        .sort(["fecha_extraccion", "file_name"], descending=True, nulls_last=True)
-        .unique(subset=["empresa", "partition_date", "numero_radicado"], keep="first", maintain_order=True)
-        .select("empresa", "file_name", pl.lit(True).alias("_win"))
-    )
+    is). A frame of several partitions gets each partition's winners.
+
+    No sort by extraction: the frame is sorted by file name (its output order) first, so within
+    a partition a greater file name is a later row; two windows then pick, among the valid
+    versions with the latest extraction, the last row."""
+    key = ["empresa", "partition_date", "numero_radicado"]
+    valid = pl.col("status") == "valid"
+    extracted = pl.col("fecha_extraccion")
+    latest = extracted.filter(valid).max().over(key)  # null when no valid version has one
     return (
-        lazy.join(winners, on=["empresa", "file_name"], how="left")
-        .with_columns(pl.col("_win").fill_null(False).alias("is_winner"))
-        .drop("_win")
+        frame.lazy()  # one query plan, collected once (each eager step is a collect)
         .sort("empresa", "partition_date", "file_name")
+        .with_row_index("_row")
+        .with_columns((valid & ((extracted == latest) | latest.is_null())).fill_null(False).alias("_top"))
+        .with_columns((pl.col("_top") & (pl.col("_row") == pl.col("_row").filter(pl.col("_top")).max().over(key)))
+                      .fill_null(False).alias("is_winner"))
+        .drop("_row", "_top")
         .collect()
     )
 

@@ -225,3 +225,40 @@ def test_scale_200k_files_opens_only_the_partitions_new_files(data_dir: Path, tm
     opened_small, reopened_small, secs_small, frame_small = _cost_of_new_partition_files(small, 5_000)
     assert (opened_small, reopened_small) == (opened_big, reopened_big)
     print(f"partition after new files: {secs_big:.2f}s with 200,000 files, {secs_small:.2f}s with 5,000")
+
+
+# --- a full first refresh finishes its partitions from what it evaluated ------------------------
+
+def _eight_records(folder: Path) -> None:
+    for i in range(8):
+        _put(folder, f"S{i}_data_20251008_10000{i}.json", base_record(DAY, f"R{i % 3}"))
+
+
+def test_first_refresh_frames_equal_the_index_path(data_dir: Path) -> None:
+    """A refresh of an empty index keeps every record file's columns, and (nobody else having
+    written) finishes partitions without reading the index back: the frame must be the one the
+    index path gives to a later process."""
+    _eight_records(landing_dir(data_dir, "afinia"))
+    first = LandingIndex(data_dir)
+    first.refresh("afinia", TODAY)
+    assert "afinia" in first._complete  # the shortcut is taken (else this test proves nothing)
+    fresh = partition_frame(first, "afinia", DAY, TODAY)
+    later = LandingIndex(data_dir)
+    from_index = partition_frame(later, "afinia", DAY, TODAY)  # no refresh: the index path
+    assert later.files_opened == 0 and fresh.height == 8
+    assert fresh.equals(from_index)
+
+
+def test_another_writer_after_a_first_refresh_is_seen(data_dir: Path) -> None:
+    """If another process writes to the index between this refresh and the partition frame
+    (here: a file changed and re-indexed by it), the frame comes out as the index now says,
+    not from this refresh's memory."""
+    folder = landing_dir(data_dir, "afinia")
+    _eight_records(folder)
+    first = LandingIndex(data_dir)
+    first.refresh("afinia", TODAY)
+    moved = folder / "S0_data_20251008_100000.json"
+    _put(folder, moved.name, base_record(DAY - dt.timedelta(days=1), "R0"))  # now another day
+    LandingIndex(data_dir).refresh("afinia", TODAY)  # another process indexes the change
+    frame = partition_frame(first, "afinia", DAY, TODAY)
+    assert moved.name not in frame["file_name"].to_list() and frame.height == 7

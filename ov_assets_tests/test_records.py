@@ -12,6 +12,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ov_assets.contract import BUSINESS_FIELDS
 from ov_assets.generator import write_day, write_record_files
@@ -54,6 +56,45 @@ def _rec(estado: str, ts: str | None, **over: object) -> dict:
 
 
 # --- the version winner ---------------------------------------------------------------------
+
+
+def _winners_by_sorting(frame: pl.DataFrame) -> set[str]:
+    """The rule of CONTRACT §4 written the plain way: per (empresa, partition, radicado), the
+    valid versions sorted by extraction time (missing last), then file name, the first wins."""
+    best: dict[tuple, tuple] = {}
+    for r in frame.filter(pl.col("status") == "valid").iter_rows(named=True):
+        k = (r["empresa"], r["partition_date"], r["numero_radicado"])
+        rank = (r["fecha_extraccion"] is not None, r["fecha_extraccion"] or dt.datetime.min, r["file_name"])
+        if k not in best or rank > best[k][0]:
+            best[k] = (rank, r["file_name"])
+    return {name for _, name in best.values()}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["afinia", "aire"]), st.sampled_from([DAY, TODAY]), st.sampled_from(["R1", "R2", "R3"]),
+    st.sampled_from(["valid", "valid", "rejected"]),
+    st.none() | st.datetimes(min_value=dt.datetime(2025, 10, 8), max_value=dt.datetime(2025, 10, 8, 0, 0, 3)),
+    st.text(alphabet="aAbñ_Z9é\u00ff\U0001f600", min_size=1, max_size=4)), max_size=40))
+def test_winners_match_the_plain_rule(rows: list[tuple]) -> None:
+    """``mark_winners`` (two windows over a frame sorted by file name) picks exactly what the
+    plain sort-based rule picks, on random versions: equal extraction times, missing ones,
+    rejected versions, several empresas and partitions, names ordered by code point."""
+    from ov_assets.records import mark_winners
+
+    seen: set[tuple] = set()
+    unique = [r for r in rows if (r[0], r[5]) not in seen and not seen.add((r[0], r[5]))]
+    frame = pl.DataFrame(
+        [(e, d, rad, st_, ext, name, False) for e, d, rad, st_, ext, name in unique],
+        schema={"empresa": pl.String(), "partition_date": pl.Date(), "numero_radicado": pl.String(),
+                "status": pl.String(), "fecha_extraccion": pl.Datetime("us"), "file_name": pl.String(),
+                "is_winner": pl.Boolean()}, orient="row")
+    marked = mark_winners(frame)
+    assert marked.height == frame.height
+    assert set(marked.filter(pl.col("is_winner"))["file_name"].to_list()) == _winners_by_sorting(frame)
+    assert marked.select("empresa", "partition_date", "file_name").rows() == sorted(
+        frame.select("empresa", "partition_date", "file_name").rows())
+
 
 def test_latest_extraction_timestamp_wins_over_file_name(data_dir: Path) -> None:
     _put(data_dir, "B_data_20251008_100000.json", _rec("Finalizado", "20251008_120000"))
