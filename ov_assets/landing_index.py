@@ -13,7 +13,7 @@ Where the time goes in a large refresh (a full reload: every file new), and how 
   commit then touches few pages of the key index), one transaction per batch, the workers taking
   turns under a lock; they return only the new/changed files and the frame columns, as frames;
 - this process keeps the batch frames (up to FRESH_CACHE_BYTES), and ``partition_frame`` finishes
-  the refreshed partitions together, ~PREPARE_ROWS rows at a time (one rows query, one linked-
+  the refreshed partitions together, up to ~2 x PREPARE_ROWS rows at a time (one rows query, one linked-
   files query, one polars plan, winners per partition); outcomes made by earlier runs come from
   the compact orjson blob stored per file.
 
@@ -164,6 +164,7 @@ class LandingIndex:
         self._fresh: dict[str, list[pl.DataFrame]] = {}
         self._fresh_all: dict[str, pl.DataFrame] = {}  # merged, of partitions not finished yet:
         self._fresh_days: dict[str, dict[dt.date, int]] = {}  # and their rows
+        self._fresh_total: dict[str, int] = {}  # partitions in the merged frame
         self._ready: dict[str, dict[dt.date, pl.DataFrame]] = {}  # finished, handed out once
         # Per empresa, the generation after a refresh whose fresh frames hold every record file
         # the index has for it (it started empty and nobody else wrote): while the generation
@@ -187,7 +188,7 @@ class LandingIndex:
 
     def _forget(self, empresa: str) -> None:
         """Drop what an earlier refresh of this object kept in memory for the empresa."""
-        for kept in (self._fresh, self._fresh_all, self._fresh_days, self._ready, self._complete):
+        for kept in (self._fresh, self._fresh_all, self._fresh_days, self._fresh_total, self._ready, self._complete):
             kept.pop(empresa, None)
 
     def folder(self, empresa: str) -> Path:
@@ -318,9 +319,10 @@ class LandingIndex:
         """The finished frame of a partition this object's refresh evaluated (see ``_fresh``),
         handed out once (a second call for the partition reads the index); None for others.
 
-        Partitions are finished together, in chunks of about PREPARE_ROWS rows (the asked one
-        and the next ones by date): one query for their index rows, one for their linked files
-        and one polars plan, instead of all three per partition."""
+        Partitions are finished together (the asked one and the next ones by date): one query
+        for their index rows, one for their linked files and one polars plan, instead of all
+        three per partition; all at once up to 2 x PREPARE_ROWS rows, else in chunks of about
+        PREPARE_ROWS (finishing takes ~4 KB per row while it runs: the memory of a full reload)."""
         ready = self._ready.get(empresa)
         if ready and day in ready:
             return ready.pop(day)  # once: the memory goes with it
@@ -330,6 +332,7 @@ class LandingIndex:
             merged = pl.concat(self._fresh.pop(empresa), rechunk=False)
             self._fresh_all[empresa] = merged
             self._fresh_days[empresa] = dict(merged.group_by("_day").len().iter_rows())
+            self._fresh_total[empresa] = len(self._fresh_days[empresa])
         pending = self._fresh_days.get(empresa)
         if not pending or day not in pending:
             return None
@@ -337,17 +340,18 @@ class LandingIndex:
         at = order.index(day)
         chunk: list[dt.date] = []
         rows = 0
+        limit = PREPARE_ROWS if sum(pending.values()) > 2 * PREPARE_ROWS else float("inf")
         for d in order[at:] + order[:at]:
-            if chunk and rows + pending[d] > PREPARE_ROWS:
+            if chunk and rows + pending[d] > limit:
                 break
             chunk.append(d)
             rows += pending.pop(d)
         merged = self._fresh_all[empresa]
-        if pending:
-            fresh = merged.filter(pl.col("_day").is_in(chunk))
-        else:
-            fresh = merged
-            del self._fresh_all[empresa], self._fresh_days[empresa]
+        # (the merged frame holds the partitions of earlier chunks too: only a chunk of all of
+        # them may take it whole)
+        fresh = merged if len(chunk) == self._fresh_total[empresa] else merged.filter(pl.col("_day").is_in(chunk))
+        if not pending:
+            del self._fresh_all[empresa], self._fresh_days[empresa], self._fresh_total[empresa]
         ready = self._ready.setdefault(empresa, {})
         ready.update(self._finish_days(empresa, chunk, fresh, today))
         return ready.pop(day)
@@ -395,7 +399,11 @@ class LandingIndex:
         out: dict[dt.date, pl.DataFrame] = {}
         if not base.is_empty():
             frame = finish_frame(empresa, None, base, _linked(self, empresa, base))
-            out.update({key[0]: part for key, part in frame.partition_by("partition_date", as_dict=True).items()})
+            # Sorted by partition: each partition is a zero-copy slice (``partition_by`` copies).
+            at = 0
+            for day, rows_of_day in frame["partition_date"].rle().struct.unnest().select("value", "len").iter_rows():
+                out[day] = frame.slice(at, rows_of_day)
+                at += rows_of_day
         for d in days:
             if d not in out:  # (every file of the day changed or moved since the refresh)
                 out[d] = empty_frame()
@@ -721,9 +729,9 @@ def _read(path: str) -> bytes:
 
 
 # Fresh per-file frames kept by a refresh for ``partition_frame`` (beyond, the index serves them).
-FRESH_CACHE_BYTES = 384 * 2**20
-# Partitions finished together by ``partition_frame`` (rows, about).
-PREPARE_ROWS = 100_000
+FRESH_CACHE_BYTES = 256 * 2**20
+# Partitions finished together by ``partition_frame`` (rows, about; up to twice as many at once).
+PREPARE_ROWS = 50_000
 # SQLite memory-maps at most this much of the index: reads of a large index (the listing's
 # sizes and mtimes, a partition's rows) are much faster so, but the pages read count in the RSS
 # of the process. Workers, which only write, map nothing.

@@ -262,3 +262,23 @@ def test_another_writer_after_a_first_refresh_is_seen(data_dir: Path) -> None:
     LandingIndex(data_dir).refresh("afinia", TODAY)  # another process indexes the change
     frame = partition_frame(first, "afinia", DAY, TODAY)
     assert moved.name not in frame["file_name"].to_list() and frame.height == 7
+
+
+def test_partitions_finished_in_chunks_each_once(data_dir: Path, monkeypatch) -> None:
+    """With more fresh rows than one chunk, each chunk finishes only its own partitions: every
+    frame equals the index path's, and nothing is left over once all were handed out."""
+    import ov_assets.landing_index as landing_index
+
+    folder = landing_dir(data_dir, "afinia")
+    days = [DAY - dt.timedelta(days=d) for d in range(5)]
+    for d, day in enumerate(days):
+        for i in range(3):
+            _put(folder, f"C{d}{i}_data_{day:%Y%m%d}_10000{i}.json", base_record(day, f"R{d}{i % 2}"))
+    monkeypatch.setattr(landing_index, "PREPARE_ROWS", 4)  # 15 rows > 2 x 4: chunks of ~1 partition
+    first = LandingIndex(data_dir)
+    first.refresh("afinia", TODAY)
+    frames = {day: partition_frame(first, "afinia", day, TODAY) for day in days}
+    assert not first._ready.get("afinia") and "afinia" not in first._fresh_all
+    later = LandingIndex(data_dir)
+    for day in days:
+        assert frames[day].height == 3 and frames[day].equals(partition_frame(later, "afinia", day, TODAY))
