@@ -15,42 +15,52 @@ landing folder and measures, on the same files, alternating the three, median of
 
 Prints a table and, last, one JSON line.
 
-Measured 2026-11-22 (second round, after workers write their own index rows and partitions
-are finished together) on the project's 2-core VM (AMD EPYC, 23 GB RAM, ext4), shared with other
-sessions (load average 1.5 before the run, 1.6 after; other engineers were running tests; the
-disk was slower than in the morning: the same io_floor measured 58,590/s at 09:56),
-``--n 100000``, median of 3:
+Measured on the project's 2-core VM (AMD EPYC, 23 GB RAM, ext4). Its speed moves a lot
+through a day (the same naive loop took 22 s at one moment and 28 s an hour later; the I/O
+floor measured 18,000 to 88,000 files/s), so every run is kept here, newest first.
 
-    {"records": 100000, "io_floor_per_s": 17893, "ours_per_s": 14319, "naive_per_s": 2755, "peak_rss_mb": 856}
+Third round, 2026-11-22 afternoon (a fast path for the usual record, ``records.evaluate_parts``,
+with the rules in one place, ``contract.check_values``; one character-class scan for the
+mojibake/NFC/whitespace questions; winners by two polars windows instead of a sort and a join;
+a full refresh finishes its partitions without reading the index back; partitions handed out as
+zero-copy slices), ``--n 100000``, median of 3, page cache dropped first:
 
-(main-process CPU: ours 2.0 s, was 5.1 s). Baseline before this round, same day at 09:56, load
-0.7 -> 2.5: {"records": 100000, "io_floor_per_s": 58590, "ours_per_s": 11754, "naive_per_s": 3044,
-"peak_rss_mb": 663}. Met in this run: ours >= 3x naive (5.2x), within 2x of the I/O floor (0.80x,
-but only because the floor itself was slow). NOT met: >= 20,000/s. On quieter moments of the same
-day, refresh + partition_frame of the 100,000 files took 5.2-6.4 s (16,000-19,000/s) with the
-io_floor near 50,000/s: not within 2x of a fast floor either.
+    12:32 {"records": 100000, "io_floor_per_s": 60739, "ours_per_s": 22478, "naive_per_s": 4468, "peak_rss_mb": 858}  (fast path only)
+    12:45 {"records": 100000, "io_floor_per_s": 76596, "ours_per_s": 25104, "naive_per_s": 4393, "peak_rss_mb": 837}
+    13:25 {"records": 100000, "io_floor_per_s": 53632, "ours_per_s": 19737, "naive_per_s": 3626, "peak_rss_mb": 736}
 
-A third run at 11:33 on a quiet machine (load average 1.1 before, 1.3 after; /tmp emptied of
-earlier benches' files and the page cache dropped first): {"records": 100000, "io_floor_per_s":
-32748, "ours_per_s": 12650, "naive_per_s": 3040, "peak_rss_mb": 852} (main-process CPU: ours
-2.1 s, naive 34.6 s; the naive loop's CPU was 25.7 s in the morning for the same work, so the
-VM's CPUs themselves were slower then). ours / naive 4.2x: met. 0.39x of the floor, 12,650/s: not.
+(the 13:25 run on a slower moment of the VM: the naive loop took 27.6 s against 22.4 s at
+12:45). ``--n 1000000 --only io_floor --only ours --repeat 1``:
 
-``--n 1000000 --only io_floor --only ours --repeat 1``: peak RSS 2,479 MB after the first
-changes, 2,174 MB after the last (was 3.4 GB): NOT met (< 2 GiB = 2,048 MB). At that size the
-run is I/O-bound on this VM (io_floor 4,934/s, ours 2,575/s, 388 s).
+    13:29 {"records": 1000000, "io_floor_per_s": 9430, "ours_per_s": 3549, "naive_per_s": 0, "peak_rss_mb": 1632}
 
-Where the time goes now, per record, CPU: workers ~65-85 us (open + fstat + read 8-20, parse the
-name 2, decode + validate + hash_registro ~29 (``contract.validate_record`` mostly), outcome blob
-~5, row + rest ~8, frame columns 4, SQLite insert of its own rows ~7-9, pickling ~2; the garbage
-collector is paused in a batch, which saved ~10%); main process ~10 us during the refresh
-(listing, collecting the workers' frames) and ~9-12 us after it for all partitions (one rows
-query, one linked-files query, one polars plan per ~100,000 rows: ~0.9-1.2 s for 100,000, not
-overlapped with anything). Two workers on the 2 vCPUs give ~1.6x one process (one process: 8.6 s
-of refresh for 100,000). Left to try: a cheaper stored outcome (the blob is ~480 bytes of the
-~900-byte row), less of ``validate_record``, overlapping the partition finish with the refresh,
-and for the 1M memory goal: workers forked before the listing (each inherits the parent's pages)
-and a smaller fresh cache (FRESH_CACHE_BYTES, 384 MiB).
+(at that size the run is I/O-bound on this VM, and the VM was slow then: the same io_floor took
+87 s at 13:00 and 106 s here; main-process CPU 50 s, of which most for the partitions beyond the
+fresh cache, which come from the index)
+
+Against the goals: ours >= 3x naive: met (5.4-5.7x). >= 20,000 records/s: met at 12:45 (25.1k),
+just under at 13:25 (19.7k). Within 2x of the I/O floor: NOT met (0.33-0.37x: on this VM the
+floor reads a cached file in 11-19 us, ours spends ~46 us of CPU per record in a worker). 1M
+records under 2 GiB: met (peak 1,632 MB of the 2,048).
+
+Where the time goes now, per record, CPU in a worker (single-process measure, warm cache):
+open + fstat + read + close 6.7 us, parse the name 1.3, SHA-256 0.8, ``evaluate_parts`` ~20
+(orjson 3.0, BOM/NUL/key-count checks 1.2, ``canonical_fast`` 7, ``check_values`` 6, extraction
+time 1.3), outcome blob 1.1, SQLite insert 7.1 (the blob 1.5 of it), frame columns 3.9, pickling
+2.2: ~46 us (was ~53). The main process: ~0.6 s per 100,000 during the refresh (listing,
+collecting), ~0.4 s after it (was ~1.0). Both workers and the main process keep the 2 cores
+~90% busy during a refresh, so only less CPU per record makes it faster. What is left to try:
+the per-record rules vectorized in polars (orjson for the structure, then one plan over a batch's
+values: canonical checks, fecha, limits, warnings), which needs workers started by forkserver
+(polars must never run in a forked child of a process running polars) and SHA-256 of the
+values outside Python; the frame built from the stored blobs by polars instead of in the workers.
+
+Earlier rounds, same day: before this round {"records": 100000, "io_floor_per_s": 32748,
+"ours_per_s": 12650, "naive_per_s": 3040, "peak_rss_mb": 852} (11:33) and {"io_floor_per_s":
+17893, "ours_per_s": 14319, "naive_per_s": 2755} (slow disk); before workers wrote their own
+index rows {"io_floor_per_s": 58590, "ours_per_s": 11754, "naive_per_s": 3044} (09:56). 1M peak
+RSS: 3.4 GB (first version), 2,479 MB, 2,174 MB, then 2,064 MB before the chunk fix of this
+round (the last chunk of fresh partitions took every fresh partition again).
 """
 
 from __future__ import annotations

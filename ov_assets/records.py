@@ -87,19 +87,26 @@ def decode_bytes(data: bytes) -> tuple[dict[str, Any], list[str]] | Reject:
     Never raises. The fast path (UTF-8, one JSON object, no duplicate keys) is one orjson call;
     anything else goes through the careful path that names what is wrong.
     """
+    obj = _decode_fast(data)
+    if obj is not None:
+        return obj, []
+    return _decode_careful(data[3:] if data[:3] == _UTF8_BOM else data)
+
+
+def _decode_fast(data: bytes) -> dict[str, Any] | None:
+    """The usual file (UTF-8, maybe with a BOM, one flat JSON object, no duplicate key) in one
+    orjson call; None for anything else."""
     if data[:3] == _UTF8_BOM:
         data = data[3:]
-    if b"\x00" not in data:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            # Every key of a flat object written as "key": counts once; a mismatch (nested
-            # objects, unusual spacing, a duplicate key) takes the careful path.
-            if obj.__class__ is dict and data.count(b'":') == len(obj):
-                return obj, []
-    return _decode_careful(data)
+    if b"\x00" in data:
+        return None
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    # Every key of a flat object written as "key": counts once; a mismatch (nested objects,
+    # unusual spacing, a duplicate key) takes the careful path.
+    return obj if obj.__class__ is dict and data.count(b'":') == len(obj) else None
 
 
 def _decode_careful(data: bytes) -> tuple[dict[str, Any], list[str]] | Reject:
@@ -233,10 +240,7 @@ def evaluate_file(name: str, data: bytes, sha256: str, today: dt.date) -> FileOu
     values = checked.values  # type: ignore[union-attr]
     outcome.numero_radicado = values["numero_radicado"]
     outcome.fecha_day = checked.fecha.date()  # type: ignore[union-attr]
-    outcome.fecha_extraccion = parse_extraction_ts(obj.get("extraction_timestamp"))
-    if outcome.fecha_extraccion is None:
-        parsed_name = parse_name(name)
-        outcome.fecha_extraccion = parsed_name.extraction_time if parsed_name else None
+    outcome.fecha_extraccion = _extraction_time(name, obj)
     outcome.referenced = [v for v in (values["documento_prueba"], values["adjuntar_archivo"]) if v]
     return outcome
 
@@ -251,28 +255,28 @@ def evaluate_parts(name: str, data: bytes, sha256: str, today: dt.date) -> list[
     between for the usual file (UTF-8, one flat JSON object, every field a string already in
     canonical form, valid): the landing index evaluates every record file this way, and per
     record the objects cost as much as the rules. Anything else takes ``evaluate_file``."""
-    if data[:3] == _UTF8_BOM:
-        data = data[3:]
-    if b"\x00" not in data:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            obj = None
-        if obj.__class__ is dict and data.count(b'":') == len(obj):  # as in ``decode_bytes``
-            vals = canonical_fast(obj)
-            if vals is not None:
-                checked = check_values(vals, obj, today, False)
-                if checked.__class__ is not Reject:
-                    fecha, warnings, hreg = checked  # type: ignore[misc]
-                    extracted = parse_extraction_ts(obj.get("extraction_timestamp"))
-                    if extracted is None:
-                        parsed_name = parse_name(name)
-                        extracted = parsed_name.extraction_time if parsed_name else None
-                    return [RULES_VERSION, vals, hreg, warnings, None, vals[_I_RADICADO],
-                            extracted.isoformat() if extracted else None,
-                            [v for v in (vals[_I_DOCUMENTO_PRUEBA], vals[_I_ADJUNTAR]) if v],
-                            fecha.date().isoformat()]
+    obj = _decode_fast(data)
+    vals = canonical_fast(obj) if obj is not None else None
+    if vals is not None:
+        checked = check_values(vals, obj, today, False)  # type: ignore[arg-type]
+        if checked.__class__ is not Reject:
+            fecha, warnings, hreg = checked  # type: ignore[misc]
+            extracted = _extraction_time(name, obj)  # type: ignore[arg-type]
+            return [RULES_VERSION, vals, hreg, warnings, None, vals[_I_RADICADO],
+                    extracted.isoformat() if extracted else None,
+                    [v for v in (vals[_I_DOCUMENTO_PRUEBA], vals[_I_ADJUNTAR]) if v],
+                    fecha.date().isoformat()]
     return evaluate_file(name, data, sha256, today).as_list()
+
+
+def _extraction_time(name: str, obj: dict[str, Any]) -> dt.datetime | None:
+    """The record's ``extraction_timestamp``, else the one in its file name (else None: the
+    file's mtime is used later)."""
+    extracted = parse_extraction_ts(obj.get("extraction_timestamp"))
+    if extracted is None:
+        parsed_name = parse_name(name)
+        extracted = parsed_name.extraction_time if parsed_name else None
+    return extracted
 
 
 # The per-file columns of a partition frame: what the landing index's workers build for the
