@@ -217,7 +217,7 @@ def ours(ci: dict[str, Any], frame: pl.DataFrame, run_id: str, per_run: int, con
 
 
 def copy_floor(ci: dict[str, Any], frame: pl.DataFrame) -> float:
-    data = loading.stage_csv(frame)
+    data = b"".join(loading.stage_csv_chunks(frame))
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in loading.LOAD_COLUMNS)
     with psycopg.connect(**ci, autocommit=True) as conn:
         conn.execute("CREATE TABLE data_general.floor (LIKE data_general.ov_afinia INCLUDING ALL)")
@@ -229,16 +229,23 @@ def copy_floor(ci: dict[str, Any], frame: pl.DataFrame) -> float:
         return time.perf_counter() - t0
 
 
+# The old system's table columns, as the old loaders and dlt are given them.
+OLD_COLUMNS = (*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen")
+
+
+def _old_records(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
+                        "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen"))
+
+
 def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
     """The old system's way with its own stack (its master plan: a SQLAlchemy engine; the
     driver under ``postgresql://`` is psycopg2): one reused connection, per record SELECT by
     hash, SELECT by radicado, INSERT or UPDATE, commit every 100."""
     import sqlalchemy as sa
 
-    cols = [*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen"]
-    records = frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
-                           "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen")
-                           ).to_dicts()
+    cols = OLD_COLUMNS
+    records = _old_records(frame).to_dicts()
     by_hash = sa.text("SELECT id FROM data_general.ov_afinia WHERE hash_registro = :hash_registro")
     by_radicado = sa.text("SELECT id FROM data_general.ov_afinia WHERE numero_radicado = :numero_radicado")
     ins = sa.text(f"INSERT INTO data_general.ov_afinia ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})")
@@ -270,9 +277,8 @@ def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
 def old_loader_psycopg3(ci: dict[str, Any], frame: pl.DataFrame) -> float:
     """The same statements on psycopg 3 (which prepares repeated statements server-side after
     5 executions): the old way at its most favourable, for comparison."""
-    cols = [*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen"]
-    records = frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
-                           "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen")).rows()
+    cols = OLD_COLUMNS
+    records = _old_records(frame).rows()
     ins = f"INSERT INTO data_general.ov_afinia ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
     upd = ("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = %s" for c in cols) + ", updated_at = now() WHERE id = %s")
     with psycopg.connect(**ci) as conn:
@@ -296,8 +302,7 @@ def old_loader_psycopg3(ci: dict[str, Any], frame: pl.DataFrame) -> float:
 def dlt_merge(ci: dict[str, Any], frame: pl.DataFrame, workdir: Path) -> float:
     import dlt
 
-    records = frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
-                           "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen")).to_dicts()
+    records = _old_records(frame).to_dicts()
     from urllib.parse import quote
 
     # dlt insists on a password; a trust-auth server (embedded) ignores it

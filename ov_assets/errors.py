@@ -27,7 +27,7 @@ class ConfigurationError(OperatorError):
 # A connection that was working and is gone: fast shutdown / restart (57P01), crash (57P02),
 # failover, network. libpq's wording differs with SSL ("SSL connection has been closed
 # unexpectedly", "SSL SYSCALL error: EOF detected"), which must not read as an SSL setup problem.
-_LOST_SQLSTATES = {"57P01", "57P02", "08000", "08003", "08006"}
+LOST_SQLSTATES = {"57P01", "57P02", "08000", "08003", "08006"}
 _LOST_MARKERS = (
     "server closed the connection unexpectedly", "connection has been closed unexpectedly",
     "ssl syscall error", "eof detected", "the connection is lost", "the connection is closed",
@@ -42,7 +42,7 @@ def is_connection_lost(exc: BaseException | None) -> bool:
     a new connection may well succeed."""
     if not isinstance(exc, psycopg.OperationalError):
         return False
-    if getattr(exc, "sqlstate", None) in _LOST_SQLSTATES:
+    if getattr(exc, "sqlstate", None) in LOST_SQLSTATES:
         return True
     lowered = str(exc).lower()
     return any(m in lowered for m in _LOST_MARKERS)

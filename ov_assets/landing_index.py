@@ -141,8 +141,9 @@ class RefreshResult:
                 for d in frame["partition_date"].drop_nulls().unique().to_list()}
 
     def __repr__(self) -> str:
-        return (f"RefreshResult(scanned={self.scanned}, new={len(self.new)}, changed={len(self.changed)}, "
-                f"removed={self.removed})")
+        changed = sum(frame["_changed"].sum() for frame in self._found)
+        new = sum(frame.height for frame in self._found) - changed
+        return f"RefreshResult(scanned={self.scanned}, new={new}, changed={changed}, removed={self.removed})"
 
 
 def _bogota_day(mtime_ns: int) -> dt.date:
@@ -164,7 +165,6 @@ class LandingIndex:
         self._fresh: dict[str, list[pl.DataFrame]] = {}
         self._fresh_all: dict[str, pl.DataFrame] = {}  # merged, of partitions not finished yet:
         self._fresh_days: dict[str, dict[dt.date, int]] = {}  # and their rows
-        self._fresh_total: dict[str, int] = {}  # partitions in the merged frame
         self._ready: dict[str, dict[dt.date, pl.DataFrame]] = {}  # finished, handed out once
         # Per empresa, the generation after a refresh whose fresh frames hold every record file
         # the index has for it (it started empty and nobody else wrote): while the generation
@@ -188,7 +188,7 @@ class LandingIndex:
 
     def _forget(self, empresa: str) -> None:
         """Drop what an earlier refresh of this object kept in memory for the empresa."""
-        for kept in (self._fresh, self._fresh_all, self._fresh_days, self._fresh_total, self._ready, self._complete):
+        for kept in (self._fresh, self._fresh_all, self._fresh_days, self._ready, self._complete):
             kept.pop(empresa, None)
 
     def folder(self, empresa: str) -> Path:
@@ -332,7 +332,6 @@ class LandingIndex:
             merged = pl.concat(self._fresh.pop(empresa), rechunk=False)
             self._fresh_all[empresa] = merged
             self._fresh_days[empresa] = dict(merged.group_by("_day").len().iter_rows())
-            self._fresh_total[empresa] = len(self._fresh_days[empresa])
         pending = self._fresh_days.get(empresa)
         if not pending or day not in pending:
             return None
@@ -348,10 +347,10 @@ class LandingIndex:
             rows += pending.pop(d)
         merged = self._fresh_all[empresa]
         # (the merged frame holds the partitions of earlier chunks too: only a chunk of all of
-        # them may take it whole)
-        fresh = merged if len(chunk) == self._fresh_total[empresa] else merged.filter(pl.col("_day").is_in(chunk))
+        # its rows may take it whole)
+        fresh = merged if rows == merged.height else merged.filter(pl.col("_day").is_in(chunk))
         if not pending:
-            del self._fresh_all[empresa], self._fresh_days[empresa], self._fresh_total[empresa]
+            del self._fresh_all[empresa], self._fresh_days[empresa]
         ready = self._ready.setdefault(empresa, {})
         ready.update(self._finish_days(empresa, chunk, fresh, today))
         return ready.pop(day)
@@ -369,13 +368,13 @@ class LandingIndex:
             if self._complete.get(empresa) == db.execute(_GENERATION).fetchone()[0]:
                 rows = None  # ``base`` is all the index holds for these days, as it is now
             else:
-                rows = db.execute(
-                    "SELECT name, mtime_ns, partition_date FROM files "
+                rows = db.execute(  # (name, size, mtime_ns, sha256, link_key, partition_date)
+                    "SELECT name, size, mtime_ns, sha256, link_key, partition_date FROM files "
                     "WHERE empresa = ? AND kind = 'json' AND partition_date IN (SELECT value FROM json_each(?))",
                     (empresa, json.dumps([d.isoformat() for d in days])),
                 ).fetchall()
         if rows is not None:
-            current = {r[0]: r[1:] for r in rows}
+            current = {r[0]: (r[2], r[5]) for r in rows}
             usable = [current.get(n) == (m, d) for n, m, d in zip(
                 base["file_name"].to_list(), base["_mtime_ns"].to_list(), base["_day"].dt.to_string().to_list())]
             if not all(usable):  # changed or moved by another process since this refresh
@@ -383,14 +382,9 @@ class LandingIndex:
         parts = [base.drop("_mtime_ns")]
         if rows is not None and len(rows) > base.height:  # files this refresh did not evaluate (or not as they are now)
             have = set(base["file_name"].to_list())
-            with self._db() as db:
-                others = db.execute(
-                    "SELECT name, size, mtime_ns, sha256, link_key, partition_date FROM files "
-                    "WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
-                    (empresa, json.dumps([r[0] for r in rows if r[0] not in have])),
-                ).fetchall()
+            others = [r for r in rows if r[0] not in have]
             items, mtimes, links = self._stored(empresa, today, [r[:5] for r in others])
-            day_of = {r[0]: dt.date.fromisoformat(r[5]) for r in others}
+            day_of = {r[0]: _date(r[5]) for r in others}
             parts.append(base_frame(items, mtimes, {
                 "_link_key": ([links[it[0]] for it in items], pl.String()),
                 "_day": ([day_of[it[0]] for it in items], pl.Date()),
@@ -640,7 +634,7 @@ def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], pre
         else:
             continue  # only evaluated again, same outcome: not a change
         found_names.append(name)
-        found_days.append(_DAYS.get(part) or _DAYS.setdefault(part, dt.date.fromisoformat(part)) if part else None)
+        found_days.append(_date(part) if part else None)
         found_changed.append(changed)
     found_frame = pl.DataFrame(
         {"name": found_names, "partition_date": found_days, "_changed": found_changed},
@@ -690,7 +684,7 @@ def _evaluate_into(name: str, parsed: Any, st: os.stat_result, data: bytes, empr
         status, refs, hreg = reject[0], (), None
     iso_day = parts[8]
     if iso_day is not None:
-        day = _DAYS.get(iso_day) or _DAYS.setdefault(iso_day, dt.date.fromisoformat(iso_day))
+        day = _date(iso_day)
     else:
         named = parse_extraction_ts(parsed.ts)
         day = named.date() if named and FIRST_DAY <= named.date() <= today else _bogota_day(st.st_mtime_ns)
@@ -708,6 +702,10 @@ def _evaluate_into(name: str, parsed: Any, st: os.stat_result, data: bytes, empr
 
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _DAYS: dict[str, dt.date] = {}  # ISO day -> date, shared by the records of a day
+
+
+def _date(iso_day: str) -> dt.date:
+    return _DAYS.get(iso_day) or _DAYS.setdefault(iso_day, dt.date.fromisoformat(iso_day))
 
 
 def _read_fd(fd: int, size: int) -> bytes:

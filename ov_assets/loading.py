@@ -144,11 +144,6 @@ def stage_csv_chunks(winners: pl.DataFrame, with_partition: bool = False) -> Ite
         yield buf.getvalue()
 
 
-def stage_csv(winners: pl.DataFrame, with_partition: bool = False) -> bytes:
-    """All of ``stage_csv_chunks`` at once."""
-    return b"".join(stage_csv_chunks(winners, with_partition))
-
-
 def _copy(conn: psycopg.Connection, target: sql.Composable, columns: sql.Composable, chunks: Iterable[bytes],
           rows: int) -> None:
     """COPY ``chunks`` of CSV (``rows`` rows in all) into ``target``: each chunk is sent as soon

@@ -64,6 +64,11 @@ def partitions_of(frame: pl.DataFrame) -> list[tuple[dt.date, str]]:
     return sorted(set(frame.select("partition_date", "empresa").iter_rows()))
 
 
+def partition_keys(frame: pl.DataFrame) -> list[tuple[str, dt.date]]:
+    """(empresa, day) of every partition of ``frame``: what ``loading.load_partitions`` takes."""
+    return [(empresa, day) for day, empresa in partitions_of(frame)]
+
+
 _ROW_COLS = (*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen", "warnings",
              "archivos_s3_urls", "procesado_flag")
 

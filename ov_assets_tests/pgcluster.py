@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import os
 import pwd
 import shutil
@@ -98,8 +97,8 @@ def _ca(cn: str):
     return key, cert
 
 
-def make_certs(folder: Path, dns_names: tuple[str, ...] = ("localhost",), ips: tuple[str, ...] = ()) -> Certs:
-    """A CA, a server certificate it signs for ``dns_names``/``ips`` (CN = the first name) and a
+def make_certs(folder: Path, dns_names: tuple[str, ...] = ("localhost",)) -> Certs:
+    """A CA, a server certificate it signs for ``dns_names`` (CN = the first name) and a
     second, unrelated CA, as PEM files in ``folder``; the server key is 0600."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -109,9 +108,9 @@ def make_certs(folder: Path, dns_names: tuple[str, ...] = ("localhost",), ips: t
     _, other_cert = _ca("ov-assets unrelated CA")
     key = _key()
     now = dt.datetime.now(dt.timezone.utc)
-    san = [x509.DNSName(n) for n in dns_names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    san = [x509.DNSName(n) for n in dns_names]
     cert = (
-        x509.CertificateBuilder().subject_name(_name((dns_names + ips)[0])).issuer_name(ca_cert.subject)
+        x509.CertificateBuilder().subject_name(_name(dns_names[0])).issuer_name(ca_cert.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
@@ -205,9 +204,11 @@ class TempCluster:
         self.pg_ctl("start")
 
     def create_database(self) -> str:
+        from psycopg import sql
+
         name = f"ov_test_{uuid.uuid4().hex[:12]}"
         with self.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return name
 
 
@@ -217,9 +218,9 @@ def _chown_tree(path: Path, user: pwd.struct_passwd) -> None:
 
 
 @contextlib.contextmanager
-def temp_cluster(bindir: Path, ssl: bool = False, dns_names: tuple[str, ...] = ("localhost",)) -> Iterator[TempCluster]:
+def temp_cluster(bindir: Path, ssl: bool = False) -> Iterator[TempCluster]:
     """initdb + start a cluster under /tmp (short socket path); with ``ssl``, ``ssl=on`` with a
-    fresh CA-signed certificate for ``dns_names`` and TCP connections accepted over SSL only
+    fresh CA-signed certificate for ``localhost`` and TCP connections accepted over SSL only
     (``hostssl``). Stopped and deleted afterwards."""
     root = Path(tempfile.mkdtemp(prefix="ov-pgc-"))
     user = _run_as()

@@ -17,16 +17,13 @@ from ov_assets_tests.loadkit import (
     days_back,
     landing_frames,
     migrate,
+    partition_keys,
     partitions_of,
     snapshot,
     start_loader,
     wait_for_file,
     without_audit,
 )
-
-
-def _keys(frame: pl.DataFrame) -> list[tuple[str, object]]:
-    return [(e, d) for d, e in partitions_of(frame)]
 
 
 def _singles(conninfo, frame, run_id="single"):
@@ -40,7 +37,7 @@ def _singles(conninfo, frame, run_id="single"):
 
 def _range(conninfo, frame, keys=None, run_id="range", dry_run=False):
     with psycopg.connect(**conninfo, autocommit=True) as conn:
-        return loading.load_partitions(conn, keys or _keys(frame), frame, run_id, dry_run=dry_run)
+        return loading.load_partitions(conn, keys or partition_keys(frame), frame, run_id, dry_run=dry_run)
 
 
 def _with_moved_radicado(frame: pl.DataFrame) -> pl.DataFrame:
@@ -84,7 +81,7 @@ def test_range_equals_singles_counts_and_rows(pg_conninfo, pg_server, data_dir):
 def test_range_mixes_stored_and_new_partitions(pg_conninfo, data_dir):
     frame = landing_frames(data_dir, days_back(3), n=6)
     migrate(pg_conninfo)
-    keys = _keys(frame)
+    keys = partition_keys(frame)
     _range(pg_conninfo, frame, keys=keys[:2])  # first day of both empresas
     counts = _range(pg_conninfo, frame, run_id="rest")
     winners = dict(((e, d), n) for e, d, n in frame.filter(pl.col("is_winner"))
@@ -108,7 +105,7 @@ def test_overlapping_ranges_at_once_equal_one_run(pg_conninfo, data_dir):
     days = days_back(4)
     frame = landing_frames(data_dir, days, n=8)
     migrate(pg_conninfo)
-    keys = _keys(frame)
+    keys = partition_keys(frame)
     plans = [[k for k in keys if k[1] in days[:3]], [k for k in keys if k[1] in days[1:]],
              [k for k in keys if k[1] in (days[0], days[3])], keys]
     run_together([lambda plan=plan, i=i: _range(pg_conninfo, frame, keys=list(reversed(plan)) if i % 2 else plan,
@@ -159,7 +156,7 @@ def test_two_loads_inside_one_caller_transaction(pg_conninfo, data_dir):
     the first one's staged rows."""
     frame = landing_frames(data_dir, days_back(2), empresas=("afinia",), n=6)
     migrate(pg_conninfo)
-    (first, second) = _keys(frame)
+    (first, second) = partition_keys(frame)
     with psycopg.connect(**pg_conninfo) as conn:  # not autocommit: one outer transaction
         conn.execute("SELECT 1")
         a = loading.load_partitions(conn, [first], frame, "outer")
@@ -175,7 +172,7 @@ def test_reload_inside_caller_transaction_restores_planner_settings(pg_conninfo,
     still finds every stored radicado."""
     frame = landing_frames(data_dir, days_back(2), empresas=("afinia",), n=6)
     migrate(pg_conninfo)
-    keys = _keys(frame)
+    keys = partition_keys(frame)
     with psycopg.connect(**pg_conninfo) as conn:  # not autocommit: one outer transaction
         conn.execute("SET LOCAL enable_mergejoin = off")  # the caller's own choice must survive
         loading.load_partitions(conn, keys, frame, "first")

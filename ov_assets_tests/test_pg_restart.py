@@ -27,7 +27,7 @@ from ov_assets.resources.postgres import PostgresResource
 from ov_assets_tests.loadkit import (
     days_back,
     landing_frames,
-    partitions_of,
+    partition_keys,
     snapshot,
     wait_for_file,
     wait_until,
@@ -90,7 +90,7 @@ class Load:
     def __init__(self, cluster: TempCluster, frame: pl.DataFrame, tmp: Path) -> None:
         self.cluster, self.frame = cluster, frame
         self.dbname = cluster.create_database()
-        self.keys = [(empresa, day) for day, empresa in partitions_of(frame)]
+        self.keys = partition_keys(frame)
         self.frame_path = tmp / "frame.parquet"
         frame.write_parquet(self.frame_path)
         self.stderr = tmp / "loader.stderr"

@@ -16,7 +16,7 @@ import pytest
 from ov_assets import loading
 from ov_assets.errors import OperatorError
 from ov_assets.resources.postgres import PostgresResource
-from ov_assets_tests.loadkit import days_back, landing_frames, partitions_of, snapshot
+from ov_assets_tests.loadkit import days_back, landing_frames, partition_keys, resource, snapshot
 from ov_assets_tests.pgcluster import TempCluster, require_ssl_bindir, temp_cluster
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def ssl_cluster() -> Iterator[TempCluster]:
     """A dedicated SSL cluster (the embedded PostgreSQL 18 is built without OpenSSL, so Debian's
     build is used; .ci/run installs it). Missing on a developer machine without it: skipped,
     unless OV_TEST_PG15_DSN says Debian PostgreSQL is meant to be there."""
-    with temp_cluster(require_ssl_bindir(), ssl=True, dns_names=("localhost",)) as cluster:
+    with temp_cluster(require_ssl_bindir(), ssl=True) as cluster:
         yield cluster
 
 
@@ -37,10 +37,8 @@ def _resource(cluster: TempCluster, dbname: str, host: str = "localhost", ca: Pa
               sslmode: str = "verify-full", **kw: object) -> PostgresResource:
     """The resource exactly as POSTGRES_HOST/PORT/DB/USER/PASSWORD/SSLMODE/SSLROOTCERT build it."""
     assert cluster.certs is not None
-    ci = cluster.conninfo(dbname, host=host)
-    return PostgresResource(host=ci["host"], port=ci["port"], dbname=dbname, user=ci["user"],
-                            password=ci["password"], sslmode=sslmode,
-                            sslrootcert="" if sslmode == "disable" else str(ca or cluster.certs.ca), **kw)
+    return resource(cluster.conninfo(dbname, host=host), sslmode=sslmode,
+                    sslrootcert="" if sslmode == "disable" else str(ca or cluster.certs.ca), **kw)
 
 
 def test_verify_full_connects_encrypted_and_loads(ssl_cluster: TempCluster, ssl_db: str, data_dir: Path) -> None:
@@ -52,7 +50,7 @@ def test_verify_full_connects_encrypted_and_loads(ssl_cluster: TempCluster, ssl_
     assert ssl is True and version.startswith("TLS") and cipher
 
     frame = landing_frames(data_dir, days_back(1), n=10)
-    keys = [(empresa, day) for day, empresa in partitions_of(frame)]
+    keys = partition_keys(frame)
     counts = pg.run(lambda conn: loading.load_partitions(conn, keys, frame, "ssl-run"))
     winners = frame.filter(pl.col("is_winner"))
     assert sum(c.db_inserted for c in counts.values()) == winners.height > 0

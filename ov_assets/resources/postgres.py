@@ -22,6 +22,7 @@ from pydantic import Field
 
 from ov_assets import migrations
 from ov_assets.errors import (
+    LOST_SQLSTATES,
     ConfigurationError,
     OperatorError,
     WithheldDataError,
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 EMBEDDED_DB = "ov_assets"
 _migrated: set[str] = set()  # targets migrated by this process
 
-# SQLSTATEs worth a retry: connection failures, failover, serialization and deadlocks.
-_TRANSIENT_SQLSTATES = {"08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "40001", "40P01", "53300"}
+# SQLSTATEs worth a retry: a lost connection, a refused one or a server starting up (failover),
+# serialization failures, deadlocks, too many connections.
+_TRANSIENT_SQLSTATES = LOST_SQLSTATES | {"08001", "08004", "57P03", "40001", "40P01", "53300"}
 
 
 _PERMANENT_HINTS = ("authentication", "does not exist", "ssl", "certificate", "permission denied",
