@@ -80,6 +80,10 @@ CREATE INDEX IF NOT EXISTS files_partition ON files (empresa, partition_date) WH
 DROP INDEX IF EXISTS files_link;
 -- kind: the lookup of a record's PDF/attachments skips the record file itself in the index.
 CREATE INDEX IF NOT EXISTS files_link_kind ON files (empresa, link_key, kind);
+-- The landing sensor's and the schedules' "indexed since" (every tick): without it each tick
+-- read the whole table (~1 KB per file, outcomes included). One refresh writes one value, so
+-- its inserts all land at the right edge of this index.
+CREATE INDEX IF NOT EXISTS files_indexed_at ON files (indexed_at);
 """
 # Only the few rows a refresh must evaluate again (a fecha after the day it was read, outcomes
 # of other rules): a partial index keeps that lookup free of a table scan and cheap to maintain.

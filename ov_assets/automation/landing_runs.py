@@ -66,11 +66,14 @@ def _connect(index: LandingIndex) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{index.path}?mode=ro", uri=True, timeout=60)
 
 
+# (an indexed range: the index's ``files_indexed_at``)
+SINCE_SQL = ("SELECT empresa, name, size, mtime_ns, kind, link_key, partition_date, refs, indexed_at "
+             "FROM files WHERE indexed_at >= ?")
+
+
 def _indexed_since(index: LandingIndex, since: str) -> list[_Version]:
     with _connect(index) as db:
-        rows = db.execute(
-            "SELECT empresa, name, size, mtime_ns, kind, link_key, partition_date, refs, indexed_at "
-            "FROM files WHERE indexed_at >= ?", (since,)).fetchall()
+        rows = db.execute(SINCE_SQL, (since,)).fetchall()
     return [_Version(e, n, s, m, k, lk, dt.date.fromisoformat(p) if p else None,
                      tuple(json.loads(r or "[]")), at) for e, n, s, m, k, lk, p, r, at in rows]
 
