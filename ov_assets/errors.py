@@ -131,15 +131,21 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
             )
     if isinstance(exc, psycopg.Error) and (
         isinstance(exc, (psycopg.errors.IntegrityError, psycopg.errors.DataError))
-        or (exc.diag is not None and exc.diag.message_detail)
+        or (exc.diag is not None and (exc.diag.message_detail or exc.diag.context))
     ):
-        # PostgreSQL's DETAIL may quote the offending row ("Failing row contains (...)"):
-        # personal data must not reach Dagster's event log, so only the primary message, the
-        # SQLSTATE and the constraint are kept, and the original is not chained.
+        # PostgreSQL's DETAIL may quote the offending row ("Failing row contains (...)"), its
+        # CONTEXT the line a COPY was at (``COPY t, line 7: "..."``, whatever the error, a
+        # statement timeout too) and a data error's primary message the value itself ('invalid
+        # input syntax for type integer: "..."'): personal data must not reach Dagster's event
+        # log, so only the primary message (a data error's class name instead), the SQLSTATE and
+        # the constraint are kept, and the original is not chained.
         diag = exc.diag
         constraint = f", constraint {diag.constraint_name}" if diag.constraint_name else ""
+        what = diag.message_primary
+        if isinstance(exc, psycopg.errors.DataError) or not what:
+            what = type(exc).__name__
         return WithheldDataError(
-            f"PostgreSQL {target}: {diag.message_primary or type(exc).__name__} "
+            f"PostgreSQL {target}: {what} "
             f"(SQLSTATE {diag.sqlstate}{constraint}); row values withheld, they may hold personal data"
         )
     return exc

@@ -31,7 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ov_assets.archive import DONE_STATUSES, object_key
-from ov_assets.errors import OperatorError, StoreAccessError
+from ov_assets.errors import OperatorError, StoreAccessError, translate_pg_error
 from ov_assets.loading import SCHEMA, table_name
 from ov_assets.resources import ObjectStoreResource, PostgresResource
 from ov_assets.resources.object_store import IntegrityError, ObjectExists, ObjectStore
@@ -190,6 +190,7 @@ def migrate_layout(conn: psycopg.Connection, store: ObjectStore, layout: str, ba
     conninfo = {k: v for k, v in info.items() if k in ("host", "port", "dbname", "user", "sslmode", "sslrootcert")}
     if conn.info.password:
         conninfo["password"] = conn.info.password
+    target = f"{info.get('host', '?')}:{info.get('port', '?')}/{info.get('dbname', '?')}"
     migrator = _Migrator(conninfo, store, layout, base_path)
     counts = MigrationCounts()
     rows = _rows(conn, store.bucket)
@@ -201,6 +202,8 @@ def migrate_layout(conn: psycopg.Connection, store: ObjectStore, layout: str, ba
             raise
         except (OperatorError, IntegrityError) as exc:
             return "error", f"{row['s3_key']}: {exc}"
+        except psycopg.Error as exc:  # (its DETAIL or CONTEXT may quote a row: Dagster metadata)
+            return "error", f"{row['s3_key']}: {translate_pg_error(exc, target)}"
         except Exception as exc:  # noqa: BLE001 - reported per object, the others go on
             return "error", f"{row['s3_key']}: {type(exc).__name__}: {exc}"[:500]
 

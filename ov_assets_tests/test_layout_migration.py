@@ -160,3 +160,20 @@ def test_layout_migration_job_runs_in_dagster(data_dir, pg_conninfo18, s3_endpoi
     assert result.success
     assert result.output_for_node("migrate_object_layout")["moved"] == len(objects)
     _assert_all_in(conninfo, s3_endpoint, s3_bucket, objects, "central")
+
+
+def test_a_database_error_is_reported_without_the_rows_values(data_dir, pg_conninfo18, s3_endpoint, s3_bucket):
+    """The errors go to the job's Dagster metadata: PostgreSQL's "Failing row contains (...)"
+    (names, documents, ...) must not go with them."""
+    conninfo = pg_conninfo18
+    frame = prepare(data_dir, conninfo, n=3)
+    store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
+    _archive(conninfo, store, frame, data_dir, "default")
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        # Any update of a table row now fails, quoting the whole row in its DETAIL.
+        conn.execute("ALTER TABLE data_general.ov_afinia ADD CONSTRAINT frozen CHECK (updated_at < '2000-01-01') NOT VALID")
+        names = [n for (n,) in conn.execute("SELECT nombres_apellidos FROM data_general.ov_afinia") if n]
+    counts = _migrate(conninfo, store)
+    assert names and counts.errors
+    assert all("23514" in e and "frozen" in e and "withheld" in e for e in counts.errors), counts.errors
+    assert not [n for n in names for e in counts.errors if n in e]

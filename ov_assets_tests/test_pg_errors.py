@@ -112,3 +112,24 @@ def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     assert "23502" in message and "not-null" in message
     assert "María" not in message and info.value.__cause__ is None and info.value.__suppress_context__
     assert isinstance(info.value.__context__, psycopg.errors.NotNullViolation)  # kept in-process only
+
+    # A data error quotes the value in its primary message.
+    with _pytest.raises(WithheldDataError) as info:
+        with postgres.connect() as conn:
+            conn.execute("SELECT %s::integer", ("María José Pérez Ñáñez",))
+    assert "22P02" in str(info.value) and "InvalidTextRepresentation" in str(info.value)
+    assert "María" not in str(info.value)
+    assert "María" in str(info.value.__context__)  # (what was withheld)
+
+    # Any error during a COPY carries the line it was at in its CONTEXT: here a trigger's.
+    with _pytest.raises(WithheldDataError) as info:
+        with postgres.connect() as conn:
+            conn.execute("CREATE TEMP TABLE c (a text)")
+            conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$")
+            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON c FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()")
+            with conn.cursor().copy("COPY c (a) FROM STDIN") as copy:
+                copy.write_row(("María José Pérez Ñáñez",))
+    assert "refused by a trigger" in str(info.value) and "P0001" in str(info.value)
+    assert "María" not in str(info.value)
+    assert "María" in str(info.value.__context__)  # (what was withheld)
