@@ -21,7 +21,7 @@ from ov_assets.landing_index import partition_frame
 from ov_assets.partitions import parse_partition_key, pqr_partitions
 from ov_assets.records import empty_frame
 from ov_assets.reports import write_consolidated
-from ov_assets.portal.scraper import ScrapeResult, scrape_day
+from ov_assets.portal.scraper import ScrapeResult, describe_failures, scrape_day
 from ov_assets.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
 
 GROUP = "oficina_virtual"
@@ -96,7 +96,7 @@ def raw_pqr_files(
         # What was extracted stays in the landing folder (the landing sensor loads it); the run
         # fails so a person looks at the screenshots and traces named here.
         raise dg.Failure(
-            description=f"extraction failed for {sum(r.failed for r in failed)} PQRs",
+            description=describe_failures(failed),
             metadata={
                 "radicados_failed": dg.MetadataValue.json(sorted(x for r in failed for x in r.radicados_failed)),
                 "failure_artifacts": dg.MetadataValue.json(sorted(x for r in failed for x in r.failure_artifacts)),

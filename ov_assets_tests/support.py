@@ -32,6 +32,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def configured_browser() -> str | None:
+    """OV_BROWSER_PATH, which must exist when set: CI sets it, and a browser missing there must
+    fail the browser tests, not skip them (they skip only where no browser was promised)."""
+    configured = os.environ.get("OV_BROWSER_PATH")
+    if configured and not Path(configured).exists():
+        raise RuntimeError(f"OV_BROWSER_PATH={configured} does not exist: install Chromium or fix the path")
+    return configured or None
+
+
 def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from ov_assets.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
-from ov_assets.errors import OperatorError
+from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets_tests.support import free_port
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
@@ -134,12 +134,21 @@ def test_slack_and_email_alert_without_personal_data(instance, webhook, smtp_ser
         assert value not in body and value not in headers
 
 
+@dg.asset(partitions_def=parts)
+def bucket_problem() -> None:
+    raise StoreAccessError("AWS S3: bucket 'ov-x' does not exist. Check AWS_S3_BUCKET_NAME.")
+
+
 def test_operator_errors_keep_their_message(instance, webhook, monkeypatch) -> None:
     url, receiver = webhook
     monkeypatch.setenv("OV_SLACK_WEBHOOK_URL", url)
     run_failure_alerts(failed_context(operator_problem, instance))
     text = receiver.received[0]["json"]["text"]
     assert "step operator_problem: OperatorError: PostgreSQL host:5432/ov: cannot connect." in text
+    # and so do its subclasses' (the bucket, the credentials, the portal's login, ...)
+    run_failure_alerts(failed_context(bucket_problem, instance))
+    text = receiver.received[1]["json"]["text"]
+    assert "step bucket_problem: StoreAccessError: AWS S3: bucket 'ov-x' does not exist." in text
 
 
 def test_nothing_configured_sends_nothing(instance, webhook, monkeypatch) -> None:

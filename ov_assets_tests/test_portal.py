@@ -34,6 +34,7 @@ from ov_assets.portal.scraper import (
     reextract,
     scrape_day,
 )
+from ov_assets_tests.support import configured_browser, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "analista.ov"
@@ -49,8 +50,8 @@ def _per_day(empresa: str, day: dt.date) -> int:
 
 
 def _browser_available() -> bool:
-    if os.environ.get("OV_BROWSER_PATH"):
-        return Path(os.environ["OV_BROWSER_PATH"]).exists()
+    if configured_browser():
+        return True
     return Path(DEBIAN_CHROMIUM).exists() or any(Path.home().glob(".cache/ms-playwright/chromium*"))
 
 
@@ -163,6 +164,15 @@ def test_aire_variant_and_bad_password(portal, tmp_path):
     with pytest.raises(LoginError) as err:
         scrape_day(bad, DAY_AIRE, tmp_path / "other", set(), tmp_path / "artifacts2")
     assert PASSWORD not in str(err.value)
+    assert "refused the login: check OV_AIRE_USER and OV_AIRE_PASSWORD" in str(err.value)
+
+    # Nothing listening there: the message says which setting to check, not "login failed".
+    unreachable = ScraperConfig("aire", f"http://127.0.0.1:{free_port()}", USER, PASSWORD, max_per_min=None,
+                                timeout_s=10)
+    with pytest.raises(LoginError) as err:
+        scrape_day(unreachable, DAY_AIRE, tmp_path / "nowhere", set(), tmp_path / "artifacts3")
+    assert "cannot reach the aire portal's login page" in str(err.value)
+    assert "OV_AIRE_PORTAL_URL" in str(err.value) and PASSWORD not in str(err.value)
 
 
 def test_faults_are_survived_and_failures_leave_private_artifacts(tmp_path, caplog):
@@ -250,3 +260,17 @@ def test_config_from_env_and_artifact_retention(tmp_path):
     new.write_bytes(b"x")
     os.utime(old, (time.time() - 31 * 86400,) * 2)
     assert prune_artifacts(tmp_path, 30) == [old] and new.exists()
+
+
+def test_failure_description_names_lost_pqrs_and_unwalked_lists() -> None:
+    """A run that could not walk a day's results list must not read "extraction failed for 1
+    PQRs": PQRs after that point were never seen, and the operator must know it."""
+    from ov_assets.portal.scraper import ScrapeResult, describe_failures
+
+    pqr = ScrapeResult("afinia", "2025-10-08", failed=2, radicados_failed=["RAD-1", "RAD-2"])
+    walked = ScrapeResult("aire", "2025-10-09", failed=1, list_error="PortalError")
+    text = describe_failures([pqr, walked])
+    assert text.startswith("2 PQRs could not be extracted; the results list of aire 2025-10-09 (PortalError) "
+                           "could not be walked to the end")
+    assert "failure_artifacts" in text
+    assert "1 PQRs" not in describe_failures([walked]) and "list of aire" in describe_failures([walked])

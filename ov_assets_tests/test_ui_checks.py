@@ -4,7 +4,6 @@ Checks tab. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -13,11 +12,11 @@ import pytest
 
 from ov_assets import generator
 from ov_assets_tests.checks_support import DAY_A, key
-from ov_assets_tests.support import graphql, postgres_env, run_dagster_dev
+from ov_assets_tests.support import configured_browser, graphql, postgres_env, run_dagster_dev
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
-BROWSER = os.environ.get("OV_BROWSER_PATH") or "/usr/bin/chromium"
+BROWSER = configured_browser() or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 PARTITION = key(DAY_A, "afinia")

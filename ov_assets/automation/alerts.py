@@ -20,10 +20,9 @@ from email.message import EmailMessage
 import dagster as dg
 
 from ov_assets import settings
+from ov_assets.errors import OperatorError
 
 MAX_DETAIL = 300
-# Error classes whose message is ours and safe to send.
-SAFE_MESSAGE_CLASSES = frozenset({"OperatorError", "ConfigurationError", "Failure"})
 # Dagster's wrappers around the user's exception: the cause is the interesting class.
 _WRAPPERS = frozenset({"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError",
                        "DagsterExecutionHandleOutputError", "DagsterExecutionLoadInputError",
@@ -67,7 +66,7 @@ class AlertSettings:
 class StepFailure:
     step: str
     error_class: str
-    detail: str = ""  # only for SAFE_MESSAGE_CLASSES
+    detail: str = ""  # only for safe_message_classes()
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,19 @@ def _innermost(error: object) -> object:
     return error
 
 
+def safe_message_classes() -> frozenset[str]:
+    """Error classes whose message is ours and safe to send: ``dg.Failure`` (raised by our
+    assets) and ``OperatorError`` with every subclass (``StoreAccessError``, ``LoginError``,
+    ...: a message is kept whatever subclass says it)."""
+    names = {"Failure"}
+    todo: list[type] = [OperatorError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return frozenset(names)
+
+
 def describe_error(error: object) -> tuple[str, str]:
     """(class name, safe detail) of a ``SerializableErrorInfo``."""
     error = _innermost(error)
@@ -110,7 +122,7 @@ def describe_error(error: object) -> tuple[str, str]:
         return "unknown", ""
     cls = getattr(error, "cls_name", None) or "unknown"
     detail = ""
-    if cls in SAFE_MESSAGE_CLASSES:
+    if cls in safe_message_classes():
         message = (getattr(error, "message", "") or "").strip()
         # "ov_assets.errors.OperatorError: text" -> "text"
         if ": " in message.split("\n", 1)[0]:

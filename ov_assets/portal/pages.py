@@ -18,6 +18,7 @@ from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from ov_assets.contract import BUSINESS_FIELDS
+from ov_assets.errors import OperatorError
 
 LIST_PATH = "Listado-Radicación-PQR"
 USER_INPUT = "input[name$='$txtUsername']"
@@ -129,8 +130,9 @@ class PortalError(Exception):
     """The portal answered an error, or did not show what it should."""
 
 
-class LoginError(Exception):
-    """The portal refused the credentials or the login page is not what we know."""
+class LoginError(OperatorError):
+    """The portal cannot be reached, refused the credentials, or its login page is not what
+    we know; the message names the setting to check (never a value typed into the page)."""
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,13 @@ async def install_modal_handler(page: Page) -> None:
 async def login(page: Page, empresa: str, base_url: str, username: str, password: str, timeout_ms: float) -> None:
     """Log in on ``{base_url}/login`` and land on the list page. Raises LoginError (without
     any detail of the credentials or of Playwright's call log)."""
+    setting = f"OV_{empresa.upper()}"
     try:
         await page.goto(f"{base_url.rstrip('/')}/login", timeout=timeout_ms)
+    except Exception as exc:  # noqa: BLE001 - DNS, refused, TLS, timeout: Playwright's text names the URL only
+        raise LoginError(f"cannot reach the {empresa} portal's login page ({type(exc).__name__}): check "
+                         f"{setting}_PORTAL_URL and that this machine may reach it (network, proxy)") from None
+    try:
         await page.locator(USER_INPUT).fill(username, timeout=timeout_ms)
         await page.locator(PASSWORD_INPUT).fill(password, timeout=timeout_ms)
         submit = page.locator(AIRE_SUBMIT if empresa == "aire" else AFINIA_SUBMIT).first
@@ -198,11 +205,12 @@ async def login(page: Page, empresa: str, base_url: str, username: str, password
         if LIST_PATH not in _unquote(page.url):
             await page.goto(list_url(base_url), timeout=timeout_ms)
         if await page.locator(PASSWORD_INPUT).count():
-            raise LoginError(f"the {empresa} portal refused the login (check the user and password)")
+            raise LoginError(f"the {empresa} portal refused the login: check {setting}_USER and {setting}_PASSWORD")
     except LoginError:
         raise
     except Exception as exc:  # noqa: BLE001 - never pass on a message that may hold a typed value
-        raise LoginError(f"login to the {empresa} portal failed ({type(exc).__name__})") from None
+        raise LoginError(f"login to the {empresa} portal failed ({type(exc).__name__}): its login page is not "
+                         "the one the scraper knows, or it did not answer in time; see the failure trace") from None
 
 
 def _unquote(url: str) -> str:

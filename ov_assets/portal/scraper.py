@@ -134,11 +134,27 @@ class ScrapeResult:
     radicados_failed: list[str] = field(default_factory=list)
     failure_artifacts: list[str] = field(default_factory=list)
     missing_labels: list[str] = field(default_factory=list)
+    list_error: str = ""  # the class of the error that stopped the walk of the results list
     seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
         return self.failed == 0 and self.listed >= self.listed_total
+
+
+def describe_failures(results: list[ScrapeResult]) -> str:
+    """What went wrong in these extractions, for the run's failure: PQRs that could not be
+    extracted, and results lists that could not be walked to the end (then PQRs of the day
+    may be missing without being counted)."""
+    pqrs = sum(len(r.radicados_failed) for r in results)
+    lists = [f"{r.empresa} {r.day} ({r.list_error})" for r in results if r.list_error]
+    said = []
+    if pqrs:
+        said.append(f"{pqrs} PQRs could not be extracted")
+    if lists:
+        said.append(f"the results list of {', '.join(lists)} could not be walked to the end (the portal failed "
+                    "or its list page changed); PQRs after that point were not seen")
+    return "; ".join(said or ["extraction failed"]) + ". The screenshots and traces are in failure_artifacts"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -562,6 +578,7 @@ async def _scrape_day_async(
             await asyncio.gather(*workers)
             if list_error is not None:
                 result.failed += 1
+                result.list_error = type(list_error).__name__
                 log.warning("%s %s: the results list could not be walked (%s: %s)", config.empresa, day,
                             type(list_error).__name__, str(list_error).splitlines()[0][:200] if str(list_error) else "")
                 if isinstance(list_error, LoginError):
