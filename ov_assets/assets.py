@@ -221,7 +221,9 @@ def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_rec
         total = total.add(counts)
         context.log.info(f"{empresa} {day}{' (dry run)' if config.dry_run else ''}: {counts}")
     metadata: dict[str, object] = {
-        "dagster/row_count": total.records_valid,
+        # the partition's rows in the table: one per winner, whichever way it went
+        "dagster/row_count": total.db_inserted + total.db_updated + total.db_duplicates + total.db_skipped_older,
+        "records_valid": total.records_valid,  # valid versions, several per radicado
         "db_inserted": total.db_inserted,
         "db_updated": total.db_updated,
         "db_duplicates": total.db_duplicates,

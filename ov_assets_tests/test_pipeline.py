@@ -116,6 +116,8 @@ def test_full_partition_run_is_correct_and_idempotent(
 
     mat = result.asset_materializations_for_node("pqr_table")[0]
     assert mat.metadata["db_inserted"].value == len(latest)
+    # Its row count is the table's rows of the partition (one per radicado), not the versions.
+    assert mat.metadata["dagster/row_count"].value == len(latest) < mat.metadata["records_valid"].value
 
     # The consolidated dataset of the partition (CSV and Parquet) holds exactly the table's rows.
     import polars as pl
@@ -134,6 +136,7 @@ def test_full_partition_run_is_correct_and_idempotent(
     mat = rerun.asset_materializations_for_node("pqr_table")[0]
     assert (mat.metadata["db_inserted"].value, mat.metadata["db_updated"].value,
             mat.metadata["db_duplicates"].value) == (0, 0, len(latest))
+    assert mat.metadata["dagster/row_count"].value == len(latest)
     assert query(pg_conninfo, "SELECT count(*) FROM data_general.ov_load_audit") == [(2,)]
     seen = query(pg_conninfo, "SELECT bool_and(last_seen_at > first_seen_at) FROM data_general.ov_rejects")
     assert seen == [(True,)]
