@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 
 import dagster as dg
+import psycopg
 
 from ov_assets.checks_logic import MAX_LISTED, Verdict, _listed, _partitions, emit
 from ov_assets.contract import BOGOTA, EMPRESAS
@@ -27,8 +28,6 @@ from ov_assets.loading import SCHEMA, table_name
 from ov_assets.partitions import pqr_partitions
 from ov_assets.resources.object_store import ObjectStore, ObjectStoreResource
 from ov_assets.resources.postgres import PostgresResource
-
-GROUP_CHECKS = "oficina_virtual"
 
 
 def _md_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
@@ -47,7 +46,7 @@ def _result(v: Verdict, **extra: object) -> dg.AssetCheckResult:
 
 # --- table-wide: duplicates -------------------------------------------------------------------
 
-def duplicate_keys(conn: object) -> Verdict:
+def duplicate_keys(conn: psycopg.Connection) -> Verdict:
     """Duplicate numero_radicado or hash_registro in ``ov_afinia`` / ``ov_aire``."""
     found: list[tuple[str, str, str, int]] = []
     for empresa in EMPRESAS:
@@ -68,7 +67,7 @@ def duplicate_keys(conn: object) -> Verdict:
     })
 
 
-def _unique_indexes(conn: object) -> list[str]:
+def _unique_indexes(conn: psycopg.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = ANY(%s) "
         "AND indexdef ILIKE 'CREATE UNIQUE INDEX%%' ORDER BY 1",
@@ -78,7 +77,7 @@ def _unique_indexes(conn: object) -> list[str]:
 
 # --- table-wide: registry rows without their table row ----------------------------------------
 
-def orphan_registry_rows(conn: object) -> Verdict:
+def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
     """Registry rows whose (empresa, numero_radicado) has no row in ``ov_{empresa}``."""
     found: list[tuple[str, str, str]] = []
     total = 0
@@ -102,7 +101,7 @@ def orphan_registry_rows(conn: object) -> Verdict:
 
 # --- table-wide: history vs current ----------------------------------------------------------
 
-def history_consistency(conn: object) -> Verdict:
+def history_consistency(conn: psycopg.Connection) -> Verdict:
     """Every history radicado exists in the current table, and no history version is newer than
     the current one (adopted versions, ``archivo_origen`` NULL, are older than anything)."""
     found: list[tuple[str, str, str]] = []
@@ -168,7 +167,7 @@ def freshness(last_finished: dict[str, dt.datetime | None], now: dt.datetime,
     })
 
 
-def last_loads(conn: object) -> dict[str, dt.datetime | None]:
+def last_loads(conn: psycopg.Connection) -> dict[str, dt.datetime | None]:
     rows = conn.execute(
         f"SELECT empresa, max(finished_at) FROM {SCHEMA}.ov_load_audit GROUP BY empresa").fetchall()
     return {e: rows_e for e, rows_e in rows}
@@ -183,7 +182,7 @@ def _grace() -> dt.timedelta:
 DONE = ("uploaded", "pre_existing")
 
 
-def registry_vs_bucket(conn: object, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
+def registry_vs_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
     """Every registry row of the partition that says stored is in the bucket with its size and
     SHA-256 (ERROR otherwise); rows still ``pending`` / ``error`` make it a WARN (the hourly
     verification re-materializes those partitions)."""
@@ -217,7 +216,7 @@ def registry_vs_bucket(conn: object, store: ObjectStore, empresa: str, day: dt.d
     }, severity)
 
 
-def table_vs_registry(conn: object, bucket: str, empresa: str, day: dt.date) -> Verdict:
+def table_vs_registry(conn: psycopg.Connection, bucket: str, empresa: str, day: dt.date) -> Verdict:
     """Every current row of the partition (``fecha`` on the day) loaded by ov-assets has its
     record JSON (``archivo_origen``) registered as stored, and every object its
     ``archivos_s3_urls`` lists is registered as stored with the same SHA-256. Joined on

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 import polars as pl
+import psycopg
 
 from ov_assets import archive
 from ov_assets.contract import BUSINESS_FIELDS, REQUIRED_FIELDS, hash_registro
@@ -180,7 +181,7 @@ def records_checks(context: dg.AssetExecutionContext, frame: pl.DataFrame) -> It
 
 # --- pqr_table ------------------------------------------------------------------------------
 
-def winners_in_table(conn: object, empresa: str, part: pl.DataFrame, day: dt.date | None = None) -> Verdict:
+def winners_in_table(conn: psycopg.Connection, empresa: str, part: pl.DataFrame, day: dt.date | None = None) -> Verdict:
     """Every winner is stored with its hash; a different stored version is accepted only when
     it is a newer extraction (CONTRACT §4: a stored row is never replaced by an older one, so
     the table rightly keeps it, e.g. when the newer version's files were already cleaned up
@@ -208,7 +209,7 @@ def winners_in_table(conn: object, empresa: str, part: pl.DataFrame, day: dt.dat
                              **_listed(bad, "numero_radicado")})
 
 
-def no_older_replacement(conn: object, empresa: str, part: pl.DataFrame) -> Verdict:
+def no_older_replacement(conn: psycopg.Connection, empresa: str, part: pl.DataFrame) -> Verdict:
     """No history row (a replaced version) is newer than the current row that replaced it;
     adopted rows (``archivo_origen`` NULL) are older than anything ov-assets loads."""
     table = f"{SCHEMA}.{table_name(empresa)}"
@@ -237,14 +238,14 @@ def table_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, 
 
 # --- pqr_s3_objects -------------------------------------------------------------------------
 
-def objects_registered(conn: object, bucket: str, planned: list[archive.PlannedObject]) -> Verdict:
+def objects_registered(conn: psycopg.Connection, bucket: str, planned: list[archive.PlannedObject]) -> Verdict:
     status = archive.registry_status(conn, bucket, [o.key for o in planned])
     bad = [o.key for o in planned
            if status.get(o.key, ("", None))[0] not in archive.DONE_STATUSES or status[o.key][1] != o.sha256]
     return Verdict(not bad, {"objects": len(planned), **_listed(bad, "s3_key")})
 
 
-def objects_match_bucket(conn: object, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
+def objects_match_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
     rows = conn.execute(
         f"""SELECT s3_key, file_size, file_hash FROM {SCHEMA}.s3_files_registry
             WHERE s3_bucket = %s AND empresa = %s AND metadata->>'partition_date' = %s

@@ -110,7 +110,6 @@ WARNING_CODES: tuple[str, ...] = (
 
 HASH_SEPARATOR = "\x1f"
 EXTRACTION_TS_FORMAT = "%Y%m%d_%H%M%S"
-FECHA_OUTPUT_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 # ``repair`` is exactly ``ftfy.fix_encoding``, which returns its input unchanged unless
 # ``ftfy.badness.is_bad`` finds a suspicious sequence (a costly regex). ``_MAYBE_MOJIBAKE`` is a
@@ -204,12 +203,6 @@ def parse_fecha(text: str) -> dt.datetime | None:
         return dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0))
     except ValueError:
         return None
-
-
-def format_fecha(value: dt.datetime) -> str:
-    """The canonical ``fecha`` (``YYYY-MM-DDTHH:MM:SS``)."""
-    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-            f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
 
 
 def parse_extraction_ts(text: str | None) -> dt.datetime | None:
@@ -338,7 +331,7 @@ def check_values(vals: list[str], obj: dict[str, Any], today: dt.date, repaired:
     day = fecha.date()
     if day < FIRST_DAY or day > today:
         return Reject(FECHA_OUT_OF_RANGE, f"field fecha {day.isoformat()} is outside {FIRST_DAY}..{today}")
-    vals[_I_FECHA] = fecha.isoformat()  # == format_fecha(fecha): seconds, no fraction, 4-digit year
+    vals[_I_FECHA] = fecha.isoformat()  # YYYY-MM-DDTHH:MM:SS: zero-padded, and parse_fecha gives no fraction
     for name, i, limit in _LIMITS_AT:
         if len(vals[i]) > limit:
             return Reject(VALUE_TOO_LONG, f"field {name} has {len(vals[i])} characters (limit {limit})")

@@ -14,7 +14,6 @@ pipeline_selection = dg.AssetSelection.assets("raw_pqr_files").downstream()
 pqr_pipeline_job = dg.define_asset_job(
     "pqr_pipeline_job",
     selection=pipeline_selection,
-    partitions_def=pqr_partitions,
     description="raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for chosen partitions.",
 )
 
@@ -28,7 +27,6 @@ landing_selection = dg.AssetSelection.assets("pqr_records").downstream()
 pqr_landing_job = dg.define_asset_job(
     "pqr_landing_job",
     selection=landing_selection,
-    partitions_def=pqr_partitions,
     executor_def=dg.in_process_executor,
     description="Sensor runs: new landing files of one partition to PostgreSQL and object storage.",
 )
@@ -38,7 +36,6 @@ pqr_landing_job = dg.define_asset_job(
 pqr_s3_retry_job = dg.define_asset_job(
     "pqr_s3_retry_job",
     selection=dg.AssetSelection.assets("pqr_s3_objects"),
-    partitions_def=pqr_partitions,
     executor_def=dg.in_process_executor,
     description="Hourly: pqr_s3_objects for partitions with registry rows pending or in error.",
 )
@@ -51,7 +48,7 @@ class ReportsArchiveConfig(dg.Config):
     day: str = ""  # YYYY-MM-DD (Bogotá); empty: today
 
 
-@dg.op(tags={"kind": "s3"})
+@dg.op(tags={"kind": "s3"}, pool="ov_s3")  # (writes to the bucket: the uploads' pool)
 def archive_reports(context: dg.OpExecutionContext, config: ReportsArchiveConfig,
                     postgres: PostgresResource, object_store: ObjectStoreResource,
                     landing: LandingResource) -> None:
@@ -105,6 +102,8 @@ from ov_assets import checks as _checks  # noqa: E402
 reconciliation_checks_job = dg.define_asset_job(
     "reconciliation_checks_job",
     selection=dg.AssetSelection.checks(*_checks.reconciliation_checks),
+    # (deprecated, but a job of checks only does not infer its partitions from the checks, and
+    # the hourly verification asks for partitions of it; the asset jobs above infer theirs)
     partitions_def=pqr_partitions,
     description="Checks only, for chosen partitions: s3_files_registry vs the bucket and the "
                 "table's rows vs the registry. Materializes nothing.",

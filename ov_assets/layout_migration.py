@@ -231,7 +231,7 @@ class LayoutMigrationConfig(dg.Config):
     target_layout: str = ""
 
 
-@dg.op(tags={"kind": "s3"})
+@dg.op(tags={"kind": "s3"}, pool="ov_s3")  # (writes to the bucket: the uploads' pool)
 def migrate_object_layout(context: dg.OpExecutionContext, config: LayoutMigrationConfig,
                           postgres: PostgresResource, object_store: ObjectStoreResource) -> dict[str, Any]:
     """Copy, verify, re-register, delete: every registered object moves to the target layout.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +23,7 @@ def consolidated_paths(data_dir: Path, empresa: str, day: dt.date) -> dict[str, 
             "rejects": folder / f"{empresa}_rejects_{day:%Y%m%d}.csv"}
 
 
-def _atomic(path: Path, write: "callable") -> None:
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.part")
     write(tmp)
     os.chmod(tmp, 0o600)

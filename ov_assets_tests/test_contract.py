@@ -197,8 +197,6 @@ def test_length_is_of_the_canonical_value() -> None:
 @pytest.mark.parametrize("field", [f for f in BUSINESS_FIELDS if f not in FIELD_LIMITS and f != "fecha"])
 def test_other_fields_unbounded(field: str) -> None:
     big = "x" * 200_000
-    if field in ("numero_radicado",):
-        pytest.skip("limited")
     out = valid(rec(**{field: big}))
     assert out.values[field] == big
 

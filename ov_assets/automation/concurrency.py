@@ -26,7 +26,6 @@ from __future__ import annotations
 PARTITION_TAG = "ov/partition"
 EMPRESA_TAG = "ov/empresa"
 MODE_TAG = "ov/mode"
-CLEANUP_TAG = "ov/landing-cleanup"
 
 
 PORTAL_TAG = "ov/portal"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import psycopg
 
 from ov_assets import settings
 from ov_assets.automation.concurrency import mode_tags, partition_tags
@@ -127,7 +128,7 @@ def pqr_incremental_schedule(context: dg.ScheduleEvaluationContext, landing: Lan
 # --- re-extraction ---------------------------------------------------------------------------
 
 
-def open_partitions(conn: object, today: dt.date, days: int = REEXTRACTION_DAYS) -> list[tuple[dt.date, str]]:
+def open_partitions(conn: psycopg.Connection, today: dt.date, days: int = REEXTRACTION_DAYS) -> list[tuple[dt.date, str]]:
     """(day, empresa) of the last ``days`` days (today included) holding PQRs whose
     ``estado_solicitud`` is not final (``contract.FINAL_STATUSES``)."""
     first = today - dt.timedelta(days=days - 1)
@@ -157,7 +158,7 @@ def pqr_reextraction_schedule(context: dg.ScheduleEvaluationContext, postgres: P
 # --- hourly verification and pending uploads ---------------------------------------------------
 
 
-def recently_changed_partitions(conn: object, since: dt.datetime) -> list[tuple[dt.date, str]]:
+def recently_changed_partitions(conn: psycopg.Connection, since: dt.datetime) -> list[tuple[dt.date, str]]:
     """(day, empresa) of registry rows written since ``since``, or still pending/error."""
     rows = conn.execute(
         f"""SELECT DISTINCT (metadata->>'partition_date')::date, empresa FROM {SCHEMA}.s3_files_registry

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from playwright.async_api import Page
+from playwright.async_api import Locator, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from ov_assets.contract import BUSINESS_FIELDS
@@ -316,5 +316,5 @@ async def read_detail(page: Page) -> tuple[dict[str, str], list[str]]:
     return {f: record[f] for f in BUSINESS_FIELDS}, missing
 
 
-def attachment_links(page: Page):
+def attachment_links(page: Page) -> Locator:
     return page.locator(ATTACHMENT_LINK)

@@ -135,7 +135,7 @@ class _State:
     """Data, sessions and fault counters, shared by the handler threads."""
 
     def __init__(self, per_day: PerDay, seed: int, username: str, password: str, faults: Faults,
-                 session_ttl_s: float | None):
+                 session_ttl_s: float | None) -> None:
         self.per_day = per_day
         self.seed = seed
         self.username = username
@@ -188,7 +188,7 @@ class ReplicaPortal:
 
     def __init__(self, per_day: PerDay = 25, seed: int = 0, username: str = "demo", password: str = "demo",
                  faults: Faults | None = None, port: int = 0, host: str = "127.0.0.1",
-                 session_ttl_s: float | None = None):
+                 session_ttl_s: float | None = None) -> None:
         self.state = _State(per_day, seed, username, password, faults or Faults(), session_ttl_s)
         self._host, self._port = host, port
         self._server: ThreadingHTTPServer | None = None
@@ -250,10 +250,6 @@ class ReplicaPortal:
         with self.state.lock:
             self.state.faults = faults
             self.state.api_requests = 0
-
-    def expire_sessions(self) -> None:
-        with self.state.lock:
-            self.state.sessions.clear()
 
     @property
     def stats(self) -> dict[str, int]:

@@ -314,7 +314,7 @@ def _private_file(path: Path) -> None:
 
 
 class _RateLimiter:
-    def __init__(self, per_min: float | None):
+    def __init__(self, per_min: float | None) -> None:
         self.interval = 60.0 / per_min if per_min else 0.0
         self.next = 0.0
         self.lock = asyncio.Lock()
@@ -337,7 +337,7 @@ class _Session:
     the scraping context. A ``generation`` counter makes concurrent workers that all saw the
     session expire log in only once."""
 
-    def __init__(self, browser: Browser, config: ScraperConfig, state_file: Path, result: ScrapeResult):
+    def __init__(self, browser: Browser, config: ScraperConfig, state_file: Path, result: ScrapeResult) -> None:
         self.browser, self.config, self.state_file, self.result = browser, config, state_file, result
         self.context: BrowserContext | None = None
         self.generation = 0

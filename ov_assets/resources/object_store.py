@@ -94,7 +94,6 @@ class StoredObject:
     size: int
     sha256: str | None
     verified: bool = True
-    composite: str | None = None  # S3's composite checksum of a multipart object (base64)
 
 
 class ObjectStore(Protocol):
@@ -245,8 +244,7 @@ class S3ObjectStore:
         if checksum and "-" not in checksum and not multipart \
                 and resp.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
             return StoredObject(size, hex_of_b64(checksum))
-        composite = checksum.split("-")[0] if checksum else None
-        return StoredObject(size, resp.get("Metadata", {}).get("sha256"), verified=False, composite=composite)
+        return StoredObject(size, resp.get("Metadata", {}).get("sha256"), verified=False)
 
     def head(self, key: str) -> StoredObject | None:
         resp = self._head(key)
@@ -306,8 +304,7 @@ class S3ObjectStore:
                                       ChecksumSHA256=checksum, **_condition(only_if_absent))
         self._check_answer(common["Key"], resp, checksum, hashlib.md5(data).hexdigest(), len(data))
 
-    def _check_answer(self, key: str, resp: dict[str, Any], checksum: str, md5: str | None, size: int,
-                      composite: bool = False) -> None:
+    def _check_answer(self, key: str, resp: dict[str, Any], checksum: str, md5: str | None, size: int) -> None:
         evidence = False
         echoed = resp.get("ChecksumSHA256")
         if echoed:
@@ -357,7 +354,7 @@ class S3ObjectStore:
         resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
                                                      MultipartUpload={"Parts": parts},
                                                      **_condition(only_if_absent))
-        self._check_answer(common["Key"], resp, composite, None, path.stat().st_size, composite=True)
+        self._check_answer(common["Key"], resp, composite, None, path.stat().st_size)
 
     def copy(self, src: str, dst: str, sha256: str) -> None:
         """Server-side copy of ``src`` to a free ``dst`` (``ObjectExists`` otherwise), with S3
