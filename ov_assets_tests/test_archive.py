@@ -89,7 +89,9 @@ def test_pre_existing_and_tampered_objects(env, s3_endpoint, s3_bucket):
     frame = prepare(data_dir, conninfo)
     store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
     objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
-    same, tampered = objects[0], objects[1]
+    winner_files = {f["filename"] for fs in frame.filter(pl.col("is_winner"))["files"].to_list() for f in fs}
+    tampered = next(o for o in objects if o.filename in winner_files)  # (a winner's: its row's flag matters)
+    same = next(o for o in objects if o is not tampered)
     c = client(s3_endpoint)
     c.put_object(Bucket=s3_bucket, Key=same.key, Body=same.path.read_bytes())  # e.g. the old system's copy
     c.put_object(Bucket=s3_bucket, Key=tampered.key, Body=b"not the landing file")
@@ -106,12 +108,10 @@ def test_pre_existing_and_tampered_objects(env, s3_endpoint, s3_bucket):
     assert counts.s3_errors == 1 and counts.s3_uploaded == 0
     assert registry(conninfo)[tampered.key]["attempts"] == 2
     # a winner whose object is in error is not marked processed
-    winners = frame.filter(pl.col("is_winner"))
-    if tampered.filename in {f["filename"] for fs in winners["files"].to_list() for f in fs}:
-        with psycopg.connect(**conninfo) as conn:
-            (flag,) = conn.execute("SELECT procesado_flag FROM data_general.ov_afinia WHERE numero_radicado = %s",
-                                   (tampered.numero_radicado,)).fetchone()
-        assert flag is False
+    with psycopg.connect(**conninfo) as conn:
+        (flag,) = conn.execute("SELECT procesado_flag FROM data_general.ov_afinia WHERE numero_radicado = %s",
+                               (tampered.numero_radicado,)).fetchone()
+    assert flag is False
 
 
 def test_tampering_after_upload_is_reported_by_reconciliation(env, s3_endpoint, s3_bucket):

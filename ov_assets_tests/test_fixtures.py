@@ -123,6 +123,26 @@ def test_free_port_is_bindable():
 
 
 def test_graphql_reports_http_errors():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     port = free_port()
-    with pytest.raises(OSError):
+    with pytest.raises(OSError):  # nothing listening
         graphql(f"http://127.0.0.1:{port}", "{ version }", timeout=2)
+
+    class Broken(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"boom")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RuntimeError, match="GraphQL HTTP 500 from .*/graphql: boom"):
+            graphql(f"http://127.0.0.1:{server.server_port}", "{ version }", timeout=5)
+    finally:
+        server.shutdown()
