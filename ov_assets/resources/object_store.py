@@ -202,6 +202,7 @@ class S3ObjectStore:
         self.region = region
         self.multipart_threshold = max(multipart_threshold, MIN_PART_SIZE)
         self.multipart_chunksize = max(multipart_chunksize, MIN_PART_SIZE)
+        self._bucket_seen = False
 
     @contextmanager
     def _writing(self, key: str) -> Iterator[None]:
@@ -231,10 +232,23 @@ class S3ObjectStore:
             return self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as exc:
             if _not_found(exc):
+                self._confirm_bucket()
                 return None
             raise self._fail(exc) from exc
         except Exception as exc:
             raise self._fail(exc) from exc
+
+    def _confirm_bucket(self) -> None:
+        """A HEAD answers a bare 404 (no body, no code) both for a missing key and for any key
+        of a missing bucket: asked once per store, so that a deleted bucket or a wrong endpoint
+        is said as such instead of every object reading as missing."""
+        if self._bucket_seen:
+            return
+        try:  # (a listing, not HeadBucket: the same s3:ListBucket, and a missing bucket says so in a body)
+            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+        except Exception as exc:
+            raise self._fail(exc) from exc
+        self._bucket_seen = True
 
     @staticmethod
     def _stored(resp: dict[str, Any]) -> StoredObject:
