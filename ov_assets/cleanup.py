@@ -28,18 +28,10 @@ import psycopg
 from ov_assets.contract import BOGOTA, EMPRESAS, FIRST_DAY
 from ov_assets.landing_index import IndexedFile, LandingIndex
 from ov_assets.loading import SCHEMA
-from ov_assets.settings import env_int
+from ov_assets.settings import retention_days
 
-DEFAULT_RETENTION_DAYS = 30
 DONE_STATUSES = ("uploaded", "pre_existing")
 _BATCH = 5000
-
-
-def retention_days() -> int:
-    days = env_int("OV_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
-    if days < 1:
-        raise ValueError(f"OV_RETENTION_DAYS must be at least 1, not {days}")
-    return days
 
 
 @dataclass

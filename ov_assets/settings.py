@@ -12,6 +12,8 @@ import os
 
 import dagster as dg
 
+from ov_assets.errors import ConfigurationError
+
 
 def env_str(name: str, default: str = "") -> str:
     value = os.environ.get(name, "").strip()
@@ -26,6 +28,15 @@ def env_int(name: str, default: int) -> int:
 def secret(name: str) -> str | dg.EnvVar:
     """An EnvVar when the variable is set (value hidden in the UI), else empty."""
     return dg.EnvVar(name) if env_str(name) else ""
+
+
+def retention_days() -> int:
+    """OV_RETENTION_DAYS (default 30): landing files verified in the object store and the
+    scraper's failure screenshots and traces are kept this long."""
+    days = env_int("OV_RETENTION_DAYS", 30)
+    if days < 1:
+        raise ConfigurationError(f"OV_RETENTION_DAYS must be at least 1, not {days}")
+    return days
 
 
 def data_dir() -> str:

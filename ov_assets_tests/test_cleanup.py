@@ -141,3 +141,27 @@ def test_cleanup_cli_dry_run(pg_conninfo18: dict[str, Any], data_dir: Path, monk
     assert cli.main(["cleanup"]) == 0
     assert "freed" in capsys.readouterr().out
     assert _landing(data_dir, "afinia") < before
+
+
+def test_retention_below_one_day_deletes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """OV_RETENTION_DAYS=0 (or a negative) would make everything "old": the cleanup and the
+    scraper's pruning of its failure artifacts both refuse it, and delete nothing."""
+    import pytest
+
+    from ov_assets.errors import ConfigurationError
+    from ov_assets.portal.scraper import prune_artifacts
+
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    trace = artifacts / "trace-afinia-20251008-1.zip"
+    trace.write_bytes(b"zip")
+    _set_age([trace], 2)
+    for days in ("0", "-3"):
+        monkeypatch.setenv("OV_RETENTION_DAYS", days)
+        with pytest.raises(ConfigurationError, match="OV_RETENTION_DAYS must be at least 1"):
+            prune_artifacts(artifacts)
+        with pytest.raises(ConfigurationError, match="OV_RETENTION_DAYS must be at least 1"):
+            cleanup_landing(LandingIndex(tmp_path / "data"), None, "bucket")  # type: ignore[arg-type]
+    assert trace.exists()
+    monkeypatch.setenv("OV_RETENTION_DAYS", "1")
+    assert prune_artifacts(artifacts) == [trace] and not trace.exists()

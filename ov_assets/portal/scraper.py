@@ -51,6 +51,7 @@ from ov_assets.landing import (
     record_file_name,
     sgc_for_name,
 )
+from ov_assets import settings
 from ov_assets.portal import pages
 from ov_assets.portal.pages import ListedPqr, LoginError, PortalError, SessionExpired
 
@@ -297,7 +298,7 @@ def _private_dir(path: Path) -> Path:
 def prune_artifacts(artifacts_dir: Path, retention_days: int | None = None) -> list[Path]:
     """Delete failure screenshots and traces older than ``retention_days`` (default
     ``OV_RETENTION_DAYS``, 30). They are local only and never uploaded."""
-    days = retention_days if retention_days is not None else int(os.environ.get("OV_RETENTION_DAYS") or 30)
+    days = retention_days if retention_days is not None else settings.retention_days()
     cutoff = time.time() - days * 86400
     removed = []
     if artifacts_dir.is_dir():
