@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 # --------------------------------------------------------------------------------------------
 # ports
@@ -30,6 +31,37 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def personal_search_terms(records: Iterable[Mapping[str, Any]]) -> set[str]:
+    """What a search for leaked personal data looks for: every personal value of these records
+    as written and in its canonical form, and every word of 4+ letters of a name (a surname
+    alone is a leak too)."""
+    from ov_assets.contract import PERSONAL_FIELDS, canonical
+
+    records = list(records)
+    terms = {str(r[f]) for r in records for f in PERSONAL_FIELDS if r.get(f)}
+    terms |= {c for v in terms if (c := canonical(v))}
+    terms |= {w for r in records for w in canonical(r.get("nombres_apellidos")).split() if len(w) >= 4}
+    return terms
+
+
+def leaked(text: str, terms: Iterable[str]) -> list[str]:
+    """The terms found in ``text``; numbers only as whole numbers (a 7-digit NIC may occur
+    inside a float timestamp)."""
+    return sorted(t for t in terms if re.search(rf"(?<![0-9]){re.escape(t)}(?![0-9])", text))
+
+
+def event_log_text(instance: Any) -> str:
+    """Every event of every run of a Dagster instance, and the runs' tags, as text. (Dagster's
+    JSON escapes non-ASCII, "Mar\\u00eda": read back and written as text, so that accented
+    names and complaint texts can match at all.)"""
+    parts = []
+    for run in instance.get_runs():
+        for record in instance.get_records_for_run(run.run_id, limit=100_000).records:
+            parts.append(json.dumps(json.loads(record.event_log_entry.to_json()), ensure_ascii=False))
+        parts.append(json.dumps(run.tags, ensure_ascii=False))
+    return "\n".join(parts)
 
 
 def configured_browser() -> str | None:

@@ -8,9 +8,12 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import psycopg
+from psycopg.rows import dict_row
 
-from ov_assets_tests.support import graphql
+from ov_assets.contract import PERSONAL_FIELDS
+from ov_assets_tests.support import event_log_text, graphql, leaked, personal_search_terms
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ov_bench_latency", ROOT / "bench" / "latency.py")
@@ -44,3 +47,18 @@ def test_dropped_files_reach_postgres_and_the_store(pg_conninfo18: dict[str, Any
     assert runs >= 2  # one sensor run per affected partition
     assert objects == files + more_files
     assert len(list((data_dir / "object_store").rglob("*.json"))) == len(radicados) + len(more)
+
+    # No personal value of these PQRs in the daemon's and webserver's output, in the runs'
+    # event logs (metadata included) or in their compute logs.
+    columns = ", ".join(PERSONAL_FIELDS)
+    with psycopg.connect(**pg_conninfo18, row_factory=dict_row) as conn:
+        people = conn.execute(f"SELECT {columns} FROM data_general.ov_afinia").fetchall()
+    terms = personal_search_terms(people)
+    assert len(people) == len(radicados) + len(more) and any(not t.isascii() for t in terms)
+    home = tmp_path / "dagster_home"
+    text = log.read_text(errors="replace")
+    text += "".join(p.read_text(errors="replace") for p in home.rglob("*") if p.suffix in (".out", ".err", ".log"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        text += event_log_text(instance)
+    assert "pqr_table" in text and "landing_sensor" in text  # the search looks at real output
+    assert leaked(text, terms) == []
