@@ -19,7 +19,7 @@ Measured on the project's 2-core VM (AMD EPYC, 23 GB RAM, ext4). Its speed moves
 through a day (the same naive loop took 22 s at one moment and 28 s an hour later; the I/O
 floor measured 18,000 to 97,000 files/s), so every run is kept here, newest first.
 
-Fourth round, 2026-11-22 14:55, a fast moment of the VM, ``--only io_floor --only ours --only
+Fourth round, 2026-11-22 14:25, a fast moment of the VM, ``--only io_floor --only ours --only
 python_min`` (``python_min``: two worker processes that open, read, hash and parse each file
 with orjson and write one 4-column index row holding its values, and nothing else: the least any
 Python design of ours does per file):
@@ -27,7 +27,7 @@ Python design of ours does per file):
     io_floor 97,245/s, ours 27,811/s (0.29x), python_min 90,109/s (0.93x)
 
 A lean Python pipeline keeps up with the floor; ours spends ~30 us more per record on the rules,
-the canonical values, the frames and the wider index row (3 secondary indexes). Within 2x of a
+the canonical values, the frames and the wider index row (4 secondary indexes). Within 2x of a
 97k/s floor leaves ~13 us per record for all of that, on top of ``python_min``'s ~22 us of CPU:
 out of reach while the per-record rules run in the interpreter.
 

@@ -28,7 +28,7 @@ import psycopg
 from ov_assets.contract import BOGOTA, EMPRESAS, FIRST_DAY
 from ov_assets.landing_index import IndexedFile, LandingIndex
 from ov_assets.loading import SCHEMA
-from ov_assets.settings import retention_days
+from ov_assets.settings import checked_retention, retention_days
 
 DONE_STATUSES = ("uploaded", "pre_existing")
 _BATCH = 5000
@@ -94,7 +94,7 @@ def cleanup_landing(
     empresas: tuple[str, ...] = EMPRESAS,
 ) -> CleanupReport:
     """Delete (or list, with ``dry_run``) verified landing files older than the retention."""
-    retention = retention_days() if retention is None else retention
+    retention = retention_days() if retention is None else checked_retention(retention)
     now = now or dt.datetime.now(BOGOTA)
     cutoff_ns = int((now - dt.timedelta(days=retention)).timestamp() * 1e9)
     # A file modified before the cutoff belongs to a record whose fecha is on or before the

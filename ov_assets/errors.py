@@ -146,13 +146,20 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
             what = type(exc).__name__
         return WithheldDataError(
             f"PostgreSQL {target}: {what} "
-            f"(SQLSTATE {diag.sqlstate}{constraint}); row values withheld, they may hold personal data"
+            f"(SQLSTATE {diag.sqlstate}{constraint}); row values withheld, they may hold personal data",
+            original=exc,
         )
     return exc
 
 
 class WithheldDataError(OperatorError):
-    """A database error whose detail (row values) was withheld; raised without its cause."""
+    """A database error whose detail (row values) was withheld; raised without its cause.
+    ``original`` keeps that error in this process only (whether to retry depends on its
+    SQLSTATE: a deadlock carries a DETAIL too), never in a message."""
+
+    def __init__(self, message: str, original: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.original = original
 
 
 class StoreAccessError(OperatorError):

@@ -5,7 +5,6 @@ import datetime as dt
 
 import dagster as dg
 
-from ov_assets.partitions import pqr_partitions
 from ov_assets.resources import LandingResource, ObjectStoreResource, PostgresResource
 
 # Everything downstream of the landing folder: what the sensor and the incremental runs need.
@@ -102,9 +101,8 @@ from ov_assets import checks as _checks  # noqa: E402
 reconciliation_checks_job = dg.define_asset_job(
     "reconciliation_checks_job",
     selection=dg.AssetSelection.checks(*_checks.reconciliation_checks),
-    # (deprecated, but a job of checks only does not infer its partitions from the checks, and
-    # the hourly verification asks for partitions of it; the asset jobs above infer theirs)
-    partitions_def=pqr_partitions,
+    # (no partitions_def: Dagster drops it for a job of checks only; its runs carry partition
+    # tags instead, see checks.partition_tags)
     description="Checks only, for chosen partitions: s3_files_registry vs the bucket and the "
                 "table's rows vs the registry. Materializes nothing.",
 )

@@ -190,7 +190,7 @@ def migrate_layout(conn: psycopg.Connection, store: ObjectStore, layout: str, ba
     conninfo = {k: v for k, v in info.items() if k in ("host", "port", "dbname", "user", "sslmode", "sslrootcert")}
     if conn.info.password:
         conninfo["password"] = conn.info.password
-    target = f"{info.get('host', '?')}:{info.get('port', '?')}/{info.get('dbname', '?')}"
+    target = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
     migrator = _Migrator(conninfo, store, layout, base_path)
     counts = MigrationCounts()
     rows = _rows(conn, store.bucket)
@@ -203,7 +203,8 @@ def migrate_layout(conn: psycopg.Connection, store: ObjectStore, layout: str, ba
         except (OperatorError, IntegrityError) as exc:
             return "error", f"{row['s3_key']}: {exc}"
         except psycopg.Error as exc:  # (its DETAIL or CONTEXT may quote a row: Dagster metadata)
-            return "error", f"{row['s3_key']}: {translate_pg_error(exc, target)}"
+            translated = translate_pg_error(exc, target)
+            return "error", f"{row['s3_key']}: {type(translated).__name__}: {translated}"[:500]
         except Exception as exc:  # noqa: BLE001 - reported per object, the others go on
             return "error", f"{row['s3_key']}: {type(exc).__name__}: {exc}"[:500]
 

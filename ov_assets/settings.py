@@ -33,9 +33,13 @@ def secret(name: str) -> str | dg.EnvVar:
 def retention_days() -> int:
     """OV_RETENTION_DAYS (default 30): landing files verified in the object store and the
     scraper's failure screenshots and traces are kept this long."""
-    days = env_int("OV_RETENTION_DAYS", 30)
+    return checked_retention(env_int("OV_RETENTION_DAYS", 30), "OV_RETENTION_DAYS")
+
+
+def checked_retention(days: int, source: str = "the retention") -> int:
+    """``days``, refused below one day: 0 or less would make every file old enough."""
     if days < 1:
-        raise ConfigurationError(f"OV_RETENTION_DAYS must be at least 1, not {days}")
+        raise ConfigurationError(f"{source} must be at least 1 day, not {days}")
     return days
 
 

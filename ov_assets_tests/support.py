@@ -48,8 +48,8 @@ def personal_search_terms(records: Iterable[Mapping[str, Any]]) -> set[str]:
 
 def leaked(text: str, terms: Iterable[str]) -> list[str]:
     """The terms found in ``text``; numbers only as whole numbers (a 7-digit NIC may occur
-    inside a float timestamp)."""
-    return sorted(t for t in terms if re.search(rf"(?<![0-9]){re.escape(t)}(?![0-9])", text))
+    inside a float timestamp, before or after its point)."""
+    return sorted(t for t in terms if re.search(rf"(?<![0-9.]){re.escape(t)}(?![0-9])", text))
 
 
 def event_log_text(instance: Any) -> str:

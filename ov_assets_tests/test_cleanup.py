@@ -162,6 +162,11 @@ def test_retention_below_one_day_deletes_nothing(tmp_path: Path, monkeypatch) ->
             prune_artifacts(artifacts)
         with pytest.raises(ConfigurationError, match="OV_RETENTION_DAYS must be at least 1"):
             cleanup_landing(LandingIndex(tmp_path / "data"), None, "bucket")  # type: ignore[arg-type]
+        # given explicitly (ov-assets cleanup --retention-days, the job's config): the same
+        with pytest.raises(ConfigurationError, match="must be at least 1 day"):
+            prune_artifacts(artifacts, int(days))
+        with pytest.raises(ConfigurationError, match="must be at least 1 day"):
+            cleanup_landing(LandingIndex(tmp_path / "data"), None, "bucket", retention=int(days))  # type: ignore[arg-type]
     assert trace.exists()
     monkeypatch.setenv("OV_RETENTION_DAYS", "1")
     assert prune_artifacts(artifacts) == [trace] and not trace.exists()

@@ -47,7 +47,7 @@ OPERATION_TO_ACTIONS: dict[str, list[tuple[str, str]]] = {
     "GetPublicAccessBlock": [("s3:GetBucketPublicAccessBlock", "bucket")],
 }
 # Granted although no call records them (the policy's statements say why).
-DOCUMENTED_EXCEPTIONS = {"s3:ListBucket", "kms:GenerateDataKey", "kms:Decrypt"}
+DOCUMENTED_EXCEPTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
 
 
 class Recorder:
@@ -115,17 +115,19 @@ def violations(policy: dict, calls, exceptions=DOCUMENTED_EXCEPTIONS) -> list[st
 
 
 def test_checker_catches_what_it_must():
-    calls = [("PutObject", "b", "oficina-virtual/x", ""), ("HeadObject", "b", "oficina-virtual/x", "")]
+    calls = [("PutObject", "b", "oficina-virtual/x", ""), ("HeadObject", "b", "oficina-virtual/x", ""),
+             ("ListObjectsV2", "b", "", "")]
     ok = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
                          "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]},
                         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::b"]}]}
     assert violations(ok, calls) == []
     missing = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]}]}
-    assert violations(missing, calls) == ["not allowed: s3:GetObject on arn:aws:s3:::b/oficina-virtual/x"]
+    assert violations(missing, calls) == ["not allowed: s3:GetObject on arn:aws:s3:::b/oficina-virtual/x",
+                                          "not allowed: s3:ListBucket on arn:aws:s3:::b"]
     star = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": "*"}]}
     assert any("wildcard" in v for v in violations(star, calls))
     extra = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
-                            "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]}]}
+                            "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]}, ok["Statement"][1]]}
     assert violations(extra, calls) == ["granted but never used: s3:DeleteObject"]
     elsewhere = [("PutObject", "b", "other-prefix/x", "")]
     assert violations(ok, elsewhere + calls) == ["not allowed: s3:PutObject on arn:aws:s3:::b/other-prefix/x"]

@@ -133,3 +133,34 @@ def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     assert "refused by a trigger" in str(info.value) and "P0001" in str(info.value)
     assert "María" not in str(info.value)
     assert "María" in str(info.value.__context__)  # (what was withheld)
+
+
+_DEADLOCK = ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01', MESSAGE = 'deadlock detected', "
+             "DETAIL = 'Process 1 waits for ShareLock on transaction 2; blocked by process 3.'; END $$")
+
+
+def test_a_deadlock_is_retried_though_its_detail_is_withheld(pg_conninfo18) -> None:
+    """A deadlock always carries a DETAIL (the processes and their locks), so its message is
+    withheld; it is still transient: the transaction runs again on a new connection."""
+    from ov_assets.errors import WithheldDataError
+    from ov_assets_tests.loadkit import resource
+
+    attempts: list[int] = []
+
+    def once(conn: psycopg.Connection) -> str:
+        attempts.append(1)
+        if len(attempts) == 1:  # the server raises what a deadlock raises, the first time
+            conn.execute(_DEADLOCK)
+        return "committed"
+
+    assert resource(pg_conninfo18, retries=2).run(once, migrate=False) == "committed"
+    assert len(attempts) == 2
+
+    def always(conn: psycopg.Connection) -> None:
+        attempts.append(1)
+        conn.execute(_DEADLOCK)
+
+    attempts.clear()
+    with pytest.raises(WithheldDataError, match="40P01"):  # once the retries are spent
+        resource(pg_conninfo18, retries=1).run(always, migrate=False)
+    assert len(attempts) == 2

@@ -260,17 +260,3 @@ def test_config_from_env_and_artifact_retention(tmp_path):
     new.write_bytes(b"x")
     os.utime(old, (time.time() - 31 * 86400,) * 2)
     assert prune_artifacts(tmp_path, 30) == [old] and new.exists()
-
-
-def test_failure_description_names_lost_pqrs_and_unwalked_lists() -> None:
-    """A run that could not walk a day's results list must not read "extraction failed for 1
-    PQRs": PQRs after that point were never seen, and the operator must know it."""
-    from ov_assets.portal.scraper import ScrapeResult, describe_failures
-
-    pqr = ScrapeResult("afinia", "2025-10-08", failed=2, radicados_failed=["RAD-1", "RAD-2"])
-    walked = ScrapeResult("aire", "2025-10-09", failed=1, list_error="PortalError")
-    text = describe_failures([pqr, walked])
-    assert text.startswith("2 PQRs could not be extracted; the results list of aire 2025-10-09 (PortalError) "
-                           "could not be walked to the end")
-    assert "failure_artifacts" in text
-    assert "1 PQRs" not in describe_failures([walked]) and "list of aire" in describe_failures([walked])

@@ -142,6 +142,9 @@ class ScrapeResult:
     def complete(self) -> bool:
         return self.failed == 0 and self.listed >= self.listed_total
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def describe_failures(results: list[ScrapeResult]) -> str:
     """What went wrong in these extractions, for the run's failure: PQRs that could not be
@@ -156,9 +159,6 @@ def describe_failures(results: list[ScrapeResult]) -> str:
         said.append(f"the results list of {', '.join(lists)} could not be walked to the end (the portal failed "
                     "or its list page changed); PQRs after that point were not seen")
     return "; ".join(said or ["extraction failed"]) + ". The screenshots and traces are in failure_artifacts"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def _private_dir(path: Path) -> Path:
 def prune_artifacts(artifacts_dir: Path, retention_days: int | None = None) -> list[Path]:
     """Delete failure screenshots and traces older than ``retention_days`` (default
     ``OV_RETENTION_DAYS``, 30). They are local only and never uploaded."""
-    days = retention_days if retention_days is not None else settings.retention_days()
+    days = settings.checked_retention(retention_days) if retention_days is not None else settings.retention_days()
     cutoff = time.time() - days * 86400
     removed = []
     if artifacts_dir.is_dir():

@@ -198,7 +198,7 @@ class PostgresResource(dg.ConfigurableResource):
                 return fn()
             except (OperatorError, psycopg.OperationalError, psycopg.errors.SerializationFailure,
                     psycopg.errors.DeadlockDetected) as exc:
-                cause = exc.__cause__ if isinstance(exc, OperatorError) else exc
+                cause = (exc.__cause__ or getattr(exc, "original", None)) if isinstance(exc, OperatorError) else exc
                 transient = is_transient(cause)
                 if not transient or attempt == self.retries:
                     raise
