@@ -183,8 +183,18 @@ async def close_modal(page: Page) -> None:
 
 
 async def install_modal_handler(page: Page) -> None:
-    """Whenever the modal shows up before an action, close it first."""
-    await page.add_locator_handler(page.locator(MODAL_CLOSE), lambda loc: loc.click())
+    """Whenever the modal shows up before an action, close it first: a DOM click (no
+    actionability wait), and never an error. Playwright raises a handler's error into whatever
+    call happens to run then (a ``page.close()`` in a retry, say), far from its cause; a modal
+    that stays open makes the action itself time out, which the retries are for."""
+
+    async def dismiss(close: Locator) -> None:
+        try:
+            await close.first.evaluate("el => el.click()", timeout=2000)
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+    await page.add_locator_handler(page.locator(MODAL_CLOSE), dismiss)
 
 
 async def login(page: Page, empresa: str, base_url: str, username: str, password: str, timeout_ms: float) -> None:

@@ -309,6 +309,15 @@ def prune_artifacts(artifacts_dir: Path, retention_days: int | None = None) -> l
     return removed
 
 
+async def _close(page: Page) -> None:
+    """Close a page; one that cannot be closed (its browser went away, an error raised into the
+    call) is left to its context, which is closed at the end: never a reason to stop a day."""
+    try:
+        await page.close()
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.info("a page could not be closed (%s); left to its browser context", type(exc).__name__)
+
+
 def _private_file(path: Path) -> None:
     if path.exists():
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
@@ -446,7 +455,7 @@ async def _scrape_day_async(
                     await artifacts_for(page, "list")
                     raise
                 finally:
-                    await page.close()
+                    await _close(page)
 
             walked_pages: set[int] = set()
 
@@ -493,7 +502,7 @@ async def _scrape_day_async(
                         page, used = await _one(item, page, used)
                 finally:
                     if page is not None and not page.is_closed():
-                        await page.close()
+                        await _close(page)
 
             async def _one(item: ListedPqr, page: Page | None, used: int) -> tuple[Page | None, int]:
                 """Extract one PQR, retrying. An expired session is not the record's fault: it
@@ -509,7 +518,7 @@ async def _scrape_day_async(
                         await _extract(page, item, fresh=attempt > 0 or expiries > 0 or used == 0)
                         used += 1
                         if used >= config.recycle_pages_after:
-                            await page.close()
+                            await _close(page)
                             page = None
                         return page, used
                     except SessionExpired:
@@ -533,7 +542,7 @@ async def _scrape_day_async(
                             item.numero_radicado, attempt, last_error)
                 await artifacts_for(page, f"radicado-{re.sub(r'[^0-9A-Za-z]', '_', item.numero_radicado)}")
                 if page is not None and not page.is_closed():
-                    await page.close()
+                    await _close(page)
                 return None, 0
 
             async def _extract(page: Page, item: ListedPqr, fresh: bool) -> None:
