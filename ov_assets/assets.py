@@ -161,7 +161,7 @@ def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource) -> 
     frames = []
     for day, empresa in parts:
         frame = partition_frame(index, empresa, day, today)
-        write_consolidated(landing.root, empresa, day, frame)
+        write_consolidated(landing.root, empresa, day, frame, merge_with_existing=index.was_cleaned(empresa, day))
         frames.append(frame)
     frame = pl.concat(frames) if frames else empty_frame()
     reasons = Counter(frame.filter(pl.col("status") == "rejected")["reject_code"].to_list())

@@ -108,6 +108,7 @@ def cleanup_landing(
         counts = {"files": 0, "bytes": 0, "records": 0}
         day = FIRST_DAY
         while day <= last_day:
+            this_day = day
             records = index.record_files(empresa, day)
             day += dt.timedelta(days=1)
             if not records:
@@ -133,6 +134,7 @@ def cleanup_landing(
                 else:
                     report.kept_not_verified += 1
             files_by_name = {f.name: f for r in old for f in (r, *linked.get(r.name, []))}
+            marked = False
             for name, f in sorted(files_by_name.items()):
                 if not owners[name] or not owners[name] <= deletable:
                     continue
@@ -146,6 +148,9 @@ def cleanup_landing(
                     report.kept_changed += 1
                     continue
                 if not dry_run:
+                    if not marked:  # before the first file goes (the reports keep their rows)
+                        index.mark_cleaned(empresa, this_day)
+                        marked = True
                     os.unlink(path)
                 report.deleted.append(path)
                 counts["files"] += 1

@@ -66,6 +66,11 @@ CREATE TABLE IF NOT EXISTS files (
 -- of an empresa and saw no other writer knows its fresh frames are the whole index.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', 0);
+-- Partitions some of whose archived files the landing cleanup deleted: their frames now hold
+-- only what is left, so what is derived from a whole partition (the consolidated reports) is
+-- merged with what was written before, never replaced by it.
+CREATE TABLE IF NOT EXISTS cleaned (empresa TEXT NOT NULL, partition_date TEXT NOT NULL,
+                                    PRIMARY KEY (empresa, partition_date));
 """
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'generation'"
 _GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
@@ -476,6 +481,16 @@ class LandingIndex:
                 for owner in owners:
                     out[owner].append(f)
         return out
+
+    def mark_cleaned(self, empresa: str, day: dt.date) -> None:
+        """Record that the cleanup deletes archived files of this partition (see ``cleaned``)."""
+        with self._db() as db:
+            db.execute("INSERT OR IGNORE INTO cleaned VALUES (?, ?)", (empresa, day.isoformat()))
+
+    def was_cleaned(self, empresa: str, day: dt.date) -> bool:
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM cleaned WHERE empresa = ? AND partition_date = ?",
+                              (empresa, day.isoformat())).fetchone() is not None
 
     def latest_hashes(self, empresa: str, days: Iterable[dt.date]) -> set[str]:
         """hash_registro of the valid versions already in the landing folder for these days."""

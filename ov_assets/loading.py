@@ -394,8 +394,8 @@ def load_partitions(
         upsert_rejects(conn, part.filter(pl.col("status") == "rejected"))
         conn.execute(
             f"""INSERT INTO {SCHEMA}.ov_load_audit (run_id, empresa, partition_date, files_seen,
-                    records_valid, db_inserted, db_updated, db_duplicates, rejected, started_at)
-                SELECT %s, u.*, %s FROM unnest(%s::text[], %s::date[], %s::int[], %s::int[], %s::int[],
+                    records_valid, db_inserted, db_updated, db_duplicates, rejected, started_at, finished_at)
+                SELECT %s, u.*, %s, clock_timestamp() FROM unnest(%s::text[], %s::date[], %s::int[], %s::int[], %s::int[],
                                                %s::int[], %s::int[], %s::int[]) AS u""",
             (run_id, started, [e for e, _ in keys], [d for _, d in keys],
              *[[getattr(out[k], f) for k in keys] for f in ("files_seen", "records_valid", "db_inserted",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,19 +25,35 @@ def consolidated_paths(data_dir: Path, empresa: str, day: dt.date) -> dict[str, 
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    write(tmp)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Write through a temporary file of its own (two runs of a partition never write into the
+    same one), owner-only from its creation (the reports hold personal data), then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def write_consolidated(data_dir: Path, empresa: str, day: dt.date, frame: pl.DataFrame) -> dict[str, Path]:
-    """Write the partition's winners (CSV + Parquet) and rejects (CSV); owner-readable only."""
+def write_consolidated(data_dir: Path, empresa: str, day: dt.date, frame: pl.DataFrame,
+                       merge_with_existing: bool = False) -> dict[str, Path]:
+    """Write the partition's winners (CSV + Parquet) and rejects (CSV); owner-readable only.
+
+    ``merge_with_existing``: the frame lacks files the landing cleanup deleted after archiving
+    them (``LandingIndex.was_cleaned``), so the winners are merged with the report written
+    before, by the same rule (latest extraction, then greater file name), instead of replacing
+    it with what is left. (Rejects are never deleted by the cleanup: the frame has them all.)"""
     paths = consolidated_paths(data_dir, empresa, day)
     paths["csv"].parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     winners = (frame.filter(pl.col("is_winner")).sort("numero_radicado")
                .select(*CONSOLIDATED_COLUMNS)
                .with_columns(pl.col("warnings").list.join(",")))
+    if merge_with_existing and paths["parquet"].exists():
+        winners = (pl.concat([pl.read_parquet(paths["parquet"]), winners], how="vertical_relaxed")
+                   .sort("numero_radicado", "fecha_extraccion", "file_name")
+                   .unique("numero_radicado", keep="last", maintain_order=True))
     rejects = frame.filter(pl.col("status") == "rejected").select(
         "file_name", "file_sha256", "numero_radicado", "reject_code", "reject_detail")
     _atomic(paths["csv"], lambda p: winners.write_csv(p))

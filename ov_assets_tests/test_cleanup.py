@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 import psycopg
 
 from ov_assets import generator
@@ -19,6 +20,7 @@ from ov_assets.cleanup import cleanup_landing
 from ov_assets.contract import today_bogota
 from ov_assets.landing import landing_dir
 from ov_assets.landing_index import LandingIndex
+from ov_assets.reports import consolidated_paths
 from ov_assets_tests.support import pipeline_resources
 
 OLD = today_bogota() - dt.timedelta(days=45)
@@ -60,6 +62,8 @@ def _record_groups(data_dir: Path, empresa: str, day: dt.date) -> dict[str, list
 
 def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], data_dir: Path) -> None:
     resources, old, recent = _setup(pg_conninfo18, data_dir)
+    reports = consolidated_paths(data_dir, "afinia", OLD)
+    reports_before = {k: p.read_bytes() for k, p in reports.items()}
     groups = _record_groups(data_dir, "afinia", OLD)
     names = sorted(groups)
     tampered, errored = names[0], names[1]
@@ -105,6 +109,27 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
     # A second cleanup finds nothing more.
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
         assert cleanup_landing(LandingIndex(data_dir), conn, store.bucket, retention=30).files == 0
+
+    # The partition materialized again (the re-extraction schedule does, for 60 days): its frame
+    # lacks the deleted files, but its reports keep every winner, as written before the cleanup.
+    _materialize(resources, OLD, "afinia")
+    assert {k: p.read_bytes() for k, p in reports.items()} == reports_before
+    # A newer version of a PQR whose files were deleted: the report takes it, keeps the others.
+    def rows() -> dict[str, str]:
+        return dict(pl.read_parquet(reports["parquet"]).select("numero_radicado", "hash_registro").iter_rows())
+
+    earlier = rows()
+    remaining = {r.numero_radicado for r in LandingIndex(data_dir).record_files("afinia", OLD)}
+    gone_radicado = next(r for r in sorted(earlier) if r not in remaining)  # every version deleted
+    gone = next(r for r in old.records if r["numero_radicado"] == gone_radicado)
+    newer = dict(gone, estado_solicitud="Finalizado", comentarios="Cerrado tras visita técnica")
+    generator.write_record_files(landing_dir(data_dir, "afinia"), newer, dt.datetime.now() - dt.timedelta(minutes=5), 99)
+    _materialize(resources, OLD, "afinia")
+    now = rows()
+    assert set(now) == set(earlier) and now[gone["numero_radicado"]] != earlier[gone["numero_radicado"]]
+    assert {k: v for k, v in now.items() if k != gone["numero_radicado"]} == {
+        k: v for k, v in earlier.items() if k != gone["numero_radicado"]}
+    assert pl.read_csv(reports["csv"], infer_schema=False).height == len(earlier)
 
 
 def test_cleanup_respects_retention_and_changed_bytes(pg_conninfo18: dict[str, Any], data_dir: Path,

@@ -119,6 +119,13 @@ def test_full_partition_run_is_correct_and_idempotent(
     # The consolidated dataset of the partition (CSV and Parquet) holds exactly the table's rows.
     import polars as pl
 
+    import stat
+
+    processed = data_dir / "processed"
+    assert {p.name for p in processed.iterdir()} >= {"afinia_consolidated_20251008.csv",
+                                                     "afinia_consolidated_20251008.parquet", "afinia_rejects_20251008.csv"}
+    assert not [p for p in processed.iterdir() if p.name.endswith(".part")]  # no temporary file left
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in processed.iterdir()), "reports are owner-only"
     csv = pl.read_csv(data_dir / "processed" / "afinia_consolidated_20251008.csv", infer_schema=False)
     parquet = pl.read_parquet(data_dir / "processed" / "afinia_consolidated_20251008.parquet")
     for frame in (csv, parquet):
