@@ -234,8 +234,7 @@ OLD_COLUMNS = (*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_o
 
 
 def _old_records(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select(*[pl.col("fecha_dt").alias("fecha") if c == "fecha" else pl.col(c) for c in BUSINESS_FIELDS],
-                        "hash_registro", "fecha_extraccion", pl.col("file_name").alias("archivo_origen"))
+    return frame.with_columns(fecha=pl.col("fecha_dt"), archivo_origen=pl.col("file_name")).select(OLD_COLUMNS)
 
 
 def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
@@ -244,12 +243,11 @@ def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
     hash, SELECT by radicado, INSERT or UPDATE, commit every 100."""
     import sqlalchemy as sa
 
-    cols = OLD_COLUMNS
     records = _old_records(frame).to_dicts()
     by_hash = sa.text("SELECT id FROM data_general.ov_afinia WHERE hash_registro = :hash_registro")
     by_radicado = sa.text("SELECT id FROM data_general.ov_afinia WHERE numero_radicado = :numero_radicado")
-    ins = sa.text(f"INSERT INTO data_general.ov_afinia ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})")
-    upd = sa.text("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = :{c}" for c in cols)
+    ins = sa.text(f"INSERT INTO data_general.ov_afinia ({', '.join(OLD_COLUMNS)}) VALUES ({', '.join(':' + c for c in OLD_COLUMNS)})")
+    upd = sa.text("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = :{c}" for c in OLD_COLUMNS)
                   + ", updated_at = now() WHERE id = :id")
     host = str(ci["host"])
     query = {"host": host} if host.startswith("/") else {}
@@ -277,10 +275,9 @@ def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
 def old_loader_psycopg3(ci: dict[str, Any], frame: pl.DataFrame) -> float:
     """The same statements on psycopg 3 (which prepares repeated statements server-side after
     5 executions): the old way at its most favourable, for comparison."""
-    cols = OLD_COLUMNS
     records = _old_records(frame).rows()
-    ins = f"INSERT INTO data_general.ov_afinia ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
-    upd = ("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = %s" for c in cols) + ", updated_at = now() WHERE id = %s")
+    ins = f"INSERT INTO data_general.ov_afinia ({', '.join(OLD_COLUMNS)}) VALUES ({', '.join(['%s'] * len(OLD_COLUMNS))})"
+    upd = ("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = %s" for c in OLD_COLUMNS) + ", updated_at = now() WHERE id = %s")
     with psycopg.connect(**ci) as conn:
         cur = conn.cursor()
         t0 = time.perf_counter()

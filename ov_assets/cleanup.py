@@ -28,7 +28,7 @@ import psycopg
 from ov_assets.contract import BOGOTA, EMPRESAS, FIRST_DAY
 from ov_assets.landing_index import IndexedFile, LandingIndex
 from ov_assets.loading import SCHEMA
-from ov_assets.settings import checked_retention, retention_days
+from ov_assets.settings import retention_days
 
 DONE_STATUSES = ("uploaded", "pre_existing")
 _BATCH = 5000
@@ -94,7 +94,7 @@ def cleanup_landing(
     empresas: tuple[str, ...] = EMPRESAS,
 ) -> CleanupReport:
     """Delete (or list, with ``dry_run``) verified landing files older than the retention."""
-    retention = retention_days() if retention is None else checked_retention(retention)
+    retention = retention_days(retention)
     now = now or dt.datetime.now(BOGOTA)
     cutoff_ns = int((now - dt.timedelta(days=retention)).timestamp() * 1e9)
     # A file modified before the cutoff belongs to a record whose fecha is on or before the
@@ -106,11 +106,9 @@ def cleanup_landing(
         index.refresh(empresa, today)
         folder = index.folder(empresa)
         counts = {"files": 0, "bytes": 0, "records": 0}
-        day = FIRST_DAY
-        while day <= last_day:
-            this_day = day
+        for offset in range((last_day - FIRST_DAY).days + 1):
+            day = FIRST_DAY + dt.timedelta(days=offset)
             records = index.record_files(empresa, day)
-            day += dt.timedelta(days=1)
             if not records:
                 continue
             linked = index.linked_files(empresa, records)
@@ -149,7 +147,7 @@ def cleanup_landing(
                     continue
                 if not dry_run:
                     if not marked:  # before the first file goes (the reports keep their rows)
-                        index.mark_cleaned(empresa, this_day)
+                        index.mark_cleaned(empresa, day)
                         marked = True
                     os.unlink(path)
                 report.deleted.append(path)

@@ -135,13 +135,6 @@ class GeneratedDay:
     def radicados(self) -> set[str]:
         return {r["numero_radicado"] for r in self.records}
 
-    @property
-    def personal_values(self) -> set[str]:
-        out: set[str] = set()
-        for r in self.records:
-            out |= personal_values(r)
-        return out
-
 
 def _write(path: Path, data: bytes, mtime: float | None = None) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")

@@ -130,10 +130,9 @@ class RefreshResult:
             names = [name for frame in self._found for name, _, was in frame.iter_rows() if was is changed]
             with self._index._db() as db:
                 rows = db.execute(
-                    f"SELECT {', '.join(IndexedFile._fields)} FROM files WHERE empresa = ? AND name IN "
+                    f"SELECT {LandingIndex._COLUMNS} FROM files WHERE empresa = ? AND name IN "
                     "(SELECT value FROM json_each(?)) ORDER BY name", (self._empresa, json.dumps(names))).fetchall()
-            self._lists[changed] = [
-                IndexedFile(*row[:7], dt.date.fromisoformat(row[7]) if row[7] else None, *row[8:]) for row in rows]
+            self._lists[changed] = [LandingIndex._row(row) for row in rows]
         return self._lists[changed]
 
     @property

@@ -30,14 +30,12 @@ def secret(name: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if env_str(name) else ""
 
 
-def retention_days() -> int:
-    """OV_RETENTION_DAYS (default 30): landing files verified in the object store and the
-    scraper's failure screenshots and traces are kept this long."""
-    return checked_retention(env_int("OV_RETENTION_DAYS", 30), "OV_RETENTION_DAYS")
-
-
-def checked_retention(days: int, source: str = "the retention") -> int:
-    """``days``, refused below one day: 0 or less would make every file old enough."""
+def retention_days(given: int | None = None) -> int:
+    """How long landing files verified in the object store and the scraper's failure
+    screenshots and traces are kept: ``given`` (a command's option, a job's config), else
+    OV_RETENTION_DAYS (default 30); refused below one day, which would make every file old."""
+    days = given if given is not None else env_int("OV_RETENTION_DAYS", 30)
+    source = "the retention" if given is not None else "OV_RETENTION_DAYS"
     if days < 1:
         raise ConfigurationError(f"{source} must be at least 1 day, not {days}")
     return days

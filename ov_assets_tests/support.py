@@ -37,10 +37,11 @@ def personal_search_terms(records: Iterable[Mapping[str, Any]]) -> set[str]:
     """What a search for leaked personal data looks for: every personal value of these records
     as written and in its canonical form, and every word of 4+ letters of a name (a surname
     alone is a leak too)."""
-    from ov_assets.contract import PERSONAL_FIELDS, canonical
+    from ov_assets.contract import canonical
+    from ov_assets.generator import personal_values
 
     records = list(records)
-    terms = {str(r[f]) for r in records for f in PERSONAL_FIELDS if r.get(f)}
+    terms = set().union(*map(personal_values, records))
     terms |= {c for v in terms if (c := canonical(v))}
     terms |= {w for r in records for w in canonical(r.get("nombres_apellidos")).split() if len(w) >= 4}
     return terms
@@ -48,8 +49,9 @@ def personal_search_terms(records: Iterable[Mapping[str, Any]]) -> set[str]:
 
 def leaked(text: str, terms: Iterable[str]) -> list[str]:
     """The terms found in ``text``; numbers only as whole numbers (a 7-digit NIC may occur
-    inside a float timestamp, before or after its point)."""
-    return sorted(t for t in terms if re.search(rf"(?<![0-9.]){re.escape(t)}(?![0-9])", text))
+    inside a float timestamp, before or after its point), anything else anywhere."""
+    return sorted(t for t in terms if (re.search(rf"(?<![0-9.]){re.escape(t)}(?![0-9])", text) if t.isdigit()
+                                       else t in text))
 
 
 def event_log_text(instance: Any) -> str:

@@ -21,6 +21,7 @@ from ov_assets.contract import today_bogota
 from ov_assets.landing import landing_dir
 from ov_assets.landing_index import LandingIndex
 from ov_assets.reports import consolidated_paths
+from ov_assets_tests.checks_support import write_newer_version
 from ov_assets_tests.support import pipeline_resources
 
 OLD = today_bogota() - dt.timedelta(days=45)
@@ -121,14 +122,11 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
     earlier = rows()
     remaining = {r.numero_radicado for r in LandingIndex(data_dir).record_files("afinia", OLD)}
     gone_radicado = next(r for r in sorted(earlier) if r not in remaining)  # every version deleted
-    gone = next(r for r in old.records if r["numero_radicado"] == gone_radicado)
-    newer = dict(gone, estado_solicitud="Finalizado", comentarios="Cerrado tras visita técnica")
-    generator.write_record_files(landing_dir(data_dir, "afinia"), newer, dt.datetime.now() - dt.timedelta(minutes=5), 99)
+    write_newer_version(data_dir, old, index=next(i for i, r in enumerate(old.records)
+                                                  if r["numero_radicado"] == gone_radicado))
     _materialize(resources, OLD, "afinia")
     now = rows()
-    assert set(now) == set(earlier) and now[gone["numero_radicado"]] != earlier[gone["numero_radicado"]]
-    assert {k: v for k, v in now.items() if k != gone["numero_radicado"]} == {
-        k: v for k, v in earlier.items() if k != gone["numero_radicado"]}
+    assert now[gone_radicado] != earlier[gone_radicado] and now == {**earlier, gone_radicado: now[gone_radicado]}
     assert pl.read_csv(reports["csv"], infer_schema=False).height == len(earlier)
 
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from ov_assets import loading
-from ov_assets.errors import ConfigurationError, OperatorError
+from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource, wait_for_file, wait_until
 from ov_assets_tests.support import free_port
 
@@ -97,14 +97,8 @@ def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, mon
 
 def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     """PostgreSQL quotes the failing row in DETAIL; that must never reach a run's event log."""
-    import psycopg
-    import pytest as _pytest
-
-    from ov_assets.errors import WithheldDataError
-    from ov_assets_tests.loadkit import resource
-
     postgres = resource(pg_conninfo18)
-    with _pytest.raises(WithheldDataError) as info:
+    with pytest.raises(WithheldDataError) as info:
         with postgres.connect() as conn:
             conn.execute("CREATE TEMP TABLE t (a text NOT NULL, b text)")
             conn.execute("INSERT INTO t VALUES (NULL, %s)", ("María José Pérez Ñáñez",))
@@ -114,7 +108,7 @@ def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     assert isinstance(info.value.__context__, psycopg.errors.NotNullViolation)  # kept in-process only
 
     # A data error quotes the value in its primary message.
-    with _pytest.raises(WithheldDataError) as info:
+    with pytest.raises(WithheldDataError) as info:
         with postgres.connect() as conn:
             conn.execute("SELECT %s::integer", ("María José Pérez Ñáñez",))
     assert "22P02" in str(info.value) and "InvalidTextRepresentation" in str(info.value)
@@ -122,7 +116,7 @@ def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     assert "María" in str(info.value.__context__)  # (what was withheld)
 
     # Any error during a COPY carries the line it was at in its CONTEXT: here a trigger's.
-    with _pytest.raises(WithheldDataError) as info:
+    with pytest.raises(WithheldDataError) as info:
         with postgres.connect() as conn:
             conn.execute("CREATE TEMP TABLE c (a text)")
             conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
@@ -142,9 +136,6 @@ _DEADLOCK = ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01', MESSAGE = 'de
 def test_a_deadlock_is_retried_though_its_detail_is_withheld(pg_conninfo18) -> None:
     """A deadlock always carries a DETAIL (the processes and their locks), so its message is
     withheld; it is still transient: the transaction runs again on a new connection."""
-    from ov_assets.errors import WithheldDataError
-    from ov_assets_tests.loadkit import resource
-
     attempts: list[int] = []
 
     def once(conn: psycopg.Connection) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import stat
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -119,15 +120,13 @@ def test_full_partition_run_is_correct_and_idempotent(
     # The consolidated dataset of the partition (CSV and Parquet) holds exactly the table's rows.
     import polars as pl
 
-    import stat
-
     processed = data_dir / "processed"
     assert {p.name for p in processed.iterdir()} >= {"afinia_consolidated_20251008.csv",
                                                      "afinia_consolidated_20251008.parquet", "afinia_rejects_20251008.csv"}
     assert not [p for p in processed.iterdir() if p.name.endswith(".part")]  # no temporary file left
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in processed.iterdir()), "reports are owner-only"
-    csv = pl.read_csv(data_dir / "processed" / "afinia_consolidated_20251008.csv", infer_schema=False)
-    parquet = pl.read_parquet(data_dir / "processed" / "afinia_consolidated_20251008.parquet")
+    csv = pl.read_csv(processed / "afinia_consolidated_20251008.csv", infer_schema=False)
+    parquet = pl.read_parquet(processed / "afinia_consolidated_20251008.parquet")
     for frame in (csv, parquet):
         assert dict(frame.select("numero_radicado", "hash_registro").iter_rows()) == rows
     table_names = dict(query(pg_conninfo, "SELECT numero_radicado, nombres_apellidos FROM data_general.ov_afinia"))

@@ -58,16 +58,17 @@ def _rec(estado: str, ts: str | None, **over: object) -> dict:
 # --- the version winner ---------------------------------------------------------------------
 
 
-def _winners_by_sorting(frame: pl.DataFrame) -> set[str]:
-    """The rule of CONTRACT §4 written the plain way: per (empresa, partition, radicado), the
-    valid versions sorted by extraction time (missing last), then file name, the first wins."""
+def _winners_by_sorting(frame: pl.DataFrame) -> set[tuple[str, str]]:
+    """The rule of CONTRACT §4 written the plain way: per (empresa, partition, radicado), among
+    the valid versions the latest extraction (a missing one loses), then the greater file name;
+    (empresa, file name) of each winner."""
     best: dict[tuple, tuple] = {}
     for r in frame.filter(pl.col("status") == "valid").iter_rows(named=True):
         k = (r["empresa"], r["partition_date"], r["numero_radicado"])
         rank = (r["fecha_extraccion"] is not None, r["fecha_extraccion"] or dt.datetime.min, r["file_name"])
         if k not in best or rank > best[k][0]:
-            best[k] = (rank, r["file_name"])
-    return {name for _, name in best.values()}
+            best[k] = (rank, (r["empresa"], r["file_name"]))
+    return {winner for _, winner in best.values()}
 
 
 @settings(max_examples=200, deadline=None)
@@ -82,16 +83,15 @@ def test_winners_match_the_plain_rule(rows: list[tuple]) -> None:
     rejected versions, several empresas and partitions, names ordered by code point."""
     from ov_assets.records import mark_winners
 
-    seen: set[tuple] = set()
-    unique = [r for r in rows if (r[0], r[5]) not in seen and not seen.add((r[0], r[5]))]
+    unique = list({(r[0], r[5]): r for r in rows}.values())  # one version per (empresa, file name)
     frame = pl.DataFrame(
-        [(e, d, rad, st_, ext, name, False) for e, d, rad, st_, ext, name in unique],
+        [(*r, False) for r in unique],
         schema={"empresa": pl.String(), "partition_date": pl.Date(), "numero_radicado": pl.String(),
                 "status": pl.String(), "fecha_extraccion": pl.Datetime("us"), "file_name": pl.String(),
                 "is_winner": pl.Boolean()}, orient="row")
     marked = mark_winners(frame)
     assert marked.height == frame.height
-    assert set(marked.filter(pl.col("is_winner"))["file_name"].to_list()) == _winners_by_sorting(frame)
+    assert set(marked.filter(pl.col("is_winner")).select("empresa", "file_name").rows()) == _winners_by_sorting(frame)
     assert marked.select("empresa", "partition_date", "file_name").rows() == sorted(
         frame.select("empresa", "partition_date", "file_name").rows())
 

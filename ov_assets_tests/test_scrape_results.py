@@ -20,10 +20,13 @@ def test_failure_description_names_lost_pqrs_and_unwalked_lists() -> None:
     assert "1 PQRs" not in describe_failures([walked]) and "list of aire" in describe_failures([walked])
 
 
-def test_result_is_the_json_the_command_line_prints() -> None:
-    """``python -m ov_assets.portal.scraper`` prints ``to_dict()`` as JSON."""
-    result = ScrapeResult("aire", "2025-10-09", listed=3, written=2, failed=1, list_error="PortalError",
+def test_result_as_the_command_line_prints_it_and_when_a_day_is_complete() -> None:
+    """``python -m ov_assets.portal.scraper`` prints ``to_dict()`` as JSON; a day is complete
+    only with nothing failed and every PQR the listing announced seen."""
+    failed = ScrapeResult("aire", "2025-10-09", listed=3, listed_total=3, failed=1, list_error="PortalError",
                           radicados_failed=["RAD-9"])
-    out = json.loads(json.dumps(result.to_dict()))
-    assert (out["listed"], out["written"], out["failed"], out["list_error"]) == (3, 2, 1, "PortalError")
-    assert out["radicados_failed"] == ["RAD-9"] and result.complete is False
+    out = json.loads(json.dumps(failed.to_dict()))
+    assert (out["failed"], out["list_error"], out["radicados_failed"]) == (1, "PortalError", ["RAD-9"])
+    assert not failed.complete
+    assert ScrapeResult("aire", "2025-10-09", listed=3, listed_total=3).complete
+    assert not ScrapeResult("aire", "2025-10-09", listed=2, listed_total=3).complete

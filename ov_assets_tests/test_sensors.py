@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -152,6 +153,6 @@ def test_thousands_of_files_are_cheap_and_replay_opens_nothing(data_dir: Path) -
     replay = plan_landing_runs(index2, plan.cursor)
     assert not replay.runs and index2.files_opened == 0
     # The tick's "indexed since" reads a range of an index, not the whole table (~1 KB a file).
-    with sqlite3.connect(index.path) as db:
+    with closing(sqlite3.connect(index.path)) as db:
         steps = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + SINCE_SQL, ("x",))]
     assert steps and all("SCAN" not in step for step in steps), steps

@@ -33,6 +33,7 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from ov_assets import settings
 from ov_assets.contract import (
     BOGOTA,
     EMPRESAS,
@@ -51,7 +52,6 @@ from ov_assets.landing import (
     record_file_name,
     sgc_for_name,
 )
-from ov_assets import settings
 from ov_assets.portal import pages
 from ov_assets.portal.pages import ListedPqr, LoginError, PortalError, SessionExpired
 
@@ -298,7 +298,7 @@ def _private_dir(path: Path) -> Path:
 def prune_artifacts(artifacts_dir: Path, retention_days: int | None = None) -> list[Path]:
     """Delete failure screenshots and traces older than ``retention_days`` (default
     ``OV_RETENTION_DAYS``, 30). They are local only and never uploaded."""
-    days = settings.checked_retention(retention_days) if retention_days is not None else settings.retention_days()
+    days = settings.retention_days(retention_days)
     cutoff = time.time() - days * 86400
     removed = []
     if artifacts_dir.is_dir():
