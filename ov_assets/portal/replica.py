@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Union
+from typing import Any, Callable, NamedTuple, Union
 
 from ov_assets.contract import EMPRESA_DISPLAY, EMPRESAS
 from ov_assets.generator import _rng, fake_pqr, pdf_bytes
@@ -99,6 +99,15 @@ class Faults:
     fail_radicados: frozenset[str] = frozenset()
 
 
+class LoggedRequest(NamedTuple):
+    """One request to the portal's JSON API or downloads (what politeness limits count)."""
+
+    at: float  # epoch seconds (time.time()), comparable across processes
+    empresa: str
+    method: str
+    path: str  # path and query, as requested
+
+
 @dataclass
 class Attachment:
     name: str
@@ -148,6 +157,7 @@ class _State:
         self.stats: dict[str, int] = {"logins": 0, "login_failures": 0, "api": 0, "errors_500": 0,
                                       "expired": 0, "details": 0, "downloads": 0, "list_pages": 0}
         self.overrides: dict[tuple[str, str], dict[str, str]] = {}
+        self.requests: list[LoggedRequest] = []
         self._cache: dict[tuple[str, dt.date], list[_Pqr]] = {}
 
     def count(self, empresa: str, day: dt.date) -> int:
@@ -251,6 +261,12 @@ class ReplicaPortal:
             self.state.faults = faults
             self.state.api_requests = 0
 
+    def request_log(self) -> list[LoggedRequest]:
+        """Every API, detail and download request so far, in arrival order (also served as JSON
+        by a standalone replica at ``/__admin/requests``)."""
+        with self.state.lock:
+            return list(self.state.requests)
+
     @property
     def stats(self) -> dict[str, int]:
         with self.state.lock:
@@ -317,6 +333,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         empresa, rest, query = self._split()
+        if empresa == "__admin" and rest == ["requests"]:
+            with self.state.lock:
+                logged = [r._asdict() for r in self.state.requests]
+            return self._json({"requests": logged})
         if empresa == "__admin":
             return self._json({"stats": self.state.stats})
         if empresa not in EMPRESAS:
@@ -368,6 +388,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, empresa: str, rest: list[str], query: dict[str, list[str]]) -> None:
         state = self.state
+        with state.lock:
+            state.requests.append(LoggedRequest(time.time(), empresa, self.command, self.path))
         if rest and rest[0] == "adjunto":
             # Downloads need a session but take no injected faults (the JSON API does).
             if not self._session(empresa):
