@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ov_assets.contract import EXTRACTION_TS_FORMAT, parse_extraction_ts
+from ov_assets.portal.naming import safe_token
 
 FILE_RECORD = "json"
 FILE_PDF = "pdf"
@@ -85,9 +86,14 @@ def attachment_file_name(sgc: str, ts: str, ext: str, index: int = 0) -> str:
     return f"{sgc}_adjunto{suffix}_{ts}.{ext}"
 
 
-def sgc_for_name(numero_reclamo_sgc: str, record_number: int, ts: str) -> str:
-    """The ``{sgc}`` part of file names: the SGC, else ``PQR_{n}_{ts}``."""
-    return numero_reclamo_sgc or f"PQR_{record_number}_{ts}"
+def sgc_for_name(numero_reclamo_sgc: str, key: str | int, ts: str) -> str:
+    """The ``{sgc}`` part of file names: the SGC, else ``PQR_{n}_{ts}`` with ``n`` the ``key``
+    that tells this PQR apart (the scraper passes the radicado, never a list position, so
+    concurrent scrapes never share a name). Both are portal text, made safe tokens first
+    (``naming.safe_token``): never a path, never too long; the JSON keeps them verbatim."""
+    if numero_reclamo_sgc:
+        return safe_token(numero_reclamo_sgc)
+    return f"PQR_{safe_token(str(key))}_{ts}"
 
 
 def format_ts(value: dt.datetime) -> str:

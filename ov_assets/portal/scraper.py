@@ -9,8 +9,9 @@ the session is reused through a storage-state file while it is valid), close Afi
 filter the day, walk every results page exactly once (deduplicated by detail id), and open the
 details in a pool of ``concurrency`` pages: fields by exact label, SGC from its input,
 attachments through ``page.expect_download``, the page as PDF. A record whose ``hash_registro``
-is in ``known_hashes`` writes nothing. Every file is written aside (``.name.part``) and renamed
-into place, the JSON last, so a reader that sees a record sees its PDF and attachments.
+is in ``known_hashes`` writes nothing. Every file is written to a unique temporary name and
+linked into place create-exclusive (``naming``), the JSON last, so a reader that sees a record
+sees its PDF and attachments, and no file is ever replaced by other bytes.
 
 Nothing here logs credentials or personal data: logs and results name radicados only.
 """
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import stat
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -52,7 +54,7 @@ from ov_assets.landing import (
     record_file_name,
     sgc_for_name,
 )
-from ov_assets.portal import pages
+from ov_assets.portal import naming, pages
 from ov_assets.portal.pages import ListedPqr, LoginError, PortalError, SessionExpired
 
 log = logging.getLogger("ov_assets.portal.scraper")
@@ -218,15 +220,6 @@ def landing_state(folder: Path, day: dt.date | None = None) -> LandingState:
 # ----------------------------------------------------------------------------------------
 # Writing a version
 # ----------------------------------------------------------------------------------------
-def _write_aside(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return tmp
-
-
 def write_version(
     folder: Path,
     record: dict[str, str],
@@ -239,40 +232,42 @@ def write_version(
 ) -> list[Path]:
     """Write one extracted version with CONTRACT §2 names: attachments, PDF, then the JSON.
 
-    All files are first written aside (``.{name}.part``), then renamed in that order, so the
-    JSON appears last. An attachment that carries the portal's ``<uuid>.<ext>`` name keeps it
-    (written once: the same name with the same bytes is already there); others become
-    ``{sgc}_adjunto[_i]_{ts}.{ext}``. Returns the final paths written.
+    Names come from ``naming``: the SGC as a safe token, else ``PQR_{radicado}_{ts}``, never
+    the list position, so concurrent scrapes of different PQRs never share a name. Every file
+    is written to a unique temporary name and linked into place create-exclusive, the JSON
+    last, so a reader that sees a record sees its files; a name taken by other bytes raises
+    ``LandingConflict`` and removes the files of this version that this call created.
+    An attachment that carries the portal's ``<uuid>.<ext>`` name keeps it (shared by every
+    version, so never removed again; the same name with the same bytes is already there);
+    others become ``{sgc}_adjunto[_i]_{ts}.{ext}``. Files and folder are owner-only. Returns
+    the paths created.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    naming.private_dir(folder)
     ts = format_ts(extracted)
-    sgc = sgc_for_name(record["numero_reclamo_sgc"], record_number, ts)
+    # A blank radicado (a record the loader will reject) still gets a name of its own.
+    key = record["numero_radicado"] or secrets.token_hex(6)
+    sgc = sgc_for_name(record["numero_reclamo_sgc"], key, ts)
     doc: dict[str, Any] = dict(record)
     doc.update(record_number=record_number, sgc_number=record["numero_reclamo_sgc"],
                extraction_timestamp=ts, page_url=page_url, page_title=page_title)
-    staged: list[tuple[Path, Path]] = []
+    shared: list[tuple[Path, bytes]] = []
+    own: list[tuple[Path, bytes]] = []
     index = 0
     for name, data in attachments:
         if _UUID_NAME.fullmatch(name):
             target = folder / name
-            if target.exists():
-                if target.read_bytes() == data:
-                    continue
-            else:
-                staged.append((_write_aside(target, data), target))
+            if not target.exists():
+                shared.append((target, data))
+                continue
+            if target.read_bytes() == data:
                 continue
         m = _EXT.search(name)
         ext = (m.group(1) if m else "bin").lower()
-        target = folder / attachment_file_name(sgc, ts, ext, index)
+        own.append((folder / attachment_file_name(sgc, ts, ext, index), data))
         index += 1
-        staged.append((_write_aside(target, data), target))
-    pdf_path = folder / pdf_file_name(sgc, ts)
-    staged.append((_write_aside(pdf_path, pdf), pdf_path))
-    json_path = folder / record_file_name(sgc, ts)
-    staged.append((_write_aside(json_path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")), json_path))
-    for tmp, target in staged:
-        os.replace(tmp, target)
-    return [target for _, target in staged]
+    own.append((folder / pdf_file_name(sgc, ts), pdf))
+    own.append((folder / record_file_name(sgc, ts), json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")))
+    return naming.commit_files(shared) + naming.commit_files(own)
 
 
 # ----------------------------------------------------------------------------------------

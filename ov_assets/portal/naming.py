@@ -1,0 +1,131 @@
+"""Landing file names from untrusted portal values, and writes that never replace a file.
+
+The SGC and the radicado come from the company's systems through the portal (CONTRACT §9): they
+may hold ``/``, ``..``, spaces, be very long or be absent. ``safe_token`` turns such a value into
+a name part that is always a plain file name; the JSON keeps the value verbatim.
+
+``commit_files`` puts files in place create-exclusive (a hard link from a uniquely named
+temporary file), so two scrapes that write the same name at the same second never silently
+replace each other's bytes: the same bytes are fine, other bytes are a ``LandingConflict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+from ov_assets.errors import OperatorError
+
+# Characters a token may keep verbatim; every other value is shortened and hashed.
+_SAFE = re.compile(r"[A-Za-z0-9-]{1,64}")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9-]")
+_PREFIX_CHARS = 32
+_HASH_CHARS = 16
+FILE_MODE = stat.S_IRUSR | stat.S_IWUSR  # 0600
+DIR_MODE = stat.S_IRWXU  # 0700
+
+
+class LandingConflict(OperatorError):
+    """A landing file name is taken by other bytes: nothing was replaced."""
+
+
+def safe_token(value: str) -> str:
+    """``value`` itself when it is 1-64 characters of ``[A-Za-z0-9-]``; else its allowed
+    characters (at most 32) followed by ``_h`` and 16 hex digits of its SHA-256. Deterministic
+    (the same SGC always names the same files); the ``_`` keeps hashed tokens apart from every
+    verbatim one; empty in, hash of the empty string out (never an empty name part)."""
+    if _SAFE.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return f"{_UNSAFE_CHARS.sub('', value)[:_PREFIX_CHARS]}_h{digest}"
+
+
+def private_dir(folder: Path) -> Path:
+    """Create ``folder`` and its missing parents owner-only (0700); make ``folder`` itself 0700
+    when this user owns it (a folder shared on purpose by someone else is left alone)."""
+    missing = []
+    probe = folder
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass  # created meanwhile by a concurrent scrape
+    st = folder.stat()
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
+        os.chmod(folder, DIR_MODE)
+    return folder
+
+
+def write_temporary(target: Path, data: bytes) -> Path:
+    """Write ``data`` beside ``target`` under a name no other writer uses (pid and random, a
+    leading dot and ``.part`` so the landing indexer skips it), owner-only, synced."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def link_exclusive(tmp: Path, target: Path, data: bytes) -> bool:
+    """Give ``tmp`` (holding ``data``) the name ``target`` unless that name exists. True: the
+    file is new; False: ``target`` already holds these bytes. Raises LandingConflict when it
+    holds other bytes. ``tmp`` is removed in every case."""
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        if _same_bytes(target, data):
+            return False
+        raise LandingConflict(
+            f"{target} already exists with other content: nothing was replaced. Another extraction "
+            "wrote this name at the same second; the PQR is extracted again with a new time stamp"
+        ) from None
+    except OSError as exc:
+        raise OperatorError(
+            f"cannot create {target.name} in {target.parent} ({type(exc).__name__}): the landing folder "
+            "must be on a local file system that supports hard links, writable by this user"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def commit_files(files: list[tuple[Path, bytes]]) -> list[Path]:
+    """Write ``files`` in order, each create-exclusive; returns the paths that are new. On a
+    conflict the files this call created are removed again (a record never shows up half
+    written) and LandingConflict names the taken file."""
+    staged: list[tuple[Path, Path, bytes]] = []
+    created: list[Path] = []
+    try:
+        for target, data in files:
+            staged.append((write_temporary(target, data), target, data))
+        for tmp, target, data in staged:
+            if link_exclusive(tmp, target, data):
+                created.append(target)
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        for tmp, _, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return created
