@@ -7,11 +7,15 @@ A landing file is deleted only when all of this holds for every record it belong
 - every one of those files has a ``s3_files_registry`` row of the same empresa and file name in
   the configured bucket with ``upload_status`` ``uploaded`` or ``pre_existing`` and ``file_hash``
   equal to the landing file's SHA-256 (recomputed from the bytes just before deleting);
+- the bucket itself proves it holds those bytes under that row's key: S3's full-object
+  SHA-256 checksum, or the object read back and hashed (never the registry's word alone, never
+  the ``sha256`` metadata a writer set); a file that cannot be proven is kept and counted;
 - every one of those files was last modified more than ``OV_RETENTION_DAYS`` (default 30) ago.
 
 Nothing else is ever deleted: files of no record, rejects, files shared with a record that is
-not deletable (an attachment named by several versions), and anything outside the landing
-folders stay. ``dry_run`` reports what would be freed and deletes nothing.
+not deletable (an attachment named by several versions, of this day or any other day, while
+any of them is not archived), and anything outside the landing folders stay. ``dry_run``
+reports what would be freed and deletes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import datetime as dt
 import hashlib
 import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +33,12 @@ import psycopg
 from ov_assets.contract import BOGOTA, EMPRESAS, FIRST_DAY
 from ov_assets.landing_index import IndexedFile, LandingIndex
 from ov_assets.loading import SCHEMA
+from ov_assets.resources.object_store import ObjectStore, verify_object
 from ov_assets.settings import retention_days
 
 DONE_STATUSES = ("uploaded", "pre_existing")
 _BATCH = 5000
+_PROOF_WORKERS = 8  # parallel HEADs (and reads of multipart objects) proving files in the bucket
 
 
 @dataclass
@@ -44,7 +51,10 @@ class CleanupReport:
     bytes: int = 0
     records: int = 0
     kept_not_verified: int = 0  # old enough records with a file not verified in the registry
+    kept_not_in_bucket: int = 0  # ... registered, but the bucket does not prove the bytes
     kept_changed: int = 0  # files whose bytes no longer match the index (left in place)
+    kept_named_elsewhere: int = 0  # files named by a version of another day not archived yet
+    unproven: list[str] = field(default_factory=list)  # landing file names kept: not in the bucket
     per_empresa: dict[str, dict[str, int]] = field(default_factory=dict)
     deleted: list[Path] = field(default_factory=list)
 
@@ -53,7 +63,10 @@ class CleanupReport:
         return (f"cleanup{' (dry run)' if self.dry_run else ''}: {verb} {self.files} files, "
                 f"{self.bytes} bytes, of {self.records} records older than {self.retention_days} days; "
                 f"kept {self.kept_not_verified} old records not verified in the registry, "
-                f"{self.kept_changed} files changed since indexing")
+                f"{self.kept_not_in_bucket} registered but not proven in the bucket "
+                f"(check the reconciliation checks; the hourly retry uploads them again), "
+                f"{self.kept_changed} files changed since indexing, "
+                f"{self.kept_named_elsewhere} named by a version not archived yet")
 
 
 def _sha256(path: Path) -> str | None:
@@ -67,33 +80,57 @@ def _sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _verified(conn: psycopg.Connection, empresa: str, bucket: str,
-              files: list[IndexedFile]) -> set[tuple[str, str]]:
-    """(filename, sha256) pairs the registry shows stored and verified in ``bucket``."""
-    out: set[tuple[str, str]] = set()
+def _registered(conn: psycopg.Connection, empresa: str, bucket: str,
+                files: list[IndexedFile]) -> dict[tuple[str, str], list[str]]:
+    """(filename, sha256) -> the keys of ``bucket`` the registry says hold those bytes."""
+    out: dict[tuple[str, str], list[str]] = defaultdict(list)
     names = sorted({f.name for f in files})
     for i in range(0, len(names), _BATCH):
         rows = conn.execute(
-            f"""SELECT filename, file_hash FROM {SCHEMA}.s3_files_registry
+            f"""SELECT filename, file_hash, s3_key FROM {SCHEMA}.s3_files_registry
                 WHERE empresa = %s AND s3_bucket = %s AND filename = ANY(%s)
-                  AND upload_status = ANY(%s) AND file_hash IS NOT NULL""",
+                  AND upload_status = ANY(%s) AND file_hash IS NOT NULL ORDER BY id""",
             (empresa, bucket, names[i:i + _BATCH], list(DONE_STATUSES)),
         ).fetchall()
-        out |= {(name, str(h).strip()) for name, h in rows}
+        for name, h, key in rows:
+            out[(name, str(h).strip())].append(key)
     return out
+
+
+def _proven(store: ObjectStore, registered: dict[tuple[str, str], list[str]],
+            files: list[IndexedFile]) -> set[tuple[str, str]]:
+    """The (filename, sha256) of ``files`` the bucket proves it holds under a registered key."""
+    wanted = sorted({(f.name, f.sha256, f.size) for f in files})
+
+    def proof(item: tuple[str, str, int]) -> bool:
+        name, sha, size = item
+        return any(verify_object(store, key, size, sha) is None for key in registered.get((name, sha), []))
+
+    with ThreadPoolExecutor(max_workers=_PROOF_WORKERS, thread_name_prefix="ov-cleanup") as pool:
+        return {(n, s) for (n, s, _), ok in zip(wanted, pool.map(proof, wanted)) if ok}
+
+
+def _archived(conn: psycopg.Connection, index: LandingIndex, empresa: str, bucket: str,
+              records: list[IndexedFile]) -> set[str]:
+    """Record files (of any day) that are valid and whose every file is registered stored."""
+    valid = [r for r in records if r.status == "valid"]
+    linked = index.linked_files(empresa, valid)
+    registered = _registered(conn, empresa, bucket, [f for r in valid for f in (r, *linked[r.name])])
+    return {r.name for r in valid if all((f.name, f.sha256) in registered for f in (r, *linked[r.name]))}
 
 
 def cleanup_landing(
     index: LandingIndex,
     conn: psycopg.Connection,
-    bucket: str,
+    store: ObjectStore,
     *,
     retention: int | None = None,
     dry_run: bool = False,
     now: dt.datetime | None = None,
     empresas: tuple[str, ...] = EMPRESAS,
 ) -> CleanupReport:
-    """Delete (or list, with ``dry_run``) verified landing files older than the retention."""
+    """Delete (or list, with ``dry_run``) landing files older than the retention whose bytes
+    the registry and the bucket both show stored."""
     retention = retention_days(retention)
     now = now or dt.datetime.now(BOGOTA)
     cutoff_ns = int((now - dt.timedelta(days=retention)).timestamp() * 1e9)
@@ -122,19 +159,34 @@ def cleanup_landing(
                    and all(f.mtime_ns < cutoff_ns for f in linked.get(r.name, []))]
             if not old:
                 continue
-            verified = _verified(conn, empresa, bucket,
-                                 [f for r in old for f in (r, *linked.get(r.name, []))])
+            old_files = [f for r in old for f in (r, *linked.get(r.name, []))]
+            registered = _registered(conn, empresa, store.bucket, old_files)
+            candidates = [r for r in old if all((f.name, f.sha256) in registered
+                                                for f in (r, *linked.get(r.name, [])))]
+            report.kept_not_verified += len(old) - len(candidates)
+            proven = _proven(store, registered, [f for r in candidates for f in (r, *linked.get(r.name, []))])
             deletable: set[str] = set()
-            for rec in old:
-                files = (rec, *linked.get(rec.name, []))
-                if all((f.name, f.sha256) in verified for f in files):
-                    deletable.add(rec.name)
+            for rec in candidates:
+                missing = [f.name for f in (rec, *linked.get(rec.name, [])) if (f.name, f.sha256) not in proven]
+                if missing:
+                    report.kept_not_in_bucket += 1
+                    report.unproven += missing
                 else:
-                    report.kept_not_verified += 1
+                    deletable.add(rec.name)
+            # Versions of other days naming this day's files (documento_prueba, adjuntar_archivo):
+            # a file goes only when each of them is archived too.
+            day_names = {r.name for r in records}
+            elsewhere = {name: [r for r in recs if r.name not in day_names]
+                         for name, recs in index.records_naming(empresa, owners).items()}
+            others = {r.name: r for recs in elsewhere.values() for r in recs}
+            archived = _archived(conn, index, empresa, store.bucket, list(others.values())) if others else set()
             files_by_name = {f.name: f for r in old for f in (r, *linked.get(r.name, []))}
             marked = False
             for name, f in sorted(files_by_name.items()):
                 if not owners[name] or not owners[name] <= deletable:
+                    continue
+                if any(r.name not in archived for r in elsewhere.get(name, [])):
+                    report.kept_named_elsewhere += 1
                     continue
                 path = folder / name
                 try:

@@ -126,13 +126,15 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
     with _resources() as res, res.postgres.connect() as conn:
         store = res.object_store.open()
-        report = cleanup_landing(LandingIndex(_data_dir()), conn, store.bucket,
+        report = cleanup_landing(LandingIndex(_data_dir()), conn, store,
                                  retention=args.retention_days, dry_run=args.dry_run)
     for path in report.deleted if args.verbose else []:
         print(f"  {'would delete' if args.dry_run else 'deleted'} {path.name}")
     for empresa, c in report.per_empresa.items():
         print(f"  {empresa}: {c['files']} files, {c['bytes']} bytes, {c['records']} records")
     print(report.summary())
+    for name in report.unproven:  # file names: SGC and timestamps, no personal data
+        print(f"  kept, not proven in the bucket: {name}")
     return 0
 
 

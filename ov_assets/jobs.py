@@ -78,9 +78,12 @@ def cleanup_landing(context: dg.OpExecutionContext, config: CleanupConfig, postg
 
     store = object_store.open()
     with postgres.connect() as conn:
-        report = cleanup(landing.index(), conn, store.bucket, retention=config.retention_days or None,
+        report = cleanup(landing.index(), conn, store, retention=config.retention_days or None,
                          dry_run=config.dry_run)
     context.log.info(report.summary())
+    if report.unproven:
+        context.log.warning(f"kept {len(report.unproven)} landing files the bucket does not hold as registered: "
+                            f"{', '.join(report.unproven[:20])}")
 
 
 @dg.job(tags={"ov/mode": "reports"}, executor_def=dg.in_process_executor,

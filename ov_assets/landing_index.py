@@ -481,6 +481,21 @@ class LandingIndex:
                     out[owner].append(f)
         return out
 
+    def records_naming(self, empresa: str, names: Iterable[str]) -> dict[str, list[IndexedFile]]:
+        """File name -> the record files of any day whose documento_prueba / adjuntar_archivo
+        name it (a portal-named ``<uuid>.<ext>`` attachment may be named by several versions).
+        Reads every record's refs of the empresa: for the weekly cleanup, not per partition."""
+        out: dict[str, list[IndexedFile]] = {}
+        with self._db() as db:
+            cur = db.execute(
+                f"SELECT j.value, {', '.join('f.' + c.strip() for c in self._COLUMNS.split(','))} "
+                "FROM files f, json_each(f.refs) j WHERE f.empresa = ? AND f.kind = 'json' AND f.refs != '[]' "
+                "AND j.value IN (SELECT value FROM json_each(?))",
+                (empresa, json.dumps(sorted(set(names)))))
+            for name, *row in cur:
+                out.setdefault(name, []).append(self._row(tuple(row)))
+        return out
+
     def mark_cleaned(self, empresa: str, day: dt.date) -> None:
         """Record that the cleanup deletes archived files of this partition (see ``cleaned``)."""
         with self._db() as db:

@@ -30,7 +30,7 @@ import dagster as dg
 import psycopg
 from psycopg.rows import dict_row
 
-from ov_assets.archive import DONE_STATUSES, object_key
+from ov_assets.archive import DONE_STATUSES, object_key, versioned_name
 from ov_assets.errors import OperatorError, StoreAccessError, translate_pg_error
 from ov_assets.loading import SCHEMA, table_name
 from ov_assets.resources import ObjectStoreResource, PostgresResource
@@ -60,7 +60,10 @@ def target_key(row: dict[str, Any], layout: str, base_path: str) -> str | None:
     if layout == "default" and not day_text:
         return None
     day = dt.date.fromisoformat(day_text) if day_text else dt.date(2000, 1, 1)
-    return object_key(layout, base_path, row["empresa"], day, folder, row["filename"])
+    name = row["filename"]
+    if row["file_hash"] and row["s3_key"].rsplit("/", 1)[-1] == versioned_name(name, row["file_hash"]):
+        name = versioned_name(name, row["file_hash"])  # a replaced landing file's own version
+    return object_key(layout, base_path, row["empresa"], day, folder, name)
 
 
 _COLUMNS = """id, empresa, numero_radicado, numero_reclamo_sgc, filename, file_hash, s3_key, s3_url,

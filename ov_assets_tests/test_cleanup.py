@@ -17,15 +17,16 @@ import psycopg
 from ov_assets import generator
 from ov_assets.assets import pqr_assets
 from ov_assets.cleanup import cleanup_landing
-from ov_assets.contract import today_bogota
 from ov_assets.landing import landing_dir
 from ov_assets.landing_index import LandingIndex
 from ov_assets.reports import consolidated_paths
 from ov_assets_tests.checks_support import write_newer_version
 from ov_assets_tests.support import pipeline_resources
 
-OLD = today_bogota() - dt.timedelta(days=45)
-RECENT = today_bogota() - dt.timedelta(days=2)
+# Fixed days (data never depends on the date the suite runs on); how old a file is comes from
+# its modification time, set by _set_age.
+OLD = dt.date(2025, 8, 26)
+RECENT = dt.date(2025, 10, 8)
 
 
 def _materialize(resources: dict[str, Any], day: dt.date, empresa: str) -> None:
@@ -82,12 +83,12 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
 
     store = resources["object_store"].open()
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
-        dry = cleanup_landing(LandingIndex(data_dir), conn, store.bucket, retention=30, dry_run=True)
+        dry = cleanup_landing(LandingIndex(data_dir), conn, store, retention=30, dry_run=True)
     assert _landing(data_dir, "afinia") == before  # dry run deletes nothing
     assert dry.files > 0
 
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
-        report = cleanup_landing(LandingIndex(data_dir), conn, store.bucket, retention=30)
+        report = cleanup_landing(LandingIndex(data_dir), conn, store, retention=30)
     after = _landing(data_dir, "afinia")
     deleted = before - after
     assert (report.files, report.bytes, report.records) == (dry.files, dry.bytes, dry.records)
@@ -109,7 +110,7 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
         n for n in after if n.endswith(".json") and any(n in g for g in groups.values())} | set(old.broken)
     # A second cleanup finds nothing more.
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
-        assert cleanup_landing(LandingIndex(data_dir), conn, store.bucket, retention=30).files == 0
+        assert cleanup_landing(LandingIndex(data_dir), conn, store, retention=30).files == 0
 
     # The partition materialized again (the re-extraction schedule does, for 60 days): its frame
     # lacks the deleted files, but its reports keep every winner, as written before the cleanup.
@@ -137,14 +138,14 @@ def test_cleanup_respects_retention_and_changed_bytes(pg_conninfo18: dict[str, A
     store = resources["object_store"].open()
     monkeypatch.setenv("OV_RETENTION_DAYS", "60")  # files are 40 days old: too young
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
-        assert cleanup_landing(LandingIndex(data_dir), conn, store.bucket).files == 0
+        assert cleanup_landing(LandingIndex(data_dir), conn, store).files == 0
     monkeypatch.delenv("OV_RETENTION_DAYS")
     # A landing file rewritten with other bytes (same name, old mtime) is not the archived one.
     victim = landing_dir(data_dir, "afinia") / sorted(groups)[0]
     victim.write_bytes(victim.read_bytes().replace(b"Detalle PQR", b"Detalle PQR "))
     _set_age([victim], 40)
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
-        report = cleanup_landing(LandingIndex(data_dir), conn, store.bucket)  # default 30 days
+        report = cleanup_landing(LandingIndex(data_dir), conn, store)  # default 30 days
     assert victim.exists()
     assert report.records == len(groups) - 1
 
@@ -193,3 +194,65 @@ def test_retention_below_one_day_deletes_nothing(tmp_path: Path, monkeypatch) ->
     assert trace.exists()
     monkeypatch.setenv("OV_RETENTION_DAYS", "1")
     assert prune_artifacts(artifacts) == [trace] and not trace.exists()
+
+
+def _store_path(conninfo: dict[str, Any], data_dir: Path, filename: str) -> Path:
+    """The local store's object of a landing file (its registry row's key)."""
+    with psycopg.connect(**conninfo) as conn:
+        (key,) = conn.execute("SELECT s3_key FROM data_general.s3_files_registry WHERE filename = %s",
+                              (filename,)).fetchone()
+    return data_dir / "object_store" / key
+
+
+def test_file_whose_object_left_the_bucket_is_kept(pg_conninfo18: dict[str, Any], data_dir: Path,
+                                                   monkeypatch, capsys) -> None:
+    """The registry says uploaded, but the object is gone (or holds other bytes): the landing
+    file is the last copy and stays, also through ``ov-assets cleanup``; the report names it."""
+    from ov_assets import cli
+    from ov_assets_tests.support import postgres_env
+
+    _setup(pg_conninfo18, data_dir)
+    groups = _record_groups(data_dir, "afinia", OLD)
+    names = sorted(groups)
+    gone = next(n for n in groups[names[0]] if n.endswith(".pdf"))
+    swapped = names[1]  # its JSON object replaced by other bytes of the same size
+    _store_path(pg_conninfo18, data_dir, gone).unlink()
+    obj = _store_path(pg_conninfo18, data_dir, swapped)
+    obj.write_bytes(obj.read_bytes().replace(b"Detalle PQR", b"Detalle XYZ"))
+    for k, v in postgres_env(pg_conninfo18).items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["cleanup"]) == 0
+    out = capsys.readouterr().out
+    after = _landing(data_dir, "afinia")
+    assert set(groups[names[0]]) <= after and set(groups[names[1]]) <= after
+    assert f"kept, not proven in the bucket: {gone}" in out and "2 registered but not proven" in out
+    # every other record of the day went (their objects are there)
+    assert not any(set(groups[n]) & after for n in names[2:]
+                   if not (set(groups[n]) & (set(groups[names[0]]) | set(groups[names[1]]))))
+
+
+def test_portal_named_attachment_kept_while_another_days_version_is_not_archived(
+        pg_conninfo18: dict[str, Any], data_dir: Path) -> None:
+    """A ``<uuid>.pdf`` named by documento_prueba of an old, archived version and of a version
+    filed on another day (its fecha moved) that is not archived yet: the cleanup keeps it
+    until that version is archived too."""
+    from ov_assets.generator import write_record_files
+
+    resources, old, _ = _setup(pg_conninfo18, data_dir)
+    index = next(i for i, r in enumerate(old.records) if r["documento_prueba"])
+    record = old.records[index]
+    proof = landing_dir(data_dir, "afinia") / record["documento_prueba"]
+    other_day = OLD + dt.timedelta(days=3)
+    moved = dict(record, fecha=f"{other_day:%Y/%m/%d} 10:00", estado_solicitud="Finalizado")
+    written = write_record_files(landing_dir(data_dir, "afinia"), moved,
+                                 dt.datetime.combine(other_day, dt.time(11, 0)), 200)
+    _set_age(written, 39)
+    store = resources["object_store"].open()
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        report = cleanup_landing(LandingIndex(data_dir), conn, store, retention=30)
+    assert proof.exists() and report.kept_named_elsewhere == 1
+    assert report.records > 0  # the rest of the day was cleaned
+    _materialize(resources, other_day, "afinia")  # the other version archived: now it may go
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        cleanup_landing(LandingIndex(data_dir), conn, store, retention=30)
+    assert not proof.exists()

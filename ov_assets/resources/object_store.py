@@ -20,19 +20,27 @@ Integrity of an S3 put (CONTRACT §7):
 
 Multipart uploads (above ``multipart_threshold_mb``) carry a SHA-256 per part; S3's checksum of
 the whole object is then the composite ``base64(sha256(part digests))-N``, which we compute
-locally and compare; the file's own SHA-256 is in the ``sha256`` metadata.
+locally and compare; the file's own SHA-256 is in the ``sha256`` metadata. Metadata is what a
+writer claims, not proof: ``verify_object`` (the reconciliation, the cleanup) accepts only S3's
+full-object checksum or the object's bytes read back and hashed.
+
+S3 answers a conditional write that races another one with 409 ``ConditionalRequestConflict``,
+which botocore does not retry; ``put`` retries it (with backoff) a few times.
+
+The local store is owner-only (0700 folders, 0600 files): it holds personal data.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from contextlib import contextmanager
 import hashlib
+import json
 import os
-import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +56,7 @@ from ov_assets.errors import ConfigurationError, translate_aws_error
 LOCAL_BUCKET = "local"
 _CHUNK = 1 << 20
 MIN_PART_SIZE = 5 << 20  # S3's minimum part size (all parts but the last)
+CONFLICT_ATTEMPTS = 5  # puts answered 409 ConditionalRequestConflict (botocore leaves them to us)
 
 # Called with every boto3 client ``ObjectStoreResource.open()`` creates (tests register
 # botocore event hooks through it, e.g. ``client.meta.events.register("before-call.s3.*", f)``).
@@ -82,6 +91,11 @@ class IntegrityError(OSError):
     """What the store holds (or what we would send) is not the landing file's bytes."""
 
 
+class ConflictError(OSError):
+    """S3 kept answering 409 ConditionalRequestConflict: another write to the key was in
+    flight each time. Nothing is lost; the registry row stays open and a later run retries."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """What the store says about an object: its size and SHA-256 (hex).
@@ -89,11 +103,13 @@ class StoredObject:
     ``sha256`` is S3's full-object SHA-256 checksum when the object has one, else the
     ``sha256`` metadata we wrote (multipart objects, whose S3 checksum is a composite);
     ``verified`` says whether it came from S3's checksum (True) or from metadata (False).
+    ``metadata``: the object's user metadata (who wrote it, for what registry row).
     """
 
     size: int
     sha256: str | None
     verified: bool = True
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class ObjectStore(Protocol):
@@ -109,13 +125,54 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def verify_object(store: ObjectStore, key: str, size: int | None, sha256: str) -> str | None:
+    """Why ``key`` does not hold exactly the bytes of SHA-256 ``sha256`` (``missing``,
+    ``size_differs``, ``sha256_differs``), or None when it does. Proof is S3's full-object
+    checksum or the bytes read back and hashed, never the ``sha256`` metadata a writer set
+    (a multipart object's only full-file hash): only proof may let a last local copy go."""
+    head = store.head(key)
+    if head is None:
+        return "missing"
+    if size is not None and head.size != size:
+        return "size_differs"
+    got = head.sha256 if head.verified else store.sha256_of(key)
+    return None if got == sha256 else "sha256_differs"
+
+
+def private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents owner-only (``mkdir(parents=True, mode=...)``
+    applies the mode to the last folder only)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by a concurrent writer
+            pass
+
+
+def _copy_private(src: Path, dst: Path) -> None:
+    """Copy ``src`` to the new file ``dst``, created 0600 (never readable by others, not even
+    for a moment)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            out.write(chunk)
+
+
 class LocalObjectStore:
-    """``$OV_DATA_DIR/object_store/{key}``: honest about being local (bucket ``local``)."""
+    """``$OV_DATA_DIR/object_store/{key}``: honest about being local (bucket ``local``).
+
+    An object's metadata is kept beside the tree, in ``object_store.meta/{key}.json``, written
+    after the object is published (a store listing shows objects only)."""
 
     bucket = LOCAL_BUCKET
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.meta_root = root.with_name(root.name + ".meta")
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -126,11 +183,18 @@ class LocalObjectStore:
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
 
+    def _meta_path(self, key: str) -> Path:
+        return self.meta_root / f"{self._path(key).relative_to(self.root.resolve())}.json"
+
     def head(self, key: str) -> StoredObject | None:
         path = self._path(key)
         if not path.is_file():
             return None
-        return StoredObject(path.stat().st_size, sha256_file(path))
+        try:
+            metadata = json.loads(self._meta_path(key).read_text())
+        except (FileNotFoundError, ValueError):
+            metadata = {}
+        return StoredObject(path.stat().st_size, sha256_file(path), metadata=metadata)
 
     def sha256_of(self, key: str) -> str | None:
         path = self._path(key)
@@ -151,27 +215,39 @@ class LocalObjectStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _write_verified(self, src: Path, key: str, sha256: str, only_if_absent: bool = True) -> None:
+    def _write_verified(self, src: Path, key: str, sha256: str, metadata: dict[str, str],
+                        only_if_absent: bool = True) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(target.parent)
         if only_if_absent and target.exists():
             raise ObjectExists(key)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(src)}.part")
-        shutil.copyfile(src, tmp)
+        tmp.unlink(missing_ok=True)  # left by a killed writer of this process id
+        _copy_private(src, tmp)
         if sha256_file(tmp) != sha256:
             tmp.unlink()
             raise IntegrityError(f"checksum mismatch writing {key}: the source is not the expected bytes")
         self._publish(tmp, target, key, only_if_absent)
+        meta = self._meta_path(key)
+        private_dirs(meta.parent)
+        part = meta.with_name(f".{meta.name}.{os.getpid()}.part")
+        part.unlink(missing_ok=True)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({**metadata, "sha256": sha256}, fh)
+        os.replace(part, meta)
 
     def put(self, key: str, path: Path, sha256: str, content_type: str, metadata: dict[str, str],
             only_if_absent: bool = False) -> None:
-        self._write_verified(path, key, sha256, only_if_absent)
+        self._write_verified(path, key, sha256, metadata, only_if_absent)
 
     def copy(self, src: str, dst: str, sha256: str) -> None:
-        self._write_verified(self._path(src), dst, sha256)
+        head = self.head(src)
+        self._write_verified(self._path(src), dst, sha256, head.metadata if head else {})
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+        self._meta_path(key).unlink(missing_ok=True)
 
 
 def _error_code(exc: ClientError) -> str:
@@ -180,6 +256,11 @@ def _error_code(exc: ClientError) -> str:
 
 def _not_found(exc: ClientError) -> bool:
     return _error_code(exc) in ("404", "NoSuchKey", "NotFound")
+
+
+def _conflict(exc: ClientError) -> bool:
+    return _error_code(exc) == "ConditionalRequestConflict" or \
+        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 409
 
 
 def _precondition_failed(exc: ClientError) -> bool:
@@ -213,8 +294,12 @@ class S3ObjectStore:
         except ClientError as exc:
             if _precondition_failed(exc):
                 raise ObjectExists(key) from None
+            if _conflict(exc):
+                raise ConflictError(
+                    f"{key}: S3 answered 409 ConditionalRequestConflict (another write to this key "
+                    "was in flight); nothing was stored, the next run retries") from None
             raise self._fail(exc) from exc
-        except (ObjectExists, IntegrityError):
+        except (ObjectExists, IntegrityError, ConflictError):
             raise
         except Exception as exc:
             raise self._fail(exc) from exc
@@ -257,8 +342,9 @@ class S3ObjectStore:
         multipart = "-" in str(resp.get("ETag", "")) or int(resp.get("PartsCount") or 1) > 1
         if checksum and "-" not in checksum and not multipart \
                 and resp.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
-            return StoredObject(size, hex_of_b64(checksum))
-        return StoredObject(size, resp.get("Metadata", {}).get("sha256"), verified=False)
+            return StoredObject(size, hex_of_b64(checksum), metadata=resp.get("Metadata", {}))
+        metadata = resp.get("Metadata", {})
+        return StoredObject(size, metadata.get("sha256"), verified=False, metadata=metadata)
 
     def head(self, key: str) -> StoredObject | None:
         resp = self._head(key)
@@ -303,11 +389,19 @@ class S3ObjectStore:
         expected ones."""
         common = {"Bucket": self.bucket, "Key": key, "ContentType": content_type,
                   "Metadata": {**metadata, "sha256": sha256}, **self._sse()}
-        with self._writing(key):
-            if path.stat().st_size < self.multipart_threshold:
-                self._put_single(path, sha256, common, only_if_absent)
-            else:
-                self._put_multipart(path, sha256, common, only_if_absent)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                with self._writing(key):
+                    if path.stat().st_size < self.multipart_threshold:
+                        self._put_single(path, sha256, common, only_if_absent)
+                    else:
+                        self._put_multipart(path, sha256, common, only_if_absent)
+                return
+            except ConflictError:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                # Full jitter: the writers that collided do not collide again in step.
+                time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
 
     def _put_single(self, path: Path, sha256: str, common: dict[str, Any], only_if_absent: bool) -> None:
         data = path.read_bytes()
@@ -365,9 +459,16 @@ class S3ObjectStore:
         if whole.hexdigest() != sha256:
             raise IntegrityError(f"{path.name} changed since it was indexed (sha256 differs); not uploaded")
         composite = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
-        resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
-                                                     MultipartUpload={"Parts": parts},
-                                                     **_condition(only_if_absent))
+        try:
+            resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
+                                                         MultipartUpload={"Parts": parts},
+                                                         **_condition(only_if_absent))
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchUpload":
+                raise
+            # A retried completion whose first answer was lost: the upload is gone because it
+            # was completed. The caller compares what the key holds, as for any taken key.
+            raise ObjectExists(common["Key"]) from None
         self._check_answer(common["Key"], resp, composite, None, path.stat().st_size)
 
     def copy(self, src: str, dst: str, sha256: str) -> None:
@@ -442,7 +543,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
                     "OV_ENV=production requires AWS_S3_BUCKET_NAME: refusing to fall back to the local object store"
                 )
             root = Path(self.data_dir).resolve() / "object_store"
-            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dirs(root)
             return LocalObjectStore(root)
         s3 = self.s3
         session = boto3.session.Session(
