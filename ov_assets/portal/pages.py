@@ -1,8 +1,11 @@
 """Page objects for the Oficina Virtual portal (CONTRACT §9): selectors, login, list, detail.
 
-Only the selectors of CONTRACT §9 "What the real portal's DOM looked like" are used, so what works
-against the replica has a chance against the real portal. Waits are Playwright auto-waits or
-``wait_for_function`` conditions evaluated in the browser; there is no fixed sleep anywhere.
+Only the selectors of CONTRACT §9 "What the real portal's DOM looked like" are used, and nothing
+the page does not prove is assumed (§9 "How the real portal behaves"): the login control is found
+whatever its tag, every search and page move waits for its own XHR's answer and for rows that
+answer holds (the range label moves before the rows do), a detail waits for its own answer.
+Waits are Playwright's or ``wait_for_function`` conditions evaluated in the browser; there is no
+fixed sleep here.
 
 Errors raised here never carry credentials or personal data.
 """
@@ -12,9 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
 
-from playwright.async_api import Locator, Page
+from playwright.async_api import Locator, Page, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from ov_assets.contract import BUSINESS_FIELDS
@@ -23,8 +29,6 @@ from ov_assets.errors import OperatorError
 LIST_PATH = "Listado-Radicación-PQR"
 USER_INPUT = "input[name$='$txtUsername']"
 PASSWORD_INPUT = "input[name$='$txtPassword']"
-AFINIA_SUBMIT = "form button:not([type='button'])"
-AIRE_SUBMIT = "a[id*='cmdLogin']"
 MODAL_CLOSE = "#myModal a.closePopUp"
 FILTER_ESTADO = "md-select[ng-model='filtros.Estado']"
 FILTER_DESDE = "md-datepicker[ng-model='filtros.fechaInicial'] input"
@@ -38,6 +42,7 @@ EYE_LINK = "a.md-primary[tooltip='Ver PQR']"
 DETAIL_LABEL = "td.text-td-label"
 SGC_INPUT = "input[name='NumeroReclamoSGC']"
 ATTACHMENT_LINK = "div.link-archivo[ng-click*='descargarAdjunto']"
+TOAST = "md-toast, .md-toast"
 # Texts an "all statuses" option may carry.
 ALL_STATUS_TEXTS = ("", "Todos", "Todas", "Todos los estados", "Seleccione")
 
@@ -65,43 +70,73 @@ RADICADO_LABEL = "N° Radicado PQR"
 REQUIRED_LABELS = ("N° Radicado PQR", "Fecha", "Estado Solicitud")
 assert set(LABELS.values()) == set(BUSINESS_FIELDS) - {"numero_reclamo_sgc"}
 
-# Installed in every page of the scraping context: remembers the last HTTP error of the app's
-# own XHR/fetch calls, so a wait can stop at once when the portal answers 5xx.
-ERROR_PROBE = """
-(() => {
-  window.__ovHttpError = 0;
-  const mark = s => { if (s >= 500) window.__ovHttpError = s; };
-  const open = XMLHttpRequest.prototype.send;
-  XMLHttpRequest.prototype.send = function(...a) {
-    this.addEventListener('loadend', () => mark(this.status)); return open.apply(this, a);
-  };
-  const f = window.fetch;
-  if (f) window.fetch = (...a) => f(...a).then(r => { mark(r.status); return r; });
-})();
+# In-browser wait for the results of one answered XHR: the rows on screen must be the ones
+# that answer holds (each row's radicado appears in its body), as many as the range label says,
+# and the label must start where expected. The label alone proves nothing: it moves at once.
+_ROWS_READY_JS = r"""
+([body, expectFirst, pw, rowSel, cellSel, rangeSel]) => {
+  if (document.querySelector(pw)) return 'login';
+  const label = document.querySelector(rangeSel);
+  const text = label ? label.textContent.replace(/\s+/g, ' ').trim() : '';
+  const rows = Array.from(document.querySelectorAll(rowSel));
+  const m = text.match(/(\d+)\s*-\s*(\d+)\s+de\s+(\d+)/);
+  if (!m) return rows.length === 0 && /de\s+0\b/.test(text) ? 'ok:0:0:0' : false;
+  const [first, last, total] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (expectFirst !== null && total && first !== expectFirst) return false;
+  if (rows.length !== (total ? last - first + 1 : 0)) return false;
+  for (const tr of rows) {
+    const cell = tr.querySelector(cellSel);
+    const rad = cell ? cell.textContent.trim() : '';
+    if (!rad || !new RegExp('(^|[^0-9A-Za-z])' + rad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '($|[^0-9A-Za-z])').test(body)) return false;
+  }
+  return 'ok:' + first + ':' + last + ':' + total;
+}
 """
 
-# In-browser wait conditions. Each returns "login" when the app fell back to the login page
-# (session expired), "error:<status>" after an HTTP 5xx, "ok:<...>" when the expected content is
-# there, and a falsy value to keep waiting (Playwright re-evaluates on every animation frame).
-_WAIT_JS = r"""
-([kind, expected, pw, labelSel, radLabel, sgcSel, rangeSel]) => {
+# In-browser wait for a detail whose XHR answered: its radicado shows, with a fecha and a
+# status (values render after the XHR; a stale view shows another radicado or none).
+_DETAIL_READY_JS = r"""
+([expected, pw, labelSel, radLabel, fechaLabel, estadoLabel, toastSel]) => {
   if (document.querySelector(pw)) return 'login';
-  if (window.__ovHttpError) { const s = window.__ovHttpError; window.__ovHttpError = 0; return 'error:' + s; }
-  if (kind === 'detail') {
-    for (const td of document.querySelectorAll(labelSel)) {
-      if (td.textContent.replace(/\s+/g, ' ').trim() === radLabel) {
-        const v = td.nextElementSibling;
-        if (v && v.textContent.trim() === expected && document.querySelector(sgcSel)) return 'ok';
-      }
-    }
-    return false;
+  for (const t of document.querySelectorAll(toastSel)) {
+    if (!t.dataset.ovSeen && /error|ocurri/i.test(t.textContent)) return 'toast';
   }
-  const label = document.querySelector(rangeSel);
-  if (!label) return false;
-  const m = label.textContent.trim().match(/^(\d+)\s*-\s*(\d+)\s+de\s+(\d+)$/);
-  if (!m) return false;
-  if (expected !== '' && m[1] !== expected) return false;
-  return 'ok:' + m[1] + ':' + m[2] + ':' + m[3];
+  const values = {};
+  for (const td of document.querySelectorAll(labelSel)) {
+    const label = td.textContent.replace(/\s+/g, ' ').trim();
+    const v = td.nextElementSibling;
+    if (!(label in values) && v) values[label] = v.textContent.trim();
+  }
+  return values[radLabel] === expected && values[fechaLabel] && values[estadoLabel] ? 'ok' : false;
+}
+"""
+
+# Toasts already on screen belong to earlier actions: marked so that only new ones count.
+_MARK_TOASTS_JS = "sel => document.querySelectorAll(sel).forEach(t => { t.dataset.ovSeen = '1'; })"
+
+# The login page's submit control, whatever its tag or type: in the password's form, the
+# clickable element after the password whose id, name, href or text says "login" (else any
+# such element, else the first one after the password); never a link to another page
+# (forgotten password, registration, a plain href).
+_FIND_SUBMIT_JS = r"""
+(pw) => {
+  const field = document.querySelector(pw);
+  if (!field) return false;
+  const scope = field.form || document;
+  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const all = Array.from(scope.querySelectorAll("button, input[type=submit], input[type=button], input[type=image], a[href], [role=button], [onclick]")).filter(visible);
+  const text = el => [el.id, el.getAttribute('name'), el.getAttribute('href'), el.value, el.textContent].join(' ');
+  const away = /olvid|recuper|registr|forgot|ayuda|help/i;
+  const says = /cmdLogin|login|ingres|iniciar|entrar|acceder|sign.?in/i;
+  const after = el => field.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING;
+  const navigates = el => el.tagName === 'A' && !/^\s*(javascript:|#|$)/i.test(el.getAttribute('href') || '');
+  const cands = all.filter(el => !away.test(text(el)) && !navigates(el));
+  const pick = cands.find(el => after(el) && says.test(text(el))) || cands.find(el => says.test(text(el)))
+    || cands.find(after);
+  if (!pick) return false;
+  document.querySelectorAll('[data-ov-submit]').forEach(el => el.removeAttribute('data-ov-submit'));
+  pick.setAttribute('data-ov-submit', '1');
+  return true;
 }
 """
 
@@ -120,6 +155,8 @@ _READ_ROWS_JS = r"""
 })
 """
 _DETAIL_ID = re.compile(r"Detail/([^/?#]+)")
+# Day formats a search request may carry its date filter in.
+_DAY_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%Y%m%d")
 
 
 class SessionExpired(Exception):
@@ -141,6 +178,18 @@ class ListedPqr:
     numero_radicado: str
     estado: str
     position: int  # 1-based position in the day's listing
+    fecha: str = ""  # as the list shows it
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of results proven to come from its own XHR answer."""
+
+    first: int
+    last: int
+    total: int
+    rows: list[ListedPqr]
+    filtered: bool = False  # the search request carried the day (the filter model had it)
 
 
 def norm_label(text: str | None) -> str:
@@ -155,21 +204,39 @@ def detail_url(base_url: str, detail_id: str) -> str:
     return f"{base_url.rstrip('/')}/{LIST_PATH}#/Detail/{detail_id}"
 
 
-async def _wait(page: Page, kind: str, expected: str, timeout_ms: float) -> str:
+def _is_xhr(response: Response) -> bool:
+    return response.request.resource_type in ("xhr", "fetch")
+
+
+async def _answered(page: Page, action: Callable[[], Awaitable[object]], timeout_ms: float,
+                    what: str, matches: Callable[[Response], bool] = _is_xhr) -> Response:
+    """Run ``action`` and return the answer of the XHR it caused: 401 is an expired session,
+    any other error status a PortalError (the app shows a toast and keeps the old view)."""
+    await page.evaluate(_MARK_TOASTS_JS, TOAST)
     try:
-        handle = await page.wait_for_function(
-            _WAIT_JS,
-            arg=[kind, expected, PASSWORD_INPUT, DETAIL_LABEL, RADICADO_LABEL, SGC_INPUT, RANGE_LABEL],
-            timeout=timeout_ms,
-        )
+        async with page.expect_response(matches, timeout=timeout_ms) as info:
+            await action()
+        response = await info.value
     except PlaywrightTimeout:
-        raise PortalError(f"timed out waiting for the {kind} view") from None
+        raise PortalError(f"the portal did not answer the {what} in time") from None
+    if response.status == 401:
+        raise SessionExpired()
+    if not response.ok:
+        raise PortalError(f"the portal answered HTTP {response.status} to the {what}")
+    return response
+
+
+async def _wait_js(page: Page, script: str, arg: list[Any], timeout_ms: float, what: str) -> str:
+    try:
+        handle = await page.wait_for_function(script, arg=arg, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise PortalError(f"the {what} did not show what the portal answered") from None
     state = await handle.json_value()
     if state == "login":
         raise SessionExpired()
-    if isinstance(state, str) and state.startswith("error:"):
-        raise PortalError(f"portal answered HTTP {state[6:]}")
-    return state
+    if state == "toast":
+        raise PortalError(f"the portal showed an error toast on the {what}")
+    return str(state)
 
 
 async def close_modal(page: Page) -> None:
@@ -198,58 +265,97 @@ async def install_modal_handler(page: Page) -> None:
 
 
 async def login(page: Page, empresa: str, base_url: str, username: str, password: str, timeout_ms: float) -> None:
-    """Log in on ``{base_url}/login`` and land on the list page. Raises LoginError (without
-    any detail of the credentials or of Playwright's call log)."""
+    """Log in on ``{base_url}/login`` through whatever control the page offers, and prove it:
+    success is the list page showing, refusal the login page coming back. Raises LoginError
+    naming the setting to check (never a typed value or Playwright's call log)."""
     setting = f"OV_{empresa.upper()}"
     try:
         await page.goto(f"{base_url.rstrip('/')}/login", timeout=timeout_ms)
     except Exception as exc:  # noqa: BLE001 - DNS, refused, TLS, timeout: Playwright's text names the URL only
         raise LoginError(f"cannot reach the {empresa} portal's login page ({type(exc).__name__}): check "
                          f"{setting}_PORTAL_URL and that this machine may reach it (network, proxy)") from None
+    unknown = (f"the {empresa} portal's login page is not the one the scraper knows (no username/password "
+               f"inputs or no login control at {setting}_PORTAL_URL/login), or it did not answer in time; "
+               "see the failure trace")
     try:
-        await page.locator(USER_INPUT).fill(username, timeout=timeout_ms)
-        await page.locator(PASSWORD_INPUT).fill(password, timeout=timeout_ms)
-        submit = page.locator(AIRE_SUBMIT if empresa == "aire" else AFINIA_SUBMIT).first
+        for selector, value in ((USER_INPUT, username), (PASSWORD_INPUT, password)):
+            field = page.locator(selector).first
+            await field.fill("", timeout=timeout_ms)
+            await field.press_sequentially(value, timeout=timeout_ms)
+        if not await page.evaluate(_FIND_SUBMIT_JS, PASSWORD_INPUT):
+            raise LoginError(unknown)
         async with page.expect_navigation(timeout=timeout_ms):
-            await submit.click(timeout=timeout_ms)
-        if LIST_PATH not in _unquote(page.url):
-            await page.goto(list_url(base_url), timeout=timeout_ms)
+            await page.locator("[data-ov-submit]").click(timeout=timeout_ms)
+        await page.wait_for_load_state(timeout=timeout_ms)
         if await page.locator(PASSWORD_INPUT).count():
             raise LoginError(f"the {empresa} portal refused the login: check {setting}_USER and {setting}_PASSWORD")
+        if LIST_PATH not in unquote(page.url):
+            await page.goto(list_url(base_url), timeout=timeout_ms)
+        await page.locator(SEARCH_BUTTON).or_(page.locator(PASSWORD_INPUT)).first.wait_for(
+            state="attached", timeout=timeout_ms)
+        if await page.locator(PASSWORD_INPUT).count():
+            raise LoginError(f"the {empresa} portal sent the login page back after logging in: check "
+                             f"{setting}_USER and {setting}_PASSWORD, and that the account may open the PQR list")
     except LoginError:
         raise
     except Exception as exc:  # noqa: BLE001 - never pass on a message that may hold a typed value
-        raise LoginError(f"login to the {empresa} portal failed ({type(exc).__name__}): its login page is not "
-                         "the one the scraper knows, or it did not answer in time; see the failure trace") from None
+        raise LoginError(f"login to the {empresa} portal failed ({type(exc).__name__}): {unknown}") from None
 
 
-def _unquote(url: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(url)
-
-
-async def open_list(page: Page, base_url: str, day: dt.date, timeout_ms: float) -> tuple[int, int, int]:
-    """Open the list page, filter ``day`` (both dates), all statuses, search; return the range
-    label's (first, last, total)."""
+async def open_list(page: Page, base_url: str, day: dt.date, timeout_ms: float) -> None:
+    """Open the list page and type ``day`` into both date filters, all statuses."""
     await page.goto(list_url(base_url), timeout=timeout_ms)
-    if await page.locator(PASSWORD_INPUT).count():
-        raise SessionExpired()
-    await close_modal(page)
     desde = page.locator(FILTER_DESDE)
-    hasta = page.locator(FILTER_HASTA)
     # The app renders after load; wait for the filters (or the login page) to exist.
     await desde.or_(page.locator(PASSWORD_INPUT)).first.wait_for(state="attached", timeout=timeout_ms)
     if await page.locator(PASSWORD_INPUT).count():
         raise SessionExpired()
+    await close_modal(page)
     if not await desde.is_visible():
         await page.get_by_text("Filtrar", exact=True).filter(visible=True).first.click(timeout=timeout_ms)
     await _select_all_statuses(page, timeout_ms)
     await desde.fill(day.isoformat(), timeout=timeout_ms)
-    await hasta.fill(day.isoformat(), timeout=timeout_ms)
-    await page.evaluate("window.__ovHttpError = 0")
-    await page.locator(SEARCH_BUTTON).click(timeout=timeout_ms)
-    return _range(await _wait(page, "list", "", timeout_ms))
+    await page.locator(FILTER_HASTA).fill(day.isoformat(), timeout=timeout_ms)
+
+
+def _carries_day(response: Response, day: dt.date) -> bool:
+    """Whether the search request sent ``day`` as both bounds (the typed dates had reached the
+    filter model; a search launched before the debounce sends the previous value)."""
+    request = response.request
+    sent = unquote(request.url) + " " + unquote(request.post_data or "")
+    return any(sent.count(day.strftime(f)) >= 2 for f in _DAY_FORMATS)
+
+
+async def search(page: Page, day: dt.date, timeout_ms: float) -> ListPage:
+    """Click "Buscar" and return page 1 as its own XHR answered it."""
+    response = await _answered(page, page.locator(SEARCH_BUTTON).click, timeout_ms, "search")
+    result = await _rows_of(page, response, 1, timeout_ms)
+    return ListPage(result.first, result.last, result.total, result.rows, _carries_day(response, day))
+
+
+async def next_page(page: Page, expected_first: int, timeout_ms: float) -> ListPage:
+    """Click the next-page button and return the page that starts at ``expected_first``, as
+    its own XHR answered it."""
+    response = await _answered(page, page.locator(NEXT_BUTTON).first.click, timeout_ms, "next page")
+    return await _rows_of(page, response, expected_first, timeout_ms)
+
+
+async def _rows_of(page: Page, response: Response, expected_first: int, timeout_ms: float) -> ListPage:
+    body = await response.text()
+    state = await _wait_js(page, _ROWS_READY_JS,
+                           [body, expected_first, PASSWORD_INPUT, RESULT_ROWS, RESULT_CELL, RANGE_LABEL],
+                           timeout_ms, "results table")
+    _, first, last, total = state.split(":")
+    rows = await page.evaluate(_READ_ROWS_JS, [RESULT_ROWS, RESULT_CELL, EYE_LINK])
+    out = []
+    for i, row in enumerate(rows):
+        m = _DETAIL_ID.search(row["href"] or "")
+        cells = row["cells"]
+        if not m or len(cells) < 3:
+            raise PortalError("a results row has no 'Ver PQR' link or fewer columns than radicado, fecha, estado")
+        out.append(ListedPqr(m.group(1), norm_label(cells[0]), norm_label(cells[2]), int(first) + i,
+                             norm_label(cells[1])))
+    return ListPage(int(first), int(last), int(total), out)
 
 
 async def _select_all_statuses(page: Page, timeout_ms: float) -> None:
@@ -267,46 +373,36 @@ async def _select_all_statuses(page: Page, timeout_ms: float) -> None:
     raise PortalError("the status filter has no 'all' option")
 
 
-def _range(state: str) -> tuple[int, int, int]:
-    _, first, last, total = state.split(":")
-    return int(first), int(last), int(total)
-
-
-async def read_rows(page: Page, first: int) -> list[ListedPqr]:
-    rows = await page.evaluate(_READ_ROWS_JS, [RESULT_ROWS, RESULT_CELL, EYE_LINK])
-    out = []
-    for i, row in enumerate(rows):
-        m = _DETAIL_ID.search(row["href"] or "")
-        cells = row["cells"]
-        if not m or not cells:
-            raise PortalError("a results row has no 'Ver PQR' link")
-        out.append(ListedPqr(m.group(1), norm_label(cells[0]), norm_label(cells[2]) if len(cells) > 2 else "",
-                             first + i))
-    return out
-
-
-async def next_page(page: Page, expected_first: int, timeout_ms: float) -> tuple[int, int, int]:
-    """Click the next-page button and wait for the label to start at ``expected_first``."""
-    await page.evaluate("window.__ovHttpError = 0")
-    await page.locator(NEXT_BUTTON).first.click(timeout=timeout_ms)
-    return _range(await _wait(page, "list", str(expected_first), timeout_ms))
-
-
 async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: float, fresh: bool) -> None:
-    """Show the detail of ``item`` and wait until it is the right one (its radicado shows)."""
+    """Show the detail of ``item``: wait for its own XHR's answer, then for its values (its
+    radicado, a fecha and a status) on screen."""
+
+    def mine(response: Response) -> bool:
+        request = response.request
+        return _is_xhr(response) and item.detail_id in unquote(request.url) + " " + unquote(request.post_data or "")
+
     url = detail_url(base_url, item.detail_id)
-    if fresh or LIST_PATH not in _unquote(page.url):
-        if page.url != "about:blank":
-            # A goto to the URL the page already shows would change nothing: start clean.
-            await page.goto("about:blank", timeout=timeout_ms)
-        await page.goto(url, timeout=timeout_ms)
-        if await page.locator(PASSWORD_INPUT).count():
-            raise SessionExpired()
-        await close_modal(page)
+    if fresh or LIST_PATH not in unquote(page.url):
+        async def action() -> None:
+            if page.url != "about:blank":
+                # A goto to the URL the page already shows would change nothing: start clean.
+                await page.goto("about:blank", timeout=timeout_ms)
+            await page.goto(url, timeout=timeout_ms)
+            if await page.locator(PASSWORD_INPUT).count():
+                raise SessionExpired()  # sent to the login page: no detail request will come
     else:
-        # Same single-page app: change the route only, like clicking the eye link does.
-        await page.evaluate("id => { window.__ovHttpError = 0; location.hash = '#/Detail/' + id; }", item.detail_id)
-    await _wait(page, "detail", item.numero_radicado, timeout_ms)
+        async def action() -> None:
+            # Same single-page app: change the route only, like clicking the eye link does.
+            await page.evaluate("id => { location.hash = '#Detail/' + id; }", item.detail_id)
+    try:
+        await _answered(page, action, timeout_ms, "detail", mine)
+    except PortalError:
+        if await page.locator(PASSWORD_INPUT).count():
+            raise SessionExpired() from None
+        raise
+    await _wait_js(page, _DETAIL_READY_JS,
+                   [item.numero_radicado, PASSWORD_INPUT, DETAIL_LABEL, RADICADO_LABEL, "Fecha", "Estado Solicitud",
+                    TOAST], timeout_ms, "detail view")
 
 
 async def read_detail(page: Page) -> tuple[dict[str, str], list[str]]:

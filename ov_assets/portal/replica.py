@@ -16,10 +16,12 @@ the replica guards nothing).
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import html
 import json
 import os
+import random
 import secrets
 import threading
 import time
@@ -30,12 +32,14 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, NamedTuple, Union
 
-from ov_assets.contract import EMPRESA_DISPLAY, EMPRESAS
+from ov_assets.contract import EMPRESA_DISPLAY, EMPRESAS, today_bogota
 from ov_assets.generator import _rng, fake_pqr, pdf_bytes
 
 LIST_PATH = "Listado-Radicación-PQR"
 USER_INPUT = "dnn$ctr$Login$Login_DotNetNuke.Membership.GatewayMembershipProvider$txtUsername"
 PASSWORD_INPUT = "dnn$ctr$Login$Login_DotNetNuke.Membership.GatewayMembershipProvider$txtPassword"
+ENCODED_FLAG = "dnn$ctr$Login$Login_DNN$hfPasswordEncoded"
+FIRST_DAY = dt.date(2020, 10, 1)  # both portals opened then
 PAGE_SIZE = 10
 ESTADOS = ("Radicado", "En trámite", "Pendiente", "Finalizado")
 
@@ -84,18 +88,24 @@ PerDay = Union[int, Callable[[str, dt.date], int], dict]
 
 @dataclass(frozen=True)
 class Faults:
-    """Faults to inject. Counters are global over API requests, so runs are reproducible.
+    """Faults to inject into the JSON API (list and detail XHRs). Counters and the random draw
+    are seeded, so runs are reproducible.
 
     delay_s: added to every API response (slow portal).
     fail_every: every Nth API request answers HTTP 500 (0: never).
+    fail_rate: that share of API requests answers HTTP 500 (busy days).
     expire_every: every Nth API request finds its session expired (HTTP 401: the app goes back
         to the login page) (0: never).
+    session_ttl_s: a session expires that many seconds after its login (0: never), like the real
+        portal's session timeout.
     fail_radicados: radicados whose detail always answers HTTP 500.
     """
 
     delay_s: float = 0.0
     fail_every: int = 0
+    fail_rate: float = 0.0
     expire_every: int = 0
+    session_ttl_s: float = 0.0
     fail_radicados: frozenset[str] = frozenset()
 
 
@@ -143,14 +153,13 @@ def _attachments(empresa: str, day: dt.date, index: int, seed: int, fields: dict
 class _State:
     """Data, sessions and fault counters, shared by the handler threads."""
 
-    def __init__(self, per_day: PerDay, seed: int, username: str, password: str, faults: Faults,
-                 session_ttl_s: float | None) -> None:
+    def __init__(self, per_day: PerDay, seed: int, username: str, password: str, faults: Faults) -> None:
         self.per_day = per_day
         self.seed = seed
         self.username = username
         self.password = password
         self.faults = faults
-        self.session_ttl_s = session_ttl_s
+        self.fault_rng = random.Random(seed)
         self.lock = threading.Lock()
         self.sessions: dict[str, tuple[str, float]] = {}  # token -> (empresa, created)
         self.api_requests = 0
@@ -185,6 +194,25 @@ class _State:
         # The portal lists the newest first.
         return sorted(out, key=lambda p: (p.fields["fecha"], p.fields["numero_radicado"]), reverse=True)
 
+    def listing(self, empresa: str, desde: dt.date, hasta: dt.date, estado: str, page: int) -> tuple[int, list[_Pqr]]:
+        """(total, the page's rows) of the PQRs filed from ``desde`` to ``hasta``, newest first.
+        Days are generated only when the page reaches them, so an unfiltered search (every day
+        since the portal opened) stays cheap."""
+        start, stop = (page - 1) * PAGE_SIZE, page * PAGE_SIZE
+        total, rows = 0, []
+        d = hasta
+        while d >= desde:
+            n = self.count(empresa, d)
+            if n and (estado or (total < stop and total + n > start)):
+                day = self.day(empresa, d)
+                if estado:
+                    day = [p for p in day if p.fields["estado_solicitud"] == estado]
+                rows += day[max(0, start - total): max(0, stop - total)]
+                n = len(day)
+            total += n
+            d -= dt.timedelta(days=1)
+        return total, rows[:PAGE_SIZE]
+
     def find(self, empresa: str, detail_id: int) -> _Pqr | None:
         rest = detail_id - (EMPRESAS.index(empresa) + 1) * 10**9
         if rest <= 0:
@@ -197,9 +225,8 @@ class ReplicaPortal:
     """The replica portal on 127.0.0.1, served from a background thread."""
 
     def __init__(self, per_day: PerDay = 25, seed: int = 0, username: str = "demo", password: str = "demo",
-                 faults: Faults | None = None, port: int = 0, host: str = "127.0.0.1",
-                 session_ttl_s: float | None = None) -> None:
-        self.state = _State(per_day, seed, username, password, faults or Faults(), session_ttl_s)
+                 faults: Faults | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.state = _State(per_day, seed, username, password, faults or Faults())
         self._host, self._port = host, port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -314,8 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
             entry = self.state.sessions.get(token)
             if not entry or entry[0] != empresa:
                 return None
-            ttl = self.state.session_ttl_s
-            if ttl is not None and time.monotonic() - entry[1] > ttl:
+            ttl = self.state.faults.session_ttl_s
+            if ttl and time.monotonic() - entry[1] > ttl:
                 del self.state.sessions[token]
                 self.state.stats["expired"] += 1
                 return None
@@ -344,22 +371,24 @@ class _Handler(BaseHTTPRequestHandler):
         if not rest:
             return self._redirect(f"/{empresa}/login")
         if rest == ["login"]:
-            return self._html(_login_page(empresa, error=False))
+            return self._html(_login_page(empresa, _return_url(empresa, query), error=False))
         if rest == [LIST_PATH]:
             if not self._session(empresa):
-                return self._redirect(f"/{empresa}/login")
+                back = urllib.parse.quote(urllib.parse.urlsplit(self.path).path, safe="")
+                return self._redirect(f"/{empresa}/login?returnurl={back}")
             return self._html(_app_page(empresa))
         if rest and rest[0] == "api":
             return self._api(empresa, rest[1:], query)
         return self._html("<h1>404</h1>", 404)
 
     def do_POST(self) -> None:
-        empresa, rest, _ = self._split()
+        empresa, rest, query = self._split()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if empresa == "__admin" and rest == ["faults"]:
             spec = json.loads(body or b"{}")
             spec["fail_radicados"] = frozenset(spec.get("fail_radicados", ()))
+            spec.setdefault("session_ttl_s", self.state.faults.session_ttl_s)
             with self.state.lock:
                 self.state.faults = Faults(**spec)
                 self.state.api_requests = 0
@@ -370,20 +399,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"ok": True})
         if empresa not in EMPRESAS or rest != ["login"]:
             return self._html("<h1>404</h1>", 404)
-        form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True)
-        user = (form.get(USER_INPUT) or [""])[0]
-        password = (form.get(PASSWORD_INPUT) or [""])[0]
-        ok = secrets.compare_digest(user.encode(), self.state.username.encode()) and secrets.compare_digest(
-            password.encode(), self.state.password.encode())
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+        user, password = form.get(USER_INPUT, ""), _posted_password(empresa, form)
+        ok = password is not None and secrets.compare_digest(user.encode(), self.state.username.encode()) and (
+            secrets.compare_digest(password.encode(), self.state.password.encode()))
+        back = _return_url(empresa, query)
         if not ok:
             with self.state.lock:
                 self.state.stats["login_failures"] += 1
-            return self._html(_login_page(empresa, error=True), 200)
+            return self._html(_login_page(empresa, back, error=True), 200)
         token = secrets.token_urlsafe(24)
         with self.state.lock:
             self.state.sessions[token] = (empresa, time.monotonic())
             self.state.stats["logins"] += 1
-        target = f"/{empresa}/{urllib.parse.quote(LIST_PATH)}#/List"
+        target = back or f"/{empresa}/{urllib.parse.quote(LIST_PATH)}#/List"
         self._redirect(target, {"Set-Cookie": f"ov_session_{empresa}={token}; Path=/{empresa}; HttpOnly; SameSite=Lax"})
 
     def _api(self, empresa: str, rest: list[str], query: dict[str, list[str]]) -> None:
@@ -410,7 +439,9 @@ class _Handler(BaseHTTPRequestHandler):
                 state.sessions.pop(token, None)
                 state.stats["expired"] += 1
             return self._json({"error": "session expired"}, 401)
-        if faults.fail_every and n % faults.fail_every == 0:
+        with state.lock:
+            unlucky = faults.fail_rate and state.fault_rng.random() < faults.fail_rate
+        if unlucky or (faults.fail_every and n % faults.fail_every == 0):
             with state.lock:
                 state.stats["errors_500"] += 1
             return self._json({"error": "internal error"}, 500)
@@ -452,24 +483,14 @@ class _Handler(BaseHTTPRequestHandler):
         def arg(name: str, default: str = "") -> str:
             return (query.get(name) or [default])[0]
 
+        # An empty date means no bound: every day since the portal opened, up to today.
         try:
-            desde = dt.date.fromisoformat(arg("desde"))
-            hasta = dt.date.fromisoformat(arg("hasta"))
+            desde = dt.date.fromisoformat(arg("desde")) if arg("desde") else FIRST_DAY
+            hasta = dt.date.fromisoformat(arg("hasta")) if arg("hasta") else today_bogota()
             page = max(1, int(arg("page", "1")))
         except ValueError:
             return self._json({"error": "bad filter"}, 400)
-        if (hasta - desde).days > 31 or hasta < desde:
-            return self._json({"error": "range too long"}, 400)
-        estado = arg("estado")
-        rows: list[_Pqr] = []
-        d = hasta
-        while d >= desde:
-            rows += self.state.day(empresa, d)
-            d -= dt.timedelta(days=1)
-        if estado:
-            rows = [p for p in rows if p.fields["estado_solicitud"] == estado]
-        total = len(rows)
-        chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+        total, chunk = self.state.listing(empresa, desde, hasta, arg("estado"), page)
         with self.state.lock:
             self.state.stats["list_pages"] += 1
         self._json({
@@ -494,7 +515,33 @@ md-option{display:block;padding:.3em 1em;cursor:pointer}
 td.md-cell{padding:2px 6px;border-bottom:1px solid #ddd}
 td.text-td-label{font-weight:bold;padding-right:1em}
 div.link-archivo{color:#06c;cursor:pointer;text-decoration:underline}
+md-toast{position:fixed;bottom:1em;left:1em;background:#333;color:#fff;padding:1em;z-index:2000}
+.md-datepicker-calendar-pane{position:absolute;background:#fff;border:1px solid #999;z-index:60;padding:.5em}
+td.md-calendar-date{cursor:pointer;padding:2px 6px}
 """
+
+
+def _return_url(empresa: str, query: dict[str, list[str]]) -> str:
+    """The ``returnurl`` the login page was opened with, when it is a path of this portal."""
+    back = (query.get("returnurl") or [""])[0]
+    return back if back.startswith(f"/{empresa}/") and "//" not in back else ""
+
+
+def _posted_password(empresa: str, form: dict[str, str]) -> str | None:
+    """The password of a login postback, or None when the post is not the page's own script
+    (a plain form submit): Air-e's link posts back ``cmdLogin``; Afinia's button posts back
+    with the password base64-encoded and the encoded flag set."""
+    if "Login" not in form.get("__EVENTTARGET", ""):
+        return None
+    password = form.get(PASSWORD_INPUT, "")
+    if empresa != "afinia":
+        return password
+    if form.get(ENCODED_FLAG) != "1":
+        return None
+    try:
+        return base64.b64decode(password, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _index_page() -> str:
@@ -502,17 +549,27 @@ def _index_page() -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>Replica OV</title></head><body><ul>{links}</ul></body></html>"
 
 
-def _login_page(empresa: str, error: bool) -> str:
+def _login_page(empresa: str, back: str, error: bool) -> str:
+    """The DotNetNuke login page. Its submit control is script-driven: Afinia's is a
+    ``<button type="button">`` whose handler base64-encodes the password, sets a hidden flag and
+    posts back; Air-e's is a ``javascript:__doPostBack`` link. A plain form submit is refused."""
     display = html.escape(EMPRESA_DISPLAY[empresa])
+    action = f"/{empresa}/login" + (f"?returnurl={urllib.parse.quote(back, safe='')}" if back else "")
     if empresa == "afinia":
-        submit = '<button type="submit" class="btn btn-primary" id="dnn_ctr_Login_Login_DNN_btnLogin">Iniciar sesión</button>'
+        submit = ('<button type="button" class="btn btn-primary" id="dnn_ctr_Login_Login_DNN_btnIngresar" '
+                  'onclick="return ovLogin(this)">Iniciar sesión</button>')
     else:
         submit = ('<a id="dnn_ctr_Login_Login_DNN_cmdLogin" class="dnnPrimaryAction" '
                   'href="javascript:__doPostBack(\'dnn$ctr$Login$Login_DNN$cmdLogin\',\'\')">Ingresar</a>')
-    msg = '<div class="dnnFormMessage dnnFormValidationSummary">Usuario o contraseña incorrectos</div>' if error else ""
+    msg = ('<div class="dnnFormMessage dnnFormValidationSummary">Usuario o contraseña incorrectos</div>'
+           if error else "")
     return f"""<!doctype html><html lang="es"><head><meta charset="utf-8"><title>Oficina Virtual {display} - Ingreso</title>
 <style>{_STYLE}</style></head><body>
-<form method="post" action="/{empresa}/login" id="Form" autocomplete="off">
+<form method="post" action="{html.escape(action)}" id="Form" autocomplete="off">
+<input type="hidden" name="__EVENTTARGET" id="__EVENTTARGET" value="">
+<input type="hidden" name="__EVENTARGUMENT" id="__EVENTARGUMENT" value="">
+<input type="hidden" name="__VIEWSTATE" id="__VIEWSTATE" value="{secrets.token_urlsafe(32)}">
+<input type="hidden" name="{ENCODED_FLAG}" id="dnn_ctr_Login_Login_DNN_hfPasswordEncoded" value="">
 <h1>Oficina Virtual {display}</h1>{msg}
 <div class="dnnFormItem"><label>Usuario</label>
 <input name="{USER_INPUT}" type="text" id="dnn_ctr_Login_Login_DNN_txtUsername"></div>
@@ -520,11 +577,29 @@ def _login_page(empresa: str, error: bool) -> str:
 <input name="{PASSWORD_INPUT}" type="password" id="dnn_ctr_Login_Login_DNN_txtPassword"></div>
 {submit}
 </form>
-<script>function __doPostBack(t, a) {{ document.getElementById('Form').submit(); }}</script>
+<script>
+function __doPostBack(target, argument) {{
+  const form = document.getElementById('Form');
+  form.__EVENTTARGET.value = target; form.__EVENTARGUMENT.value = argument; form.submit();
+}}
+function ovLogin(button) {{
+  const pw = document.getElementById('dnn_ctr_Login_Login_DNN_txtPassword');
+  const bytes = new TextEncoder().encode(pw.value);
+  pw.value = btoa(String.fromCharCode(...bytes));
+  document.getElementById('dnn_ctr_Login_Login_DNN_hfPasswordEncoded').value = '1';
+  __doPostBack('dnn$ctr$Login$Login_DNN$btnIngresar', '');
+  return false;
+}}
+</script>
 </body></html>"""
 
 
 def _app_page(empresa: str) -> str:
+    """The list/detail single-page app, behaving like the real AngularJS Material one (CONTRACT
+    §9): a 500 ms debounce between a typed date and the filter model (the calendar pane applies
+    at once), a range label that moves at once while rows wait for their XHR, toasts that leave
+    the old rows on screen, ``#Detail/<id>`` rewritten to ``#/Detail/<id>``, and the login page
+    with ``returnurl`` when an XHR answers 401."""
     display = html.escape(EMPRESA_DISPLAY[empresa])
     modal = ""
     if empresa == "afinia":
@@ -539,6 +614,7 @@ def _app_page(empresa: str) -> str:
         "columns": [f for _, f in LIST_COLUMNS],
         "labels": [[label, f] for label, f in DETAIL_LABELS],
     }, ensure_ascii=False)
+    picker = """<md-datepicker ng-model="filtros.{model}"><button class="md-datepicker-button md-icon-button" type="button" aria-label="Abrir calendario">&#128197;</button><div class="md-datepicker-input-container"><input class="md-datepicker-input" type="text" placeholder="YYYY-MM-DD"></div></md-datepicker>"""
     return f"""<!doctype html><html lang="es" ng-app="ovApp"><head><meta charset="utf-8">
 <title>Oficina Virtual {display}</title><style>{_STYLE}</style></head><body>
 {modal}
@@ -553,11 +629,12 @@ def _app_page(empresa: str) -> str:
    <div class="md-select-menu-container hidden"><md-select-menu><md-content>
      <md-option value="">Todos</md-option>{estados}</md-content></md-select-menu></div>
    <label>Fecha inicial</label>
-   <md-datepicker ng-model="filtros.fechaInicial"><div class="md-datepicker-input-container"><input class="md-datepicker-input" type="text" placeholder="YYYY-MM-DD"></div></md-datepicker>
+   {picker.format(model="fechaInicial")}
    <label>Fecha final</label>
-   <md-datepicker ng-model="filtros.fechaFinal"><div class="md-datepicker-input-container"><input class="md-datepicker-input" type="text" placeholder="YYYY-MM-DD"></div></md-datepicker>
+   {picker.format(model="fechaFinal")}
    <button class="md-raised md-primary md-button" ng-click="Search()" aria-label="Buscar" type="button">Buscar</button>
   </div></div>
+ <md-progress-linear md-mode="indeterminate" class="hidden"></md-progress-linear>
  <md-table-container><table md-table class="md-table"><thead md-head class="md-head"><tr md-row>{columns}<th></th></tr></thead>
  <tbody md-body class="md-body"></tbody></table></md-table-container>
  <md-table-pagination class="md-table-pagination"><div class="label ng-binding"></div>
@@ -568,20 +645,81 @@ def _app_page(empresa: str) -> str:
 </script>
 <script>
 const CFG = {config};
+const DEBOUNCE_MS = 500;  // Angular Material's md-datepicker input debounce
 const app = document.getElementById('app');
 const esc = s => String(s ?? '').replace(/[&<>"']/g, c => ({{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}})[c]);
-let filtros = {{Estado: '', fechaInicial: '', fechaFinal: ''}};
-let pageNo = 1, total = 0, busy = false, gen = 0;
+// The filter model (what a search sends) and the table's state survive route changes.
+const filtros = {{Estado: '', fechaInicial: '', fechaFinal: ''}};
+const query = {{page: 1}};
+let total = 0, rows = [], searched = false, gen = 0;
 
 async function api(path) {{
   const r = await fetch(CFG.api + path, {{credentials: 'same-origin', headers: {{'Accept': 'application/json'}}}});
-  if (r.status === 401) {{ window.location.href = CFG.login; throw new Error('session'); }}
-  if (!r.ok) {{ toast('Error ' + r.status + ' al consultar el servidor'); throw new Error('http ' + r.status); }}
+  if (r.status === 401) {{
+    window.location.href = CFG.login + '?returnurl=' + encodeURIComponent(location.pathname);
+    throw new Error('session');
+  }}
+  if (!r.ok) {{ toast('Ocurrió un error al consultar la información. Intente nuevamente.'); throw new Error('http ' + r.status); }}
   return r.json();
 }}
 function toast(msg) {{
-  const t = document.createElement('md-toast'); t.textContent = msg; document.body.appendChild(t);
-  setTimeout(() => t.remove(), 3000);
+  const t = document.createElement('md-toast'); t.className = 'md-toast';
+  t.innerHTML = '<div class="md-toast-content"><span class="md-toast-text">' + esc(msg) + '</span></div>';
+  document.body.appendChild(t); setTimeout(() => t.remove(), 3000);
+}}
+function setLabel() {{
+  const label = app.querySelector('div.label.ng-binding'); if (!label) return;
+  const first = total ? (query.page - 1) * 10 + 1 : 0, last = Math.min(query.page * 10, total);
+  label.textContent = first + ' - ' + last + ' de ' + total;
+}}
+function renderRows() {{
+  const body = app.querySelector('tbody.md-body'); if (!body) return;
+  body.innerHTML = rows.map(r => '<tr md-row class="md-row">' +
+    CFG.columns.map(c => '<td md-cell class="md-cell">' + esc(r[c]) + '</td>').join('') +
+    '<td md-cell class="md-cell"><a class="md-primary md-icon-button" tooltip="Ver PQR" href="#Detail/' + r.id + '">&#128065;</a></td></tr>').join('');
+}}
+function progress(on) {{ const p = app.querySelector('md-progress-linear'); if (p) p.classList.toggle('hidden', !on); }}
+function isoDay(d) {{ return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0'); }}
+function datepicker(el, key) {{
+  const input = el.querySelector('input');
+  input.value = filtros[key];
+  let timer = null;
+  input.addEventListener('input', () => {{
+    clearTimeout(timer);
+    timer = setTimeout(() => {{
+      const v = input.value.trim();
+      const ok = v === '' || (/^\d{{4}}-\d{{2}}-\d{{2}}$/.test(v) && !isNaN(new Date(v + 'T00:00:00')));
+      el.classList.toggle('md-datepicker-invalid', !ok);
+      if (ok) filtros[key] = v;
+    }}, DEBOUNCE_MS);
+  }});
+  el.querySelector('.md-datepicker-button').onclick = () => {{
+    const open = document.querySelector('.md-datepicker-calendar-pane'); if (open) open.remove();
+    const base = filtros[key] ? new Date(filtros[key] + 'T00:00:00') : new Date();
+    calendar(el, key, input, new Date(base.getFullYear(), base.getMonth(), 1));
+  }};
+}}
+function calendar(el, key, input, month) {{
+  const pane = document.createElement('div'); pane.className = 'md-datepicker-calendar-pane md-pane-open';
+  const first = month.getDay(), days = new Date(month.getFullYear(), month.getMonth() + 1, 0).getDate();
+  let cells = '<td></td>'.repeat(first);
+  for (let d = 1; d <= days; d++) {{
+    const day = new Date(month.getFullYear(), month.getMonth(), d);
+    cells += '<td class="md-calendar-date" data-timestamp="' + day.getTime() + '" id="md-' + isoDay(day) + '"><span class="md-calendar-date-selection-indicator">' + d + '</span></td>';
+    if ((first + d) % 7 === 0) cells += '</tr><tr>';
+  }}
+  const name = month.toLocaleDateString('es-CO', {{month: 'long', year: 'numeric'}});
+  pane.innerHTML = '<div class="md-calendar-month-label">' + esc(name) + '</div>' +
+    '<button type="button" class="md-calendar-previous-month" aria-label="Mes anterior">&lsaquo;</button>' +
+    '<button type="button" class="md-calendar-next-month" aria-label="Mes siguiente">&rsaquo;</button>' +
+    '<md-calendar><table class="md-calendar"><tbody><tr>' + cells + '</tr></tbody></table></md-calendar>';
+  el.appendChild(pane);
+  pane.querySelector('.md-calendar-previous-month').onclick = () => {{ pane.remove(); calendar(el, key, input, new Date(month.getFullYear(), month.getMonth() - 1, 1)); }};
+  pane.querySelector('.md-calendar-next-month').onclick = () => {{ pane.remove(); calendar(el, key, input, new Date(month.getFullYear(), month.getMonth() + 1, 1)); }};
+  pane.querySelectorAll('td.md-calendar-date').forEach(td => td.onclick = () => {{
+    const v = isoDay(new Date(Number(td.dataset.timestamp)));
+    filtros[key] = v; input.value = v; el.classList.remove('md-datepicker-invalid'); pane.remove();
+  }});
 }}
 function renderList() {{
   app.innerHTML = document.getElementById('tpl-list').innerHTML;
@@ -592,60 +730,61 @@ function renderList() {{
     filtros.Estado = o.getAttribute('value'); sel.querySelector('span').textContent = o.textContent;
     menu.classList.add('hidden');
   }});
-  const inputs = app.querySelectorAll('md-datepicker input');
-  inputs[0].value = filtros.fechaInicial; inputs[1].value = filtros.fechaFinal;
-  inputs[0].oninput = e => filtros.fechaInicial = e.target.value.trim();
-  inputs[1].oninput = e => filtros.fechaFinal = e.target.value.trim();
-  app.querySelector("button[ng-click='Search()']").onclick = () => {{ pageNo = 1; load(1); }};
-  app.querySelector("button[ng-click*='next()']").onclick = () => {{ if (pageNo * 10 < total) load(pageNo + 1); }};
-  app.querySelector("button[ng-click*='previous()']").onclick = () => {{ if (pageNo > 1) load(pageNo - 1); }};
-  updateNav();
-  if (filtros.fechaInicial && total) load(pageNo);
+  app.querySelectorAll('md-datepicker').forEach(el => datepicker(el, el.getAttribute('ng-model').split('.')[1]));
+  // The label follows the pagination model at once; the rows only when the XHR answers.
+  app.querySelector("button[ng-click='Search()']").onclick = () => {{ query.page = 1; setLabel(); load(); }};
+  app.querySelector("button[ng-click*='next()']").onclick = () => {{
+    if (query.page * 10 < total) {{ query.page += 1; setLabel(); load(); }}
+  }};
+  app.querySelector("button[ng-click*='previous()']").onclick = () => {{
+    if (query.page > 1) {{ query.page -= 1; setLabel(); load(); }}
+  }};
+  setLabel();
+  if (searched) load();
 }}
-function updateNav() {{
-  const next = app.querySelector("button[ng-click*='next()']"), prev = app.querySelector("button[ng-click*='previous()']");
-  if (next) next.disabled = busy || pageNo * 10 >= total;
-  if (prev) prev.disabled = busy || pageNo <= 1;
-}}
-async function load(p) {{
-  const my = ++gen; busy = true; updateNav();
-  const q = new URLSearchParams({{desde: filtros.fechaInicial, hasta: filtros.fechaFinal, estado: filtros.Estado, page: p}});
+async function load() {{
+  const my = ++gen; searched = true; progress(true);
+  const q = new URLSearchParams({{desde: filtros.fechaInicial, hasta: filtros.fechaFinal, estado: filtros.Estado, page: query.page}});
   try {{
     const data = await api('/pqr?' + q.toString());
     if (my !== gen || !location.hash.startsWith('#/List')) return;
-    pageNo = data.page; total = data.total;
-    const body = app.querySelector('tbody.md-body');
-    body.innerHTML = data.rows.map(r => '<tr md-row class="md-row">' +
-      CFG.columns.map(c => '<td md-cell class="md-cell">' + esc(r[c]) + '</td>').join('') +
-      '<td md-cell class="md-cell"><a class="md-primary md-icon-button" tooltip="Ver PQR" href="#Detail/' + r.id + '">&#128065;</a></td></tr>').join('');
-    const first = total ? (pageNo - 1) * 10 + 1 : 0, last = Math.min(pageNo * 10, total);
-    app.querySelector('div.label.ng-binding').textContent = first + ' - ' + last + ' de ' + total;
-  }} catch (e) {{ }}
-  finally {{ if (my === gen) {{ busy = false; updateNav(); }} }}
+    total = data.total; rows = data.rows; renderRows(); setLabel();
+  }} catch (e) {{ /* the toast said it; the previous rows stay on screen */ }}
+  finally {{ if (my === gen) progress(false); }}
 }}
 async function renderDetail(id) {{
   const my = ++gen;
-  app.innerHTML = '<md-content class="md-padding"><h2>Detalle PQR</h2><md-progress-circular></md-progress-circular></md-content>';
+  // A route change rebuilds the view: labels now, values when the detail's own XHR answers.
+  const labelRows = CFG.labels.map(([label, key]) => '<tr><td class="text-td-label">' + esc(label) + '</td><td class="ng-binding" data-key="' + (key || '') + '"></td></tr>').join('');
+  app.innerHTML = '<md-content class="md-padding"><h2>Detalle PQR</h2><a href="#/List">Volver</a><md-progress-circular></md-progress-circular>' +
+    '<table class="table-detalle"><tbody>' + labelRows +
+    '<tr><td class="text-td-label">N° Reclamo SGC</td><td><input name="NumeroReclamoSGC" type="text" readonly></td></tr></tbody></table>' +
+    '<h3>Archivos adjuntos</h3><div class="adjuntos"></div></md-content>';
   let data;
   try {{ data = await api('/pqr/' + encodeURIComponent(id)); }} catch (e) {{ return; }}
   if (my !== gen) return;
   const f = data.fields;
-  const rows = CFG.labels.map(([label, key]) => '<tr><td class="text-td-label">' + esc(label) + '</td><td class="ng-binding">' +
-    esc(key ? f[key] : (label.startsWith('Fecha') ? '' : 'N/A')) + '</td></tr>').join('');
-  const files = data.adjuntos.map(a => '<div class="link-archivo" ng-click="descargarAdjunto(item)" data-n="' + a.n + '">' + esc(a.nombre) + '</div>').join('');
-  app.innerHTML = '<md-content class="md-padding"><h2>Detalle PQR</h2><a href="#/List">Volver</a><table class="table-detalle"><tbody>' + rows +
-    '<tr><td class="text-td-label">N° Reclamo SGC</td><td><input name="NumeroReclamoSGC" type="text" readonly></td></tr></tbody></table>' +
-    '<h3>Archivos adjuntos</h3><div class="adjuntos">' + files + '</div></md-content>';
+  app.querySelectorAll('td.ng-binding').forEach(td => {{
+    const key = td.dataset.key, label = td.previousElementSibling.textContent;
+    td.textContent = key ? (f[key] ?? '') : (label.startsWith('Fecha') ? '' : 'N/A');
+  }});
   app.querySelector("input[name='NumeroReclamoSGC']").value = f.numero_reclamo_sgc;
+  app.querySelector('.adjuntos').innerHTML = data.adjuntos.map(a => '<div class="link-archivo" ng-click="descargarAdjunto(item)" data-n="' + a.n + '">' + esc(a.nombre) + '</div>').join('');
+  app.querySelector('md-progress-circular').remove();
   app.querySelectorAll('div.link-archivo').forEach(d => d.onclick = () => {{
     const a = document.createElement('a'); a.href = CFG.api + '/adjunto/' + data.id + '/' + d.dataset.n;
     a.download = ''; document.body.appendChild(a); a.click(); a.remove();
   }});
 }}
 function route() {{
-  const h = location.hash.replace(/^#\\/?/, '');
-  const m = h.match(/^Detail\\/(\\d+)/);
-  if (m) renderDetail(m[1]); else {{ if (!h.startsWith('List')) {{ history.replaceState(null, '', '#/List'); }} renderList(); }}
+  const m = location.hash.match(/^#\/?Detail\/(\d+)/);
+  if (m) {{
+    if (!location.hash.startsWith('#/')) {{ history.replaceState(null, '', '#/Detail/' + m[1]); }}
+    renderDetail(m[1]);
+  }} else {{
+    if (!location.hash.startsWith('#/List')) {{ history.replaceState(null, '', '#/List'); }}
+    renderList();
+  }}
 }}
 window.addEventListener('hashchange', route);
 // Like the real app, the view appears only after the scripts have "bootstrapped".

@@ -42,6 +42,7 @@ from ov_assets.contract import (
     FINAL_STATUSES,
     ValidRecord,
     parse_extraction_ts,
+    parse_fecha,
     today_bogota,
     validate_record,
 )
@@ -70,6 +71,13 @@ CHROMIUM_ARGS = [
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
 _UUID_NAME = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\.[A-Za-z0-9]+")
 _EXT = re.compile(r"\.([A-Za-z0-9]{1,8})$")
+FILTER_ATTEMPTS = 5  # searches until the request carries the typed day (debounce: ~0.5 s)
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retrying after the ``attempt``-th fault: doubling from 0.25 s, at
+    most 4 s (a busy portal answering 500 is given time; a retry is not a wait for the page)."""
+    return min(4.0, 0.25 * 2 ** max(0, attempt - 1))
 
 
 @dataclass
@@ -388,7 +396,8 @@ async def _scrape_day_async(
     stamp = format_ts(dt.datetime.now(BOGOTA).replace(tzinfo=None))
     known = set(known_hashes)
     seen_ids: set[str] = set()
-    queue: asyncio.Queue[ListedPqr | None] = asyncio.Queue(maxsize=config.concurrency * 4)
+    # Unbounded: the list walk never waits for the workers (its rows are checked before queuing).
+    queue: asyncio.Queue[ListedPqr | None] = asyncio.Queue()
     limiter = _RateLimiter(config.max_per_min)
     today = today_bogota()
     missing_labels: set[str] = set()
@@ -399,7 +408,8 @@ async def _scrape_day_async(
         session = _Session(browser, config, state_file, result)
         context: BrowserContext | None = None
         try:
-            ctx_kwargs: dict[str, Any] = {"accept_downloads": True}
+            # The portal's clock: dates the app builds in the browser are Bogotá days.
+            ctx_kwargs: dict[str, Any] = {"accept_downloads": True, "timezone_id": "America/Bogota"}
             if state_file.exists():
                 ctx_kwargs["storage_state"] = str(state_file)  # reuse the session while it is valid
             else:
@@ -407,7 +417,6 @@ async def _scrape_day_async(
                 ctx_kwargs["storage_state"] = str(state_file)
             context = await browser.new_context(**ctx_kwargs)
             session.context = context
-            await context.add_init_script(pages.ERROR_PROBE)
             if config.trace:
                 # After login: the login happened in another context, never traced.
                 await context.tracing.start(screenshots=True, snapshots=True)
@@ -429,23 +438,11 @@ async def _scrape_day_async(
                 except Exception:  # noqa: BLE001 - a failed screenshot must not hide the failure
                     log.warning("%s %s: could not take a screenshot of %s", config.empresa, day, what)
 
-            # -- the list: every page exactly once -------------------------------------------
+            # -- the list: every page exactly once, every row proven of the day ----------------
             async def walk_list() -> None:
                 page = await new_page()
                 try:
-                    for attempt in range(config.retries + 2):
-                        generation = session.generation
-                        try:
-                            await _walk(page)
-                            return
-                        except SessionExpired:
-                            await session.relogin(generation)
-                        except PortalError as exc:
-                            result.retries += 1
-                            log.warning("%s %s: list page failed (%s), starting over", config.empresa, day, exc)
-                            if attempt >= config.retries + 1:
-                                raise
-                    raise PortalError("could not walk the list")
+                    await _walk(page)
                 except Exception:
                     await artifacts_for(page, "list")
                     raise
@@ -453,37 +450,87 @@ async def _scrape_day_async(
                     await _close(page)
 
             walked_pages: set[int] = set()
+            listed_radicados: set[str] = set()
 
             async def _walk(page: Page) -> None:
-                first, last, total = await pages.open_list(page, config.base_url, day, timeout_ms)
-                result.listed_total = total
+                """Search the day and take every page once. After a fault (HTTP 500, a toast, a
+                view that never showed its answer, rows of another day) the day is searched again
+                and paged forward to the first row not taken yet; after an expired session the
+                same, once logged in again. Consecutive faults are bounded."""
+                target, faults, walks = 1, 0, 0
+                listing: pages.ListPage | None = None
                 while True:
-                    if total == 0:
-                        return
-                    rows = await pages.read_rows(page, first)
-                    if len(rows) != last - first + 1:
-                        raise PortalError(f"page {first}-{last} shows {len(rows)} rows")
-                    walked_pages.add(first)
-                    result.pages_walked = len(walked_pages)
-                    for row in rows:
-                        if row.detail_id in seen_ids:
+                    generation = session.generation
+                    try:
+                        if listing is None:
+                            listing = await _search(page)
+                            while listing.total and listing.last < target:
+                                listing = await pages.next_page(page, listing.last + 1, timeout_ms)
+                        _take(listing)
+                        faults = 0
+                        if listing.last < listing.total:
+                            target = listing.last + 1
+                            listing = await pages.next_page(page, target, timeout_ms)
                             continue
-                        seen_ids.add(row.detail_id)
-                        if only is not None and not only(row):
-                            continue
-                        result.listed += 1
-                        await queue.put(row)
-                    if last >= total:
-                        return
-                    for attempt in range(config.retries):
-                        try:
-                            first, last, total = await pages.next_page(page, last + 1, timeout_ms)
-                            break
-                        except PortalError:
-                            # The failed request left the page where it was: click again.
-                            result.retries += 1
-                            if attempt == config.retries - 1:
-                                raise
+                        if len(listed_radicados) == listing.total:
+                            return
+                        walks += 1
+                        if walks > config.retries:
+                            raise PortalError(
+                                f"the portal counts {listing.total} PQRs for the day but listed "
+                                f"{len(listed_radicados)} distinct radicados of it over {walks} walks")
+                        log.warning("%s %s: listed %d of %d PQRs, walking the day again", config.empresa, day,
+                                    len(listed_radicados), listing.total)
+                        target, listing = 1, None
+                    except SessionExpired:
+                        await session.relogin(generation)
+                        listing = None
+                    except PortalError as exc:
+                        faults += 1
+                        result.retries += 1
+                        if faults > config.retries + 1:
+                            raise
+                        log.info("%s %s: results list: %s; searching again to resume at row %d", config.empresa,
+                                 day, exc, target)
+                        await asyncio.sleep(_backoff(faults))
+                        listing = None
+
+            async def _search(page: Page) -> pages.ListPage:
+                """Type the day into the filters and search until the search request carries it:
+                a search launched before the datepicker's debounce sends the previous dates. When
+                the request's format is unknown, the row checks of ``_take`` decide."""
+                await pages.open_list(page, config.base_url, day, timeout_ms)
+                for attempt in range(FILTER_ATTEMPTS):
+                    listing = await pages.search(page, day, timeout_ms)
+                    if listing.filtered:
+                        return listing
+                    await asyncio.sleep(_backoff(attempt))
+                log.info("%s %s: the search request does not show the date filter; checking every row's fecha",
+                         config.empresa, day)
+                return listing
+
+            def _take(listing: pages.ListPage) -> None:
+                """Queue the page's new rows, once every row is proven to be of the day: a row of
+                another day means the date filter did not apply, and nothing of the page is taken."""
+                for row in listing.rows:
+                    filed = parse_fecha(row.fecha)
+                    if filed is None:
+                        raise PortalError(f"the results list shows a fecha that cannot be read (radicado "
+                                          f"{row.numero_radicado}): has the list page changed?")
+                    if filed.date() != day:
+                        raise PortalError(f"the results list shows radicado {row.numero_radicado} of "
+                                          f"{filed.date()}: the date filter did not apply")
+                walked_pages.add(listing.first)
+                result.pages_walked = len(walked_pages)
+                result.listed_total = listing.total
+                for row in listing.rows:
+                    listed_radicados.add(row.numero_radicado)
+                    result.listed = len(listed_radicados)
+                    if row.detail_id in seen_ids:
+                        continue
+                    seen_ids.add(row.detail_id)
+                    if only is None or only(row):
+                        queue.put_nowait(row)
 
             # -- the details: a pool of pages -----------------------------------------------
             async def worker() -> None:
@@ -529,6 +576,7 @@ async def _scrape_day_async(
                         result.retries += 1
                         log.info("%s %s: radicado %s attempt %d failed (%s), retrying", config.empresa, day,
                                  item.numero_radicado, attempt, last_error)
+                        await asyncio.sleep(_backoff(attempt))
                 if not last_error:
                     last_error = "session kept expiring"
                 result.failed += 1
@@ -544,6 +592,9 @@ async def _scrape_day_async(
                 await pages.open_detail(page, config.base_url, item, timeout_ms, fresh)
                 record, missing = await pages.read_detail(page)
                 missing_labels.update(missing)
+                filed = parse_fecha(record["fecha"])
+                if filed is None or filed.date() != day or record["numero_radicado"] != item.numero_radicado:
+                    raise PortalError(f"the detail of radicado {item.numero_radicado} is not that PQR of {day}")
                 checked = validate_record(record, today)
                 if isinstance(checked, ValidRecord) and checked.hash_registro in known:
                     result.unchanged += 1
@@ -583,7 +634,9 @@ async def _scrape_day_async(
             await asyncio.gather(*workers)
             if list_error is not None:
                 result.failed += 1
-                result.list_error = type(list_error).__name__
+                # Our own PortalError messages name radicados and days only; others by class.
+                result.list_error = (str(list_error) if isinstance(list_error, PortalError)
+                                     else type(list_error).__name__)
                 log.warning("%s %s: the results list could not be walked (%s: %s)", config.empresa, day,
                             type(list_error).__name__, str(list_error).splitlines()[0][:200] if str(list_error) else "")
                 if isinstance(list_error, LoginError):
