@@ -72,7 +72,7 @@ def raw_pqr_files(
     parts = _partitions(context)
     results: dict[tuple[dt.date, str], ScrapeResult] = {}
     if portal.extract:
-        with portal.scraper_configs(sorted({e for _, e in parts})) as config_for:
+        with portal.scraper_configs(sorted({e for _, e in parts}), postgres) as config_for:
             for day, empresa in parts:
                 index.refresh(empresa, today)
                 known = index.latest_hashes(empresa, [day]) | _table_hashes(postgres, empresa, day)

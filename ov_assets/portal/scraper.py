@@ -55,8 +55,9 @@ from ov_assets.landing import (
     record_file_name,
     sgc_for_name,
 )
-from ov_assets.portal import naming, pages
+from ov_assets.portal import naming, pages, politeness
 from ov_assets.portal.pages import ListedPqr, LoginError, PortalError, SessionExpired
+from ov_assets.portal.politeness import SlotStore
 
 log = logging.getLogger("ov_assets.portal.scraper")
 
@@ -96,6 +97,9 @@ class ScraperConfig:
     retries: int = 4  # attempts per record (an expired session costs none)
     recycle_pages_after: int = 100  # records per page before it is closed and replaced
     trace: bool = True  # record a Playwright trace (kept only when something failed)
+    # Where OV_SCRAPER_MAX_PER_MIN is shared with every other run of this portal (the pipeline's
+    # PostgreSQL); None: this process only (see politeness.limiter_for).
+    politeness_db: SlotStore | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.empresa not in EMPRESAS:
@@ -326,23 +330,6 @@ def _private_file(path: Path) -> None:
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
 
 
-class _RateLimiter:
-    def __init__(self, per_min: float | None) -> None:
-        self.interval = 60.0 / per_min if per_min else 0.0
-        self.next = 0.0
-        self.lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        async with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next)
-            self.next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)  # politeness, not a wait for the page
-
-
 class _Session:
     """The portal session shared by all pages of the scraping context.
 
@@ -398,7 +385,7 @@ async def _scrape_day_async(
     seen_ids: set[str] = set()
     # Unbounded: the list walk never waits for the workers (its rows are checked before queuing).
     queue: asyncio.Queue[ListedPqr | None] = asyncio.Queue()
-    limiter = _RateLimiter(config.max_per_min)
+    limiter = politeness.limiter_for(config.base_url, config.max_per_min, config.politeness_db)
     today = today_bogota()
     missing_labels: set[str] = set()
 

@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from ov_assets.errors import ConfigurationError
+from ov_assets.portal.politeness import SlotStore
 
 REPLICA_USER = "demo"
 
@@ -54,9 +55,11 @@ class PortalResource(dg.ConfigurableResource):
         return True
 
     @contextmanager
-    def scraper_configs(self, empresas: list[str]) -> Iterator[Callable[[str], object]]:
+    def scraper_configs(self, empresas: list[str], postgres: SlotStore | None = None) -> Iterator[Callable[[str], object]]:
         """``config_for(empresa)`` -> ScraperConfig; starts the replica portal for the block when
-        an empresa has no portal configured (never in production)."""
+        an empresa has no portal configured (never in production). ``postgres``: where
+        OV_SCRAPER_MAX_PER_MIN is shared by every run of a portal (the pipeline always passes
+        its database; without one the limit holds for this process only)."""
         from ov_assets.portal.replica import ReplicaPortal
         from ov_assets.portal.scraper import ScraperConfig
 
@@ -73,7 +76,7 @@ class PortalResource(dg.ConfigurableResource):
                 url, user, password = self._configured(empresa)
             return ScraperConfig(empresa=empresa, base_url=url, username=user, password=password,
                                  browser_path=self.browser_path or None, concurrency=self.concurrency,
-                                 max_per_min=self.max_per_min or None)
+                                 max_per_min=self.max_per_min or None, politeness_db=postgres)
 
         try:
             yield config_for

@@ -1,0 +1,128 @@
+"""Politeness per portal (issue 14 part 4): OV_SCRAPER_MAX_PER_MIN holds for one portal across
+concurrent runs, shared through the real PostgreSQL; measured from the replica's request log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ov_assets.portal import politeness
+from ov_assets.portal.politeness import (
+    LocalRateLimiter,
+    PolitenessUnavailable,
+    SharedRateLimiter,
+)
+from ov_assets.portal.replica import ReplicaPortal
+from ov_assets.portal.scraper import ScraperConfig, scrape_day
+from ov_assets.resources import PostgresResource
+from ov_assets_tests.loadkit import run_together
+from ov_assets_tests.support import free_port
+
+USER, PASSWORD = "analista.ov", "Pw-politeness-no-en-trazas"
+DAYS = (dt.date(2025, 10, 8), dt.date(2025, 10, 9))
+PER_DAY = 8
+
+
+def _postgres(conninfo: dict[str, Any], data_dir: Path, **kw: Any) -> PostgresResource:
+    return PostgresResource(host=str(conninfo["host"]), port=int(conninfo["port"]), user=str(conninfo["user"]),
+                            password=str(conninfo.get("password") or ""), dbname=str(conninfo["dbname"]),
+                            data_dir=str(data_dir), **kw)
+
+
+def test_portal_key_ignores_credentials_case_and_trailing_slash() -> None:
+    assert politeness.portal_key("https://u:secret@Caribemar.Facture.co/") == "https://caribemar.facture.co"
+    assert politeness.portal_key("http://127.0.0.1:8765/afinia/") == "http://127.0.0.1:8765/afinia"
+    assert politeness.portal_key("http://127.0.0.1:8765/aire") != politeness.portal_key("http://127.0.0.1:8765/afinia")
+
+
+def test_slots_are_spaced_across_limiters_with_their_own_connections(pg_conninfo18: dict[str, Any],
+                                                                       tmp_path: Path) -> None:
+    """Two limiters of one portal (as two runs would hold) in two threads: every slot they take
+    is one step after the previous one, whoever took it; another portal is not slowed."""
+    pg = _postgres(pg_conninfo18, tmp_path)
+    step = 0.2
+    limiters = [SharedRateLimiter(pg, "https://portal.invalid", 60 / step) for _ in range(2)]
+    other = SharedRateLimiter(pg, "https://other.invalid", 60 / step)
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def take(limiter: SharedRateLimiter) -> None:
+        for _ in range(6):
+            delay = limiter.take_slot()
+            with lock:
+                slots.append(time.time() + delay)
+
+    threads = [threading.Thread(target=take, args=(lim,)) for lim in limiters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    slots.sort()
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert len(slots) == 12 and min(gaps) > step * 0.8, gaps
+    assert other.take_slot() <= 0  # the first request to another portal waits for nobody
+    with psycopg.connect(**pg_conninfo18) as conn:
+        rows = conn.execute("SELECT portal FROM data_general.portal_request_slots ORDER BY 1").fetchall()
+    assert rows == [("https://other.invalid",), ("https://portal.invalid",)]
+
+
+def test_unreachable_database_stops_the_scrape_before_the_portal_is_touched(tmp_path: Path) -> None:
+    down = PostgresResource(host="127.0.0.1", port=free_port(), user="ov", password="pg-secret-no-en-mensajes",
+                            connect_timeout_s=2, retries=0, data_dir=str(tmp_path))
+    with ReplicaPortal(per_day=3, username=USER, password=PASSWORD) as portal:
+        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, max_per_min=60, politeness_db=down)
+        with pytest.raises(PolitenessUnavailable) as info:
+            scrape_day(config, DAYS[0], tmp_path / "landing", set(), tmp_path / "artifacts")
+        assert portal.request_log() == [] and portal.stats["logins"] == 0
+    message = str(info.value)
+    assert "OV_SCRAPER_MAX_PER_MIN" in message and "POSTGRES_" in message and "127.0.0.1" in message
+    assert "pg-secret" not in message and PASSWORD not in message
+
+
+def test_without_a_database_the_limit_is_per_process_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ov_assets.portal.politeness")
+    limiter = politeness.limiter_for("https://portal.invalid", 120, None)
+    assert isinstance(limiter, LocalRateLimiter)
+    assert "this process only" in caplog.text
+    assert isinstance(politeness.limiter_for("https://portal.invalid", None, None), politeness.NoLimit)
+
+
+def test_two_concurrent_scrapes_of_one_portal_stay_under_the_limit_together(pg_conninfo18: dict[str, Any],
+                                                                              tmp_path: Path) -> None:
+    """Two runs (a backfill beside a schedule, say) scrape two days of one portal at once, each
+    with its own database connections: the detail requests (what the limit gates) the portal
+    receives from both together never exceed OV_SCRAPER_MAX_PER_MIN. Nothing of either day is
+    lost though they share the landing folder and the PQRs have no SGC."""
+    per_min = 60.0
+    pg = _postgres(pg_conninfo18, tmp_path)
+    folder = tmp_path / "landing"
+    results = []
+    with ReplicaPortal(per_day=PER_DAY, username=USER, password=PASSWORD) as portal:
+        for day in DAYS:
+            for rec in portal.records("aire", day):
+                portal.set_fields("aire", rec["numero_radicado"], numero_reclamo_sgc="")
+
+        def run(day: dt.date) -> None:
+            config = ScraperConfig("aire", portal.url("aire"), USER, PASSWORD, max_per_min=per_min,
+                                   politeness_db=pg, timeout_s=20, trace=False)
+            results.append(scrape_day(config, day, folder, set(), tmp_path / f"artifacts-{day}"))
+
+        run_together([lambda d=day: run(d) for day in DAYS], timeout=300)
+        log = portal.request_log()
+    assert sorted(r.written for r in results) == [PER_DAY, PER_DAY] and not any(r.failed for r in results)
+    details = sorted(r.at for r in log if re.fullmatch(r"/aire/api/pqr/\d+", r.path.split("?")[0]))
+    assert len(details) >= 2 * PER_DAY
+    # Any k consecutive detail requests span at least (k - 1) slots of 60/per_min seconds, less
+    # one slot for the time between a slot and its request reaching the portal.
+    step, k = 60.0 / per_min, 8
+    spans = [details[i + k - 1] - details[i] for i in range(len(details) - k + 1)]
+    assert min(spans) >= (k - 2) * step, f"{k} detail requests within {min(spans):.2f}s"
