@@ -1,0 +1,148 @@
+"""The archive under S3 faults (a real fault-injecting proxy in front of moto) and under
+concurrent or replaced landing files: nothing lost, nothing stalled, and no registry row that
+claims bytes the bucket does not hold."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+import pytest
+
+from ov_assets.archive import archive_objects, link_table_rows, plan_objects, versioned_key
+from ov_assets.resources.object_store import verify_object
+from ov_assets_tests.archive_support import bucket_keys, client, frame_for, prepare, registry, store_resource
+from ov_assets_tests.s3_fault_proxy import Fault, fault_proxy
+
+
+def _archive(conninfo: dict[str, Any], store: Any, frame: pl.DataFrame, data_dir: Path) -> tuple[Any, list[Any]]:
+    objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        counts, outcomes = archive_objects(conn, store, objects, 4)
+        link_table_rows(conn, store, frame, "default", "oficina-virtual")
+    return counts, outcomes
+
+
+def _registry_is_true(conninfo: dict[str, Any], store: Any) -> None:
+    """Every row that says stored describes exactly the bytes its key holds."""
+    for key, row in registry(conninfo).items():
+        if row["upload_status"] in ("uploaded", "pre_existing"):
+            assert verify_object(store, key, row["file_size"], row["file_hash"]) is None, key
+
+
+@pytest.mark.parametrize("status", [503, 409])
+def test_transient_answers_are_retried(status: int, data_dir: Path, pg_conninfo18: dict[str, Any],
+                                       s3_endpoint: str, s3_bucket: str) -> None:
+    """S3 answering 503 twice (botocore's retries), or 409 ConditionalRequestConflict twice (a
+    conditional write racing another: ours), then succeeding: every object uploaded."""
+    frame = prepare(data_dir, pg_conninfo18, n=3)
+    with fault_proxy(s3_endpoint) as (endpoint, proxy):
+        proxy.faults.append(Fault("PUT", status, times=2))
+        store = store_resource(endpoint, s3_bucket, data_dir, max_attempts=4).open()
+        counts, outcomes = _archive(pg_conninfo18, store, frame, data_dir)
+        assert [w for _, _, w in proxy.log].count(str(status)) == 2  # the faults did happen
+    assert counts.s3_errors == 0 and counts.s3_uploaded == len(outcomes) > 0
+    assert {(r["upload_status"], r["upload_source"]) for r in registry(pg_conninfo18).values()} == {("uploaded", "bot")}
+    _registry_is_true(pg_conninfo18, store)
+
+
+def test_put_whose_answer_is_lost_ends_uploaded(data_dir: Path, pg_conninfo18: dict[str, Any],
+                                                s3_endpoint: str, s3_bucket: str) -> None:
+    """The object is stored but the client never sees the answer: botocore sends the put again,
+    S3 refuses it (the key is taken), and the object holds exactly this row's bytes with this
+    row's metadata: our own upload, ``uploaded`` by the bot, never ``error`` (and not
+    ``pre_existing``, which would say somebody else stored it)."""
+    frame = prepare(data_dir, pg_conninfo18, n=3)
+    with fault_proxy(s3_endpoint) as (endpoint, proxy):
+        proxy.faults.append(Fault("PUT", "lose_answer", times=1))
+        store = store_resource(endpoint, s3_bucket, data_dir, max_attempts=4).open()
+        counts, outcomes = _archive(pg_conninfo18, store, frame, data_dir)
+        assert any(w == "answer lost" for _, _, w in proxy.log)
+    assert counts.s3_errors == 0 and counts.s3_pre_existing == 0 and counts.s3_uploaded == len(outcomes)
+    assert {(r["upload_status"], r["upload_source"]) for r in registry(pg_conninfo18).values()} == {("uploaded", "bot")}
+    _registry_is_true(pg_conninfo18, store)
+
+
+def test_an_object_stored_by_someone_else_stays_pre_existing(data_dir: Path, pg_conninfo18: dict[str, Any],
+                                                              s3_endpoint: str, s3_bucket: str) -> None:
+    """The same bytes already under the key, not put for this row (the old system's copy, a
+    manual upload): ``pre_existing``, as before."""
+    frame = prepare(data_dir, pg_conninfo18, n=3)
+    objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
+    first = objects[0]
+    client(s3_endpoint).put_object(Bucket=s3_bucket, Key=first.key, Body=first.path.read_bytes(),
+                                   Metadata={"sha256": first.sha256})
+    store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
+    counts, _ = _archive(pg_conninfo18, store, frame, data_dir)
+    assert (counts.s3_pre_existing, counts.s3_uploaded, counts.s3_errors) == (1, len(objects) - 1, 0)
+    row = registry(pg_conninfo18)[first.key]
+    assert (row["upload_status"], row["upload_source"], row["file_hash"]) == ("pre_existing", "pre_existing", first.sha256)
+    _registry_is_true(pg_conninfo18, store)
+
+
+def test_outcome_of_bytes_the_row_no_longer_describes_is_not_written(
+        data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str) -> None:
+    """While this run's put is in flight, another run re-registers the key for other bytes
+    (its landing file was replaced): this run's ``uploaded`` is about other bytes than the row
+    now describes, so it is not written to it."""
+    frame = prepare(data_dir, pg_conninfo18, n=2)
+    store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
+    objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
+    victim = objects[0]
+    other = "e" * 64
+
+    def concurrent_registration(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == victim.key:
+            with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+                conn.execute("UPDATE data_general.s3_files_registry SET file_hash = %s WHERE s3_key = %s",
+                             (other, victim.key))
+
+    store.client.meta.events.register("before-parameter-build.s3.PutObject", concurrent_registration)
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        archive_objects(conn, store, objects, 1)
+    row = registry(pg_conninfo18)[victim.key]
+    assert row["file_hash"] == other and row["upload_status"] == "pending"  # left to its own run
+    _registry_is_true(pg_conninfo18, store)
+
+
+def test_landing_file_replaced_by_hand_is_a_new_version(data_dir: Path, pg_conninfo18: dict[str, Any],
+                                                        s3_endpoint: str, s3_bucket: str) -> None:
+    """Same name, other bytes after the upload: the first bytes keep their object and their
+    ``uploaded`` row; the new bytes are stored under a key of their own (the name with a
+    SHA-256 suffix) with a row of their own, linked from the table; nothing is overwritten,
+    nothing stalls in ``error``, and a rerun stores nothing."""
+    frame = prepare(data_dir, pg_conninfo18, n=3)
+    store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
+    _archive(pg_conninfo18, store, frame, data_dir)
+    winners = {f["filename"] for fs in frame.filter(pl.col("is_winner"))["files"].to_list() for f in fs}
+    first = next(o for o in plan_objects(frame, data_dir, "default", "oficina-virtual")
+                 if o.file_type == "pdf" and o.filename in winners)
+    old_bytes = first.path.read_bytes()
+    first.path.write_bytes(old_bytes + b"\n% replaced by hand\n")
+    new_sha = hashlib.sha256(first.path.read_bytes()).hexdigest()
+
+    frame = frame_for(data_dir)
+    counts, _ = _archive(pg_conninfo18, store, frame, data_dir)
+    assert (counts.s3_uploaded, counts.s3_errors) == (1, 0)
+    reg = registry(pg_conninfo18)
+    new_key = versioned_key(first.key, new_sha)
+    assert new_key != first.key and new_key.endswith(".pdf") and new_sha[:16] in new_key
+    assert (reg[first.key]["upload_status"], reg[first.key]["file_hash"]) == ("uploaded", first.sha256)
+    assert (reg[new_key]["upload_status"], reg[new_key]["file_hash"], reg[new_key]["filename"]) == (
+        "uploaded", new_sha, first.filename)
+    c = client(s3_endpoint)
+    assert c.get_object(Bucket=s3_bucket, Key=first.key)["Body"].read() == old_bytes
+    assert c.get_object(Bucket=s3_bucket, Key=new_key)["Body"].read() == first.path.read_bytes()
+    _registry_is_true(pg_conninfo18, store)
+    with psycopg.connect(**pg_conninfo18) as conn:
+        (urls,) = conn.execute("SELECT archivos_s3_urls FROM data_general.ov_afinia WHERE numero_radicado = %s",
+                               (first.numero_radicado,)).fetchone()
+    assert {u["s3_url"]: u["sha256"] for u in urls if u["filename"] == first.filename} == {
+        f"s3://{s3_bucket}/{new_key}": new_sha}
+
+    before, keys = registry(pg_conninfo18), bucket_keys(s3_endpoint, s3_bucket)
+    again, outcomes = _archive(pg_conninfo18, store, frame, data_dir)
+    assert outcomes == [] and registry(pg_conninfo18) == before and bucket_keys(s3_endpoint, s3_bucket) == keys
