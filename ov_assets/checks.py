@@ -26,7 +26,7 @@ from ov_assets.checks_logic import MAX_LISTED, Verdict, _listed, _partitions, em
 from ov_assets.contract import BOGOTA, EMPRESAS
 from ov_assets.loading import SCHEMA, table_name
 from ov_assets.partitions import pqr_partitions
-from ov_assets.resources.object_store import ObjectStore, ObjectStoreResource
+from ov_assets.resources.object_store import ObjectStore, ObjectStoreResource, verify_object
 from ov_assets.resources.postgres import PostgresResource
 
 
@@ -196,13 +196,10 @@ def registry_vs_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: st
         if status not in DONE:
             open_rows.append((s3_key, status))
             continue
-        head = store.head(s3_key)
-        if head is None:
-            problems.append((s3_key, "missing"))
-        elif head.size != size:
-            problems.append((s3_key, "size_differs"))
-        elif (head.sha256 or store.sha256_of(s3_key)) != (sha or "").strip():
-            problems.append((s3_key, "sha256_differs"))
+        # Proof from S3's checksum or the bytes, never the sha256 metadata (multipart objects).
+        problem = verify_object(store, s3_key, size, (sha or "").strip())
+        if problem:
+            problems.append((s3_key, problem))
     severity = dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN
     listed = problems + open_rows
     return Verdict(not listed, {

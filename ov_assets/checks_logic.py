@@ -22,7 +22,7 @@ from ov_assets import archive
 from ov_assets.contract import BUSINESS_FIELDS, REQUIRED_FIELDS, hash_registro
 from ov_assets.loading import SCHEMA, table_name
 from ov_assets.partitions import partition_key, pqr_partitions
-from ov_assets.resources.object_store import ObjectStore, ObjectStoreResource
+from ov_assets.resources.object_store import ObjectStore, ObjectStoreResource, verify_object
 from ov_assets.resources.postgres import PostgresResource
 
 MAX_LISTED = 20
@@ -239,9 +239,13 @@ def table_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, 
 # --- pqr_s3_objects -------------------------------------------------------------------------
 
 def objects_registered(conn: psycopg.Connection, bucket: str, planned: list[archive.PlannedObject]) -> Verdict:
-    status = archive.registry_status(conn, bucket, [o.key for o in planned])
-    bad = [o.key for o in planned
-           if status.get(o.key, ("", None))[0] not in archive.DONE_STATUSES or status[o.key][1] != o.sha256]
+    """Every planned file's bytes registered stored (under their own key when a replaced
+    landing file made them a new version, ``archive.current_keys``)."""
+    keys = archive.current_keys(conn, bucket, [(o.key, o.sha256) for o in planned])
+    planned_keys = [(keys[(o.key, o.sha256)], o.sha256) for o in planned]
+    status = archive.registry_status(conn, bucket, [k for k, _ in planned_keys])
+    bad = [k for k, sha in planned_keys
+           if status.get(k, ("", None))[0] not in archive.DONE_STATUSES or status[k][1] != sha]
     return Verdict(not bad, {"objects": len(planned), **_listed(bad, "s3_key")})
 
 
@@ -251,11 +255,8 @@ def objects_match_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: 
             WHERE s3_bucket = %s AND empresa = %s AND metadata->>'partition_date' = %s
               AND upload_status IN ('uploaded', 'pre_existing')""",
         (store.bucket, empresa, day.isoformat())).fetchall()
-    bad = []
-    for key, size, sha in rows:
-        head = store.head(key)
-        if head is None or head.size != size or (head.sha256 or store.sha256_of(key)) != sha:
-            bad.append(key)
+    # Proof from S3's checksum or the bytes, never the sha256 metadata (multipart objects).
+    bad = [key for key, size, sha in rows if verify_object(store, key, size, (sha or "").strip())]
     return Verdict(not bad, {"registered": len(rows), **_listed(bad, "s3_key")})
 
 

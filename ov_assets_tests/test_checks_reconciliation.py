@@ -161,3 +161,26 @@ def test_partition_without_data_passes_and_reads_nothing_else(loaded):
     assert all(ev.passed for ev in evs.values())
     assert meta(evs["registry_matches_bucket"], "registered") == 0
     assert meta(evs["table_rows_registered"], "table_rows") == 0
+
+
+def test_multipart_object_is_verified_not_trusted_by_its_metadata(loaded):
+    """A multipart object's S3 checksum is a composite, so its ``sha256`` metadata is the only
+    full-file hash it carries, and anyone writing the object writes that too: an object of the
+    same size, other bytes and the registered hash in its metadata fails both checks."""
+    from ov_assets.checks_logic import objects_match_bucket
+
+    res, ci, s3, bucket = loaded
+    s3_key, sha, size = _registered(ci, "afinia")
+    body = s3.get_object(Bucket=bucket, Key=s3_key)["Body"].read()
+    forged = bytes([body[0] ^ 0xFF]) + body[1:]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=s3_key, Metadata={"sha256": sha})
+    part = s3.upload_part(Bucket=bucket, Key=s3_key, UploadId=upload["UploadId"], PartNumber=1, Body=forged)
+    s3.complete_multipart_upload(Bucket=bucket, Key=s3_key, UploadId=upload["UploadId"],
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    head = s3.head_object(Bucket=bucket, Key=s3_key)
+    assert "-" in head["ETag"] and head["Metadata"]["sha256"] == sha and head["ContentLength"] == size
+    ev = verdicts(res, AFINIA)["registry_matches_bucket"]
+    assert not ev.passed and meta(ev, "failing") == [s3_key]
+    assert "sha256_differs" in meta(ev, "problems_table")
+    with connect(ci) as conn:
+        assert not objects_match_bucket(conn, res["object_store"].open(), "afinia", DAY_A).passed
