@@ -145,9 +145,10 @@ def _write(path: Path, data: bytes, mtime: float | None = None) -> Path:
     return path
 
 
-def extraction_time_for(filed: dt.datetime, offset_minutes: int) -> dt.datetime:
-    """An extraction time after filing, never in the future (Bogotá local time)."""
-    now = dt.datetime.now(BOGOTA).replace(tzinfo=None)
+def extraction_time_for(filed: dt.datetime, offset_minutes: int, now: dt.datetime | None = None) -> dt.datetime:
+    """An extraction time after filing, never after ``now`` (Bogotá local time; default the
+    clock): only a day that has not ended yet depends on it."""
+    now = now or dt.datetime.now(BOGOTA).replace(tzinfo=None)
     return min(filed + dt.timedelta(minutes=offset_minutes), now)
 
 
@@ -191,9 +192,12 @@ def write_day(
     seed: int = 0,
     versions: bool = True,
     broken: bool = True,
+    now: dt.datetime | None = None,
 ) -> GeneratedDay:
     """Write ``n`` PQRs filed on ``day`` into the landing folder, some in two versions (the
-    later one with a changed status), and, when ``broken``, a few files that must be rejected."""
+    later one with a changed status), and, when ``broken``, a few files that must be rejected.
+    Extraction times are capped at ``now`` (naive Bogotá time, default the clock), so the
+    files are a function of (empresa, day, seed, now) alone."""
     folder = landing_dir(data_dir, empresa)
     folder.mkdir(parents=True, exist_ok=True)
     out = GeneratedDay(empresa, day)
@@ -202,13 +206,13 @@ def write_day(
         rng = _rng(seed, "files", empresa, day.isoformat(), i)
         filed = dt.datetime.strptime(record["fecha"], "%Y/%m/%d %H:%M")
         attachment = rng.randbytes(rng.randint(2_000, 8_000)) if rng.random() < 0.3 else None
-        first = extraction_time_for(filed, rng.randint(5, 120))
+        first = extraction_time_for(filed, rng.randint(5, 120), now)
         out.files += write_record_files(folder, record, first, i, attachment)
         out.records.append(record)
         if versions and i % 4 == 0 and record["estado_solicitud"] != "Finalizado":
             later = dict(record, estado_solicitud="Finalizado",
                          comentarios="Respuesta enviada al cliente.")
-            second = extraction_time_for(filed, rng.randint(180, 600))
+            second = extraction_time_for(filed, rng.randint(180, 600), now)
             if second > first:
                 out.files += write_record_files(folder, later, second, i, attachment)
                 out.records.append(later)

@@ -9,6 +9,7 @@ S3: `s3_endpoint` (moto's ThreadedMotoServer, one per session) and `s3_bucket` (
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from pathlib import Path
@@ -27,10 +28,24 @@ from ov_assets_tests.support import (
 PG15_SKIP_REASON = "Debian PostgreSQL 15 not configured: .ci/run starts it and sets OV_TEST_PG15_DSN"
 
 # Variables kept although their prefix is scrubbed: they configure the test machinery itself.
-_KEEP = {"OV_TEST_PG15_DSN", "OV_BROWSER_PATH"}
+_KEEP = {"OV_TEST_PG15_DSN", "OV_BROWSER_PATH", "OV_TEST_TODAY"}
 # Prefixes of a developer's real configuration (CONTRACT §8) and of libpq/AWS/Dagster settings.
 _SCRUB_PREFIXES = ("OV_", "POSTGRES_", "AWS_", "PG", "DAGSTER_")
 _SCRUB_NAMES = {"S3_BASE_PATH", "BOTO_CONFIG", "DATABASE_URL"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """OV_TEST_TODAY=YYYY-MM-DD moves this process's clock to that day in Bogotá (same time of
+    day, ticking), before any test is collected: test_any_date runs the date-sensitive tests
+    under several days so."""
+    day = os.environ.get("OV_TEST_TODAY", "").strip()
+    if day:
+        import time_machine
+
+        from ov_assets.contract import BOGOTA
+
+        now = dt.datetime.now(BOGOTA)
+        time_machine.travel(dt.datetime.combine(dt.date.fromisoformat(day), now.timetz()), tick=True).start()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import polars as pl
 import psycopg
 
-from ov_assets.contract import BUSINESS_FIELDS, today_bogota
+from ov_assets.contract import BUSINESS_FIELDS
 from ov_assets.generator import write_day
 from ov_assets.landing_index import LandingIndex, partition_frame
 from ov_assets.resources.postgres import PostgresResource
@@ -26,10 +26,14 @@ from ov_assets.resources.postgres import PostgresResource
 EMPRESAS = ("afinia", "aire")
 
 
+# The fixed "today" of the load tests: their data is a function of the days they name, never of
+# the date the suite runs on.
+TODAY = dt.date(2025, 10, 20)
+
+
 def days_back(n: int, start: int = 2) -> list[dt.date]:
-    """``n`` consecutive past days (oldest first), ending ``start`` days before today."""
-    today = today_bogota()
-    return [today - dt.timedelta(days=start + n - 1 - i) for i in range(n)]
+    """``n`` consecutive past days (oldest first), ending ``start`` days before ``TODAY``."""
+    return [TODAY - dt.timedelta(days=start + n - 1 - i) for i in range(n)]
 
 
 def landing_frames(data_dir: Path, days: list[dt.date], empresas=EMPRESAS, n: int = 12, seed: int = 0) -> pl.DataFrame:
@@ -38,11 +42,10 @@ def landing_frames(data_dir: Path, days: list[dt.date], empresas=EMPRESAS, n: in
         for empresa in empresas:
             write_day(data_dir, empresa, day, n=n, seed=seed)
     index = LandingIndex(data_dir)
-    today = today_bogota()
     frames = []
     for empresa in empresas:
-        index.refresh(empresa, today)
-        frames += [partition_frame(index, empresa, day, today) for day in days]
+        index.refresh(empresa, TODAY)
+        frames += [partition_frame(index, empresa, day, TODAY) for day in days]
     return pl.concat(frames)
 
 

@@ -217,12 +217,14 @@ def test_s3_retry_hourly_only_partitions_pending_or_error(pg_conninfo18) -> None
 
 def test_verification_hourly_recent_and_changed_partitions(pg_conninfo18) -> None:
     postgres = postgres_resource(pg_conninfo18)
+    # A tick evaluated "now": k2 changed 3 days before it (not re-checked), k1 is pending (checked).
+    # Both times are this process's clock (the server's may differ under test_any_date).
+    now = dt.datetime.now(BOGOTA).replace(minute=0, second=0, microsecond=0)
     with postgres.connect() as conn:
         _register(conn, "afinia", dt.date(2025, 9, 1), "pending", "k1")
         _register(conn, "aire", dt.date(2025, 9, 2), "uploaded", "k2")
-        conn.execute("UPDATE data_general.s3_files_registry SET updated_at = now() - interval '3 days' WHERE s3_key = 'k2'")
-    # A tick evaluated "now": k2 changed 3 days ago (not re-checked), k1 is pending (checked).
-    now = dt.datetime.now(BOGOTA).replace(minute=0, second=0, microsecond=0)
+        conn.execute("UPDATE data_general.s3_files_registry SET updated_at = %s WHERE s3_key = 'k2'",
+                     (now - dt.timedelta(days=3),))
     requests = evaluate(S.verification_schedule, now, postgres=postgres)
     today, yesterday = now.date(), now.date() - dt.timedelta(days=1)
     assert keys(requests) == ["2025-09-01|afinia", f"{yesterday}|afinia", f"{yesterday}|aire",
