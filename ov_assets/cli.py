@@ -1,4 +1,5 @@
-"""``ov-assets``: operator commands (migrate, generate, demo, status, cleanup, s3-setup).
+"""``ov-assets``: operator commands (migrate, generate, demo, status, cleanup, s3-setup,
+portal-check).
 
 Everything here calls the same code the assets use; nothing is a separate code path.
 """
@@ -138,6 +139,26 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_portal_check(args: argparse.Namespace) -> int:
+    """Probe an empresa's portal before enabling schedules: the scraper's settings and
+    selectors, nothing downloaded, nothing personal printed (``ov_assets.portal.probe``)."""
+    import dagster as dg
+
+    from ov_assets import settings
+    from ov_assets.portal.probe import portal_check
+    from ov_assets.resources import resources_from_env
+
+    day = args.day or today_bogota() - dt.timedelta(days=1)
+    with dg.build_resources({"portal": resources_from_env()["portal"]}) as built:
+        portal = built.portal
+        prefix = f"OV_{args.empresa.upper()}_"
+        source = (f"local replica portal: no {prefix}PORTAL_URL/_USER/_PASSWORD set"
+                  if portal.uses_replica(args.empresa) else f"{prefix}PORTAL_URL")
+        with portal.scraper_configs([args.empresa]) as config_for:
+            config = config_for(args.empresa)
+            return portal_check(config, day, Path(settings.data_dir()).resolve() / "artifacts", source=source)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ov-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retention-days", type=int, default=None, help="default: OV_RETENTION_DAYS or 30")
     p.add_argument("--verbose", action="store_true", help="list every file")
     p.set_defaults(fn=cmd_cleanup)
+    p = sub.add_parser("portal-check", help="probe an empresa's portal (login, list, filter, one detail) before "
+                       "enabling schedules; exit 0 only when everything the scraper needs is there")
+    p.add_argument("--empresa", required=True, choices=EMPRESAS)
+    p.add_argument("--day", type=dt.date.fromisoformat, default=None,
+                   help="YYYY-MM-DD, a day with PQRs (default: yesterday, Bogotá)")
+    p.set_defaults(fn=cmd_portal_check)
     p = sub.add_parser("status", help="rows, registry and rejects")
     p.set_defaults(fn=lambda a: print(summary()) or 0)
     from ov_assets import s3_setup
