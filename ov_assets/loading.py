@@ -205,6 +205,50 @@ def _per_day(rows: list[tuple[Any, ...]]) -> dict[dt.date, tuple[int, ...]]:
     return {r[0]: tuple(int(x or 0) for x in r[1:]) for r in rows}
 
 
+def _compare(conn: psycopg.Connection, table: sql.Identifier, stage: sql.Identifier) -> dict[dt.date, tuple[int, ...]]:
+    """Per partition of the staged rows: (unchanged, older than stored, stored)."""
+    return _per_day(conn.execute(
+        sql.SQL(
+            "SELECT s.partition_date, count(*) FILTER (WHERE t.hash_registro = s.hash_registro), "
+            "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND NOT {newer}), "
+            "count(*) "
+            "FROM {stage} s JOIN {table} t USING (numero_radicado) GROUP BY 1"
+        ).format(table=table, stage=stage, newer=_newer_or_equal())
+    ).fetchall())
+
+
+def _replace_newer(conn: psycopg.Connection, table: sql.Identifier, history: sql.Identifier,
+                   stage: sql.Identifier, run_id: str) -> dict[dt.date, tuple[int, ...]]:
+    """One statement: lock the stored rows that a staged version replaces (different and not
+    older; in key order), copy them to history and update them. Per partition: (updated,)."""
+    # ``old`` carries both versions (the incoming one as ``_new_*``), so the UPDATE finds its
+    # rows by primary key without joining the staging table again.
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = old.{}").format(sql.Identifier(c), sql.Identifier(f"_new_{c}")) for c in LOAD_COLUMNS
+    )
+    incoming = sql.SQL(", ").join(
+        sql.SQL("s.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"_new_{c}")) for c in LOAD_COLUMNS
+    )
+    return _per_day(conn.execute(
+        sql.SQL(
+            "WITH old AS ("
+            "  SELECT s.partition_date AS _day, {tcols}, {incoming} "
+            "  FROM {table} t JOIN {stage} s USING (numero_radicado) "
+            "  WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND {newer} "
+            "  ORDER BY t.numero_radicado FOR UPDATE OF t), "
+            "upd AS ("
+            "  UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, "
+            "  procesado_flag = FALSE, updated_at = now() "
+            "  FROM old WHERE t.id = old.id), "
+            "hist AS (INSERT INTO {history} (replaced_by_run, {cols}) SELECT %s, {cols} FROM old) "
+            "SELECT _day, count(*) FROM old GROUP BY 1"
+        ).format(history=history, cols=_cols(TABLE_COLUMNS), tcols=_cols(TABLE_COLUMNS, "t"),
+                 incoming=incoming, table=table, stage=stage, newer=_newer_or_equal(),
+                 assignments=assignments),
+        (run_id,),
+    ).fetchall())
+
+
 def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, run_id: str,
                  fresh: bool) -> dict[dt.date, LoadCounts]:
     """Winners of several partitions of one empresa (each radicado at most once), inside the
@@ -214,7 +258,9 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
     table itself, as fast as a plain COPY (no staging, no compare, no speculative insertion).
     General path: COPY into the staging table, then 1. compare (unchanged / older / stored, per partition); 2. one statement that
     locks the rows to replace (in key order), copies their current version to history and
-    updates them; 3. insert the radicados not stored yet.
+    updates them; 3. insert the radicados not stored yet; 4. only when that INSERT skipped a
+    radicado that a concurrent load committed meanwhile: 1 and 2 again, so the winner rule (not
+    the order of the commits) decides which version the table keeps.
     """
     table = _ident(SCHEMA, table_name(empresa))
     history = _ident(SCHEMA, f"{table_name(empresa)}_history")
@@ -239,69 +285,41 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
             pass
     _stage(conn, empresa, winners, fresh)
     with _index_joins(conn):
-        insert_new = sql.SQL("INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} s {where} "
-                             "ON CONFLICT (numero_radicado) DO NOTHING")
         # General path (reloads; or the race above).
-        compare = _per_day(conn.execute(
-            sql.SQL(
-                "SELECT s.partition_date, count(*) FILTER (WHERE t.hash_registro = s.hash_registro), "
-                "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND NOT {newer}), "
-                "count(*) "
-                "FROM {stage} s JOIN {table} t USING (numero_radicado) GROUP BY 1"
-            ).format(table=table, stage=stage, newer=_newer_or_equal())
-        ).fetchall())
+        compare = _compare(conn, table, stage)
         stored_total = 0
         for day, (dups, older, stored) in compare.items():
             out[day].db_duplicates, out[day].db_skipped_older = dups, older
             stored_total += stored
         if any(stored - dups - older > 0 for dups, older, stored in compare.values()):
-            # ``old`` carries both versions (the incoming one as ``_new_*``), so the UPDATE
-            # finds its rows by primary key without joining the staging table again.
-            assignments = sql.SQL(", ").join(
-                sql.SQL("{} = old.{}").format(sql.Identifier(c), sql.Identifier(f"_new_{c}")) for c in LOAD_COLUMNS
-            )
-            incoming = sql.SQL(", ").join(
-                sql.SQL("s.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"_new_{c}")) for c in LOAD_COLUMNS
-            )
-            updated = _per_day(conn.execute(
-                sql.SQL(
-                    "WITH old AS ("
-                    "  SELECT s.partition_date AS _day, {tcols}, {incoming} "
-                    "  FROM {table} t JOIN {stage} s USING (numero_radicado) "
-                    "  WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND {newer} "
-                    "  ORDER BY t.numero_radicado FOR UPDATE OF t), "
-                    "upd AS ("
-                    "  UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, "
-                    "  procesado_flag = FALSE, updated_at = now() "
-                    "  FROM old WHERE t.id = old.id), "
-                    "hist AS (INSERT INTO {history} (replaced_by_run, {cols}) SELECT %s, {cols} FROM old) "
-                    "SELECT _day, count(*) FROM old GROUP BY 1"
-                ).format(history=history, cols=_cols(TABLE_COLUMNS), tcols=_cols(TABLE_COLUMNS, "t"),
-                         incoming=incoming, table=table, stage=stage, newer=_newer_or_equal(),
-                         assignments=assignments),
-                (run_id,),
-            ).fetchall())
-            for day, (n,) in updated.items():
+            for day, (n,) in _replace_newer(conn, table, history, stage, run_id).items():
                 out[day].db_updated = n
         if winners.height > stored_total:
+            barrier("insert_new")  # tests: a load of another partition inserts one of ours here
             inserted = _per_day(conn.execute(
                 sql.SQL(
-                    "WITH ins AS ({insert} RETURNING numero_radicado) "
+                    "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} s "
+                    "  WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.numero_radicado = s.numero_radicado) "
+                    "  ON CONFLICT (numero_radicado) DO NOTHING RETURNING numero_radicado) "
                     "SELECT s.partition_date, count(*) FROM ins JOIN {stage} s USING (numero_radicado) GROUP BY 1"
-                ).format(
-                    insert=insert_new.format(
-                        table=table, cols=_cols(LOAD_COLUMNS), stage=stage,
-                        where=sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {table} t "
-                                      "WHERE t.numero_radicado = s.numero_radicado)").format(table=table)),
-                    stage=stage)
+                ).format(table=table, cols=_cols(LOAD_COLUMNS), stage=stage)
             ).fetchall())
             for day, (n,) in inserted.items():
                 out[day].db_inserted = n
-        # A radicado inserted meanwhile by a load of another partition (its fecha moved) was not
-        # written by us: it counts as unchanged-or-older, never lost silently.
-        for day, n in staged.items():
-            stored = compare.get(day, (0, 0, 0))[2]
-            out[day].db_duplicates += n - stored - out[day].db_inserted
+        if any(n > compare.get(day, (0, 0, 0))[2] + out[day].db_inserted for day, n in staged.items()):
+            # A radicado our INSERT skipped was inserted meanwhile by a load of another
+            # partition (its fecha moved between versions), committed before our INSERT saw
+            # it. Every staged radicado is stored now: compare again (this statement's snapshot
+            # sees that row) and let the winner rule decide, in this transaction. Rows we wrote
+            # now equal ours, so they count once, as inserted or updated.
+            compare = _compare(conn, table, stage)
+            again = _replace_newer(conn, table, history, stage, run_id)
+            for day in staged:
+                dups, older, _ = compare.get(day, (0, 0, 0))
+                c = out[day]
+                c.db_duplicates = dups - c.db_inserted - c.db_updated
+                c.db_skipped_older = older
+                c.db_updated += again.get(day, (0,))[0]
     return out
 
 

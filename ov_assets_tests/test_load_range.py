@@ -182,3 +182,48 @@ def test_reload_inside_caller_transaction_restores_planner_settings(pg_conninfo,
     assert settings == ("on", "off")
     assert sum(c.db_duplicates for c in again.values()) == frame.filter(pl.col("is_winner")).height
     assert sum(c.db_inserted + c.db_updated for c in again.values()) == 0
+
+
+def test_new_radicado_raced_by_another_partition_keeps_the_newer_version(pg_conninfo, data_dir, tmp_path):
+    """Issue 21: a radicado new to the table whose fecha moved between versions is loaded by two
+    runs on different partitions (different locks). The run with the newer version compares,
+    then the run with the older one commits the radicado, then the first one's INSERT ... ON
+    CONFLICT DO NOTHING skips it: it must compare again and replace the older version (with
+    history), not count it a duplicate."""
+    frame = landing_frames(data_dir, days_back(2), empresas=("afinia",), n=6)
+    migrate(pg_conninfo)
+    first, last = sorted(frame["partition_date"].unique())
+    older = frame.filter((pl.col("partition_date") == first) & pl.col("is_winner")).sort("numero_radicado").row(0, named=True)
+    newer = pl.DataFrame([older], schema=frame.schema).with_columns(
+        pl.lit(last).alias("partition_date"),
+        pl.lit("Anulado").alias("estado_solicitud"),
+        pl.lit("m" * 64).alias("hash_registro"),
+        (pl.col("fecha_extraccion") + pl.duration(days=3)).alias("fecha_extraccion"),
+        pl.lit("ZZ_data_moved_0001.json").alias("file_name"),
+    )
+    frame = pl.concat([frame, newer])
+    with psycopg.connect(**pg_conninfo, autocommit=True) as conn:  # the last day's other rows: stored
+        loading.load_partition(conn, "afinia", last, frame.filter(pl.col("file_name") != "ZZ_data_moved_0001.json"), "before")
+    frame_path = tmp_path / "frame.parquet"
+    frame.write_parquet(frame_path)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    proc = start_loader(pg_conninfo, frame_path, [(last, "afinia")], barrier="insert_new", barrier_dir=barrier)
+    try:
+        wait_for_file(barrier / "insert_new.reached", proc)  # compared: the radicado is not stored
+        with psycopg.connect(**pg_conninfo, autocommit=True) as conn:  # the other partition commits it
+            assert loading.load_partition(conn, "afinia", first, frame, "other").db_inserted > 0
+        (barrier / "insert_new.release").touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    stored_before = frame.filter((pl.col("partition_date") == last) & pl.col("is_winner")).height - 1
+    assert f'"inserted": 0, "updated": 1, "duplicates": {stored_before}' in out
+    with psycopg.connect(**pg_conninfo) as conn:
+        row = conn.execute("SELECT hash_registro, archivo_origen FROM data_general.ov_afinia WHERE numero_radicado = %s",
+                           (older["numero_radicado"],)).fetchone()
+        hist = conn.execute("SELECT hash_registro FROM data_general.ov_afinia_history").fetchall()
+    assert row == ("m" * 64, "ZZ_data_moved_0001.json")
+    assert hist == [(older["hash_registro"],)]
