@@ -155,3 +155,56 @@ def test_a_deadlock_is_retried_though_its_detail_is_withheld(pg_conninfo18) -> N
     with pytest.raises(WithheldDataError, match="40P01"):  # once the retries are spent
         resource(pg_conninfo18, retries=1).run(always, migrate=False)
     assert len(attempts) == 2
+
+
+def _hold_partition(conninfo, empresa, day) -> psycopg.Connection:
+    """Another session holding the partition's lock (a load that is still running)."""
+    holder = psycopg.connect(**conninfo, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (loading.lock_key(empresa, day),))
+    return holder
+
+
+def test_lock_timeout_is_retried_then_loads(pg_conninfo, data_dir, caplog):
+    """Issue 21: a lock wait past lock_timeout (55P03) is retried with backoff; when the other
+    load finishes meanwhile the retry loads."""
+    frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
+    (day, empresa), = partitions_of(frame)
+    migrate(pg_conninfo)
+    holder = _hold_partition(pg_conninfo, empresa, day)
+    attempts = []
+
+    def load(conn):
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 2:
+            holder.close()  # the other load ends before the retry
+        return loading.load_partition(conn, empresa, day, frame, "r")
+
+    try:
+        counts = resource(pg_conninfo, lock_timeout_ms=200, retries=3).run(load)
+    finally:
+        holder.close()
+    assert attempts == [1, 2]
+    assert counts.db_inserted == frame.filter(frame["is_winner"]).height
+    assert "retry 1 of 3" in caplog.text
+
+
+def test_lock_timeout_after_the_retries_says_what_to_do(pg_conninfo, data_dir):
+    frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
+    (day, empresa), = partitions_of(frame)
+    migrate(pg_conninfo)
+    holder = _hold_partition(pg_conninfo, empresa, day)
+    attempts = []
+
+    def load(conn):
+        attempts.append(1)
+        return loading.load_partition(conn, empresa, day, frame, "r")
+
+    try:
+        with pytest.raises(OperatorError, match=r"lock_timeout.*another load holds this partition.*"
+                                                r"Nothing was written\. Wait for it to finish and rerun.*pg_blocking_pids"):
+            resource(pg_conninfo, lock_timeout_ms=100, retries=2).run(load)
+    finally:
+        holder.close()
+    assert len(attempts) == 3  # the first try and two retries
+    with psycopg.connect(**pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM data_general.ov_aire").fetchone() == (0,)

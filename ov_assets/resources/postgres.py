@@ -36,8 +36,9 @@ EMBEDDED_DB = "ov_assets"
 _migrated: set[str] = set()  # targets migrated by this process
 
 # SQLSTATEs worth a retry: a lost connection, a refused one or a server starting up (failover),
-# serialization failures, deadlocks, too many connections.
-_TRANSIENT_SQLSTATES = LOST_SQLSTATES | {"08001", "08004", "57P03", "40001", "40P01", "53300"}
+# serialization failures, deadlocks, too many connections, a lock wait past lock_timeout
+# (55P03: another load holds the partition or a session the table; it may finish meanwhile).
+_TRANSIENT_SQLSTATES = LOST_SQLSTATES | {"08001", "08004", "57P03", "40001", "40P01", "53300", "55P03"}
 
 
 _PERMANENT_HINTS = ("authentication", "does not exist", "ssl", "certificate", "permission denied",
