@@ -157,20 +157,21 @@ def test_a_deadlock_is_retried_though_its_detail_is_withheld(pg_conninfo18) -> N
     assert len(attempts) == 2
 
 
-def _hold_partition(conninfo, empresa, day) -> psycopg.Connection:
-    """Another session holding the partition's lock (a load that is still running)."""
+def _held_partition(conninfo, data_dir):
+    """A migrated database, one partition's frame, and another session holding that
+    partition's lock (a load that is still running): (frame, day, empresa, holder)."""
+    frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
+    (day, empresa), = partitions_of(frame)
+    migrate(conninfo)
     holder = psycopg.connect(**conninfo, autocommit=True)
     holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (loading.lock_key(empresa, day),))
-    return holder
+    return frame, day, empresa, holder
 
 
 def test_lock_timeout_is_retried_then_loads(pg_conninfo, data_dir, caplog):
     """Issue 21: a lock wait past lock_timeout (55P03) is retried with backoff; when the other
     load finishes meanwhile the retry loads."""
-    frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
-    (day, empresa), = partitions_of(frame)
-    migrate(pg_conninfo)
-    holder = _hold_partition(pg_conninfo, empresa, day)
+    frame, day, empresa, holder = _held_partition(pg_conninfo, data_dir)
     attempts = []
 
     def load(conn):
@@ -189,10 +190,7 @@ def test_lock_timeout_is_retried_then_loads(pg_conninfo, data_dir, caplog):
 
 
 def test_lock_timeout_after_the_retries_says_what_to_do(pg_conninfo, data_dir):
-    frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
-    (day, empresa), = partitions_of(frame)
-    migrate(pg_conninfo)
-    holder = _hold_partition(pg_conninfo, empresa, day)
+    frame, day, empresa, holder = _held_partition(pg_conninfo, data_dir)
     attempts = []
 
     def load(conn):
