@@ -16,7 +16,8 @@ from ov_assets.contract import BUSINESS_FIELDS
 from ov_assets.landing import FILE_RECORD, parse_name
 from ov_assets.portal import naming
 from ov_assets.portal.naming import LandingConflict, safe_token
-from ov_assets.portal.scraper import write_version
+from ov_assets.portal.replica import ReplicaPortal
+from ov_assets.portal.scraper import ScraperConfig, scrape_day, write_version
 
 EXTRACTED = dt.datetime(2025, 10, 8, 9, 32, 21)
 UNSAFE_SGCS = ["../../x", "a/b", "R" * 300, "", " RE 22/10\x00..", "..", "."]
@@ -119,3 +120,28 @@ def test_concurrent_scrapes_of_sgc_less_pqrs_lose_nothing(tmp_path: Path) -> Non
             docs[doc["numero_radicado"]] = path
             assert (folder / f"{name.sgc}_{name.ts}.pdf").read_bytes() == b"%PDF " + doc["numero_radicado"].encode()
     assert set(docs) == set(runs[0]) | set(runs[1])
+
+
+def test_scraping_unsafe_sgcs_from_the_replica_stays_in_the_landing_folder(tmp_path: Path) -> None:
+    """The scraper reads these SGCs from the portal's input and names files only with safe
+    tokens: every PQR saved, with its files, inside the landing folder; the JSON keeps the SGC."""
+    day = dt.date(2025, 10, 8)
+    folder = tmp_path / "a" / "b" / "landing"
+    with ReplicaPortal(per_day=len(UNSAFE_SGCS), username="u", password="p") as portal:
+        wanted = {}
+        for rec, sgc in zip(portal.records("aire", day), UNSAFE_SGCS, strict=True):
+            portal.set_fields("aire", rec["numero_radicado"], numero_reclamo_sgc=sgc)
+            wanted[rec["numero_radicado"]] = sgc.strip()  # the scraper trims what the input shows
+        config = ScraperConfig("aire", portal.url("aire"), "u", "p", max_per_min=None, timeout_s=20, trace=False)
+        result = scrape_day(config, day, folder, set(), tmp_path / "artifacts")
+    assert (result.written, result.failed) == (len(UNSAFE_SGCS), 0)
+    assert {p for p in _tree(tmp_path / "a") if folder not in p.parents} == {tmp_path / "a" / "b", folder}
+    got = {}
+    for path in folder.iterdir():
+        name = parse_name(path.name)
+        assert name is not None, path.name
+        if name.kind == FILE_RECORD:
+            doc = json.loads(path.read_text("utf-8"))
+            got[doc["numero_radicado"]] = doc["numero_reclamo_sgc"]
+            assert (folder / f"{name.sgc}_{name.ts}.pdf").exists()
+    assert got == wanted

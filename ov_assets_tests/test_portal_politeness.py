@@ -126,3 +126,23 @@ def test_two_concurrent_scrapes_of_one_portal_stay_under_the_limit_together(pg_c
     step, k = 60.0 / per_min, 8
     spans = [details[i + k - 1] - details[i] for i in range(len(details) - k + 1)]
     assert min(spans) >= (k - 2) * step, f"{k} detail requests within {min(spans):.2f}s"
+
+
+def test_raw_pqr_files_takes_its_slots_from_the_pipeline_database(pg_conninfo18: dict[str, Any],
+                                                                  data_dir: Path) -> None:
+    """The asset passes its PostgreSQL to the scraper: the slots of the portal it extracted from
+    (here the replica it starts) are in ``portal_request_slots``."""
+    import dagster as dg
+
+    from ov_assets.assets import raw_pqr_files
+    from ov_assets.partitions import partition_key
+    from ov_assets.resources import LandingResource, PortalResource
+
+    portal = PortalResource(replica_per_day=3, data_dir=str(data_dir), max_per_min=600)
+    resources = {"landing": LandingResource(data_dir=str(data_dir)), "portal": portal,
+                 "postgres": _postgres(pg_conninfo18, data_dir)}
+    result = dg.materialize([raw_pqr_files], partition_key=partition_key(DAYS[0], "afinia"), resources=resources)
+    assert result.success
+    with psycopg.connect(**pg_conninfo18) as conn:
+        rows = conn.execute("SELECT portal FROM data_general.portal_request_slots").fetchall()
+    assert len(rows) == 1 and re.fullmatch(r"http://127\.0\.0\.1:\d+/afinia", rows[0][0])
