@@ -86,6 +86,17 @@ MISSING_REQUIRED = "missing_required"
 BAD_FECHA = "bad_fecha"
 FECHA_OUT_OF_RANGE = "fecha_out_of_range"
 VALUE_TOO_LONG = "value_too_long"
+# A string holds a lone surrogate (JSON "\ud800"): not text, so it cannot be encoded, hashed
+# or stored; the detail names the field, never the value.
+UNENCODABLE_VALUE = "unencodable_value"
+# Reasons the landing index gives before (or instead of) reading a file's content: nothing of
+# such a file is read as a record, and one of them never stops the other files.
+BAD_FILE_NAME = "bad_file_name"  # the name is not valid UTF-8 (e.g. cp1252 names from Windows zips)
+UNKNOWN_NAME = "unknown_name"  # the name is none of CONTRACT §2's (e.g. *.JSON, *.docx): not read
+NOT_A_REGULAR_FILE = "not_a_regular_file"  # a symbolic link (never followed), a folder, a FIFO...
+RECORD_TOO_LARGE = "record_too_large"  # a record file above OV_MAX_RECORD_BYTES: not read
+UNREADABLE = "unreadable"  # the file could not be read or evaluated (the error's class is kept)
+LANDING_CODES: tuple[str, ...] = (BAD_FILE_NAME, UNKNOWN_NAME, NOT_A_REGULAR_FILE, RECORD_TOO_LARGE, UNREADABLE)
 REJECT_CODES: tuple[str, ...] = (
     EMPTY_FILE,
     UNDECODABLE,
@@ -95,7 +106,12 @@ REJECT_CODES: tuple[str, ...] = (
     BAD_FECHA,
     FECHA_OUT_OF_RANGE,
     VALUE_TOO_LONG,
+    UNENCODABLE_VALUE,
+    *LANDING_CODES,
 )
+# documento_prueba / adjuntar_archivo name a landing file of another PQR: not linked (the file
+# is neither stored nor listed as this PQR's).
+REFERENCE_NOT_LINKED = "reference_not_linked"
 # Soft warnings: the row loads, flagged.
 WARNING_CODES: tuple[str, ...] = (
     "nic_invalid",
@@ -106,6 +122,7 @@ WARNING_CODES: tuple[str, ...] = (
     "unknown_keys",
     "text_repaired",
     "decoded_cp1252",
+    REFERENCE_NOT_LINKED,
 )
 
 HASH_SEPARATOR = "\x1f"
@@ -299,11 +316,43 @@ def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject
         if any("\x00" in v for v in vals):  # a JSON "\u0000": PostgreSQL text cannot hold it
             name = next(n for n, v in zip(BUSINESS_FIELDS, vals) if "\x00" in v)
             return Reject(UNDECODABLE, f"field {name} holds U+0000 (NUL), which PostgreSQL text cannot store")
+        unencodable = lone_surrogate_field(dict(zip(BUSINESS_FIELDS, vals)))
+        if unencodable is not None:
+            return Reject(UNENCODABLE_VALUE, f"field {unencodable} {SURROGATE_DETAIL}")
     checked = check_values(vals, obj, today, repaired)
     if checked.__class__ is Reject:
         return checked  # type: ignore[return-value]
     fecha, warnings, hreg = checked  # type: ignore[misc]
     return ValidRecord(values=dict(zip(BUSINESS_FIELDS, vals)), fecha=fecha, hash_registro=hreg, warnings=warnings)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_DETAIL = "holds a lone surrogate (such as \\ud800): not text, it cannot be encoded as UTF-8"
+
+
+def lone_surrogate_field(obj: Any) -> str | None:
+    """The top-level key of ``obj`` (a decoded JSON value) under which a string or a key holds a
+    lone surrogate (``"?"`` when that key is no plain name), else None. Python's ``json``
+    accepts ``"\\ud800"`` (orjson does not), and such text fails only later, where it is
+    encoded (hash, SQLite, PostgreSQL). Iterative: the nesting depth is the file's to choose."""
+    stack: list[tuple[str | None, Any]] = [(None, obj)]
+    while stack:
+        top, value = stack.pop()
+        if value.__class__ is str:
+            if _lone_surrogate(value):
+                return top or "?"
+        elif isinstance(value, (dict, list)):
+            items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for key, item in items:
+                where = top or (key if key and key.isascii() and key.isidentifier() and len(key) <= 60 else "?")
+                if key is not None and _lone_surrogate(key):
+                    return where
+                stack.append((where, item))
+    return None
+
+
+def _lone_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 _FIELD_INDEX = {name: i for i, name in enumerate(BUSINESS_FIELDS)}

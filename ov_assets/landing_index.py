@@ -23,11 +23,14 @@ The SQLite file can be deleted at any time: the next refresh rebuilds it from th
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import gc
 import hashlib
 import json
 import os
+import re
 import sqlite3
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -36,9 +39,23 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from ov_assets.contract import BOGOTA, FIRST_DAY, parse_extraction_ts
-from ov_assets.landing import FILE_RECORD, landing_dir, parse_name
-from ov_assets.records import RULES_VERSION, evaluate_parts
+from ov_assets.contract import (
+    BAD_FILE_NAME,
+    BOGOTA,
+    FIRST_DAY,
+    NOT_A_REGULAR_FILE,
+    RECORD_TOO_LARGE,
+    REFERENCE_NOT_LINKED,
+    UNKNOWN_NAME,
+    UNREADABLE,
+    Reject,
+    parse_extraction_ts,
+)
+from ov_assets.errors import ConfigurationError, OperatorError
+# (the endings of names being written: such files are skipped, not reported)
+from ov_assets.landing import _TEMPORARY_ENDINGS, FILE_RECORD, landing_dir, parse_name
+from ov_assets.records import RULES_VERSION, FileOutcome, evaluate_parts
+from ov_assets.reports import private_dir
 
 if TYPE_CHECKING:
     import polars as pl
@@ -154,6 +171,16 @@ class RefreshResult:
         return f"RefreshResult(scanned={self.scanned}, new={new}, changed={changed}, removed={self.removed})"
 
 
+class LandingFolderUnavailable(OperatorError):
+    """The landing folder is missing or empty while the index lists files from it."""
+
+    def __init__(self, empresa: str, folder: str, known: int, index_path: Path) -> None:
+        super().__init__(
+            f"the landing folder of {empresa} ({folder}) is missing or empty, but the landing index lists "
+            f"{known} files from it: is the folder mounted (and OV_DATA_DIR right)? Nothing was changed or "
+            f"loaded. If the files were removed on purpose, delete {index_path} (it is rebuilt from the folders).")
+
+
 def _bogota_day(mtime_ns: int) -> dt.date:
     return dt.datetime.fromtimestamp(mtime_ns / 1e9, BOGOTA).date()
 
@@ -163,9 +190,11 @@ class LandingIndex:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        state = self.data_dir / "state"
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state = private_dir(self.data_dir / "state")
         self.path = state / "landing_index.sqlite3"
+        # Owner-only before SQLite creates it (its -wal and -shm files take the same mode): the
+        # index holds file names, radicados and outcomes.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
         self.files_opened = 0  # how many landing files this object read (tests assert on it)
         # Per empresa, the per-file frame columns (``records.base_frame``) of the record files this
         # object's refresh just evaluated, so that ``partition_frame`` in the same run reads
@@ -202,9 +231,6 @@ class LandingIndex:
     def folder(self, empresa: str) -> Path:
         return landing_dir(self.data_dir, empresa)
 
-    def read(self, empresa: str, name: str) -> bytes:
-        self.files_opened += 1
-        return _read(os.path.join(self.folder(empresa), name))
 
     def refresh(self, empresa: str, today: dt.date, stable_before_ns: int | None = None) -> RefreshResult:
         """Bring the index up to date with the folder: open only new or changed files.
@@ -231,26 +257,31 @@ class LandingIndex:
         todo: list[str] = []
         if os.path.isdir(folder):
             with os.scandir(folder) as entries:
+                # Every entry: links, folders and names that are not ours are reported (as
+                # rejects, by ``_index_one``); stat never follows a link.
                 for entry in entries:
-                    if not entry.is_file(follow_symlinks=False):  # d_type: no system call
-                        continue
-                    name = entry.name
+                    real = entry.name
+                    name = stored_name(real)
                     scanned += 1
                     unseen.discard(name)
                     previous = known.get(name)
                     if previous is None and stable_before_ns is None:
-                        todo.append(name)
+                        todo.append(real)
                         continue
-                    st = entry.stat()
+                    st = entry.stat(follow_symlinks=False)
                     if previous == (st.st_size, st.st_mtime_ns) and name not in again:
                         continue
                     if stable_before_ns is not None and st.st_mtime_ns > stable_before_ns:
                         continue
-                    todo.append(name)
+                    todo.append(real)
+        if known and not scanned:
+            # An unmounted (or wrongly configured) folder is not "every file removed": nothing
+            # in the index is touched, and whatever runs on it stops here.
+            raise LandingFolderUnavailable(empresa, folder, len(known), self.path)
         # In name order: each batch then covers one range of names, so its writes touch few
         # pages of the key and link indexes (a commit writes every page its rows touched).
         todo.sort()
-        previous = {name: (*known[name], again.get(name)) for name in todo if name in known}
+        previous = {key: (*known[key], again.get(key)) for key in map(stored_name, todo) if key in known}
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         found: list[pl.DataFrame] = []
         self._forget(empresa)
@@ -310,18 +341,33 @@ class LandingIndex:
                     parts = None
                 if parts.__class__ is not list or len(parts) != 9 or parts[0] != RULES_VERSION:
                     parts = None
-            if parts is None:
-                try:
-                    data = self.read(empresa, name)
-                except FileNotFoundError:
+            if parts is None:  # evaluated again, as the refresh would (never written here)
+                found = self._examine(empresa, name, today)
+                if found is None:
                     continue  # removed since the refresh; the next refresh drops it
-                sha, size = hashlib.sha256(data).hexdigest(), len(data)
-                parts = evaluate_parts(name, data, sha, today)
+                name, sha, size, parts = found
             items.append((name, sha, size, parts))
             if parts[1] is not None and parts[6] is None:  # only then is the mtime used
                 mtimes[name] = _bogota_naive(mtime_ns)
             links[name] = link
         return items, mtimes, links
+
+    def _examine(self, empresa: str, name: str, today: dt.date) -> tuple[str, str, int, list] | None:
+        """(name, sha256, size, outcome) of one file of the folder, read the way the refresh
+        reads it (``_index_one``: no link followed, the size cap, every failure a reject); None
+        when it is gone or no longer a record-frame file."""
+        self.files_opened += 1
+        out = _Found(empresa, today, "")
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            dir_fd = os.open(self.folder(empresa), flags)
+        except FileNotFoundError:
+            return None
+        try:
+            _index_guarded(dir_fd, name, max_record_bytes(), out)
+        finally:
+            os.close(dir_fd)
+        return out.items[0] if out.items else None
 
     def _prepared(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame | None:
         """The finished frame of a partition this object's refresh evaluated (see ``_fresh``),
@@ -400,7 +446,7 @@ class LandingIndex:
         base = pl.concat(parts, how="diagonal") if len(parts) > 1 else parts[0]
         out: dict[dt.date, pl.DataFrame] = {}
         if not base.is_empty():
-            frame = finish_frame(empresa, None, base, _linked(self, empresa, base))
+            frame = finish_frame(empresa, None, *_linked(self, empresa, base))
             # Sorted by partition: each partition is a zero-copy slice (``partition_by`` copies).
             at = 0
             for day, rows_of_day in frame["partition_date"].rle().struct.unnest().select("value", "len").iter_rows():
@@ -474,9 +520,11 @@ class LandingIndex:
                 "name IN (SELECT value FROM json_each(?3))",
                 (empresa, json.dumps(sorted(by_link)), json.dumps(wanted_names)),
             )
+            by_name = {r.name: r for r in records}
             for f in map(self._row, cur):
                 owners = set(by_link.get(f.link_key or "", []))
-                owners |= referenced_by.get(f.name, set())
+                owners |= {o for o in referenced_by.get(f.name, ())
+                           if same_pqr(f.link_key, by_name[o].link_key, by_name[o].numero_radicado)}
                 for owner in owners:
                     out[owner].append(f)
         return out
@@ -506,15 +554,22 @@ class LandingIndex:
             return db.execute("SELECT 1 FROM cleaned WHERE empresa = ? AND partition_date = ?",
                               (empresa, day.isoformat())).fetchone() is not None
 
-    def latest_hashes(self, empresa: str, days: Iterable[dt.date]) -> set[str]:
-        """hash_registro of the valid versions already in the landing folder for these days."""
-        with self._db() as db:
-            cur = db.execute(
-                "SELECT hash_registro FROM files WHERE empresa = ? AND status = 'valid' AND partition_date IN "
-                "(SELECT value FROM json_each(?))",
-                (empresa, json.dumps([d.isoformat() for d in days])),
-            )
-            return {h for (h,) in cur}
+    def latest_hashes(self, empresa: str, days: Iterable[dt.date], today: dt.date | None = None) -> set[str]:
+        """hash_registro of the latest valid version (the winner) of each radicado of these days
+        in the landing folder. Only the latest: the scraper writes a PQR again unless its hash
+        is one of these, and a status that went A -> B -> A must give a new A (the older A is
+        there too, but B is what the folder holds as current)."""
+        import polars as pl
+
+        from ov_assets.contract import today_bogota
+        from ov_assets.records import finish_frame
+
+        today = today or today_bogota()
+        out: set[str] = set()
+        for day in days:
+            frame = finish_frame(empresa, day, self._partition_base(empresa, day, today), None)
+            out.update(frame.filter(pl.col("is_winner"))["hash_registro"].to_list())
+        return out
 
 
 def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.date) -> "pl.DataFrame":
@@ -527,12 +582,15 @@ def partition_frame(index: LandingIndex, empresa: str, day: dt.date, today: dt.d
     if prepared is not None:
         return prepared
     base = index._partition_base(empresa, day, today)
-    return finish_frame(empresa, day, base, _linked(index, empresa, base))  # (drops the helper columns)
+    return finish_frame(empresa, day, *_linked(index, empresa, base))  # (drops the helper columns)
 
 
-def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.DataFrame | None":
-    """The PDFs and attachments (``records.LINKED_SCHEMA``) of the valid record files of
-    ``base`` (per-file columns with ``_link_key``): same link key, or named by the record."""
+def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "tuple[pl.DataFrame, pl.DataFrame | None]":
+    """``base`` (per-file columns with ``_link_key``) and the PDFs and attachments
+    (``records.LINKED_SCHEMA``) of its valid record files: same link key, or named by the
+    record and of the same PQR (``same_pqr``). A named file of another PQR is not linked (it
+    would be stored and listed as this PQR's); its record gets the ``reference_not_linked``
+    warning instead."""
     import polars as pl
 
     from ov_assets.records import LINKED_SCHEMA
@@ -545,7 +603,7 @@ def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.Data
 
     link_keys, refs = keys("_link_key"), keys("documento_prueba", "adjuntar_archivo")
     if not link_keys and not refs:
-        return None
+        return base, None
     with index._db() as db:
         # Two indexed lookups (an OR of both would scan every file of the empresa).
         found = db.execute(
@@ -556,19 +614,54 @@ def _linked(index: LandingIndex, empresa: str, base: "pl.DataFrame") -> "pl.Data
             (empresa, orjson.dumps(link_keys).decode(), orjson.dumps(refs).decode()),
         ).fetchall()
     if not found:
-        return None
+        return base, None
     files = pl.DataFrame(found, schema={"file_type": pl.String(), "filename": pl.String(), "size": pl.Int64(),
                                         "sha256": pl.String(), "link_key": pl.String()}, orient="row")
-    owners = pl.concat([
-        valid_rows.select(pl.col("file_name").alias("owner"), pl.col("_link_key").alias("key")),
-        valid_rows.select(pl.col("file_name").alias("owner"), pl.col("documento_prueba").alias("key")),
-        valid_rows.select(pl.col("file_name").alias("owner"), pl.col("adjuntar_archivo").alias("key")),
-    ]).filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
-    return pl.concat([
-        owners.join(files, left_on="key", right_on="link_key").drop("key"),
-        owners.join(files.drop("link_key"), left_on="key", right_on="filename")
-        .with_columns(pl.col("key").alias("filename")).drop("key"),
+    owner = pl.col("file_name").alias("owner")
+    by_name = pl.concat([
+        valid_rows.select(owner, pl.col(c).alias("key"), "_link_key", "numero_radicado")
+        for c in ("documento_prueba", "adjuntar_archivo")
+    ]).filter(pl.col("key").is_not_null() & (pl.col("key") != "")).join(
+        files.rename({"link_key": "_file_key"}), left_on="key", right_on="filename"
+    ).with_columns(pl.col("key").alias("filename")).with_columns(_same_pqr_expr().alias("_ok"))
+    refused = by_name.filter(~pl.col("_ok"))["owner"].unique()
+    if not refused.is_empty():
+        base = base.with_columns(
+            pl.when(pl.col("file_name").is_in(refused.implode()))
+            .then(pl.concat_str(pl.col("warnings"), pl.lit(REFERENCE_NOT_LINKED), separator=",").str.strip_chars(","))
+            .otherwise(pl.col("warnings")).alias("warnings"))
+    linked = pl.concat([
+        valid_rows.select(owner, pl.col("_link_key").alias("key")).filter(pl.col("key").is_not_null())
+        .join(files, left_on="key", right_on="link_key").drop("key"),
+        by_name.filter(pl.col("_ok")).select(list(LINKED_SCHEMA)),
     ], how="diagonal").unique(["owner", "filename"]).sort("owner", "filename").select(list(LINKED_SCHEMA))
+    return base, linked
+
+
+def same_pqr(file_link_key: str | None, record_link_key: str | None, radicado: str | None) -> bool:
+    """May a record link a file its ``documento_prueba`` / ``adjuntar_archivo`` names? Only a
+    file of the same PQR: the ``{sgc}`` of its name is the record's own ``{sgc}``, its radicado
+    or the ``PQR_{radicado}_...`` of a PQR without SGC; or a portal ``<uuid>.<ext>`` name (no
+    ``{sgc}``: the portal's own name of that attachment). ``_same_pqr_expr`` is the same rule
+    in polars."""
+    if file_link_key is None:
+        return True
+    sgc = file_link_key.rsplit("|", 1)[0]
+    return (sgc == (record_link_key or "").rsplit("|", 1)[0]
+            or bool(radicado) and (sgc == radicado or sgc.startswith(f"PQR_{radicado}_")))
+
+
+def _same_pqr_expr() -> "pl.Expr":
+    """``same_pqr`` over the columns ``_file_key``, ``_link_key`` and ``numero_radicado``."""
+    import polars as pl
+
+    def sgc(column: str) -> pl.Expr:
+        return pl.col(column).str.replace(r"\|[^|]*$", "")
+
+    radicado = pl.col("numero_radicado")
+    return (pl.col("_file_key").is_null() | (sgc("_file_key") == sgc("_link_key")).fill_null(False)
+            | (sgc("_file_key") == radicado).fill_null(False)
+            | sgc("_file_key").str.starts_with(pl.concat_str(pl.lit("PQR_"), radicado, pl.lit("_"))).fill_null(False))
 
 
 def _bogota_naive(mtime_ns: int) -> dt.datetime:
@@ -623,33 +716,18 @@ def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], pre
 
     from ov_assets.records import base_frame
 
-    rows: list[_Row] = []
-    items: list[tuple[str, str, int, list]] = []
-    links: list[str | None] = []
-    days: list[dt.date] = []
-    mtimes: list[int] = []
-    fallback: dict[str, dt.datetime] = {}
+    cap = max_record_bytes()
+    out = _Found(empresa, today, now)
     try:
         dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return 0, None, None
     try:
         for name in names:
-            parsed = parse_name(name)
-            if parsed is None:
-                continue
-            try:  # relative to the folder: the kernel resolves one path component, not all
-                fd = os.open(name, _O_FLAGS, dir_fd=dir_fd)
-            except (FileNotFoundError, IsADirectoryError):
-                continue
-            try:
-                st = os.fstat(fd)
-                data = _read_fd(fd, st.st_size)
-            finally:
-                os.close(fd)
-            _evaluate_into(name, parsed, st, data, empresa, today, now, rows, items, links, days, mtimes, fallback)
+            _index_guarded(dir_fd, name, cap, out)
     finally:
         os.close(dir_fd)
+    rows = out.rows
     if rows:
         _write_rows(db if db is not None else _worker_db(db_path), rows)
     # (columns built from lists, no polars expression: a forked worker must not start the
@@ -673,10 +751,211 @@ def _index_batch_(db_path: str, folder: str, empresa: str, names: list[str], pre
         {"name": found_names, "partition_date": found_days, "_changed": found_changed},
         schema={"name": pl.String(), "partition_date": pl.Date(), "_changed": pl.Boolean()},
     ) if found_names else None
-    frame = base_frame(items, fallback, {
-        "_link_key": (links, pl.String()), "_day": (days, pl.Date()), "_mtime_ns": (mtimes, pl.Int64()),
-    }) if items else None
+    frame = base_frame(out.items, out.fallback, {
+        "_link_key": (out.links, pl.String()), "_day": (out.days, pl.Date()), "_mtime_ns": (out.mtimes, pl.Int64()),
+    }) if out.items else None
     return len(rows), found_frame, frame
+
+
+class _Found:
+    """What ``_index_one`` made of a batch's files: index rows and, per record-frame row, the
+    (name, sha256, size, ``FileOutcome.as_list()``) item, link key, partition day and mtime, and
+    the mtime as extraction time of the valid records that carry none."""
+
+    def __init__(self, empresa: str, today: dt.date, now: str) -> None:
+        self.empresa, self.today, self.now = empresa, today, now
+        self.rows: list[_Row] = []
+        self.items: list[tuple[str, str, int, list]] = []
+        self.links: list[str | None] = []
+        self.days: list[dt.date] = []
+        self.mtimes: list[int] = []
+        self.fallback: dict[str, dt.datetime] = {}
+
+
+def _index_guarded(dir_fd: int, name: str, cap: int, out: _Found) -> None:
+    """``_index_one``; a file it cannot make sense of becomes an ``unreadable`` reject: no
+    content, name or kind of file stops the other files of the folder (or every refresh)."""
+    try:
+        _index_one(dir_fd, name, cap, out)
+    except Exception as exc:  # noqa: BLE001 - kept as the file's reason (its class: no content)
+        try:
+            _reject_into(dir_fd, name, stored_name(name), None, UNREADABLE,
+                         f"the file could not be read or evaluated ({type(exc).__name__})", out)
+        except OSError:
+            pass  # gone since the listing: the next refresh drops it
+
+
+def _index_one(dir_fd: int, name: str, cap: int, out: _Found) -> None:
+    """Classify, open (never through a symbolic link), hash and, for a record file, evaluate one
+    landing file; append its index row (and record-frame item) to ``out``. Every file but those
+    being written gets a row: what cannot be loaded is a reject with its reason."""
+    stored = stored_name(name)
+    if stored[:1] == "." or stored.endswith(_TEMPORARY_ENDINGS):
+        return  # being written (the scraper writes aside, then renames)
+    if stored is not name:
+        _reject_into(dir_fd, name, stored, None, BAD_FILE_NAME,
+                     "the file name is not valid UTF-8 (a cp1252 name from a Windows zip?): the file "
+                     "was not read; rename it", out)
+        return
+    parsed = parse_name(name)
+    if parsed is None:
+        _reject_into(dir_fd, name, name, None, UNKNOWN_NAME,
+                     "the name is none of the landing folder's (CONTRACT §2): the file was not read; "
+                     "rename it if it is a PQR file, else move it out of the folder", out)
+        return
+    try:  # relative to the folder: one path component, and never through a symbolic link
+        fd = os.open(name, _O_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return  # removed since the listing
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW on a symbolic link
+            _reject_into(dir_fd, name, name, parsed.ts, NOT_A_REGULAR_FILE,
+                         "a symbolic link: links are never followed (copy the file itself into the folder)", out)
+        else:
+            _reject_into(dir_fd, name, name, parsed.ts, UNREADABLE,
+                         f"the file could not be opened ({errno.errorcode.get(exc.errno or 0, 'OSError')})", out)
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+            _reject_into(dir_fd, name, name, parsed.ts, NOT_A_REGULAR_FILE, f"{what}: not read", out, st)
+            return
+        if parsed.kind != FILE_RECORD:
+            sha, size = _hash_fd(fd)
+            out.rows.append((out.empresa, name, size, st.st_mtime_ns, sha, parsed.kind, parsed.link_key, None,
+                             None, None, None, "[]", out.now, None, None))
+            return
+        data = _read_fd(fd, st.st_size, cap) if st.st_size <= cap else None
+        if data is None or len(data) > cap:  # (or it grew past the cap since fstat)
+            os.lseek(fd, 0, os.SEEK_SET)
+            sha, size = _hash_fd(fd)
+            _reject_into(dir_fd, name, name, parsed.ts, RECORD_TOO_LARGE,
+                         f"the record file has {size} bytes, above OV_MAX_RECORD_BYTES ({cap}): not read",
+                         out, st, sha, size)
+            return
+    finally:
+        os.close(fd)
+    sha = hashlib.sha256(data).hexdigest()
+    _record_into(name, parsed.link_key, parsed.ts, st, sha, len(data),
+                 evaluate_parts(name, data, sha, out.today), out)
+
+
+def _reject_into(dir_fd: int, name: str, stored: str, ts: str | None, code: str, detail: str, out: _Found,
+                 st: os.stat_result | None = None, sha: str = "", size: int | None = None) -> None:
+    """A file rejected before its content was evaluated: a record-frame row (kind ``json``, so
+    it reaches ``ov_rejects`` through its partition like a rejected record file) holding the
+    reason, linked to nothing. ``stored``: the name as the index keeps it; ``sha`` "" when the
+    file was not read."""
+    if st is None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    size = st.st_size if size is None else size
+    parts = FileOutcome(stored, sha, size, reject=Reject(code, detail)).as_list()
+    _record_into(stored, None, ts if ts is not None else _name_ts(stored), st, sha, size, parts, out)
+
+
+def _record_into(name: str, link_key: str | None, ts: str | None, st: os.stat_result, sha: str, size: int,
+                 parts: list[Any], out: _Found) -> None:
+    """Append the index row and record-frame item of a record file (or of a file rejected as
+    one) whose outcome is ``parts``. Partition: its fecha's day, else the ``{ts}`` of its name,
+    else its mtime's day (CONTRACT §5)."""
+    values, reject = parts[1], parts[4]
+    if values is not None:
+        status, refs, hreg = "valid", parts[7], parts[2]
+    else:
+        status, refs, hreg = reject[0], (), None
+    iso_day = parts[8]
+    if iso_day is not None:
+        day = _date(iso_day)
+    else:
+        named = parse_extraction_ts(ts)
+        day = named.date() if named and FIRST_DAY <= named.date() <= out.today else _bogota_day(st.st_mtime_ns)
+        iso_day = day.isoformat()
+    row = (out.empresa, name, size, st.st_mtime_ns, sha, FILE_RECORD, link_key, iso_day, parts[5], hreg, status,
+           orjson.dumps(refs).decode() if refs else "[]", out.now, orjson.dumps(parts), RULES_VERSION)
+    out.rows.append(row)  # (all that may fail is done: the lists stay aligned)
+    out.items.append((name, sha, size, parts))
+    out.links.append(link_key)
+    out.days.append(day)
+    out.mtimes.append(st.st_mtime_ns)
+    if values is not None and parts[6] is None:
+        out.fallback[name] = _bogota_naive(st.st_mtime_ns)
+
+
+def stored_name(name: str) -> str:
+    """The name as the index (and ``ov_rejects``) keep it: ``name`` itself when it is valid
+    UTF-8, else its bytes with the invalid ones written ``\\xNN`` (``os.scandir`` hands such
+    names over with surrogate escapes, which no UTF-8 store accepts)."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+_TS_ANYWHERE = re.compile(r"(?<!\d)(\d{8}_\d{6})(?!\d)")
+
+
+def _name_ts(name: str) -> str | None:
+    """A ``{ts}`` anywhere in a name that follows no rule (its partition, CONTRACT §5)."""
+    found = _TS_ANYWHERE.search(name)
+    return found[1] if found else None
+
+
+def max_record_bytes() -> int:
+    """``OV_MAX_RECORD_BYTES``: the largest record file read (default 8 MiB; a real record is a
+    few KB, free text included): a larger one is rejected ``record_too_large`` unread, so one
+    file cannot take a worker's memory."""
+    raw = os.environ.get("OV_MAX_RECORD_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_RECORD_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1024:
+        raise ConfigurationError(f"OV_MAX_RECORD_BYTES={raw!r}: give a number of bytes of at least 1024 "
+                                 f"(unset: {DEFAULT_MAX_RECORD_BYTES})")
+    return value
+
+
+DEFAULT_MAX_RECORD_BYTES = 8 * 2**20
+# Never through a symbolic link (the listing and the open are two moments: a file swapped for a
+# link in between is refused by the kernel), and never blocking on a FIFO.
+_O_FLAGS = (os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_NONBLOCK", 0))
+_DAYS: dict[str, dt.date] = {}  # ISO day -> date, shared by the records of a day
+_CHUNK = 1 << 20
+
+
+def _date(iso_day: str) -> dt.date:
+    return _DAYS.get(iso_day) or _DAYS.setdefault(iso_day, dt.date.fromisoformat(iso_day))
+
+
+def _read_fd(fd: int, size: int, cap: int) -> bytes:
+    """The file's bytes; more than ``cap`` of them only when it is over the cap."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:  # a short read of a regular file: its end
+        return data
+    chunks = [data]  # the file grew since fstat
+    total = len(data)
+    while chunks[-1] and total <= cap:
+        chunks.append(os.read(fd, _CHUNK))
+        total += len(chunks[-1])
+    return b"".join(chunks)
+
+
+def _hash_fd(fd: int) -> tuple[str, int]:
+    """SHA-256 and size of the file from its position on, in chunks (one ``os.read`` returns at
+    most ~2 GiB on Linux: a larger file read at once was hashed truncated)."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := os.read(fd, _CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _write_rows(db: sqlite3.Connection, rows: list[_Row]) -> None:
@@ -698,65 +977,6 @@ def _write_rows(db: sqlite3.Connection, rows: list[_Row]) -> None:
         if lock is not None:
             lock.release()
 
-
-def _evaluate_into(name: str, parsed: Any, st: os.stat_result, data: bytes, empresa: str, today: dt.date,
-                   now: str, rows: list[_Row], items: list, links: list, days: list, mtimes: list,
-                   fallback: dict[str, dt.datetime]) -> None:
-    """Hash and (record files) evaluate one file read by ``_index_batch``; append its results."""
-    sha = hashlib.sha256(data).hexdigest()
-    kind, link_key = parsed.kind, parsed.link_key
-    if kind != FILE_RECORD:
-        rows.append((empresa, name, len(data), st.st_mtime_ns, sha, kind, link_key, None, None, None, None,
-                     "[]", now, None, None))
-        return
-    parts = evaluate_parts(name, data, sha, today)
-    values, reject = parts[1], parts[4]
-    if values is not None:
-        status, refs, hreg = "valid", parts[7], parts[2]
-    else:
-        status, refs, hreg = reject[0], (), None
-    iso_day = parts[8]
-    if iso_day is not None:
-        day = _date(iso_day)
-    else:
-        named = parse_extraction_ts(parsed.ts)
-        day = named.date() if named and FIRST_DAY <= named.date() <= today else _bogota_day(st.st_mtime_ns)
-        iso_day = day.isoformat()
-    rows.append((empresa, name, len(data), st.st_mtime_ns, sha, kind, link_key, iso_day,
-                 parts[5], hreg, status, orjson.dumps(refs).decode() if refs else "[]", now,
-                 orjson.dumps(parts), RULES_VERSION))
-    items.append((name, sha, len(data), parts))
-    links.append(link_key)
-    days.append(day)
-    mtimes.append(st.st_mtime_ns)
-    if parts[1] is not None and parts[6] is None:
-        fallback[name] = _bogota_naive(st.st_mtime_ns)
-
-
-_O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-_DAYS: dict[str, dt.date] = {}  # ISO day -> date, shared by the records of a day
-
-
-def _date(iso_day: str) -> dt.date:
-    return _DAYS.get(iso_day) or _DAYS.setdefault(iso_day, dt.date.fromisoformat(iso_day))
-
-
-def _read_fd(fd: int, size: int) -> bytes:
-    data = os.read(fd, size + 1)
-    if len(data) <= size:  # a short read of a regular file: its end
-        return data
-    chunks = [data]  # the file grew since fstat
-    while chunks[-1]:
-        chunks.append(os.read(fd, 1 << 20))
-    return b"".join(chunks)
-
-
-def _read(path: str) -> bytes:
-    fd = os.open(path, _O_FLAGS)
-    try:
-        return _read_fd(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
 
 
 # Fresh per-file frames kept by a refresh for ``partition_frame`` (beyond, the index serves them).

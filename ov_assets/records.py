@@ -23,11 +23,14 @@ from ov_assets.contract import (
     EMPTY_FILE,
     INVALID_JSON,
     NOT_AN_OBJECT,
+    SURROGATE_DETAIL,
     UNDECODABLE,
+    UNENCODABLE_VALUE,
     Reject,
     ValidRecord,
     canonical_fast,
     check_values,
+    lone_surrogate_field,
     parse_extraction_ts,
     parse_fecha,
     validate_record,
@@ -40,7 +43,7 @@ _OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
                (b"\xfe\xff", "UTF-16"))
 # Bump when a rule of CONTRACT §4 changes: outcomes cached in the landing index under another
 # version are evaluated again from the file.
-RULES_VERSION = 2
+RULES_VERSION = 3  # 3: unencodable_value, record_too_large and the landing index's file-level codes
 
 FILE_STRUCT = pl.Struct({"file_type": pl.String, "filename": pl.String, "size": pl.Int64, "sha256": pl.String})
 FRAME_SCHEMA: dict[str, pl.DataType] = {
@@ -136,11 +139,12 @@ def _decode_careful(data: bytes) -> tuple[dict[str, Any], list[str]] | Reject:
         return Reject(INVALID_JSON, f"not valid JSON: {str(exc)[:120]}")
     if not isinstance(obj, dict):
         return Reject(NOT_AN_OBJECT, f"the JSON value is {_json_type(obj)}, not an object")
-    try:  # lone surrogates (\\ud800) are not text; orjson refuses them, json does not
-        orjson.dumps(obj)
-    except (orjson.JSONEncodeError, TypeError) as exc:
-        if "surrogate" in str(exc) or "UTF-8" in str(exc):
-            return Reject(INVALID_JSON, "not valid JSON: a string holds a lone surrogate")
+    # Lone surrogates ("\\ud800") are not text: orjson refuses them, json does not. Looked for
+    # in every string (not by re-encoding with orjson, which fails first on other things, such
+    # as an integer beyond 64 bits, and let the surrogate through).
+    where = lone_surrogate_field(obj)
+    if where is not None:
+        return Reject(UNENCODABLE_VALUE, f"field {where} {SURROGATE_DETAIL}")
     return obj, warnings
 
 
@@ -306,7 +310,7 @@ def base_frame(
     fromiso = dt.datetime.fromisoformat
     cols: dict[str, Any] = {
         "file_name": names,
-        "file_sha256": [it[1] for it in items],
+        "file_sha256": [it[1] or None for it in items],  # "": a file rejected unread (a link...)
         "file_size": [it[2] for it in items],
         "status": ["valid" if v is not None else "rejected" for v in values],
         "reject_code": [j[0] if j is not None else None for j in rejects],

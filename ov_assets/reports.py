@@ -24,9 +24,26 @@ def consolidated_paths(data_dir: Path, empresa: str, day: dt.date) -> dict[str, 
             "rejects": folder / f"{empresa}_rejects_{day:%Y%m%d}.csv"}
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file of its own (two runs of a partition never write into the
-    same one), owner-only from its creation (the reports hold personal data), then rename."""
+def private_dir(path: Path) -> Path:
+    """``path`` made a folder, with every missing parent, owner-only (0700): what is written
+    under ``$OV_DATA_DIR`` holds personal data. (``mkdir(parents=True, mode=...)`` gives the
+    mode to the last folder only.)"""
+    missing = []
+    at = path
+    while not at.is_dir():
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+    return path
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file of its own (two writers of a partition never write into
+    the same one), owner-only from its creation (it holds personal data), then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:
@@ -46,7 +63,7 @@ def write_consolidated(data_dir: Path, empresa: str, day: dt.date, frame: pl.Dat
     before, by the same rule (latest extraction, then greater file name), instead of replacing
     it with what is left. (Rejects are never deleted by the cleanup: the frame has them all.)"""
     paths = consolidated_paths(data_dir, empresa, day)
-    paths["csv"].parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(paths["csv"].parent)
     winners = (frame.filter(pl.col("is_winner")).sort("numero_radicado")
                .select(*CONSOLIDATED_COLUMNS)
                .with_columns(pl.col("warnings").list.join(",")))
@@ -56,7 +73,7 @@ def write_consolidated(data_dir: Path, empresa: str, day: dt.date, frame: pl.Dat
                    .unique("numero_radicado", keep="last", maintain_order=True))
     rejects = frame.filter(pl.col("status") == "rejected").select(
         "file_name", "file_sha256", "numero_radicado", "reject_code", "reject_detail")
-    _atomic(paths["csv"], lambda p: winners.write_csv(p))
-    _atomic(paths["parquet"], lambda p: winners.write_parquet(p))
-    _atomic(paths["rejects"], lambda p: rejects.write_csv(p))
+    write_atomic(paths["csv"], lambda p: winners.write_csv(p))
+    write_atomic(paths["parquet"], lambda p: winners.write_parquet(p))
+    write_atomic(paths["rejects"], lambda p: rejects.write_csv(p))
     return paths

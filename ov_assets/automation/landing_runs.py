@@ -32,6 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ov_assets.contract import BOGOTA, EMPRESAS, FIRST_DAY
+from ov_assets.errors import OperatorError
 from ov_assets.landing_index import LandingIndex
 
 STABLE_SECONDS = 5
@@ -138,6 +139,16 @@ class LandingPlan:
     waiting: int = 0  # versions not stable yet
     unroutable: int = 0  # PDFs/attachments whose record is not indexed yet
     out_of_range: list[str] = field(default_factory=list)  # partitions that do not exist
+    failed: dict[str, str] = field(default_factory=dict)  # empresa -> why its folder could not be indexed
+
+
+def describe_refresh_error(exc: Exception) -> str:
+    """What to tell the operator about a refresh that failed: our operator errors say what to
+    fix; anything else by its class only (a message could quote a file's content)."""
+    if isinstance(exc, OperatorError):
+        return str(exc)
+    return (f"unexpected {type(exc).__name__} while indexing its landing folder (a defect: report it); "
+            "retried every tick")
 
 
 def _load_cursor(raw: str | None) -> tuple[str | None, dict[str, list[str]]]:
@@ -159,14 +170,17 @@ def plan_landing_runs(index: LandingIndex, cursor: str | None, now: dt.datetime 
     tick_start = now.astimezone(dt.timezone.utc)
     stable_before_ns = int((tick_start.timestamp() - STABLE_SECONDS) * 1e9)
     today = tick_start.astimezone(BOGOTA).date()
+    plan = LandingPlan()
     for empresa in empresas:
-        index.refresh(empresa, today, stable_before_ns=stable_before_ns)
+        try:
+            index.refresh(empresa, today, stable_before_ns=stable_before_ns)
+        except Exception as exc:  # noqa: BLE001 - one empresa's folder never stops the other's runs
+            plan.failed[empresa] = describe_refresh_error(exc)
 
     since, sent_by_time = _load_cursor(cursor)
     lower = ((dt.datetime.fromisoformat(since) if since else tick_start) - WINDOW).isoformat()
     sent = {ident for idents in sent_by_time.values() for ident in idents}
     versions = [v for v in _indexed_since(index, lower) if v.empresa in empresas]
-    plan = LandingPlan()
     fresh = [v for v in versions if v.identity not in sent]
     stable = [v for v in fresh if v.mtime_ns <= stable_before_ns]
     plan.waiting = len(fresh) - len(stable)

@@ -36,6 +36,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
         for key, (run_key, _names) in plan.runs.items()
     ]
     notes = []
+    for empresa, why in sorted(plan.failed.items()):
+        # The other empresa's runs are still requested; this one is tried again next tick.
+        context.log.error(f"landing folder of {empresa} not indexed: {why}")
+        notes.append(f"{empresa} not indexed")
     if plan.waiting:
         notes.append(f"{plan.waiting} files still being written")
     if plan.unroutable:

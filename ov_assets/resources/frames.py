@@ -5,7 +5,6 @@ personal data). A range run writes and reads every partition of its range."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +13,7 @@ from pydantic import Field
 
 from ov_assets.partitions import parse_partition_key
 from ov_assets.records import empty_frame
+from ov_assets.reports import private_dir, write_atomic
 
 
 class PartitionedFrameIOManager(dg.ConfigurableIOManager):
@@ -30,11 +30,10 @@ class PartitionedFrameIOManager(dg.ConfigurableIOManager):
             day, empresa = parse_partition_key(key)
             part = obj.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa))
             path = self._path(asset, day, empresa)
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = path.with_name(f".{path.name}.part")
-            part.write_parquet(tmp)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+            private_dir(path.parent)
+            # A temporary file of its own: runs of one partition (a sensor run and a backfill)
+            # may write at the same moment.
+            write_atomic(path, lambda tmp: part.write_parquet(tmp))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         asset = context.asset_key.to_user_string()
