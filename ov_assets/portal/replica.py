@@ -518,6 +518,7 @@ div.link-archivo{color:#06c;cursor:pointer;text-decoration:underline}
 md-toast{position:fixed;bottom:1em;left:1em;background:#333;color:#fff;padding:1em;z-index:2000}
 .md-datepicker-calendar-pane{position:absolute;background:#fff;border:1px solid #999;z-index:60;padding:.5em}
 td.md-calendar-date{cursor:pointer;padding:2px 6px}
+md-progress-linear{display:block;height:4px;background:#3f51b5}
 """
 
 
