@@ -146,3 +146,25 @@ def test_raw_pqr_files_takes_its_slots_from_the_pipeline_database(pg_conninfo18:
     with psycopg.connect(**pg_conninfo18) as conn:
         rows = conn.execute("SELECT portal FROM data_general.portal_request_slots").fetchall()
     assert len(rows) == 1 and re.fullmatch(r"http://127\.0\.0\.1:\d+/afinia", rows[0][0])
+
+
+def test_database_lost_mid_scrape_stops_it_with_the_operator_message(pg_conninfo18: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    """The slots become unavailable after the start (here their table goes away once the list is
+    read): the scrape stops with PolitenessUnavailable instead of counting every PQR as failed,
+    and nothing is written without a slot."""
+    pg = _postgres(pg_conninfo18, tmp_path)
+    folder = tmp_path / "landing"
+
+    def lose_the_slots(row: object) -> bool:
+        with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS data_general.portal_request_slots")
+        return True
+
+    with ReplicaPortal(per_day=3, username=USER, password=PASSWORD) as portal:
+        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, max_per_min=600, politeness_db=pg,
+                               timeout_s=20, trace=False)
+        with pytest.raises(PolitenessUnavailable, match=r"\(OV_SCRAPER_MAX_PER_MIN\) is kept in PostgreSQL.*ov-assets migrate"):
+            scrape_day(config, DAYS[0], folder, set(), tmp_path / "artifacts", only=lose_the_slots)
+        assert not [r for r in portal.request_log() if re.fullmatch(r"/afinia/api/pqr/\d+", r.path.split("?")[0])]
+    assert not folder.exists() or not list(folder.iterdir())

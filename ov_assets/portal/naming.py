@@ -18,6 +18,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from ov_assets import reports
 from ov_assets.errors import OperatorError
 
 # Characters a token may keep verbatim; every other value is shortened and hashed.
@@ -45,18 +46,10 @@ def safe_token(value: str) -> str:
 
 
 def private_dir(folder: Path) -> Path:
-    """Create ``folder`` and its missing parents owner-only (0700); make ``folder`` itself 0700
-    when this user owns it (a folder shared on purpose by someone else is left alone)."""
-    missing = []
-    probe = folder
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            pass  # created meanwhile by a concurrent scrape
+    """``reports.private_dir`` (missing folders made 0700), and ``folder`` itself made 0700 when
+    it existed wider and this user owns it (a folder shared on purpose by another user is left
+    alone): the landing folder holds personal data."""
+    reports.private_dir(folder)
     st = folder.stat()
     if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
         os.chmod(folder, DIR_MODE)

@@ -88,10 +88,14 @@ class SharedRateLimiter:
         self.step = dt.timedelta(seconds=60.0 / per_min)
 
     def _fail(self, exc: BaseException) -> PolitenessUnavailable:
+        # Our operator errors name the server and what to do; psycopg's own first line is added
+        # to the server's name (our queries hold a URL and a time, no personal data).
+        said = str(exc) if isinstance(exc, OperatorError) else (
+            f"PostgreSQL {self.store.target}: {(str(exc) or type(exc).__name__).splitlines()[0]}")
         return PolitenessUnavailable(
-            f"the per-portal request limit (OV_SCRAPER_MAX_PER_MIN) is shared through PostgreSQL "
-            f"{self.store.target}, which failed ({(str(exc) or type(exc).__name__).splitlines()[0]}). Without it concurrent runs could overload the "
-            "portal, so the extraction stops: fix the database connection (POSTGRES_*) and run again"
+            f"the per-portal request limit (OV_SCRAPER_MAX_PER_MIN) is kept in PostgreSQL, which failed: "
+            f"{said.rstrip('.')}. Without it concurrent runs could overload the portal, so the extraction "
+            "stops: fix the database connection (POSTGRES_*) or what the message says, and run again"
         )
 
     def check(self) -> None:

@@ -542,8 +542,10 @@ async def _scrape_day_async(
                     if page is None or page.is_closed():
                         page, used = await new_page(), 0
                     generation = session.generation
+                    # Outside the try: a politeness database that is gone (PolitenessUnavailable)
+                    # is no PQR's fault; it stops the scrape with its operator message.
+                    await limiter.wait()
                     try:
-                        await limiter.wait()
                         await _extract(page, item, fresh=attempt > 0 or expiries > 0 or used == 0)
                         used += 1
                         if used >= config.recycle_pages_after:
