@@ -59,7 +59,8 @@ def archive_reports(context: dg.OpExecutionContext, config: ReportsArchiveConfig
     day = dt.date.fromisoformat(config.day) if config.day else today_bogota()
     with postgres.connect() as conn:
         out = archive(conn, object_store.open(), landing.root, object_store.base_path, day)
-    context.log.info(f"reports of {day}: {len(out.stored)} stored, {len(out.unchanged)} unchanged, "
+    context.log.info(f"reports of {day} and of {out.loads_exported} loads since the last archive "
+                     f"({out.partitions} partitions): {len(out.stored)} stored, {len(out.unchanged)} unchanged, "
                      f"{len(out.missing)} not produced")
     if out.missing:
         context.log.warning(f"reports not produced for {day}: {', '.join(k.rsplit('/', 1)[-1] for k in out.missing)}")

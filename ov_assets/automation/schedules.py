@@ -209,7 +209,9 @@ def integrity_checks_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.
 
 @dg.schedule(name="reports_archive_schedule", cron_schedule=REPORTS_CRON, execution_timezone=TIMEZONE,
              job=reports_archive_job, default_status=_default_status(),
-             description="Daily 23:45: archive of the day's reports to {S3_BASE_PATH}/reports/...")
+             description="Daily 23:45: archive of the day's reports to {S3_BASE_PATH}/reports/..., "
+                         "plus the reports of every load since the last archive (later loads, "
+                         "partitions the 03:00 re-extraction rewrote).")
 def reports_archive_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     when = tick_time(context)
     return [dg.RunRequest(run_key=f"reports:{_stamp(when)}", tags=mode_tags("reports"),
