@@ -90,6 +90,15 @@ def _relink(conn: psycopg.Connection, empresa: str, radicado: str, old_url: str,
     )
 
 
+def _drop_superseded(conn: psycopg.Connection, row_id: int, new_key: str) -> None:
+    """Remove a registry row that the row at ``new_key`` supersedes. Through a function of
+    migration 006 (run with its owner's rights, it deletes only such a row) because the
+    least-privilege ov_loader role has no DELETE."""
+    (dropped,) = conn.execute(f"SELECT {SCHEMA}.ov_registry_drop_superseded(%s, %s)", (row_id, new_key)).fetchone()
+    if not dropped:
+        raise OperatorError(f"registry row {row_id}: the row at its target key changed meanwhile; rerun the migration")
+
+
 class _Migrator:
     def __init__(self, conninfo: dict[str, Any], store: ObjectStore, layout: str, base_path: str) -> None:
         self.conninfo = conninfo
@@ -144,7 +153,7 @@ class _Migrator:
             if row["upload_status"] not in DONE_STATUSES:
                 with conn.transaction():
                     if other is not None:
-                        conn.execute(f"DELETE FROM {SCHEMA}.s3_files_registry WHERE id = %s", (row["id"],))
+                        _drop_superseded(conn, row["id"], new_key)
                     else:
                         conn.execute(
                             f"""UPDATE {SCHEMA}.s3_files_registry SET s3_key = %s, s3_url = %s,
@@ -159,7 +168,7 @@ class _Migrator:
                     raise IntegrityError(f"{new_key}: registered but its bytes differ from the registry")
                 with conn.transaction():
                     _relink(conn, row["empresa"], row["numero_radicado"], row["s3_url"], new_url)
-                    conn.execute(f"DELETE FROM {SCHEMA}.s3_files_registry WHERE id = %s", (row["id"],))
+                    _drop_superseded(conn, row["id"], new_key)
                 self.store.delete(old_key)
                 return "merged"
             if other is not None:

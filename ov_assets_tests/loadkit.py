@@ -11,12 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
 
 import polars as pl
 import psycopg
+from psycopg import sql
 
 from ov_assets.contract import BUSINESS_FIELDS
 from ov_assets.generator import write_day
@@ -54,6 +57,26 @@ def resource(conninfo: Mapping[str, Any], **kw: Any) -> PostgresResource:
         host=str(conninfo["host"]), port=int(conninfo["port"]), dbname=str(conninfo["dbname"]),
         user=str(conninfo["user"]), password=str(conninfo.get("password") or ""), **kw,
     )
+
+
+@contextmanager
+def login_roles(conninfo: Mapping[str, Any], *groups: str) -> Iterator[dict[str, dict[str, Any]]]:
+    """One login user per group role (e.g. ``ov_loader``), with a random password (the test
+    servers trust local connections; TCP needs it): group -> its conninfo. Dropped afterwards."""
+    suffix, pw = uuid.uuid4().hex[:8], uuid.uuid4().hex
+    names = {group: f"{group}_test_{suffix}" for group in groups}
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        for group, name in names.items():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(name), sql.Literal(pw), sql.Identifier(group)))
+    try:
+        yield {group: {**conninfo, "user": name, "password": pw} for group, name in names.items()}
+    finally:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
+                         (list(names.values()),))
+            for name in names.values():
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def migrate(conninfo: Mapping[str, Any]) -> None:

@@ -11,6 +11,7 @@ import pytest
 from ov_assets.archive import archive_objects, link_table_rows, object_key, plan_objects
 from ov_assets.layout_migration import migrate_layout
 from ov_assets_tests.archive_support import bucket_keys, client, prepare, registry, store_resource
+from ov_assets_tests.loadkit import login_roles
 
 
 class Crash(BaseException):
@@ -177,3 +178,30 @@ def test_a_database_error_is_reported_without_the_rows_values(data_dir, pg_conni
     assert names and counts.errors
     assert all("23514" in e and "frozen" in e and "withheld" in e for e in counts.errors), counts.errors
     assert not [n for n in names for e in counts.errors if n in e]
+
+
+@pytest.mark.parametrize("first", ["uploaded", "pending"])
+def test_migration_runs_as_the_least_privilege_loader(data_dir, pg_conninfo18, s3_endpoint, s3_bucket, first):
+    """Issue 21: the migration drops registry rows that the row at their target key supersedes
+    (a pipeline run in the target layout came first), which ov_loader (no DELETE) could not do.
+    ``uploaded``: the old rows hold objects (merged, old keys deleted); ``pending``: they never
+    held one (re-keying finds the key taken)."""
+    from ov_assets.archive import register_pending
+
+    conninfo = pg_conninfo18
+    frame = prepare(data_dir, conninfo, n=3)
+    store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
+    if first == "uploaded":
+        objects = _archive(conninfo, store, frame, data_dir, "default")
+    else:
+        objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            register_pending(conn, store, objects)
+    with psycopg.connect(**conninfo, autocommit=True) as conn:  # the pipeline, now in the central layout
+        archive_objects(conn, store, plan_objects(frame, data_dir, "central", "oficina-virtual"), 4)
+        link_table_rows(conn, store, frame, "central", "oficina-virtual")
+    with login_roles(conninfo, "ov_loader") as users:
+        counts = _migrate(users["ov_loader"], store, workers=2)
+    assert counts.errors == []
+    assert (counts.merged, counts.rekeyed) == ((len(objects), 0) if first == "uploaded" else (0, len(objects)))
+    _assert_all_in(conninfo, s3_endpoint, s3_bucket, objects, "central")

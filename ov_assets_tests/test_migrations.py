@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import uuid
 
 import polars as pl
 import psycopg
 import pytest
-from psycopg import sql
 
 from ov_assets import cli, loading, migrations
 from ov_assets.errors import OperatorError
+from ov_assets_tests import loadkit
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource
 from ov_assets_tests.support import postgres_env
 
@@ -129,24 +128,10 @@ def test_cli_migrate_applies_and_lists(pg_conninfo, monkeypatch, capsys):
 
 @pytest.fixture
 def login_roles(pg_conninfo):
-    """Two login users (no password needed on the test servers' trust/local auth; a random one
-    is set for TCP), members of ov_loader and ov_analyst; dropped afterwards."""
+    """Two login users, members of ov_loader and ov_analyst (keys ``loader``, ``analyst``)."""
     migrate(pg_conninfo)
-    suffix = uuid.uuid4().hex[:8]
-    pw = uuid.uuid4().hex
-    names = {"loader": f"ov_test_loader_{suffix}", "analyst": f"ov_test_analyst_{suffix}"}
-    with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
-        for kind, name in names.items():
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-                sql.Identifier(name), sql.Literal(pw), sql.Identifier(f"ov_{kind}")))
-    try:
-        yield {kind: {**pg_conninfo, "user": name, "password": pw} for kind, name in names.items()}
-    finally:
-        with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
-                         (list(names.values()),))
-            for name in names.values():
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    with loadkit.login_roles(pg_conninfo, "ov_loader", "ov_analyst") as users:
+        yield {"loader": users["ov_loader"], "analyst": users["ov_analyst"]}
 
 
 def test_loader_role_loads_but_cannot_delete_or_alter_and_analyst_only_reads(pg_conninfo, login_roles, data_dir):
