@@ -130,3 +130,26 @@ def test_local_store_same_promises(tmp_path):
     assert store.verified_sha256("y/a.pdf") == sha
     store.delete("x/a.pdf")
     assert store.head("x/a.pdf") is None
+
+
+def test_local_store_is_owner_only(tmp_path):
+    """The local store holds personal data: every folder it makes is 0700 and every object (and
+    its metadata) 0600, whatever the process umask lets through."""
+    from ov_assets.resources import ObjectStoreResource
+
+    data_dir = tmp_path / "data"
+    previous = os.umask(0o022)
+    try:
+        store = ObjectStoreResource(data_dir=str(data_dir)).open()
+        path, sha = _file(tmp_path, "a.pdf", b"abc")
+        store.put("oficina-virtual/afinia/2025/10/08/RE1/a.pdf", path, sha, "application/pdf",
+                  {"empresa": "afinia"}, only_if_absent=True)
+        store.copy("oficina-virtual/afinia/2025/10/08/RE1/a.pdf", "Central/RE1/a.pdf", sha)
+    finally:
+        os.umask(previous)
+    for root, leaf in ((data_dir / "object_store", "a.pdf"), (data_dir / "object_store.meta", "a.pdf.json")):
+        written = [root, *root.rglob("*")]
+        assert any(p.name == leaf for p in written)
+        modes = {str(p.relative_to(data_dir)): oct(p.stat().st_mode & 0o777) for p in written}
+        assert modes == {k: oct(0o700 if (data_dir / k).is_dir() else 0o600) for k in modes}
+    assert store.head("Central/RE1/a.pdf").metadata == {"empresa": "afinia", "sha256": sha}
