@@ -24,7 +24,7 @@ from ov_assets.portal.politeness import (
 from ov_assets.portal.replica import ReplicaPortal
 from ov_assets.portal.scraper import ScraperConfig, scrape_day
 from ov_assets.resources import PostgresResource
-from ov_assets_tests.loadkit import run_together
+from ov_assets_tests.loadkit import login_roles, migrate, resource, run_together
 from ov_assets_tests.support import free_port
 
 USER, PASSWORD = "analista.ov", "Pw-politeness-no-en-trazas"
@@ -33,9 +33,7 @@ PER_DAY = 8
 
 
 def _postgres(conninfo: dict[str, Any], data_dir: Path, **kw: Any) -> PostgresResource:
-    return PostgresResource(host=str(conninfo["host"]), port=int(conninfo["port"]), user=str(conninfo["user"]),
-                            password=str(conninfo.get("password") or ""), dbname=str(conninfo["dbname"]),
-                            data_dir=str(data_dir), **kw)
+    return resource(conninfo, data_dir=str(data_dir), **kw)
 
 
 def test_portal_key_ignores_credentials_case_and_trailing_slash() -> None:
@@ -168,3 +166,13 @@ def test_database_lost_mid_scrape_stops_it_with_the_operator_message(pg_conninfo
             scrape_day(config, DAYS[0], folder, set(), tmp_path / "artifacts", only=lose_the_slots)
         assert not [r for r in portal.request_log() if re.fullmatch(r"/afinia/api/pqr/\d+", r.path.split("?")[0])]
     assert not folder.exists() or not list(folder.iterdir())
+
+
+def test_the_least_privilege_loader_takes_slots(pg_conninfo18: dict[str, Any], tmp_path: Path) -> None:
+    """Production runs as a member of ov_loader (no DDL): migration 003 grants it the slots."""
+    migrate(pg_conninfo18)
+    with login_roles(pg_conninfo18, "ov_loader") as users:
+        loader = _postgres(users["ov_loader"], tmp_path, retries=0)
+        limiter = politeness.limiter_for("https://portal.invalid", 120, loader)
+        assert isinstance(limiter, SharedRateLimiter)
+        assert limiter.take_slot() <= 0 < limiter.take_slot() <= 0.5  # the second waits for its slot
