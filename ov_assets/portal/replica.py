@@ -99,6 +99,8 @@ class Faults:
     session_ttl_s: a session expires that many seconds after its login (0: never), like the real
         portal's session timeout.
     fail_radicados: radicados whose detail always answers HTTP 500.
+    ignore_date_filter: the list answers every day whatever dates the search sends (a portal
+        whose filter never takes).
     """
 
     delay_s: float = 0.0
@@ -107,6 +109,7 @@ class Faults:
     expire_every: int = 0
     session_ttl_s: float = 0.0
     fail_radicados: frozenset[str] = frozenset()
+    ignore_date_filter: bool = False
 
 
 class LoggedRequest(NamedTuple):
@@ -484,9 +487,10 @@ class _Handler(BaseHTTPRequestHandler):
             return (query.get(name) or [default])[0]
 
         # An empty date means no bound: every day since the portal opened, up to today.
+        dated = not self.state.faults.ignore_date_filter
         try:
-            desde = dt.date.fromisoformat(arg("desde")) if arg("desde") else FIRST_DAY
-            hasta = dt.date.fromisoformat(arg("hasta")) if arg("hasta") else today_bogota()
+            desde = dt.date.fromisoformat(arg("desde")) if arg("desde") and dated else FIRST_DAY
+            hasta = dt.date.fromisoformat(arg("hasta")) if arg("hasta") and dated else today_bogota()
             page = max(1, int(arg("page", "1")))
         except ValueError:
             return self._json({"error": "bad filter"}, 400)
