@@ -295,6 +295,11 @@ async def _run(probe: _Probe) -> None:
                 return
             await _detail(probe, page, listing)
         finally:
+            # §9 behaviours a probe must not provoke on the live portal, said rather than skipped.
+            probe.add("login", "refused login comes back as the login page", pages.PASSWORD_INPUT, UNVERIFIED,
+                      required=False, note="not probed: a wrong password may lock the account")
+            probe.add("faults", "failed XHR shows a toast, old rows stay", pages.TOAST, UNVERIFIED, required=False,
+                      note="not probed: cannot be provoked; the scraper retries on the HTTP status")
             await browser.close()
 
 
