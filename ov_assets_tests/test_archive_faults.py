@@ -146,3 +146,18 @@ def test_landing_file_replaced_by_hand_is_a_new_version(data_dir: Path, pg_conni
     before, keys = registry(pg_conninfo18), bucket_keys(s3_endpoint, s3_bucket)
     again, outcomes = _archive(pg_conninfo18, store, frame, data_dir)
     assert outcomes == [] and registry(pg_conninfo18) == before and bucket_keys(s3_endpoint, s3_bucket) == keys
+
+
+def test_copy_answered_409_is_retried(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:
+    """The layout migration's server-side copy is a conditional write too."""
+    data = b"%PDF-1.4 copy me"
+    path = tmp_path / "a.pdf"
+    path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    with fault_proxy(s3_endpoint) as (endpoint, proxy):
+        store = store_resource(endpoint, s3_bucket, tmp_path).open()
+        store.put("src/a.pdf", path, sha, "application/pdf", {}, only_if_absent=True)
+        proxy.faults.append(Fault("PUT", 409, times=2, match=lambda p: "/dst/" in p))
+        store.copy("src/a.pdf", "dst/a.pdf", sha)
+        assert [w for _, p, w in proxy.log if "/dst/" in p].count("409") == 2
+    assert verify_object(store, "dst/a.pdf", len(data), sha) is None

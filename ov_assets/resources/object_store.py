@@ -389,13 +389,22 @@ class S3ObjectStore:
         expected ones."""
         common = {"Bucket": self.bucket, "Key": key, "ContentType": content_type,
                   "Metadata": {**metadata, "sha256": sha256}, **self._sse()}
+
+        def write() -> None:
+            if path.stat().st_size < self.multipart_threshold:
+                self._put_single(path, sha256, common, only_if_absent)
+            else:
+                self._put_multipart(path, sha256, common, only_if_absent)
+
+        self._write_retrying_conflicts(key, write)
+
+    def _write_retrying_conflicts(self, key: str, write: Callable[[], None]) -> None:
+        """Run ``write`` again when S3 answers 409 ConditionalRequestConflict (botocore does
+        not retry it), up to ``CONFLICT_ATTEMPTS`` times, with jittered backoff."""
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 with self._writing(key):
-                    if path.stat().st_size < self.multipart_threshold:
-                        self._put_single(path, sha256, common, only_if_absent)
-                    else:
-                        self._put_multipart(path, sha256, common, only_if_absent)
+                    write()
                 return
             except ConflictError:
                 if attempt == CONFLICT_ATTEMPTS:
@@ -474,7 +483,7 @@ class S3ObjectStore:
     def copy(self, src: str, dst: str, sha256: str) -> None:
         """Server-side copy of ``src`` to a free ``dst`` (``ObjectExists`` otherwise), with S3
         computing a full-object SHA-256 of the copy, which must be ``sha256``."""
-        with self._writing(dst):
+        def write() -> None:
             if self._head(dst) is not None:  # S3 honours If-None-Match on copies; not every server does
                 raise ObjectExists(dst)
             head = self._head(src)
@@ -493,6 +502,8 @@ class S3ObjectStore:
                     raise IntegrityError(f"{dst}: copied object's sha256 differs from the registry")
             elif self.verified_sha256(dst) != sha256:
                 raise IntegrityError(f"{dst}: copied object's sha256 differs from the registry")
+
+        self._write_retrying_conflicts(dst, write)
 
     def delete(self, key: str) -> None:
         try:
