@@ -9,7 +9,9 @@ followed by set-based statements), all in ONE transaction under one advisory loc
   version goes to ``ov_{empresa}_history``;
 - unchanged rows are counted as duplicates and not touched (idempotency);
 - rejects are upserted into ``ov_rejects`` (``last_seen_at`` moves), one audit row is appended
-  per partition; the counts are grouped per partition from the staged ``partition_date``.
+  per partition and run (a retry of the same run after a lost COMMIT acknowledgement adds none:
+  the row of the load that committed stays); the counts are grouped per partition from the
+  staged ``partition_date``.
 
 Why one transaction per run, not per partition: the fixed costs of a transaction (COMMIT's
 WAL flush, a handful of statements and round trips, the lock) dominated the old per-partition
@@ -410,16 +412,21 @@ def load_partitions(
                 won.db_inserted, won.db_updated = c.db_inserted, c.db_updated
                 won.db_duplicates, won.db_skipped_older = c.db_duplicates, c.db_skipped_older
         upsert_rejects(conn, part.filter(pl.col("status") == "rejected"))
+        audit = {"run": run_id, "started": started, "e": [e for e, _ in keys], "d": [d for _, d in keys],
+                 **{f: [getattr(out[k], f) for k in keys]
+                    for f in ("files_seen", "records_valid", "db_inserted", "db_updated", "rejected")},
+                 "db_duplicates": [out[k].db_duplicates + out[k].db_skipped_older for k in keys]}
+        # One row per (run, partition): a partition this run already committed keeps its row.
         conn.execute(
             f"""INSERT INTO {SCHEMA}.ov_load_audit (run_id, empresa, partition_date, files_seen,
                     records_valid, db_inserted, db_updated, db_duplicates, rejected, started_at, finished_at)
-                SELECT %s, u.*, %s, clock_timestamp() FROM unnest(%s::text[], %s::date[], %s::int[], %s::int[], %s::int[],
-                                               %s::int[], %s::int[], %s::int[]) AS u""",
-            (run_id, started, [e for e, _ in keys], [d for _, d in keys],
-             *[[getattr(out[k], f) for k in keys] for f in ("files_seen", "records_valid", "db_inserted",
-                                                             "db_updated")],
-             [out[k].db_duplicates + out[k].db_skipped_older for k in keys],
-             [out[k].rejected for k in keys]),
+                SELECT %(run)s, u.*, %(started)s, clock_timestamp()
+                FROM unnest(%(e)s::text[], %(d)s::date[], %(files_seen)s::int[], %(records_valid)s::int[],
+                            %(db_inserted)s::int[], %(db_updated)s::int[], %(db_duplicates)s::int[],
+                            %(rejected)s::int[]) AS u(empresa, partition_date)
+                WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.ov_load_audit a WHERE a.run_id = %(run)s
+                                  AND a.empresa = u.empresa AND a.partition_date = u.partition_date)""",
+            audit,
         )
         barrier("commit")  # tests: killed with everything written but not committed
     return out
