@@ -20,7 +20,7 @@ from ov_assets.contract import today_bogota
 from ov_assets.landing_index import partition_frame
 from ov_assets.partitions import parse_partition_key, pqr_partitions
 from ov_assets.records import empty_frame
-from ov_assets.reports import write_consolidated
+from ov_assets.reports import cleaned_days, refuse_unavailable_landing, write_consolidated
 from ov_assets.portal.scraper import ScrapeResult, describe_failures, scrape_day
 from ov_assets.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
 
@@ -75,7 +75,7 @@ def raw_pqr_files(
         with portal.scraper_configs(sorted({e for _, e in parts}), postgres) as config_for:
             for day, empresa in parts:
                 index.refresh(empresa, today)
-                known = index.latest_hashes(empresa, [day]) | _table_hashes(postgres, empresa, day)
+                known = index.latest_hashes(empresa, [day], today) | _table_hashes(postgres, empresa, day)
                 result = scrape_day(config_for(empresa), day, landing.root_for(empresa), known_hashes=known,
                                     artifacts_dir=portal.artifacts_dir)
                 results[(day, empresa)] = result
@@ -146,7 +146,8 @@ def _table_hashes(postgres: PostgresResource, empresa: str, day: dt.date) -> set
     backfill_policy=BACKFILL,
     check_specs=checks_logic.RECORDS_CHECK_SPECS,
 )
-def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource) -> Iterator[dg.Output | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource,
+                postgres: PostgresResource) -> Iterator[dg.Output | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     """Every record file of the partition decoded, validated and hashed (CONTRACT §4), with
     its PDF and attachments linked and the winning version per numero_radicado marked.
 
@@ -156,12 +157,16 @@ def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource) -> 
     index = landing.index()
     today = today_bogota()
     parts = _partitions(context)
-    for empresa in sorted({e for _, e in parts}):  # one listing per empresa, not per partition
-        index.refresh(empresa, today)
+    days_of = {e: [d for d, x in parts if x == e] for _, e in parts}
+    with postgres.connect() as conn:  # partitions the cleanup took files from: reports merged
+        cleaned = {e: cleaned_days(conn, e, days) for e, days in days_of.items()}
+    for empresa, days in sorted(days_of.items()):  # one listing per empresa, not per partition
+        index.refresh(empresa, today)  # (refuses an emptied folder the index knows)
+        refuse_unavailable_landing(landing.root, index.folder(empresa), empresa, days, cleaned[empresa])
     frames = []
     for day, empresa in parts:
         frame = partition_frame(index, empresa, day, today)
-        write_consolidated(landing.root, empresa, day, frame, merge_with_existing=index.was_cleaned(empresa, day))
+        write_consolidated(landing.root, empresa, day, frame, merge_with_existing=day in cleaned[empresa])
         frames.append(frame)
     frame = pl.concat(frames) if frames else empty_frame()
     reasons = Counter(frame.filter(pl.col("status") == "rejected")["reject_code"].to_list())

@@ -32,6 +32,7 @@ import psycopg
 
 from ov_assets.contract import BOGOTA, EMPRESAS, FIRST_DAY
 from ov_assets.landing_index import IndexedFile, LandingIndex
+from ov_assets.reports import mark_cleaned
 from ov_assets.loading import SCHEMA
 from ov_assets.resources.object_store import ObjectStore, verify_object
 from ov_assets.settings import retention_days
@@ -199,7 +200,7 @@ def cleanup_landing(
                     continue
                 if not dry_run:
                     if not marked:  # before the first file goes (the reports keep their rows)
-                        index.mark_cleaned(empresa, day)
+                        mark_cleaned(conn, empresa, day)
                         marked = True
                     os.unlink(path)
                 report.deleted.append(path)

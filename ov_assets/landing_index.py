@@ -83,11 +83,6 @@ CREATE TABLE IF NOT EXISTS files (
 -- of an empresa and saw no other writer knows its fresh frames are the whole index.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', 0);
--- Partitions some of whose archived files the landing cleanup deleted: their frames now hold
--- only what is left, so what is derived from a whole partition (the consolidated reports) is
--- merged with what was written before, never replaced by it.
-CREATE TABLE IF NOT EXISTS cleaned (empresa TEXT NOT NULL, partition_date TEXT NOT NULL,
-                                    PRIMARY KEY (empresa, partition_date));
 """
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'generation'"
 _GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
@@ -172,13 +167,12 @@ class RefreshResult:
 
 
 class LandingFolderUnavailable(OperatorError):
-    """The landing folder is missing or empty while the index lists files from it."""
+    """The landing folder is missing or empty while something says it held files."""
 
-    def __init__(self, empresa: str, folder: str, known: int, index_path: Path) -> None:
+    def __init__(self, empresa: str, folder: str, evidence: str) -> None:
         super().__init__(
-            f"the landing folder of {empresa} ({folder}) is missing or empty, but the landing index lists "
-            f"{known} files from it: is the folder mounted (and OV_DATA_DIR right)? Nothing was changed or "
-            f"loaded. If the files were removed on purpose, delete {index_path} (it is rebuilt from the folders).")
+            f"the landing folder of {empresa} ({folder}) is missing or empty, but {evidence}: is the folder "
+            "mounted (and OV_DATA_DIR right)? Nothing was changed or loaded.")
 
 
 def _bogota_day(mtime_ns: int) -> dt.date:
@@ -277,7 +271,9 @@ class LandingIndex:
         if known and not scanned:
             # An unmounted (or wrongly configured) folder is not "every file removed": nothing
             # in the index is touched, and whatever runs on it stops here.
-            raise LandingFolderUnavailable(empresa, folder, len(known), self.path)
+            raise LandingFolderUnavailable(empresa, folder, (
+                f"the landing index lists {len(known)} files from it (if they were removed on purpose, delete "
+                f"{self.path}: it is rebuilt from the folders)"))
         # In name order: each batch then covers one range of names, so its writes touch few
         # pages of the key and link indexes (a commit writes every page its rows touched).
         todo.sort()
@@ -543,16 +539,6 @@ class LandingIndex:
             for name, *row in cur:
                 out.setdefault(name, []).append(self._row(tuple(row)))
         return out
-
-    def mark_cleaned(self, empresa: str, day: dt.date) -> None:
-        """Record that the cleanup deletes archived files of this partition (see ``cleaned``)."""
-        with self._db() as db:
-            db.execute("INSERT OR IGNORE INTO cleaned VALUES (?, ?)", (empresa, day.isoformat()))
-
-    def was_cleaned(self, empresa: str, day: dt.date) -> bool:
-        with self._db() as db:
-            return db.execute("SELECT 1 FROM cleaned WHERE empresa = ? AND partition_date = ?",
-                              (empresa, day.isoformat())).fetchone() is not None
 
     def latest_hashes(self, empresa: str, days: Iterable[dt.date], today: dt.date | None = None) -> set[str]:
         """hash_registro of the latest valid version (the winner) of each radicado of these days

@@ -7,13 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import polars as pl
+import psycopg
 
 from ov_assets.contract import BUSINESS_FIELDS
 
+CLEANED_TABLE = "data_general.ov_cleaned_partitions"
 CONSOLIDATED_COLUMNS = (*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "file_name", "warnings")
 
 
@@ -59,7 +61,7 @@ def write_consolidated(data_dir: Path, empresa: str, day: dt.date, frame: pl.Dat
     """Write the partition's winners (CSV + Parquet) and rejects (CSV); owner-readable only.
 
     ``merge_with_existing``: the frame lacks files the landing cleanup deleted after archiving
-    them (``LandingIndex.was_cleaned``), so the winners are merged with the report written
+    them (``cleaned_days``), so the winners are merged with the report written
     before, by the same rule (latest extraction, then greater file name), instead of replacing
     it with what is left. (Rejects are never deleted by the cleanup: the frame has them all.)"""
     paths = consolidated_paths(data_dir, empresa, day)
@@ -77,3 +79,38 @@ def write_consolidated(data_dir: Path, empresa: str, day: dt.date, frame: pl.Dat
     write_atomic(paths["parquet"], lambda p: winners.write_parquet(p))
     write_atomic(paths["rejects"], lambda p: rejects.write_csv(p))
     return paths
+
+
+def mark_cleaned(conn: psycopg.Connection, empresa: str, day: dt.date) -> None:
+    """Record, before the cleanup deletes the first archived file of a partition, that its
+    reports must from now on be merged with what was written before (``write_consolidated``).
+    In PostgreSQL: the mark outlives a lost or rebuilt landing index."""
+    conn.execute(f"INSERT INTO {CLEANED_TABLE} (empresa, partition_date) VALUES (%s, %s) "
+                 "ON CONFLICT DO NOTHING", (empresa, day))
+
+
+def cleaned_days(conn: psycopg.Connection, empresa: str, days: Iterable[dt.date]) -> set[dt.date]:
+    """The days among ``days`` whose archived files the cleanup took (``mark_cleaned``)."""
+    rows = conn.execute(f"SELECT partition_date FROM {CLEANED_TABLE} WHERE empresa = %s AND partition_date = ANY(%s)",
+                        (empresa, sorted(set(days)))).fetchall()
+    return {d for (d,) in rows}
+
+
+def refuse_unavailable_landing(data_dir: Path, folder: Path, empresa: str, days: Iterable[dt.date],
+                               cleaned: set[dt.date]) -> None:
+    """Stop before a missing or empty landing folder (unmounted, a wrong OV_DATA_DIR) replaces
+    reports with empty ones: ``LandingFolderUnavailable`` when it would overwrite a partition's
+    report that is not merged (not cleaned). An empresa with no files yet and no reports is
+    no error."""
+    from ov_assets.landing_index import LandingFolderUnavailable
+
+    try:
+        with os.scandir(folder) as entries:
+            if next(entries, None) is not None:
+                return
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    at_risk = sorted(d for d in set(days) if d not in cleaned and consolidated_paths(data_dir, empresa, d)["parquet"].exists())
+    if at_risk:
+        raise LandingFolderUnavailable(empresa, os.fspath(folder), f"reports of {len(at_risk)} partitions (from "
+                                       f"{at_risk[0]}) would be rewritten from nothing")
