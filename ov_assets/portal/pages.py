@@ -390,6 +390,7 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
             await page.goto(url, timeout=timeout_ms)
             if await page.locator(PASSWORD_INPUT).count():
                 raise SessionExpired()  # sent to the login page: no detail request will come
+            await close_modal(page)  # Afinia's modal would cover the detail in its PDF
     else:
         async def action() -> None:
             # Same single-page app: change the route only, like clicking the eye link does.

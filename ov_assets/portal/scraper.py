@@ -588,6 +588,7 @@ async def _scrape_day_async(
                 if isinstance(checked, ValidRecord) and checked.hash_registro in known:
                     result.unchanged += 1
                     return
+                await pages.close_modal(page)  # shown late, it would cover the detail in its PDF
                 attachments: list[tuple[str, bytes]] = []
                 links = pages.attachment_links(page)
                 for i in range(await links.count()):
