@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 import psycopg
+import pytest
 
 from ov_assets import generator
 from ov_assets.assets import pqr_assets
@@ -44,8 +45,9 @@ def _landing(data_dir: Path, empresa: str) -> set[str]:
     return {p.name for p in landing_dir(data_dir, empresa).iterdir()}
 
 
-def _setup(conninfo: dict[str, Any], data_dir: Path) -> tuple[dict[str, Any], generator.GeneratedDay, generator.GeneratedDay]:
-    resources = pipeline_resources(conninfo, data_dir)
+def _setup(conninfo: dict[str, Any], data_dir: Path, bucket: str | None = None, endpoint: str | None = None,
+           ) -> tuple[dict[str, Any], generator.GeneratedDay, generator.GeneratedDay]:
+    resources = pipeline_resources(conninfo, data_dir, bucket, endpoint)
     old = generator.write_day(data_dir, "afinia", OLD, n=8)
     recent = generator.write_day(data_dir, "afinia", RECENT, n=4)
     _set_age(old.files, 40)
@@ -170,8 +172,6 @@ def test_cleanup_cli_dry_run(pg_conninfo18: dict[str, Any], data_dir: Path, monk
 def test_retention_below_one_day_deletes_nothing(tmp_path: Path, monkeypatch) -> None:
     """OV_RETENTION_DAYS=0 (or a negative) would make everything "old": the cleanup and the
     scraper's pruning of its failure artifacts both refuse it, and delete nothing."""
-    import pytest
-
     from ov_assets.errors import ConfigurationError
     from ov_assets.portal.scraper import prune_artifacts
 
@@ -196,36 +196,56 @@ def test_retention_below_one_day_deletes_nothing(tmp_path: Path, monkeypatch) ->
     assert prune_artifacts(artifacts) == [trace] and not trace.exists()
 
 
-def _store_path(conninfo: dict[str, Any], data_dir: Path, filename: str) -> Path:
-    """The local store's object of a landing file (its registry row's key)."""
+def _registered_key(conninfo: dict[str, Any], filename: str) -> tuple[str, str]:
+    """(key, sha256) of a landing file's registry row."""
     with psycopg.connect(**conninfo) as conn:
-        (key,) = conn.execute("SELECT s3_key FROM data_general.s3_files_registry WHERE filename = %s",
-                              (filename,)).fetchone()
-    return data_dir / "object_store" / key
+        return conn.execute("SELECT s3_key, file_hash FROM data_general.s3_files_registry WHERE filename = %s",
+                            (filename,)).fetchone()
 
 
-def test_file_whose_object_left_the_bucket_is_kept(pg_conninfo18: dict[str, Any], data_dir: Path,
-                                                   monkeypatch, capsys) -> None:
-    """The registry says uploaded, but the object is gone (or holds other bytes): the landing
-    file is the last copy and stays, also through ``ov-assets cleanup``; the report names it."""
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_file_whose_object_left_the_bucket_is_kept(where: str, pg_conninfo18: dict[str, Any], data_dir: Path,
+                                                   monkeypatch, capsys, request) -> None:
+    """The registry says uploaded, but the object is gone, or holds other bytes (in S3: a
+    multipart object whose sha256 metadata claims the registered hash): the landing file is
+    the last copy and stays, also through ``ov-assets cleanup``; the report names it."""
     from ov_assets import cli
     from ov_assets_tests.support import postgres_env
 
-    _setup(pg_conninfo18, data_dir)
+    bucket = endpoint = None
+    if where == "s3":
+        endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
+        monkeypatch.setenv("AWS_S3_BUCKET_NAME", bucket)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+    _setup(pg_conninfo18, data_dir, bucket, endpoint)
     groups = _record_groups(data_dir, "afinia", OLD)
     names = sorted(groups)
     gone = next(n for n in groups[names[0]] if n.endswith(".pdf"))
     swapped = names[1]  # its JSON object replaced by other bytes of the same size
-    _store_path(pg_conninfo18, data_dir, gone).unlink()
-    obj = _store_path(pg_conninfo18, data_dir, swapped)
-    obj.write_bytes(obj.read_bytes().replace(b"Detalle PQR", b"Detalle XYZ"))
+    (gone_key, _), (swapped_key, sha) = _registered_key(pg_conninfo18, gone), _registered_key(pg_conninfo18, swapped)
+    if where == "s3":
+        from ov_assets_tests.archive_support import client
+
+        c = client(endpoint)
+        body = c.get_object(Bucket=bucket, Key=swapped_key)["Body"].read().replace(b"Detalle PQR", b"Detalle XYZ")
+        c.delete_object(Bucket=bucket, Key=gone_key)
+        upload = c.create_multipart_upload(Bucket=bucket, Key=swapped_key, Metadata={"sha256": sha})
+        part = c.upload_part(Bucket=bucket, Key=swapped_key, UploadId=upload["UploadId"], PartNumber=1, Body=body)
+        c.complete_multipart_upload(Bucket=bucket, Key=swapped_key, UploadId=upload["UploadId"],
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    else:
+        (data_dir / "object_store" / gone_key).unlink()
+        obj = data_dir / "object_store" / swapped_key
+        obj.write_bytes(obj.read_bytes().replace(b"Detalle PQR", b"Detalle XYZ"))
     for k, v in postgres_env(pg_conninfo18).items():
         monkeypatch.setenv(k, v)
     assert cli.main(["cleanup"]) == 0
     out = capsys.readouterr().out
     after = _landing(data_dir, "afinia")
     assert set(groups[names[0]]) <= after and set(groups[names[1]]) <= after
-    assert f"kept, not proven in the bucket: {gone}" in out and "2 registered but not proven" in out
+    assert f"kept, not proven in the bucket: {gone}" in out and f"kept, not proven in the bucket: {swapped}" in out
+    assert "2 registered but not proven" in out
     # every other record of the day went (their objects are there)
     assert not any(set(groups[n]) & after for n in names[2:]
                    if not (set(groups[n]) & (set(groups[names[0]]) | set(groups[names[1]]))))
