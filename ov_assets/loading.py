@@ -8,7 +8,8 @@ followed by set-based statements), all in ONE transaction under one advisory loc
   (adopted rows, ``archivo_origen IS NULL``, count as older than anything), and its previous
   version goes to ``ov_{empresa}_history``;
 - unchanged rows are counted as duplicates and not touched (idempotency);
-- rejects are upserted into ``ov_rejects`` (``last_seen_at`` moves), one audit row is appended
+- rejects are upserted into ``ov_rejects`` (``last_seen_at`` moves; a file name that loads
+  later resolves its rejects, ``resolved_at``), one audit row is appended
   per partition and run (a retry of the same run after a lost COMMIT acknowledgement adds none:
   the row of the load that committed stays); the counts are grouped per partition from the
   staged ``partition_date``.
@@ -359,10 +360,33 @@ def upsert_rejects(conn: psycopg.Connection, rejects: pl.DataFrame) -> None:
                (empresa, partition_date, file_name, file_sha256, numero_radicado, reason_code, detail)
             SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
             ON CONFLICT (empresa, file_name, reason_code) DO UPDATE SET
-                last_seen_at = now(), file_sha256 = EXCLUDED.file_sha256,
+                last_seen_at = now(), file_sha256 = EXCLUDED.file_sha256, resolved_at = NULL,
                 detail = EXCLUDED.detail, numero_radicado = EXCLUDED.numero_radicado,
                 partition_date = EXCLUDED.partition_date""",
         [rows[c].to_list() for c in rows.columns],
+    )
+
+
+def resolve_rejects(conn: psycopg.Connection, files: pl.DataFrame) -> None:
+    """The rejects of the partitions' file names that their current bytes no longer earn are
+    resolved: every reason of a file that is valid now (fixed in place, or a fecha no longer in
+    the future), the other reasons of a file rejected now for another one. ``resolved_at`` is
+    set once and the row stays as history (reason, the rejected bytes' SHA-256, when it was
+    seen); a rejection for that reason later opens it again (``upsert_rejects``)."""
+    current = files.select(
+        "empresa", "file_name",
+        pl.when(pl.col("status") == "rejected").then(pl.col("reject_code")).alias("reason_code"),
+    ).unique()
+    if current.is_empty():
+        return
+    conn.execute(
+        f"""WITH cur AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS c(empresa, file_name, reason_code))
+            UPDATE {SCHEMA}.ov_rejects r SET resolved_at = now()
+            WHERE r.resolved_at IS NULL
+              AND (r.empresa, r.file_name) IN (SELECT empresa, file_name FROM cur)
+              AND (r.empresa, r.file_name, r.reason_code) NOT IN (
+                  SELECT empresa, file_name, reason_code FROM cur WHERE reason_code IS NOT NULL)""",
+        [current[c].to_list() for c in current.columns],
     )
 
 
@@ -412,6 +436,7 @@ def load_partitions(
                 won.db_inserted, won.db_updated = c.db_inserted, c.db_updated
                 won.db_duplicates, won.db_skipped_older = c.db_duplicates, c.db_skipped_older
         upsert_rejects(conn, part.filter(pl.col("status") == "rejected"))
+        resolve_rejects(conn, part)
         audit = {"run": run_id, "started": started, "e": [e for e, _ in keys], "d": [d for _, d in keys],
                  **{f: [getattr(out[k], f) for k in keys]
                     for f in ("files_seen", "records_valid", "db_inserted", "db_updated", "rejected")},

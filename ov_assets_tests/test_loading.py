@@ -168,3 +168,42 @@ def test_text_array_literal_round_trips_any_value(pg_conninfo18):
         (empty,) = conn.execute("SELECT %s::text[]", (loading.text_array(pl.Series([], dtype=pl.String)),)).fetchone()
     assert back == values
     assert empty == []
+
+
+def test_reject_resolved_when_the_same_file_later_loads(pg_conninfo, data_dir):
+    """Issue 21: a rejected file fixed in place (same name, now valid bytes) resolves its reject
+    row (kept as history with resolved_at); a reload changes nothing; broken again, it reopens."""
+    import json
+
+    from ov_assets.generator import fake_pqr
+    from ov_assets.landing import landing_dir
+
+    days = days_back(1)
+    landing_frames(data_dir, days, empresas=("aire",), n=3)
+    migrate(pg_conninfo)
+    (broken,) = landing_dir(data_dir, "aire").glob("ROTO4_data_*.json")  # bad_fecha
+
+    def load(run_id):
+        frame = landing_frames(data_dir, days, empresas=("aire",), n=3)
+        _load_all(pg_conninfo, frame, run_id=run_id)
+        with psycopg.connect(**pg_conninfo) as conn:
+            return conn.execute("SELECT reason_code, resolved_at IS NOT NULL FROM data_general.ov_rejects "
+                                "WHERE file_name = %s", (broken.name,)).fetchall()
+
+    assert load("first") == [("bad_fecha", False)]
+    bad = broken.read_bytes()
+    broken.write_text(json.dumps(fake_pqr("aire", days[0], 900)), encoding="utf-8")  # fixed in place
+    assert load("fixed") == [("bad_fecha", True)]
+    before = snapshot(pg_conninfo)
+    with psycopg.connect(**pg_conninfo) as conn:
+        resolved_at = conn.execute("SELECT resolved_at FROM data_general.ov_rejects WHERE file_name = %s",
+                                   (broken.name,)).fetchone()
+    assert load("again") == [("bad_fecha", True)]
+    assert without_audit(snapshot(pg_conninfo)) == without_audit(before)
+    with psycopg.connect(**pg_conninfo) as conn:  # idempotent: resolved once
+        assert conn.execute("SELECT resolved_at FROM data_general.ov_rejects WHERE file_name = %s",
+                            (broken.name,)).fetchone() == resolved_at
+    broken.write_bytes(b"")  # broken otherwise: a new reason opens, the old one stays resolved
+    assert sorted(load("empty")) == [("bad_fecha", True), ("empty_file", False)]
+    broken.write_bytes(bad)  # broken as before: that reason opens again
+    assert sorted(load("bad_again")) == [("bad_fecha", False), ("empty_file", True)]
