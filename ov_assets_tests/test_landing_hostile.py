@@ -214,6 +214,34 @@ def test_unmounted_folder_is_an_error_not_every_file_removed(data_dir: Path) -> 
     assert index.refresh("afinia", TODAY).removed == 0  # nothing was forgotten meanwhile
 
 
+def test_landing_sensor_keeps_the_other_empresa_running(data_dir: Path) -> None:
+    """Through the sensor itself: a hostile file in one empresa's folder, and then that folder
+    unmounted (an error the refresh raises), never keep the other empresa's new files from
+    their runs in the same tick."""
+    from ov_assets.automation.sensors import landing_sensor
+    from ov_assets.definitions import defs
+    from ov_assets.resources import LandingResource
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        past = dt.datetime.now().timestamp() - 60  # stable for the sensor, which reads the clock
+        for path in (p for e in ("afinia", "aire") if landing_dir(data_dir, e).is_dir()
+                     for p in landing_dir(data_dir, e).iterdir() if p.stat().st_mtime > past):
+            os.utime(path, (past, past))  # (only new files: a touched file is a new version)
+        context = dg.build_sensor_context(cursor=cursor, resources={"landing": LandingResource(data_dir=str(data_dir))},
+                                          repository_def=defs.get_repository_def())
+        return landing_sensor(context)
+
+    write_day(data_dir, "afinia", DAY, n=3)
+    _put(landing_dir(data_dir, "afinia"), "S_data_20251008_100000.json", surrogate_record("900"))
+    write_day(data_dir, "aire", DAY, n=3)
+    first = tick(None)
+    assert sorted(r.partition_key for r in first.run_requests or []) == [f"{DAY}|afinia", f"{DAY}|aire"]
+    landing_dir(data_dir, "afinia").rename(data_dir / "unmounted")
+    write_day(data_dir, "aire", DAY + dt.timedelta(days=1), n=3)
+    second = tick(first.cursor)
+    assert [r.partition_key for r in second.run_requests or []] == [f"{DAY + dt.timedelta(days=1)}|aire"]
+
+
 def test_sensor_plans_both_empresas_despite_a_hostile_file(data_dir: Path) -> None:
     write_day(data_dir, "aire", DAY, n=3)
     _put(landing_dir(data_dir, "afinia"), "S_data_20251008_100000.json", surrogate_record("900"))
