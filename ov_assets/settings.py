@@ -25,6 +25,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no variable: 1, true, yes or on (any case) mean yes."""
+    return env_str(name).lower() in ("1", "true", "yes", "on")
+
+
 def secret(name: str) -> str | dg.EnvVar:
     """An EnvVar when the variable is set (value hidden in the UI), else empty."""
     return dg.EnvVar(name) if env_str(name) else ""

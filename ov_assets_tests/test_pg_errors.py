@@ -206,3 +206,32 @@ def test_lock_timeout_after_the_retries_says_what_to_do(pg_conninfo, data_dir):
     assert len(attempts) == 3  # the first try and two retries
     with psycopg.connect(**pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM data_general.ov_aire").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("sslmode", ["", "prefer", "require", "verify-ca"])
+def test_production_requires_verify_full(sslmode, monkeypatch):
+    """Issue 21: OV_ENV=production refuses a connection that does not verify the server's
+    certificate (unset is libpq's prefer), naming what to set."""
+    from ov_assets.resources import resources_from_env
+
+    for name, value in {"OV_ENV": "production", "POSTGRES_HOST": "db.example.invalid", "POSTGRES_SSLMODE": sslmode,
+                        "POSTGRES_USER": "ov", "POSTGRES_PASSWORD": "not-a-real-one"}.items():
+        monkeypatch.setenv(name, value)
+    pg = resources_from_env()["postgres"]
+    with pytest.raises(ConfigurationError, match=r"OV_ENV=production requires POSTGRES_SSLMODE=verify-full.*"
+                                                 r"OV_ALLOW_INSECURE_DB=1") as e:
+        pg.conninfo()
+    assert "not-a-real-one" not in str(e.value)
+    monkeypatch.setenv("POSTGRES_SSLMODE", "verify-full")
+    assert resources_from_env()["postgres"].conninfo()["sslmode"] == "verify-full"
+
+
+def test_production_insecure_opt_out_is_loud(monkeypatch, caplog):
+    from ov_assets.resources import resources_from_env
+
+    for name, value in {"OV_ENV": "production", "POSTGRES_HOST": "optout.example.invalid",
+                        "OV_ALLOW_INSECURE_DB": "1"}.items():
+        monkeypatch.setenv(name, value)
+    info = resources_from_env()["postgres"].conninfo()
+    assert "sslmode" not in info
+    assert "INSECURE DATABASE CONNECTION" in caplog.text and "OV_ALLOW_INSECURE_DB=1" in caplog.text

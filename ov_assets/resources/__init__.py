@@ -27,6 +27,7 @@ def resources_from_env() -> dict[str, object]:
             password=settings.secret("POSTGRES_PASSWORD"),
             sslmode=settings.env_str("POSTGRES_SSLMODE"),
             sslrootcert=settings.env_str("POSTGRES_SSLROOTCERT"),
+            allow_insecure=settings.env_flag("OV_ALLOW_INSECURE_DB"),
             data_dir=data_dir,
             environment=env,
         ),

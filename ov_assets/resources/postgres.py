@@ -34,6 +34,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 EMBEDDED_DB = "ov_assets"
 _migrated: set[str] = set()  # targets migrated by this process
+_insecure_warned: set[str] = set()  # targets this process warned about (OV_ALLOW_INSECURE_DB)
 
 # SQLSTATEs worth a retry: a lost connection, a refused one or a server starting up (failover),
 # serialization failures, deadlocks, too many connections, a lock wait past lock_timeout
@@ -94,6 +95,8 @@ class PostgresResource(dg.ConfigurableResource):
     sslrootcert: str = Field(default="", description="POSTGRES_SSLROOTCERT: CA bundle (RDS)")
     data_dir: str = Field(default="./data", description="OV_DATA_DIR, home of the embedded server")
     environment: str = Field(default="development", description="OV_ENV; production refuses the embedded fallback")
+    allow_insecure: bool = Field(default=False, description="OV_ALLOW_INSECURE_DB=1: production without "
+                                 "POSTGRES_SSLMODE=verify-full, with a warning on every run")
     connect_timeout_s: int = 10
     statement_timeout_ms: int = 15 * 60 * 1000
     lock_timeout_ms: int = 5 * 60 * 1000
@@ -122,10 +125,29 @@ class PostgresResource(dg.ConfigurableResource):
                 info["user"] = self.user
             if self.password:
                 info["password"] = self.password
+            self._check_production_tls()
             info.update(self.ssl_settings())
         options = f"-c statement_timeout={self.statement_timeout_ms} -c lock_timeout={self.lock_timeout_ms}"
         return {**info, "connect_timeout": self.connect_timeout_s, "options": options,
                 "application_name": "ov-assets"}
+
+    def _check_production_tls(self) -> None:
+        """Production talks to RDS over the network: without verify-full (libpq's default is
+        ``prefer``) nothing proves the server is the database, and credentials and personal
+        data may go to whoever answers. Refused unless OV_ALLOW_INSECURE_DB=1, then warned."""
+        if self.environment != "production" or self.sslmode == "verify-full":
+            return
+        mode = self.sslmode or "unset (libpq: prefer)"
+        if not self.allow_insecure:
+            raise ConfigurationError(
+                f"OV_ENV=production requires POSTGRES_SSLMODE=verify-full (with POSTGRES_SSLROOTCERT, the "
+                f"RDS CA bundle); POSTGRES_SSLMODE is {mode}, which does not verify the server's certificate. "
+                "Set it, or set OV_ALLOW_INSECURE_DB=1 to accept the risk (warned on every run)."
+            )
+        if self.target not in _insecure_warned:
+            _insecure_warned.add(self.target)
+            log.warning("INSECURE DATABASE CONNECTION: OV_ENV=production with POSTGRES_SSLMODE %s and "
+                        "OV_ALLOW_INSECURE_DB=1: the server's certificate is not verified for %s", mode, self.target)
 
     def ssl_settings(self) -> dict[str, str]:
         """sslmode / sslrootcert for libpq. ``verify-ca``/``verify-full`` without
