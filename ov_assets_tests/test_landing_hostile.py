@@ -126,6 +126,22 @@ def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(data_dir: Path,
     assert "666" not in frame["numero_radicado"].to_list()
 
 
+def test_an_outcome_evaluated_again_is_read_as_the_refresh_reads(data_dir: Path, tmp_path: Path) -> None:
+    """A stored outcome that is missing (or of other rules) is evaluated again when the partition
+    is read: through the same guarded, link-refusing path as the refresh."""
+    folder = landing_dir(data_dir, "afinia")
+    (tmp_path / "secret.json").write_text(json.dumps(base_record(DAY, "666")))
+    _put(folder, "G_data_20251008_100000.json", base_record(DAY, "1"))
+    index = LandingIndex(data_dir)
+    index.refresh("afinia", TODAY)
+    (folder / "G_data_20251008_100000.json").unlink()
+    os.symlink(tmp_path / "secret.json", folder / "G_data_20251008_100000.json")
+    with __import__("sqlite3").connect(index.path) as db:
+        db.execute("UPDATE files SET outcome = NULL")
+    rows = _rows(LandingIndex(data_dir))  # no refresh in between
+    assert [(r["reject_code"], r["numero_radicado"]) for r in rows.values()] == [("not_a_regular_file", None)]
+
+
 def test_record_size_cap_and_large_files_hashed_whole(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = landing_dir(data_dir, "afinia")
     monkeypatch.setenv("OV_MAX_RECORD_BYTES", "4096")
