@@ -93,7 +93,7 @@ class Faults:
 
     delay_s: added to every API response (slow portal).
     fail_every: every Nth API request answers HTTP 500 (0: never).
-    fail_rate: that share of API requests answers HTTP 500 (busy days).
+    fail_rate: that share of API requests and attachment downloads answers HTTP 500 (busy days).
     expire_every: every Nth API request finds its session expired (HTTP 401: the app goes back
         to the login page) (0: never).
     session_ttl_s: a session expires that many seconds after its login (0: never), like the real
@@ -423,9 +423,13 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests.append(LoggedRequest(time.time(), empresa, self.command, self.path))
         if rest and rest[0] == "adjunto":
-            # Downloads need a session but take no injected faults (the JSON API does).
+            # Downloads need a session and fail at the busy-day rate, not by the counters.
             if not self._session(empresa):
                 return self._json({"error": "session expired"}, 401)
+            with state.lock:
+                unlucky = state.faults.fail_rate and state.fault_rng.random() < state.faults.fail_rate
+            if unlucky:
+                return self._json({"error": "internal error"}, 500)
             return self._download(empresa, rest)
         with state.lock:
             state.api_requests += 1

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright
 
 from ov_assets import settings
 from ov_assets.contract import (
@@ -577,6 +577,26 @@ async def _scrape_day_async(
                     await _close(page)
                 return None, 0
 
+            async def _download(page: Page, link: Locator, item: ListedPqr) -> tuple[str, bytes]:
+                """One attachment: a failed download (the portal answered an error; Chromium
+                keeps none of its bytes) is clicked again with backoff, the rest of the detail
+                kept."""
+                for attempt in range(1, config.retries + 1):
+                    async with page.expect_download(timeout=timeout_ms) as info:
+                        await link.click()
+                    download = await info.value
+                    failure = await download.failure()
+                    if not failure:
+                        data = Path(await download.path()).read_bytes()
+                        await download.delete()
+                        return download.suggested_filename, data
+                    if attempt < config.retries:
+                        result.retries += 1
+                        log.info("%s %s: radicado %s: an attachment download failed (%s), retrying", config.empresa,
+                                 day, item.numero_radicado, failure)
+                        await asyncio.sleep(_backoff(attempt))
+                raise PortalError(f"an attachment download failed {config.retries} times ({failure})")
+
             async def _extract(page: Page, item: ListedPqr, fresh: bool) -> None:
                 await pages.open_detail(page, config.base_url, item, timeout_ms, fresh)
                 record, missing = await pages.read_detail(page)
@@ -592,15 +612,7 @@ async def _scrape_day_async(
                 attachments: list[tuple[str, bytes]] = []
                 links = pages.attachment_links(page)
                 for i in range(await links.count()):
-                    async with page.expect_download(timeout=timeout_ms) as info:
-                        await links.nth(i).click()
-                    download = await info.value
-                    failure = await download.failure()
-                    if failure:
-                        raise PortalError(f"attachment download failed ({failure})")
-                    path = await download.path()
-                    attachments.append((download.suggested_filename, Path(path).read_bytes()))
-                    await download.delete()
+                    attachments.append(await _download(page, links.nth(i), item))
                 pdf = await page.pdf(format="A4", print_background=True)
                 extracted = dt.datetime.now(BOGOTA).replace(tzinfo=None)
                 written = await asyncio.to_thread(
