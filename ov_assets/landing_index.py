@@ -17,6 +17,14 @@ Where the time goes in a large refresh (a full reload: every file new), and how 
   files query, one polars plan, winners per partition); outcomes made by earlier runs come from
   the compact orjson blob stored per file.
 
+Files are untrusted (issue 21): each is examined under its own guard (``_index_one``), opened
+relative to the folder without following a symbolic link, checked to be a regular file, read
+only up to ``OV_MAX_RECORD_BYTES`` when it is a record and hashed in chunks otherwise. What cannot
+be loaded (a lone surrogate, a name that is not UTF-8 or not ours, a link, a folder, an oversized
+record, an unreadable file) is indexed as a rejected record-frame row with its reason, so it
+reaches ``ov_rejects`` and never stops the other files. A folder that is missing or empty while
+the index lists files from it is an error (``LandingFolderUnavailable``), never "all removed".
+
 The SQLite file can be deleted at any time: the next refresh rebuilds it from the landing folder.
 """
 
@@ -224,7 +232,6 @@ class LandingIndex:
 
     def folder(self, empresa: str) -> Path:
         return landing_dir(self.data_dir, empresa)
-
 
     def refresh(self, empresa: str, today: dt.date, stable_before_ns: int | None = None) -> RefreshResult:
         """Bring the index up to date with the folder: open only new or changed files.
