@@ -77,6 +77,28 @@ def test_one_hostile_file_never_stops_the_index(data_dir: Path) -> None:
     assert index.files_opened == 0  # the second refresh read nothing again
 
 
+def test_any_failure_of_one_file_is_its_reject(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever fails while one file is evaluated (here an error injected for one name: the next
+    unforeseen content) is that file's ``unreadable`` reject, by the error's class only."""
+    folder = landing_dir(data_dir, "afinia")
+    for i in range(3):
+        _put(folder, f"G{i}_data_20251008_10000{i}.json", base_record(DAY, f"70{i}"))
+    real = landing_index.evaluate_parts
+
+    def failing(name: str, *args: object) -> list:
+        if name == "G1_data_20251008_100001.json":
+            raise RuntimeError("Mar\u00eda")  # a message quoting content never reaches the reject
+        return real(name, *args)
+
+    monkeypatch.setattr(landing_index, "evaluate_parts", failing)
+    index = LandingIndex(data_dir)
+    index.refresh("afinia", TODAY)
+    rows = _rows(index)
+    assert [(n, r["reject_code"], r["reject_detail"]) for n, r in rows.items() if r["status"] == "rejected"] == [
+        ("G1_data_20251008_100001.json", "unreadable", "the file could not be read or evaluated (RuntimeError)")]
+    assert sorted(r["numero_radicado"] for r in rows.values() if r["status"] == "valid") == ["700", "702"]
+
+
 def test_other_names_kinds_and_links_are_reported(data_dir: Path, tmp_path: Path) -> None:
     folder = landing_dir(data_dir, "afinia")
     outside = tmp_path / "outside"
