@@ -161,3 +161,19 @@ def test_copy_answered_409_is_retried(tmp_path: Path, s3_endpoint: str, s3_bucke
         store.copy("src/a.pdf", "dst/a.pdf", sha)
         assert [w for _, p, w in proxy.log if "/dst/" in p].count("409") == 2
     assert verify_object(store, "dst/a.pdf", len(data), sha) is None
+
+
+def test_multipart_completion_whose_answer_is_lost_ends_uploaded(
+        data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str) -> None:
+    """CompleteMultipartUpload done, its answer lost, the completion sent again: the object is
+    there with this row's bytes and metadata, so ``uploaded`` (never ``error``)."""
+    frame = prepare(data_dir, pg_conninfo18, n=3, big=6 << 20)
+    with fault_proxy(s3_endpoint) as (endpoint, proxy):
+        proxy.faults.append(Fault("POST", "lose_answer", times=1, match=lambda p: "uploadId=" in p))
+        store = store_resource(endpoint, s3_bucket, data_dir, max_attempts=4, multipart_threshold_mb=5,
+                               multipart_chunksize_mb=5).open()
+        counts, outcomes = _archive(pg_conninfo18, store, frame, data_dir)
+        assert [w for m, _, w in proxy.log if m == "POST"].count("answer lost") == 1
+    assert counts.s3_errors == 0 and counts.s3_uploaded == len(outcomes)
+    assert {(r["upload_status"], r["upload_source"]) for r in registry(pg_conninfo18).values()} == {("uploaded", "bot")}
+    _registry_is_true(pg_conninfo18, store)
