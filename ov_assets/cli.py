@@ -193,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
     s3_setup.add_parser(sub)
     args = parser.parse_args(argv)
+    from ov_assets import settings
     from ov_assets.errors import OperatorError
+
+    settings.private_data_dir()  # owner-only from the first file a command writes
 
     try:
         return args.fn(args)

@@ -24,6 +24,7 @@ from ov_assets.landing import (
     record_file_name,
     sgc_for_name,
 )
+from ov_assets.reports import private_dir
 
 FIRST_NAMES = (
     "María José", "José Ángel", "Andrés Felipe", "Sebastián", "Nicolás", "Lucía", "Ángela",
@@ -137,8 +138,12 @@ class GeneratedDay:
 
 
 def _write(path: Path, data: bytes, mtime: float | None = None) -> Path:
+    """Written aside and renamed, owner-only from creation: landing files hold personal data."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(tmp, 0o600)  # a leftover of an interrupted write kept its old mode
     os.replace(tmp, path)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
@@ -199,7 +204,7 @@ def write_day(
     Extraction times are capped at ``now`` (naive Bogotá time, default the clock), so the
     files are a function of (empresa, day, seed, now) alone."""
     folder = landing_dir(data_dir, empresa)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     out = GeneratedDay(empresa, day)
     for i in range(1, n + 1):
         record = fake_pqr(empresa, day, i, seed)
@@ -227,7 +232,7 @@ def write_broken_files(data_dir: Path, empresa: str, day: dt.date) -> dict[Path,
     """A few record files that must be rejected (routed to ``day`` by the ts in their names):
     path -> expected reason code."""
     folder = landing_dir(data_dir, empresa)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     ts = format_ts(dt.datetime.combine(day, dt.time(23, 50)))
     bad = {
         f"ROTO1_data_{ts}.json": (b"", "empty_file"),

@@ -9,6 +9,8 @@ object store, replica portal); the resources themselves refuse those fallbacks w
 from __future__ import annotations
 
 import os
+import stat
+from pathlib import Path
 
 import dagster as dg
 
@@ -48,6 +50,22 @@ def retention_days(given: int | None = None) -> int:
 
 def data_dir() -> str:
     return env_str("OV_DATA_DIR", "./data")
+
+
+def private_data_dir() -> str:
+    """OV_DATA_DIR made owner-only, and this process's umask made 077, before anything is
+    written: everything under the data folder holds or leads to personal data, and the umask
+    also covers what libraries write there on our behalf (Dagster's storage and compute logs,
+    the embedded PostgreSQL's files, the browser's profile). The folder is created 0700 with
+    its missing parents, and tightened when it exists wider and this user owns it (a folder
+    shared on purpose by another user is left alone)."""
+    os.umask(0o077)
+    path = Path(data_dir())
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = path.stat()
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return str(path)
 
 
 def environment() -> str:

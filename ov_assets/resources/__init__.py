@@ -15,7 +15,7 @@ from ov_assets.resources.postgres import PostgresResource
 
 def resources_from_env() -> dict[str, object]:
     """Every resource of the definitions, configured from the environment."""
-    data_dir = settings.data_dir()
+    data_dir = settings.private_data_dir()
     env = settings.environment()
     return {
         "landing": LandingResource(data_dir=data_dir),

