@@ -52,6 +52,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ov_assets.errors import ConfigurationError, translate_aws_error
+from ov_assets.reports import private_dir
 
 LOCAL_BUCKET = "local"
 _CHUNK = 1 << 20
@@ -139,20 +140,6 @@ def verify_object(store: ObjectStore, key: str, size: int | None, sha256: str) -
     return None if got == sha256 else "sha256_differs"
 
 
-def private_dirs(path: Path) -> None:
-    """Create ``path`` and its missing parents owner-only (``mkdir(parents=True, mode=...)``
-    applies the mode to the last folder only)."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=0o700)
-        except FileExistsError:  # made meanwhile by a concurrent writer
-            pass
-
-
 def _copy_private(src: Path, dst: Path) -> None:
     """Copy ``src`` to the new file ``dst``, created 0600 (never readable by others, not even
     for a moment)."""
@@ -218,7 +205,7 @@ class LocalObjectStore:
     def _write_verified(self, src: Path, key: str, sha256: str, metadata: dict[str, str],
                         only_if_absent: bool = True) -> None:
         target = self._path(key)
-        private_dirs(target.parent)
+        private_dir(target.parent)
         if only_if_absent and target.exists():
             raise ObjectExists(key)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(src)}.part")
@@ -229,7 +216,7 @@ class LocalObjectStore:
             raise IntegrityError(f"checksum mismatch writing {key}: the source is not the expected bytes")
         self._publish(tmp, target, key, only_if_absent)
         meta = self._meta_path(key)
-        private_dirs(meta.parent)
+        private_dir(meta.parent)
         part = meta.with_name(f".{meta.name}.{os.getpid()}.part")
         part.unlink(missing_ok=True)
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -554,7 +541,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
                     "OV_ENV=production requires AWS_S3_BUCKET_NAME: refusing to fall back to the local object store"
                 )
             root = Path(self.data_dir).resolve() / "object_store"
-            private_dirs(root)
+            private_dir(root)
             return LocalObjectStore(root)
         s3 = self.s3
         session = boto3.session.Session(
