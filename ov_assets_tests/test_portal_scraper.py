@@ -90,6 +90,18 @@ def test_debounced_date_filter_never_saves_another_day(portal: ReplicaPortal, tm
     assert f"desde={DAY}&hasta={DAY}&" in searches[-1]
 
 
+def test_a_search_sent_before_the_filter_took_is_searched_again(portal: ReplicaPortal, tmp_path: Path) -> None:
+    """When the typed dates reach the model later than the usual 500 ms, the first search
+    lists every day; the request shows it, and the scraper searches again once it carries the
+    day."""
+    portal.set_faults(Faults(debounce_ms=1500))
+    folder = tmp_path / "landing"
+    result = scrape_day(_config(portal, "aire"), DAY, folder, set(), tmp_path / "artifacts")
+    _assert_day_saved(portal, "aire", folder, result)
+    searches = [r.path for r in portal.request_log() if r.path.startswith("/aire/api/pqr?")]
+    assert "desde=&hasta=&" in searches[0] and f"desde={DAY}&hasta={DAY}&" in searches[-1]
+
+
 def test_rows_are_read_only_after_their_answer(portal: ReplicaPortal, tmp_path: Path) -> None:
     """Slow answers: the range label moves at once, the rows only when the XHR answers; rows
     read on the label would be the previous page's again."""

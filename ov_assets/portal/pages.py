@@ -43,6 +43,7 @@ DETAIL_LABEL = "td.text-td-label"
 SGC_INPUT = "input[name='NumeroReclamoSGC']"
 ATTACHMENT_LINK = "div.link-archivo[ng-click*='descargarAdjunto']"
 TOAST = "md-toast, .md-toast"
+DEBOUNCE_MS = 550  # Angular Material's md-datepicker input debounce (500 ms), and a margin
 # Texts an "all statuses" option may carry.
 ALL_STATUS_TEXTS = ("", "Todos", "Todas", "Todos los estados", "Seleccione")
 
@@ -118,7 +119,7 @@ _MARK_TOASTS_JS = "sel => document.querySelectorAll(sel).forEach(t => { t.datase
 # clickable element after the password whose id, name, href or text says "login" (else any
 # such element, else the first one after the password); never a link to another page
 # (forgotten password, registration, a plain href).
-_FIND_SUBMIT_JS = r"""
+FIND_SUBMIT_JS = r"""
 (pw) => {
   const field = document.querySelector(pw);
   if (!field) return false;
@@ -282,7 +283,7 @@ async def login(page: Page, empresa: str, base_url: str, username: str, password
             field = page.locator(selector).first
             await field.fill("", timeout=timeout_ms)
             await field.press_sequentially(value, timeout=timeout_ms)
-        if not await page.evaluate(_FIND_SUBMIT_JS, PASSWORD_INPUT):
+        if not await page.evaluate(FIND_SUBMIT_JS, PASSWORD_INPUT):
             raise LoginError(unknown)
         async with page.expect_navigation(timeout=timeout_ms):
             await page.locator("[data-ov-submit]").click(timeout=timeout_ms)
@@ -316,6 +317,11 @@ async def open_list(page: Page, base_url: str, day: dt.date, timeout_ms: float) 
     await _select_all_statuses(page, timeout_ms)
     await desde.fill(day.isoformat(), timeout=timeout_ms)
     await page.locator(FILTER_HASTA).fill(day.isoformat(), timeout=timeout_ms)
+    # md-datepicker hands typed text to the filter model after DEBOUNCE_MS without input; a
+    # search before that would list every day (a heavy query on the live portal). Let that
+    # window pass in the page's own clock; the search request then proves the model took it.
+    typed = await page.evaluate("performance.now()")
+    await page.wait_for_function("t => performance.now() - t >= %d" % DEBOUNCE_MS, arg=typed, timeout=timeout_ms)
 
 
 def _carries_day(response: Response, day: dt.date) -> bool:

@@ -101,6 +101,8 @@ class Faults:
     fail_radicados: radicados whose detail always answers HTTP 500.
     ignore_date_filter: the list answers every day whatever dates the search sends (a portal
         whose filter never takes).
+    debounce_ms: the datepicker's debounce; Angular Material's is 500 ms, a slow browser makes
+        it longer.
     """
 
     delay_s: float = 0.0
@@ -110,6 +112,7 @@ class Faults:
     session_ttl_s: float = 0.0
     fail_radicados: frozenset[str] = frozenset()
     ignore_date_filter: bool = False
+    debounce_ms: int = 500
 
 
 class LoggedRequest(NamedTuple):
@@ -379,7 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._session(empresa):
                 back = urllib.parse.quote(urllib.parse.urlsplit(self.path).path, safe="")
                 return self._redirect(f"/{empresa}/login?returnurl={back}")
-            return self._html(_app_page(empresa))
+            return self._html(_app_page(empresa, self.state.faults.debounce_ms))
         if rest and rest[0] == "api":
             return self._api(empresa, rest[1:], query)
         return self._html("<h1>404</h1>", 404)
@@ -603,7 +606,7 @@ function ovLogin(button) {{
 </body></html>"""
 
 
-def _app_page(empresa: str) -> str:
+def _app_page(empresa: str, debounce_ms: int = 500) -> str:
     """The list/detail single-page app, behaving like the real AngularJS Material one (CONTRACT
     §9): a 500 ms debounce between a typed date and the filter model (the calendar pane applies
     at once), a range label that moves at once while rows wait for their XHR, toasts that leave
@@ -654,7 +657,7 @@ def _app_page(empresa: str) -> str:
 </script>
 <script>
 const CFG = {config};
-const DEBOUNCE_MS = 500;  // Angular Material's md-datepicker input debounce
+const DEBOUNCE_MS = {int(debounce_ms)};  // Angular Material's md-datepicker input debounce (500)
 const app = document.getElementById('app');
 const esc = s => String(s ?? '').replace(/[&<>"']/g, c => ({{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}})[c]);
 // The filter model (what a search sends) and the table's state survive route changes.
