@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ov_assets.generator import write_day
 from ov_assets.landing import landing_dir
 from ov_assets.landing_index import LandingFolderUnavailable, LandingIndex, partition_frame
 from ov_assets.contract import Reject
+from ov_assets.partitions import pqr_partitions
 from ov_assets.records import decode_bytes, evaluate_file, evaluate_parts
 from ov_assets.reports import consolidated_paths, write_consolidated
 from ov_assets.resources import PartitionedFrameIOManager
@@ -158,7 +160,7 @@ def test_an_outcome_evaluated_again_is_read_as_the_refresh_reads(data_dir: Path,
     index.refresh("afinia", TODAY)
     (folder / "G_data_20251008_100000.json").unlink()
     os.symlink(tmp_path / "secret.json", folder / "G_data_20251008_100000.json")
-    with __import__("sqlite3").connect(index.path) as db:
+    with sqlite3.connect(index.path) as db:
         db.execute("UPDATE files SET outcome = NULL")
     rows = _rows(LandingIndex(data_dir))  # no refresh in between
     assert [(r["reject_code"], r["numero_radicado"]) for r in rows.values()] == [("not_a_regular_file", None)]
@@ -302,10 +304,15 @@ def test_frames_are_written_through_their_own_temporary_file(data_dir: Path) -> 
     path.parent.mkdir(parents=True)
     (path.parent / f".{path.name}.part").mkdir()  # another writer's temporary file, as a folder
     context = dg.build_output_context(asset_key=dg.AssetKey("pqr_records"), partition_key=f"{DAY}|afinia",
-                                      asset_partitions_def=__import__("ov_assets.partitions").partitions.pqr_partitions)
+                                      asset_partitions_def=pqr_partitions)
     manager.handle_output(context, frame)
     assert pl.read_parquet(path).equals(frame)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    other = manager._path("pqr_records", DAY + dt.timedelta(days=1), "afinia")  # folders made by the manager
+    manager.handle_output(dg.build_output_context(
+        asset_key=dg.AssetKey("pqr_records"), partition_key=f"{DAY + dt.timedelta(days=1)}|afinia",
+        asset_partitions_def=pqr_partitions), frame.clear())
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (other, other.parent)] == [0o600, 0o700]
 
 
 def test_files_under_the_data_dir_are_owner_only(data_dir: Path) -> None:
@@ -364,7 +371,7 @@ def test_any_names_and_contents_are_indexed(tmp_path_factory: pytest.TempPathFac
     index = LandingIndex(data_dir)
     index.refresh("afinia", TODAY)  # never raises
     index.refresh("afinia", TODAY)
-    with __import__("sqlite3").connect(index.path) as db:
+    with sqlite3.connect(index.path) as db:
         stored = {n for (n,) in db.execute("SELECT name FROM files")}
     listed = {landing_index.stored_name(os.fsdecode(n)) for n in os.listdir(os.fsencode(folder))}
     hidden = {n for n in listed if n.startswith(".") or n.endswith((".part", ".tmp", "~"))}
@@ -375,6 +382,6 @@ def test_any_names_and_contents_are_indexed(tmp_path_factory: pytest.TempPathFac
 
 
 def _days(index: LandingIndex) -> set[dt.date]:
-    with __import__("sqlite3").connect(index.path) as db:
+    with sqlite3.connect(index.path) as db:
         return {dt.date.fromisoformat(d) for (d,) in db.execute("SELECT DISTINCT partition_date FROM files "
                                                                 "WHERE partition_date IS NOT NULL")}
