@@ -24,7 +24,7 @@ from ov_assets.automation.landing_runs import plan_landing_runs
 from ov_assets.generator import write_day
 from ov_assets.landing import landing_dir
 from ov_assets.landing_index import LandingFolderUnavailable, LandingIndex, partition_frame
-from ov_assets.contract import Reject
+from ov_assets.contract import BUSINESS_FIELDS, Reject, validate_record
 from ov_assets.partitions import pqr_partitions
 from ov_assets.records import decode_bytes, evaluate_file, evaluate_parts
 from ov_assets.reports import consolidated_paths, write_consolidated
@@ -343,6 +343,9 @@ raw_names = st.lists(st.sampled_from([b"recl", b"\xe1", b"\xf3", b"\xff", b"_", 
 def test_surrogates_anywhere_never_raise(field: str, value: str) -> None:
     rec = dict(base_record(DAY, "5"), **{field: value})
     lone = any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    checked = validate_record(rec, TODAY)  # a decoded object from anywhere (the scraper's too)
+    if lone and field in BUSINESS_FIELDS and value.strip():
+        assert isinstance(checked, Reject) and checked.code in ("unencodable_value", "bad_fecha")
     # escaped ("\\ud800"), escaped behind a 2**70 integer, and raw (CESU bytes: not UTF-8, read as cp1252)
     for data, escaped in ((json.dumps(rec).encode(), True), (json.dumps({"big": 2**70, **rec}).encode(), True),
                           (json.dumps(rec, ensure_ascii=False).encode("utf-8", "surrogatepass"), False)):
