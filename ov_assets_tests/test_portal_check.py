@@ -4,10 +4,13 @@ through a real HTTP proxy that renames it in every page it serves)."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import http.client
+import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from ov_assets import cli
-from ov_assets.portal import pages
+from ov_assets.portal import pages, probe
 from ov_assets.portal.replica import ReplicaPortal
+from ov_assets.portal.scraper import prune_artifacts
 from ov_assets_tests.support import leaked, personal_search_terms
 
 DAY = dt.date(2025, 10, 8)
@@ -91,9 +95,22 @@ def renamed_sgc_portal() -> Iterator[tuple[ReplicaPortal, _RenamingProxy]]:
             proxy.close()
 
 
+def _aged(path: Path, days: float) -> Path:
+    """``path`` written ``days`` ago (its mtime, what the pruning reads)."""
+    path.write_bytes(b"png")
+    then = time.time() - days * 86400
+    os.utime(path, (then, then))
+    return path
+
+
 def test_ready_on_the_replica_it_starts_itself(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """No portal configured: the command starts the local replica as the scraper does, says so,
-    and finds every selector and behaviour; nothing personal is printed, no screenshot taken."""
+    and finds every selector and behaviour; nothing personal is printed, no screenshot taken.
+    Earlier runs' screenshots older than OV_RETENTION_DAYS (30) are deleted, newer ones kept."""
+    artifacts = data_dir / "artifacts"
+    artifacts.mkdir(mode=0o700)
+    old = _aged(artifacts / "portal-check-afinia-20250801T000000-detail.png", 40)
+    recent = _aged(artifacts / "portal-check-afinia-20251001T000000-login.png", 2)
     assert cli.main(["portal-check", "--empresa", "afinia", "--day", DAY.isoformat()]) == 0
     out = capsys.readouterr().out
     assert "local replica portal" in out and "READY: all" in out
@@ -105,7 +122,7 @@ def test_ready_on_the_replica_it_starts_itself(data_dir: Path, capsys: pytest.Ca
     # The replica the command started serves these records (its defaults: 20 a day, seed 0).
     records = ReplicaPortal(per_day=20).records("afinia", DAY)
     assert leaked(out, personal_search_terms(records)) == []
-    assert not list((data_dir / "artifacts").glob("portal-check-*"))
+    assert list(artifacts.glob("portal-check-*")) == [recent] and not old.exists()
 
 
 def test_not_ready_naming_the_renamed_selector(renamed_sgc_portal: tuple[ReplicaPortal, _RenamingProxy],
@@ -127,3 +144,30 @@ def test_not_ready_naming_the_renamed_selector(renamed_sgc_portal: tuple[Replica
     shots = list(artifacts.glob("portal-check-aire-*-detail.png"))
     assert len(shots) == 1 and str(shots[0]) in out
     assert stat.S_IMODE(artifacts.stat().st_mode) == 0o700 and stat.S_IMODE(shots[0].stat().st_mode) == 0o600
+
+
+def test_portal_check_screenshots_are_pruned_with_the_scrapers_artifacts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They show the portal's pages as the scraper's failure screenshots do: same retention
+    (OV_RETENTION_DAYS); other files of the folder are not the pruning's business."""
+    monkeypatch.setenv("OV_RETENTION_DAYS", "7")
+    old_check = _aged(tmp_path / "portal-check-aire-20251001T000000-detail.png", 10)
+    old_fail = _aged(tmp_path / "fail-aire-20251001-list-20251001T000000.png", 10)
+    recent_check = _aged(tmp_path / "portal-check-aire-20251009T000000-login.png", 3)
+    other = _aged(tmp_path / "notes-portal-check.png", 10)
+    assert sorted(prune_artifacts(tmp_path)) == sorted([old_check, old_fail])
+    assert sorted(tmp_path.iterdir()) == sorted([recent_check, other])
+
+
+def test_the_probe_uses_only_public_names_of_the_page_code() -> None:
+    """The probe runs the scraper's own page code; a private name of ``pages`` (or of any other
+    ov_assets module) may change without notice, so the probe reaches for none."""
+    tree = ast.parse(Path(probe.__file__).read_text(encoding="utf-8"))
+    modules = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and (node.module or "").startswith("ov_assets") for alias in node.names}
+    private = [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+               if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+               and node.attr.startswith("_") and not node.attr.startswith("__")]
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("ov_assets") for alias in node.names if alias.name.startswith("_")]
+    assert private == [] and imported == []

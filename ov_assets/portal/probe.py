@@ -33,6 +33,7 @@ from ov_assets.portal.scraper import (
     CHROMIUM_ARGS,
     FILTER_ATTEMPTS,
     ScraperConfig,
+    prune_artifacts,
     resolve_browser_path,
 )
 
@@ -129,7 +130,7 @@ async def _login_page(probe: _Probe, page: Page) -> bool:
     await probe.present(page, "login", "username input", pages.USER_INPUT)
     await probe.present(page, "login", "password input", pages.PASSWORD_INPUT)
     control = await page.evaluate(
-        f"""pw => ({pages._FIND_SUBMIT_JS})(pw) && (() => {{
+        f"""pw => ({pages.FIND_SUBMIT_JS})(pw) && (() => {{
               const el = document.querySelector('[data-ov-submit]');
               const href = el.getAttribute('href') || '';
               return el.tagName.toLowerCase() + (el.type ? ' type=' + el.type : '') +
@@ -307,6 +308,7 @@ def portal_check(config: ScraperConfig, day: dt.date, artifacts_dir: Path, out: 
                  source: str = "") -> int:
     """Probe ``config``'s portal on ``day``, print the report through ``out``; 0 when everything
     the scraper needs was found, else 1. ``source`` says where the portal settings came from."""
+    prune_artifacts(artifacts_dir)  # earlier runs' screenshots, past OV_RETENTION_DAYS
     probe = _Probe(config, day, artifacts_dir)
     out(f"portal-check {config.empresa}: {portal_key(config.base_url)}{f' ({source})' if source else ''}, day {day}")
     started = time.monotonic()

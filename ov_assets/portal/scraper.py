@@ -303,14 +303,15 @@ def _private_dir(path: Path) -> Path:
 
 
 def prune_artifacts(artifacts_dir: Path, retention_days: int | None = None) -> list[Path]:
-    """Delete failure screenshots and traces older than ``retention_days`` (default
-    ``OV_RETENTION_DAYS``, 30). They are local only and never uploaded."""
+    """Delete failure screenshots, traces and ``portal-check`` screenshots older than
+    ``retention_days`` (default ``OV_RETENTION_DAYS``, 30): they show the portal's pages, are
+    local only and never uploaded."""
     days = settings.retention_days(retention_days)
     cutoff = time.time() - days * 86400
     removed = []
     if artifacts_dir.is_dir():
         for p in artifacts_dir.iterdir():
-            if p.name.startswith(("fail-", "trace-")) and p.stat().st_mtime < cutoff:
+            if p.name.startswith(("fail-", "trace-", "portal-check-")) and p.stat().st_mtime < cutoff:
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
