@@ -64,10 +64,13 @@ def test_slots_are_spaced_across_limiters_with_their_own_connections(pg_conninfo
         t.start()
     for t in threads:
         t.join(60)
+    for limiter in limiters:
+        limiter.close()
     slots.sort()
     gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert len(slots) == 12 and min(gaps) > step * 0.8, gaps
     assert other.take_slot() <= 0  # the first request to another portal waits for nobody
+    other.close()
     with psycopg.connect(**pg_conninfo18) as conn:
         rows = conn.execute("SELECT portal FROM data_general.portal_request_slots ORDER BY 1").fetchall()
     assert rows == [("https://other.invalid",), ("https://portal.invalid",)]
@@ -176,3 +179,92 @@ def test_the_least_privilege_loader_takes_slots(pg_conninfo18: dict[str, Any], t
         limiter = politeness.limiter_for("https://portal.invalid", 120, loader)
         assert isinstance(limiter, SharedRateLimiter)
         assert limiter.take_slot() <= 0 < limiter.take_slot() <= 0.5  # the second waits for its slot
+        limiter.close()
+
+
+# Server-side witness of the slots' connections: a trigger records the backend pid of every slot
+# taken (BEFORE INSERT fires once per take, conflict or not) and can end its own backend at the
+# Nth take, as a restart or an RDS failover ends it (57P01). Its row goes with the aborted take.
+_WITNESS = """
+CREATE TABLE public.slot_takers (pid int NOT NULL);
+CREATE SEQUENCE public.slot_takes;
+CREATE TABLE public.slot_fault (end_backend_at bigint);
+INSERT INTO public.slot_fault VALUES (NULL);
+CREATE FUNCTION public.witness_slot() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.slot_takers VALUES (pg_backend_pid());
+    IF nextval('public.slot_takes') = (SELECT end_backend_at FROM public.slot_fault) THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+        PERFORM pg_sleep(5);  -- the termination interrupts it
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER witness_slot BEFORE INSERT ON data_general.portal_request_slots
+    FOR EACH ROW EXECUTE FUNCTION public.witness_slot();
+"""
+
+
+def _scrape_with_witness(conninfo: dict[str, Any], tmp_path: Path, end_backend_at: int | None) -> tuple[Any, list[int], int]:
+    """Scrape one day of PER_DAY details with the shared limiter; (result, backend pid of each
+    slot taken, detail requests the portal received)."""
+    migrate(conninfo)
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        conn.execute(_WITNESS)
+        conn.execute("UPDATE public.slot_fault SET end_backend_at = %s", (end_backend_at,))
+    pg = _postgres(conninfo, tmp_path)
+    with ReplicaPortal(per_day=PER_DAY, username=USER, password=PASSWORD) as portal:
+        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, max_per_min=6000, politeness_db=pg,
+                               timeout_s=20, trace=False)
+        result = scrape_day(config, DAYS[0], tmp_path / "landing", set(), tmp_path / "artifacts")
+        details = [r for r in portal.request_log() if re.fullmatch(r"/afinia/api/pqr/\d+", r.path.split("?")[0])]
+    with psycopg.connect(**conninfo) as conn:
+        pids = [pid for (pid,) in conn.execute("SELECT pid FROM public.slot_takers").fetchall()]
+    return result, pids, len(details)
+
+
+def _no_ov_assets_backend_left(conninfo: dict[str, Any]) -> bool:
+    """Wait (a backend ends shortly after its client closes) until no ov-assets connection to the
+    test database is left; False if one stays."""
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        for _ in range(200):
+            (left,) = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                                   "application_name = 'ov-assets'", (conninfo["dbname"],)).fetchone()
+            if not left:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def test_a_scrape_takes_every_slot_on_one_connection_and_closes_it(pg_conninfo18: dict[str, Any],
+                                                                   tmp_path: Path) -> None:
+    """On RDS each connection is a TLS handshake: the slots of a whole scrape (every detail
+    request, from concurrent workers) are taken by one server backend, gone after the scrape."""
+    result, pids, details = _scrape_with_witness(pg_conninfo18, tmp_path, None)
+    assert result.written == PER_DAY and not result.failed
+    assert len(pids) >= details >= PER_DAY  # every detail request took its slot
+    assert len(set(pids)) == 1, f"{len(set(pids))} connections for {len(pids)} slots"
+    assert _no_ov_assets_backend_left(pg_conninfo18)
+
+
+def test_a_lost_slots_connection_is_replaced_once_and_the_scrape_goes_on(pg_conninfo18: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    """The server ends the limiter's backend at its third slot (restart, failover, idle timeout):
+    the limiter connects once more and the scrape completes on that second connection."""
+    result, pids, details = _scrape_with_witness(pg_conninfo18, tmp_path, 3)
+    assert result.written == PER_DAY and not result.failed
+    assert len(pids) >= details >= PER_DAY
+    assert len(set(pids)) == 2, f"{len(set(pids))} connections for {len(pids)} slots"
+    assert _no_ov_assets_backend_left(pg_conninfo18)
+
+
+def test_a_closed_limiter_takes_no_slot_and_holds_no_connection(pg_conninfo18: dict[str, Any],
+                                                                tmp_path: Path) -> None:
+    """A worker still in its slot when the scrape ends (its thread outlives a cancelled task)
+    cannot open the connection again behind the scrape's back."""
+    limiter = politeness.limiter_for("https://portal.invalid", 120, _postgres(pg_conninfo18, tmp_path))
+    assert isinstance(limiter, SharedRateLimiter)
+    limiter.close()
+    assert _no_ov_assets_backend_left(pg_conninfo18)
+    with pytest.raises(PolitenessUnavailable, match="closed"):
+        limiter.take_slot()
+    assert _no_ov_assets_backend_left(pg_conninfo18)

@@ -386,7 +386,6 @@ async def _scrape_day_async(
     seen_ids: set[str] = set()
     # Unbounded: the list walk never waits for the workers (its rows are checked before queuing).
     queue: asyncio.Queue[ListedPqr | None] = asyncio.Queue()
-    limiter = politeness.limiter_for(config.base_url, config.max_per_min, config.politeness_db)
     today = today_bogota()
     missing_labels: set[str] = set()
 
@@ -395,6 +394,8 @@ async def _scrape_day_async(
         browser = await pw.chromium.launch(executable_path=exe, headless=config.headless, args=CHROMIUM_ARGS)
         session = _Session(browser, config, state_file, result)
         context: BrowserContext | None = None
+        # Before the portal is touched (the login is below); its connection is closed at the end.
+        limiter = politeness.limiter_for(config.base_url, config.max_per_min, config.politeness_db)
         try:
             # The portal's clock: dates the app builds in the browser are Bogotá days.
             ctx_kwargs: dict[str, Any] = {"accept_downloads": True, "timezone_id": "America/Bogota"}
@@ -645,6 +646,7 @@ async def _scrape_day_async(
                 if isinstance(list_error, LoginError):
                     raise list_error
         finally:
+            limiter.close()
             if context is not None:
                 if config.trace:
                     if result.failed:
