@@ -49,7 +49,7 @@ def test_adopts_old_shape_tables_and_replaces_adopted_rows_with_history(pg_conni
     frame = landing_frames(data_dir, days_back(1), n=6)
     (day, _), _ = partitions_of(frame)
     winner = frame.filter((pl.col("empresa") == "afinia") & pl.col("is_winner")).row(0, named=True)
-    later = dt.datetime.now() + dt.timedelta(days=30)  # the old loader's load time: "newer" than any file
+    later = winner["fecha_extraccion"] + dt.timedelta(days=30)  # the old loader's load time: "newer" than any file
     with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
         conn.execute(OLD_SHAPE.format(t="ov_afinia"))
         conn.execute(OLD_SHAPE.format(t="ov_aire").replace("CREATE SCHEMA data_general;", ""))
