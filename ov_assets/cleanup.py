@@ -144,6 +144,9 @@ def cleanup_landing(
         index.refresh(empresa, today)
         folder = index.folder(empresa)
         counts = {"files": 0, "bytes": 0, "records": 0}
+        # Files named by versions of more than one day (one read of the index per empresa).
+        across_days = {name: recs for name, recs in index.records_naming(empresa).items()
+                       if len({r.partition_date for r in recs}) > 1}
         for offset in range((last_day - FIRST_DAY).days + 1):
             day = FIRST_DAY + dt.timedelta(days=offset)
             records = index.record_files(empresa, day)
@@ -177,8 +180,8 @@ def cleanup_landing(
             # Versions of other days naming this day's files (documento_prueba, adjuntar_archivo):
             # a file goes only when each of them is archived too.
             day_names = {r.name for r in records}
-            elsewhere = {name: [r for r in recs if r.name not in day_names]
-                         for name, recs in index.records_naming(empresa, owners).items()}
+            elsewhere = {name: [r for r in across_days[name] if r.name not in day_names]
+                         for name in owners if name in across_days}
             others = {r.name: r for recs in elsewhere.values() for r in recs}
             archived = _archived(conn, index, empresa, store.bucket, list(others.values())) if others else set()
             files_by_name = {f.name: f for r in old for f in (r, *linked.get(r.name, []))}

@@ -532,7 +532,7 @@ class LandingIndex:
                     out[owner].append(f)
         return out
 
-    def records_naming(self, empresa: str, names: Iterable[str]) -> dict[str, list[IndexedFile]]:
+    def records_naming(self, empresa: str) -> dict[str, list[IndexedFile]]:
         """File name -> the record files of any day whose documento_prueba / adjuntar_archivo
         name it (a portal-named ``<uuid>.<ext>`` attachment may be named by several versions).
         Reads every record's refs of the empresa: for the weekly cleanup, not per partition."""
@@ -540,9 +540,8 @@ class LandingIndex:
         with self._db() as db:
             cur = db.execute(
                 f"SELECT j.value, {', '.join('f.' + c.strip() for c in self._COLUMNS.split(','))} "
-                "FROM files f, json_each(f.refs) j WHERE f.empresa = ? AND f.kind = 'json' AND f.refs != '[]' "
-                "AND j.value IN (SELECT value FROM json_each(?))",
-                (empresa, json.dumps(sorted(set(names)))))
+                "FROM files f, json_each(f.refs) j WHERE f.empresa = ? AND f.kind = 'json' AND f.refs != '[]'",
+                (empresa,))
             for name, *row in cur:
                 out.setdefault(name, []).append(self._row(tuple(row)))
         return out
