@@ -92,13 +92,16 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
             "role (sql/002_roles.sql) to POSTGRES_USER."
         )
     if isinstance(exc, psycopg.errors.LockNotAvailable):
-        return OperatorError(
+        # Withheld like a data error: a wait inside a COPY (a concurrent insert of the same
+        # radicado) carries the CSV line, personal data, in its CONTEXT.
+        return WithheldDataError(
             f"PostgreSQL {target}: a lock wait went past lock_timeout ({text.splitlines()[0]}) and the "
             "retries did not get through: another load holds this partition (a run or backfill of the "
             "same partitions) or a session holds the table (a migration, VACUUM FULL, a manual "
             "transaction). Nothing was written. Wait for it to finish and rerun, or find the session "
             "with SELECT pid, application_name, state, query_start, query FROM pg_stat_activity WHERE "
-            "pid IN (SELECT unnest(pg_blocking_pids(pid)) FROM pg_stat_activity) and end it if it is stuck."
+            "pid IN (SELECT unnest(pg_blocking_pids(pid)) FROM pg_stat_activity) and end it if it is stuck.",
+            original=exc,
         )
     if isinstance(exc, psycopg.OperationalError):
         lowered = text.lower()
