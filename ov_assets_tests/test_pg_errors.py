@@ -210,7 +210,7 @@ def test_lock_timeout_after_the_retries_says_what_to_do(pg_conninfo, data_dir):
 
 
 @pytest.mark.parametrize("sslmode", ["", "prefer", "require", "verify-ca"])
-def test_production_requires_verify_full(sslmode, monkeypatch):
+def test_production_requires_verify_full(sslmode, monkeypatch, data_dir):
     """Issue 21: OV_ENV=production refuses a connection that does not verify the server's
     certificate (unset is libpq's prefer), naming what to set."""
     from ov_assets.resources import resources_from_env
@@ -227,7 +227,7 @@ def test_production_requires_verify_full(sslmode, monkeypatch):
     assert resources_from_env()["postgres"].conninfo()["sslmode"] == "verify-full"
 
 
-def test_production_insecure_opt_out_is_loud(monkeypatch, caplog):
+def test_production_insecure_opt_out_is_loud(monkeypatch, caplog, data_dir):
     from ov_assets.resources import resources_from_env
 
     for name, value in {"OV_ENV": "production", "POSTGRES_HOST": "optout.example.invalid",
