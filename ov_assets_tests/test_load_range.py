@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 import psycopg
+import pytest
 
 from ov_assets import loading
 from ov_assets_tests.loadkit import (
@@ -184,12 +185,14 @@ def test_reload_inside_caller_transaction_restores_planner_settings(pg_conninfo,
     assert sum(c.db_inserted + c.db_updated for c in again.values()) == 0
 
 
-def test_new_radicado_raced_by_another_partition_keeps_the_newer_version(pg_conninfo, data_dir, tmp_path):
+@pytest.mark.parametrize("held", ["newer", "older"])
+def test_new_radicado_raced_by_another_partition_keeps_the_newer_version(pg_conninfo, data_dir, tmp_path, held):
     """Issue 21: a radicado new to the table whose fecha moved between versions is loaded by two
-    runs on different partitions (different locks). The run with the newer version compares,
-    then the run with the older one commits the radicado, then the first one's INSERT ... ON
-    CONFLICT DO NOTHING skips it: it must compare again and replace the older version (with
-    history), not count it a duplicate."""
+    runs on different partitions (different locks). The run holding the ``held`` version
+    compares (the radicado is not stored), then the other run commits it, then the first one's
+    INSERT ... ON CONFLICT DO NOTHING skips it: it compares again in the same transaction, and
+    the winner rule decides: the newer version replaces the older (with history), the older
+    one is skipped as older. Never a silent duplicate keeping the older version."""
     frame = landing_frames(data_dir, days_back(2), empresas=("afinia",), n=6)
     migrate(pg_conninfo)
     first, last = sorted(frame["partition_date"].unique())
@@ -202,28 +205,35 @@ def test_new_radicado_raced_by_another_partition_keeps_the_newer_version(pg_conn
         pl.lit("ZZ_data_moved_0001.json").alias("file_name"),
     )
     frame = pl.concat([frame, newer])
-    with psycopg.connect(**pg_conninfo, autocommit=True) as conn:  # the last day's other rows: stored
-        loading.load_partition(conn, "afinia", last, frame.filter(pl.col("file_name") != "ZZ_data_moved_0001.json"), "before")
+    held_day, other_day = (last, first) if held == "newer" else (first, last)
+    held_file = "ZZ_data_moved_0001.json" if held == "newer" else older["file_name"]
+    with psycopg.connect(**pg_conninfo, autocommit=True) as conn:  # the held partition's other rows: stored
+        loading.load_partition(conn, "afinia", held_day, frame.filter(pl.col("file_name") != held_file), "before")
     frame_path = tmp_path / "frame.parquet"
     frame.write_parquet(frame_path)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    proc = start_loader(pg_conninfo, frame_path, [(last, "afinia")], barrier="insert_new", barrier_dir=barrier)
+    proc = start_loader(pg_conninfo, frame_path, [(held_day, "afinia")], barrier="insert_new", barrier_dir=barrier)
     try:
         wait_for_file(barrier / "insert_new.reached", proc)  # compared: the radicado is not stored
         with psycopg.connect(**pg_conninfo, autocommit=True) as conn:  # the other partition commits it
-            assert loading.load_partition(conn, "afinia", first, frame, "other").db_inserted > 0
+            assert loading.load_partition(conn, "afinia", other_day, frame, "other").db_inserted > 0
         (barrier / "insert_new.release").touch()
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    stored_before = frame.filter((pl.col("partition_date") == last) & pl.col("is_winner")).height - 1
-    assert f'"inserted": 0, "updated": 1, "duplicates": {stored_before}' in out
+    stored_before = frame.filter((pl.col("partition_date") == held_day) & pl.col("is_winner")).height - 1
+    # The loser counts neither as inserted nor as a duplicate: skipped as older (audit: duplicates).
+    expected = (0, 1, stored_before) if held == "newer" else (0, 0, stored_before)
+    assert f'"inserted": {expected[0]}, "updated": {expected[1]}, "duplicates": {expected[2]}' in out
     with psycopg.connect(**pg_conninfo) as conn:
         row = conn.execute("SELECT hash_registro, archivo_origen FROM data_general.ov_afinia WHERE numero_radicado = %s",
                            (older["numero_radicado"],)).fetchone()
         hist = conn.execute("SELECT hash_registro FROM data_general.ov_afinia_history").fetchall()
+        (skipped,) = conn.execute("SELECT db_duplicates FROM data_general.ov_load_audit WHERE partition_date = %s "
+                                  "AND run_id = 'subprocess'", (held_day,)).fetchone()
     assert row == ("m" * 64, "ZZ_data_moved_0001.json")
-    assert hist == [(older["hash_registro"],)]
+    assert hist == ([(older["hash_registro"],)] if held == "newer" else [])
+    assert skipped == stored_before + (held == "older")
