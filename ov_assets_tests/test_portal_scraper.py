@@ -147,6 +147,17 @@ def test_a_filter_that_never_takes_fails_the_day_and_saves_nothing_of_other_days
     assert not [d for d in saved if not d["fecha"].startswith(DAY.strftime("%Y/%m/%d"))]
 
 
+def test_a_day_listed_short_of_its_count_fails_naming_the_gap(portal: ReplicaPortal, tmp_path: Path) -> None:
+    """Pages that repeat a row hide another (pages 2-4: three of them): 34 distinct radicados
+    for a label of 37 is a gap, never a green run."""
+    portal.set_faults(Faults(unstable_order=True))
+    folder = tmp_path / "landing"
+    result = scrape_day(_config(portal, "aire", retries=1), DAY, folder, set(), tmp_path / "artifacts")
+    assert result.failed and not result.complete and (result.listed, result.listed_total) == (34, 37)
+    assert "counts 37 PQRs for the day but listed 34 distinct radicados" in result.list_error
+    assert len(list(folder.glob("*_data_*.json"))) == 34
+
+
 def test_dagster_materialize_against_a_standalone_faulty_replica(tmp_path: Path) -> None:
     """The operator's command, with OV_AIRE_PORTAL_URL/_USER/_PASSWORD pointing at a replica
     in its own process that answers 10% HTTP 500s and expires sessions."""

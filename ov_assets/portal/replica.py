@@ -103,6 +103,8 @@ class Faults:
         whose filter never takes).
     debounce_ms: the datepicker's debounce; Angular Material's is 500 ms, a slow browser makes
         it longer.
+    unstable_order: each page from the second on repeats the previous page's last row in place
+        of its own first (paging over a sort that is not stable), so one PQR is never listed.
     """
 
     delay_s: float = 0.0
@@ -113,6 +115,7 @@ class Faults:
     fail_radicados: frozenset[str] = frozenset()
     ignore_date_filter: bool = False
     debounce_ms: int = 500
+    unstable_order: bool = False
 
 
 class LoggedRequest(NamedTuple):
@@ -502,6 +505,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._json({"error": "bad filter"}, 400)
         total, chunk = self.state.listing(empresa, desde, hasta, arg("estado"), page)
+        if self.state.faults.unstable_order and page > 1 and chunk:
+            # Pages cut from an order that is not stable: the previous page's last row again,
+            # in place of this page's first.
+            chunk[0] = self.state.listing(empresa, desde, hasta, arg("estado"), page - 1)[1][-1]
         with self.state.lock:
             self.state.stats["list_pages"] += 1
         self._json({

@@ -75,6 +75,11 @@ _EXT = re.compile(r"\.([A-Za-z0-9]{1,8})$")
 FILTER_ATTEMPTS = 5  # searches until the request carries the typed day (debounce: ~0.5 s)
 
 
+class ListIncomplete(PortalError):
+    """The day's results, walked again and again, never listed as many radicados as their
+    label counts: not a fault to retry, a gap to report."""
+
+
 def _backoff(attempt: int) -> float:
     """Seconds to wait before retrying after the ``attempt``-th fault: doubling from 0.25 s, at
     most 4 s (a busy portal answering 500 is given time; a retry is not a wait for the page)."""
@@ -465,7 +470,7 @@ async def _scrape_day_async(
                             return
                         walks += 1
                         if walks > config.retries:
-                            raise PortalError(
+                            raise ListIncomplete(
                                 f"the portal counts {listing.total} PQRs for the day but listed "
                                 f"{len(listed_radicados)} distinct radicados of it over {walks} walks")
                         log.warning("%s %s: listed %d of %d PQRs, walking the day again", config.empresa, day,
@@ -474,6 +479,8 @@ async def _scrape_day_async(
                     except SessionExpired:
                         await session.relogin(generation)
                         listing = None
+                    except ListIncomplete:
+                        raise
                     except PortalError as exc:
                         faults += 1
                         result.retries += 1
