@@ -158,6 +158,15 @@ def test_a_day_listed_short_of_its_count_fails_naming_the_gap(portal: ReplicaPor
     assert len(list(folder.glob("*_data_*.json"))) == 34
 
 
+def test_a_session_that_never_lasts_fails_the_day(portal: ReplicaPortal, tmp_path: Path) -> None:
+    """Logging in again is bounded too: a portal whose every request finds the session expired
+    fails the day saying so."""
+    portal.set_faults(Faults(expire_every=1))
+    result = scrape_day(_config(portal, "aire", retries=1), DAY, tmp_path / "landing", set(), tmp_path / "artifacts")
+    assert result.failed and not result.written
+    assert "the portal session expired 5 times without a page of results in between" in result.list_error
+
+
 def test_dagster_materialize_against_a_standalone_faulty_replica(tmp_path: Path) -> None:
     """The operator's command, with OV_AIRE_PORTAL_URL/_USER/_PASSWORD pointing at a replica
     in its own process that answers 10% HTTP 500s and expires sessions."""

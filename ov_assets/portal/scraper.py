@@ -450,8 +450,8 @@ async def _scrape_day_async(
                 """Search the day and take every page once. After a fault (HTTP 500, a toast, a
                 view that never showed its answer, rows of another day) the day is searched again
                 and paged forward to the first row not taken yet; after an expired session the
-                same, once logged in again. Consecutive faults are bounded."""
-                target, faults, walks = 1, 0, 0
+                same, once logged in again. Consecutive faults and expiries are bounded."""
+                target, faults, walks, expiries = 1, 0, 0, 0
                 listing: pages.ListPage | None = None
                 while True:
                     generation = session.generation
@@ -461,7 +461,7 @@ async def _scrape_day_async(
                             while listing.total and listing.last < target:
                                 listing = await pages.next_page(page, listing.last + 1, timeout_ms)
                         _take(listing)
-                        faults = 0
+                        faults = expiries = 0
                         if listing.last < listing.total:
                             target = listing.last + 1
                             listing = await pages.next_page(page, target, timeout_ms)
@@ -477,6 +477,10 @@ async def _scrape_day_async(
                                     len(listed_radicados), listing.total)
                         target, listing = 1, None
                     except SessionExpired:
+                        expiries += 1
+                        if expiries > config.retries + 3:
+                            raise PortalError(f"the portal session expired {expiries} times without a page of "
+                                              "results in between") from None
                         await session.relogin(generation)
                         listing = None
                     except ListIncomplete:
