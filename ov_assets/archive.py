@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import mimetypes
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ from ov_assets.contract import EMPRESA_DISPLAY
 from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets.landing import landing_dir
 from ov_assets.loading import SCHEMA, table_name
+from ov_assets.nofollow import NotARegularFile
 from ov_assets.resources.object_store import ConflictError, IntegrityError, ObjectExists, ObjectStore
 
 DONE_STATUSES = ("uploaded", "pre_existing")
@@ -152,7 +154,7 @@ def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None
     if stop.is_set():
         return outcome("pending", error=f"not attempted: {why[0] if why else 'run stopped'}")
     try:
-        if not obj.path.is_file():
+        if not os.path.lexists(obj.path):  # (a link is not missing: the put refuses it, by name)
             return outcome("error", error="landing file missing")
         try:
             store.put(obj.key, obj.path, obj.sha256, content_type(obj.filename), _metadata(obj, registry_id),
@@ -179,6 +181,8 @@ def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None
         why.append(str(exc))
         stop.set()
         return outcome("error", error=str(exc))
+    except NotARegularFile as exc:  # swapped for a link (or a folder) since it was indexed
+        return outcome("error", error=f"{exc}; not uploaded"[:500])
     except (OperatorError, IntegrityError, ConflictError) as exc:
         return outcome("error", error=str(exc)[:500])
     except Exception as exc:  # noqa: BLE001 - the registry keeps the reason, the run reports it

@@ -10,7 +10,13 @@ A landing file is deleted only when all of this holds for every record it belong
 - the bucket itself proves it holds those bytes under that row's key: S3's full-object
   SHA-256 checksum, or the object read back and hashed (never the registry's word alone, never
   the ``sha256`` metadata a writer set); a file that cannot be proven is kept and counted;
-- every one of those files was last modified more than ``OV_RETENTION_DAYS`` (default 30) ago.
+- every one of those files was last modified more than ``OV_RETENTION_DAYS`` (default 30) ago;
+- the file is still a regular file: it is opened as the index opens it, never through a
+  symbolic link (a file swapped for a link is kept, counted as changed).
+
+The index forgets each file just before it goes (``LandingIndex.forget``), not by a refresh
+after: a folder the cleanup empties is an empty index, not an unmounted folder
+(``LandingFolderUnavailable`` stays for files that vanished otherwise).
 
 Nothing else is ever deleted: files of no record, rejects, files shared with a record that is
 not deletable (an attachment named by several versions, of this day or any other day, while
@@ -23,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import stat
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +41,7 @@ from ov_assets.contract import BOGOTA, EMPRESAS, FIRST_DAY
 from ov_assets.landing_index import IndexedFile, LandingIndex
 from ov_assets.reports import mark_cleaned
 from ov_assets.loading import SCHEMA
+from ov_assets.nofollow import NotARegularFile, open_landing
 from ov_assets.resources.object_store import ObjectStore, verify_object
 from ov_assets.settings import retention_days
 
@@ -70,15 +78,27 @@ class CleanupReport:
                 f"{self.kept_named_elsewhere} named by a version not archived yet")
 
 
-def _sha256(path: Path) -> str | None:
+def _hashed(path: Path) -> tuple[os.stat_result, str] | None:
+    """``fstat`` and SHA-256 of the landing file ``path``, read without following a link
+    (``NotARegularFile``); None when it is gone."""
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
+        with open_landing(path) as (fh, st):
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
     except FileNotFoundError:
         return None
-    return digest.hexdigest()
+    return st, digest.hexdigest()
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    """``path`` is still the regular file ``st`` described (not replaced or swapped since)."""
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) == (
+        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _registered(conn: psycopg.Connection, empresa: str, bucket: str,
@@ -185,7 +205,7 @@ def cleanup_landing(
             others = {r.name: r for recs in elsewhere.values() for r in recs}
             archived = _archived(conn, index, empresa, store.bucket, list(others.values())) if others else set()
             files_by_name = {f.name: f for r in old for f in (r, *linked.get(r.name, []))}
-            marked = False
+            going: list[tuple[IndexedFile, Path, os.stat_result]] = []
             for name, f in sorted(files_by_name.items()):
                 if not owners[name] or not owners[name] <= deletable:
                     continue
@@ -193,25 +213,35 @@ def cleanup_landing(
                     report.kept_named_elsewhere += 1
                     continue
                 path = folder / name
+                # Bytes on disk must still be the verified bytes, of a regular file (a link is
+                # never followed); else leave the file alone.
                 try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    continue
-                # Bytes on disk must still be the verified bytes; else leave the file alone.
-                if st.st_size != f.size or _sha256(path) != f.sha256:
+                    found = _hashed(path)
+                except NotARegularFile:
                     report.kept_changed += 1
                     continue
+                if found is None:
+                    continue
+                st, sha = found
+                if st.st_size != f.size or sha != f.sha256:
+                    report.kept_changed += 1
+                    continue
+                going.append((f, path, st))
+            if going and not dry_run:
+                # Before the first file goes: the reports keep their rows (the mark), and the
+                # index no longer lists what goes (a file kept below is indexed again as new).
+                mark_cleaned(conn, empresa, day)
+                index.forget(empresa, [(f.name, f.sha256) for f, _, _ in going])
+            for f, path, st in going:
                 if not dry_run:
-                    if not marked:  # before the first file goes (the reports keep their rows)
-                        mark_cleaned(conn, empresa, day)
-                        marked = True
+                    if not _same_file(path, st):  # replaced since it was hashed
+                        report.kept_changed += 1
+                        continue
                     os.unlink(path)
                 report.deleted.append(path)
                 counts["files"] += 1
                 counts["bytes"] += st.st_size
             counts["records"] += len(deletable)
-        if not dry_run and counts["files"]:
-            index.refresh(empresa, today)  # drops the deleted files from the index
         report.per_empresa[empresa] = counts
         report.files += counts["files"]
         report.bytes += counts["bytes"]

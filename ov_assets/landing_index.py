@@ -38,7 +38,6 @@ import json
 import os
 import re
 import sqlite3
-import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -62,6 +61,7 @@ from ov_assets.contract import (
 from ov_assets.errors import ConfigurationError, OperatorError
 # (the endings of names being written: such files are skipped, not reported)
 from ov_assets.landing import _TEMPORARY_ENDINGS, FILE_RECORD, landing_dir, parse_name
+from ov_assets.nofollow import NotARegularFile, open_regular
 from ov_assets.records import RULES_VERSION, FileOutcome, evaluate_parts
 from ov_assets.reports import private_dir
 
@@ -232,6 +232,23 @@ class LandingIndex:
 
     def folder(self, empresa: str) -> Path:
         return landing_dir(self.data_dir, empresa)
+
+    def forget(self, empresa: str, files: Iterable[tuple[str, str]]) -> int:
+        """Drop the rows of (name, sha256) files deleted on purpose (the cleanup), before they
+        go: a folder the cleanup empties is then an empty index, never taken for an unmounted
+        folder by the next refresh. Returns the rows dropped."""
+        pairs = [(empresa, name, sha) for name, sha in files]
+        if not pairs:
+            return 0
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            before = db.total_changes
+            db.executemany("DELETE FROM files WHERE empresa = ? AND name = ? AND sha256 = ?", pairs)
+            dropped = db.total_changes - before
+            db.execute(_BUMP)
+            db.execute("COMMIT")
+        self._forget(empresa)
+        return dropped
 
     def refresh(self, empresa: str, today: dt.date, stable_before_ns: int | None = None) -> RefreshResult:
         """Bring the index up to date with the folder: open only new or changed files.
@@ -796,23 +813,17 @@ def _index_one(dir_fd: int, name: str, cap: int, out: _Found) -> None:
                      "rename it if it is a PQR file, else move it out of the folder", out)
         return
     try:  # relative to the folder: one path component, and never through a symbolic link
-        fd = os.open(name, _O_FLAGS, dir_fd=dir_fd)
+        fd, st = open_regular(name, dir_fd)
     except FileNotFoundError:
         return  # removed since the listing
+    except NotARegularFile as exc:
+        _reject_into(dir_fd, name, name, parsed.ts, NOT_A_REGULAR_FILE, exc.detail, out, exc.st)
+        return
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW on a symbolic link
-            _reject_into(dir_fd, name, name, parsed.ts, NOT_A_REGULAR_FILE,
-                         "a symbolic link: links are never followed (copy the file itself into the folder)", out)
-        else:
-            _reject_into(dir_fd, name, name, parsed.ts, UNREADABLE,
-                         f"the file could not be opened ({errno.errorcode.get(exc.errno or 0, 'OSError')})", out)
+        _reject_into(dir_fd, name, name, parsed.ts, UNREADABLE,
+                     f"the file could not be opened ({errno.errorcode.get(exc.errno or 0, 'OSError')})", out)
         return
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
-            _reject_into(dir_fd, name, name, parsed.ts, NOT_A_REGULAR_FILE, f"{what}: not read", out, st)
-            return
         if parsed.kind != FILE_RECORD:
             sha, size = _hash_fd(fd)
             out.rows.append((out.empresa, name, size, st.st_mtime_ns, sha, parsed.kind, parsed.link_key, None,
@@ -914,10 +925,6 @@ def max_record_bytes() -> int:
 
 
 DEFAULT_MAX_RECORD_BYTES = 8 * 2**20
-# Never through a symbolic link (the listing and the open are two moments: a file swapped for a
-# link in between is refused by the kernel), and never blocking on a FIFO.
-_O_FLAGS = (os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-            | getattr(os, "O_NONBLOCK", 0))
 _DAYS: dict[str, dt.date] = {}  # ISO day -> date, shared by the records of a day
 _CHUNK = 1 << 20
 

@@ -5,6 +5,7 @@ claims bytes the bucket does not hold."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,23 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets.archive import archive_objects, link_table_rows, plan_objects, versioned_key
+from ov_assets.archive import (
+    _archive_one,
+    archive_objects,
+    link_table_rows,
+    plan_objects,
+    register_pending,
+    versioned_key,
+)
 from ov_assets.resources.object_store import verify_object
-from ov_assets_tests.archive_support import bucket_keys, client, frame_for, prepare, registry, store_resource
+from ov_assets_tests.archive_support import (
+    bucket_keys,
+    client,
+    frame_for,
+    prepare,
+    registry,
+    store_resource,
+)
 from ov_assets_tests.s3_fault_proxy import Fault, fault_proxy
 
 
@@ -31,6 +46,26 @@ def _registry_is_true(conninfo: dict[str, Any], store: Any) -> None:
     for key, row in registry(conninfo).items():
         if row["upload_status"] in ("uploaded", "pre_existing"):
             assert verify_object(store, key, row["file_size"], row["file_hash"]) is None, key
+
+
+def _versions_kept_apart(conninfo: dict[str, Any], store: Any, frame: pl.DataFrame, data_dir: Path,
+                         first: Any, old_bytes: bytes, new_bytes: bytes) -> None:
+    """``first``'s key still holds ``old_bytes``, its versioned key ``new_bytes``, the table
+    links the versioned key, every stored row is true, and a rerun changes nothing."""
+    new_sha = hashlib.sha256(new_bytes).hexdigest()
+    new_key = versioned_key(first.key, new_sha)
+    c = client(store.client.meta.endpoint_url)
+    assert c.get_object(Bucket=store.bucket, Key=first.key)["Body"].read() == old_bytes  # not overwritten
+    assert c.get_object(Bucket=store.bucket, Key=new_key)["Body"].read() == new_bytes
+    _registry_is_true(conninfo, store)
+    with psycopg.connect(**conninfo) as conn:
+        (urls,) = conn.execute("SELECT archivos_s3_urls FROM data_general.ov_afinia WHERE numero_radicado = %s",
+                               (first.numero_radicado,)).fetchone()
+    assert {u["s3_url"]: u["sha256"] for u in urls if u["filename"] == first.filename} == {
+        f"s3://{store.bucket}/{new_key}": new_sha}
+    before, keys = registry(conninfo), bucket_keys(c.meta.endpoint_url, store.bucket)
+    _, outcomes = _archive(conninfo, store, frame, data_dir)
+    assert outcomes == [] and registry(conninfo) == before and bucket_keys(c.meta.endpoint_url, store.bucket) == keys
 
 
 @pytest.mark.parametrize("status", [503, 409])
@@ -133,19 +168,68 @@ def test_landing_file_replaced_by_hand_is_a_new_version(data_dir: Path, pg_conni
     assert (reg[first.key]["upload_status"], reg[first.key]["file_hash"]) == ("uploaded", first.sha256)
     assert (reg[new_key]["upload_status"], reg[new_key]["file_hash"], reg[new_key]["filename"]) == (
         "uploaded", new_sha, first.filename)
-    c = client(s3_endpoint)
-    assert c.get_object(Bucket=s3_bucket, Key=first.key)["Body"].read() == old_bytes
-    assert c.get_object(Bucket=s3_bucket, Key=new_key)["Body"].read() == first.path.read_bytes()
-    _registry_is_true(pg_conninfo18, store)
-    with psycopg.connect(**pg_conninfo18) as conn:
-        (urls,) = conn.execute("SELECT archivos_s3_urls FROM data_general.ov_afinia WHERE numero_radicado = %s",
-                               (first.numero_radicado,)).fetchone()
-    assert {u["s3_url"]: u["sha256"] for u in urls if u["filename"] == first.filename} == {
-        f"s3://{s3_bucket}/{new_key}": new_sha}
+    _versions_kept_apart(pg_conninfo18, store, frame, data_dir, first, old_bytes, first.path.read_bytes())
 
-    before, keys = registry(pg_conninfo18), bucket_keys(s3_endpoint, s3_bucket)
-    again, outcomes = _archive(pg_conninfo18, store, frame, data_dir)
-    assert outcomes == [] and registry(pg_conninfo18) == before and bucket_keys(s3_endpoint, s3_bucket) == keys
+
+def test_own_put_of_earlier_bytes_keeps_its_row_and_the_new_bytes_get_their_own_key(
+        data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str) -> None:
+    """A run registered a file ``pending``, stored its bytes A under the row's id and was killed
+    before writing the outcome; then the landing file was replaced by hand with bytes B. The
+    next run finds its own object under the key: the row is recorded ``uploaded`` against A
+    (what the key holds), B is stored under its own versioned key with a row of its own and
+    linked from the table; nothing is overwritten, and a rerun changes nothing."""
+    frame = prepare(data_dir, pg_conninfo18, n=3)
+    store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
+    objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
+    winners = {f["filename"] for fs in frame.filter(pl.col("is_winner"))["files"].to_list() for f in fs}
+    first = next(o for o in objects if o.file_type == "pdf" and o.filename in winners)
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        ids = register_pending(conn, store, [first])
+    stored = _archive_one(store, first, ids[first.key], threading.Event(), [])  # its outcome never written
+    assert stored.status == "uploaded" and registry(pg_conninfo18)[first.key]["upload_status"] == "pending"
+    bytes_a = first.path.read_bytes()
+    first.path.write_bytes(bytes_a + b"\n% replaced by hand\n")
+    bytes_b = first.path.read_bytes()
+    sha_b = hashlib.sha256(bytes_b).hexdigest()
+
+    frame = frame_for(data_dir)
+    counts, _ = _archive(pg_conninfo18, store, frame, data_dir)
+    assert (counts.s3_uploaded, counts.s3_errors, counts.s3_pre_existing) == (len(objects), 0, 0)
+    reg = registry(pg_conninfo18)
+    row, new_key = reg[first.key], versioned_key(first.key, sha_b)
+    assert new_key != first.key and new_key.endswith(f"~{sha_b[:16]}.pdf")
+    assert (row["id"], row["upload_status"], row["upload_source"], row["file_hash"], row["file_size"]) == (
+        ids[first.key], "uploaded", "bot", first.sha256, len(bytes_a))
+    assert (reg[new_key]["upload_status"], reg[new_key]["file_hash"], reg[new_key]["filename"]) == (
+        "uploaded", sha_b, first.filename)
+    _versions_kept_apart(pg_conninfo18, store, frame, data_dir, first, bytes_a, bytes_b)
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_landing_file_swapped_for_a_link_is_not_uploaded(where: str, data_dir: Path, pg_conninfo18: dict[str, Any],
+                                                          tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Indexed, then swapped for a symbolic link to the same bytes outside the folder: the link
+    is never followed, so nothing is stored under its key; its row is ``error`` naming the
+    file, and the other files are stored as usual."""
+    frame = prepare(data_dir, pg_conninfo18, n=3)
+    objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
+    victim = next(o for o in objects if o.file_type == "pdf")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = victim.path.rename(outside / victim.filename)
+    victim.path.symlink_to(target)
+    if where == "s3":
+        endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
+        store = store_resource(endpoint, bucket, data_dir).open()
+    else:
+        store = store_resource("", "", data_dir).open()
+    counts, _ = _archive(pg_conninfo18, store, frame, data_dir)
+    assert (counts.s3_errors, counts.s3_uploaded) == (1, len(objects) - 1)
+    assert store.head(victim.key) is None
+    row = registry(pg_conninfo18)[victim.key]
+    assert row["upload_status"] == "error"
+    assert row["last_error"].startswith(f"{victim.filename}: a symbolic link") and "not uploaded" in row["last_error"]
+    _registry_is_true(pg_conninfo18, store)
 
 
 def test_copy_answered_409_is_retried(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:

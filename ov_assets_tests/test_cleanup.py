@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from ov_assets import generator
 from ov_assets.assets import pqr_assets
 from ov_assets.cleanup import cleanup_landing
 from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingIndex
+from ov_assets.landing_index import LandingFolderUnavailable, LandingIndex
 from ov_assets.reports import consolidated_paths
 from ov_assets_tests.checks_support import write_newer_version
 from ov_assets_tests.support import pipeline_resources
@@ -276,3 +277,72 @@ def test_portal_named_attachment_kept_while_another_days_version_is_not_archived
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
         cleanup_landing(LandingIndex(data_dir), conn, store, retention=30)
     assert not proof.exists()
+
+
+def test_file_swapped_for_a_link_is_not_hashed_through_it(pg_conninfo18: dict[str, Any], data_dir: Path,
+                                                          s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    """A record file swapped for a symbolic link to its own bytes outside the folder after the
+    cleanup's refresh (while it proves the files in the bucket): the link is never followed,
+    so the file counts as changed and neither the link nor its target goes."""
+    resources, _, _ = _setup(pg_conninfo18, data_dir, s3_bucket, s3_endpoint)
+    groups = _record_groups(data_dir, "afinia", OLD)
+    victim = landing_dir(data_dir, "afinia") / min(groups)
+    data = victim.read_bytes()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store = resources["object_store"].open()
+    lock, swapped = threading.Lock(), []
+
+    def swap(**_: Any) -> None:  # on the first HeadObject of the proofs (several run at once)
+        with lock:
+            if not swapped:
+                swapped.append(victim.rename(outside / victim.name))
+                victim.symlink_to(swapped[0])
+
+    store.client.meta.events.register("before-call.s3.HeadObject", swap)
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        report = cleanup_landing(LandingIndex(data_dir), conn, store, retention=30)
+    assert swapped and victim.is_symlink() and swapped[0].read_bytes() == data
+    assert report.kept_changed == 1 and victim not in report.deleted and report.files > 0
+
+
+def test_cleanup_that_empties_the_folder_succeeds(pg_conninfo18: dict[str, Any], data_dir: Path,
+                                                  monkeypatch, capsys) -> None:
+    """Every file of an empresa archived and old: ``ov-assets cleanup`` empties its folder and
+    succeeds; the index forgot exactly those files, so the next refresh and pqr_records take the
+    empty folder for what it is (nothing to do), while files that vanish otherwise still mean
+    an unmounted folder."""
+    from ov_assets import cli
+    from ov_assets_tests.support import postgres_env
+
+    today = RECENT + dt.timedelta(days=1)
+    resources = pipeline_resources(pg_conninfo18, data_dir)
+    old = generator.write_day(data_dir, "afinia", OLD, n=6, broken=False)
+    _set_age(old.files, 40)
+    _materialize(resources, OLD, "afinia")
+    reports = consolidated_paths(data_dir, "afinia", OLD)
+    before = {k: p.read_bytes() for k, p in reports.items()}
+    with psycopg.connect(**pg_conninfo18) as conn:
+        rows = conn.execute("SELECT * FROM data_general.ov_afinia ORDER BY numero_radicado").fetchall()
+    for k, v in postgres_env(pg_conninfo18).items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["cleanup"]) == 0
+    assert f"freed {len(old.files)} files" in capsys.readouterr().out
+    assert _landing(data_dir, "afinia") == set()
+
+    index = LandingIndex(data_dir)
+    refreshed = index.refresh("afinia", today)
+    assert (refreshed.scanned, refreshed.removed, index.record_files("afinia", OLD)) == (0, 0, [])
+    _materialize(resources, OLD, "afinia")  # the re-extraction's rerun of a cleaned partition
+    assert {k: p.read_bytes() for k, p in reports.items()} == before
+    with psycopg.connect(**pg_conninfo18) as conn:
+        assert conn.execute("SELECT * FROM data_general.ov_afinia ORDER BY numero_radicado").fetchall() == rows
+    assert cli.main(["cleanup"]) == 0  # and again: nothing to do, no error
+
+    # Files the cleanup did not take, gone from the folder: still "is the folder mounted?".
+    recent = generator.write_day(data_dir, "afinia", RECENT, n=2, broken=False)
+    index.refresh("afinia", today)
+    for path in recent.files:
+        path.unlink()
+    with pytest.raises(LandingFolderUnavailable, match="is the folder mounted"):
+        index.refresh("afinia", today)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ov_assets.nofollow import NotARegularFile
 from ov_assets.resources.object_store import (
     IntegrityError,
     LocalObjectStore,
@@ -69,6 +70,29 @@ def test_changed_landing_file_is_refused(s3_endpoint, s3_bucket, tmp_path):
     with pytest.raises(IntegrityError):
         store.put("k/x.json", path, sha, "application/json", {})
     assert store.head("k/x.json") is None
+
+
+@pytest.mark.parametrize("where", ["s3", "s3-multipart", "local"])
+def test_put_never_follows_a_symbolic_link(where, tmp_path, request):
+    """A landing file swapped for a link to the same bytes elsewhere (after it was indexed):
+    every put refuses it by name, reads nothing through the link and stores nothing."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    big = where == "s3-multipart"
+    target, sha = _file(outside, "RE1_20251008_093221.pdf", b"%PDF-1.4 outside\n" * ((6 << 20) // 17 if big else 3))
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    link = landing / target.name
+    os.symlink(target, link)
+    if where == "local":
+        store = LocalObjectStore(tmp_path / "store")
+    else:
+        endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
+        store = store_resource(endpoint, bucket, tmp_path, multipart_threshold_mb=5, multipart_chunksize_mb=5).open()
+    for only_if_absent in (True, False):
+        with pytest.raises(NotARegularFile, match=r"^RE1_20251008_093221\.pdf: a symbolic link"):
+            store.put("k/RE1_20251008_093221.pdf", link, sha, "application/pdf", {}, only_if_absent=only_if_absent)
+    assert store.head("k/RE1_20251008_093221.pdf") is None
 
 
 def test_multipart_sends_part_checksums_and_verifies_composite(s3_endpoint, s3_bucket, tmp_path):

@@ -9,6 +9,9 @@ Integrity of an S3 put (CONTRACT §7):
 
 - the bytes sent are the bytes hashed: the file is read once, its SHA-256 compared with the
   one recorded when the landing file was indexed (a file changed since is refused);
+- the landing file is opened as the index opens it (``nofollow.open_landing``): never through
+  a symbolic link, only a regular file, so a file swapped for a link since it was indexed is
+  refused (``NotARegularFile``, naming the file) and nothing outside the folder is uploaded;
 - the SHA-256 travels with the request (``x-amz-checksum-sha256``; per part for multipart), so
   S3 rejects a body that does not match (``BadDigest``);
 - the answer is checked: the checksum S3 echoes must be ours and, where the ETag is the MD5 of
@@ -42,7 +45,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import boto3
 import dagster as dg
@@ -52,6 +55,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ov_assets.errors import ConfigurationError, translate_aws_error
+from ov_assets.nofollow import NotARegularFile, open_landing
 from ov_assets.reports import private_dir
 
 LOCAL_BUCKET = "local"
@@ -140,12 +144,12 @@ def verify_object(store: ObjectStore, key: str, size: int | None, sha256: str) -
     return None if got == sha256 else "sha256_differs"
 
 
-def _copy_private(src: Path, dst: Path) -> None:
-    """Copy ``src`` to the new file ``dst``, created 0600 (never readable by others, not even
-    for a moment)."""
+def _copy_private(src: BinaryIO, dst: Path) -> None:
+    """Copy the open file ``src`` to the new file ``dst``, created 0600 (never readable by
+    others, not even for a moment)."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
+    with os.fdopen(fd, "wb") as out:
+        while chunk := src.read(_CHUNK):
             out.write(chunk)
 
 
@@ -202,7 +206,7 @@ class LocalObjectStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _write_verified(self, src: Path, key: str, sha256: str, metadata: dict[str, str],
+    def _write_verified(self, src: BinaryIO, key: str, sha256: str, metadata: dict[str, str],
                         only_if_absent: bool = True) -> None:
         target = self._path(key)
         private_dir(target.parent)
@@ -226,11 +230,14 @@ class LocalObjectStore:
 
     def put(self, key: str, path: Path, sha256: str, content_type: str, metadata: dict[str, str],
             only_if_absent: bool = False) -> None:
-        self._write_verified(path, key, sha256, metadata, only_if_absent)
+        """Store the landing file ``path`` (never through a link: ``NotARegularFile``)."""
+        with open_landing(path) as (fh, _):
+            self._write_verified(fh, key, sha256, metadata, only_if_absent)
 
     def copy(self, src: str, dst: str, sha256: str) -> None:
         head = self.head(src)
-        self._write_verified(self._path(src), dst, sha256, head.metadata if head else {})
+        with self._path(src).open("rb") as fh:
+            self._write_verified(fh, dst, sha256, head.metadata if head else {})
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -286,7 +293,7 @@ class S3ObjectStore:
                     f"{key}: S3 answered 409 ConditionalRequestConflict (another write to this key "
                     "was in flight); nothing was stored, the next run retries") from None
             raise self._fail(exc) from exc
-        except (ObjectExists, IntegrityError, ConflictError):
+        except (ObjectExists, IntegrityError, ConflictError, NotARegularFile):
             raise
         except Exception as exc:
             raise self._fail(exc) from exc
@@ -371,17 +378,19 @@ class S3ObjectStore:
 
     def put(self, key: str, path: Path, sha256: str, content_type: str, metadata: dict[str, str],
             only_if_absent: bool = False) -> None:
-        """Store ``path`` under ``key``; with ``only_if_absent`` (the PQR archive) never over an
-        existing object (``ObjectExists``). ``IntegrityError`` when the bytes are not the
-        expected ones."""
+        """Store the landing file ``path`` under ``key``; with ``only_if_absent`` (the PQR
+        archive) never over an existing object (``ObjectExists``). ``IntegrityError`` when the
+        bytes are not the expected ones; ``NotARegularFile`` when ``path`` is a link (never
+        followed) or no regular file."""
         common = {"Bucket": self.bucket, "Key": key, "ContentType": content_type,
                   "Metadata": {**metadata, "sha256": sha256}, **self._sse()}
 
         def write() -> None:
-            if path.stat().st_size < self.multipart_threshold:
-                self._put_single(path, sha256, common, only_if_absent)
-            else:
-                self._put_multipart(path, sha256, common, only_if_absent)
+            with open_landing(path) as (fh, st):
+                if st.st_size < self.multipart_threshold:
+                    self._put_single(fh, path.name, sha256, common, only_if_absent)
+                else:
+                    self._put_multipart(fh, path.name, sha256, common, only_if_absent)
 
         self._write_retrying_conflicts(key, write)
 
@@ -399,10 +408,10 @@ class S3ObjectStore:
                 # Full jitter: the writers that collided do not collide again in step.
                 time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
 
-    def _put_single(self, path: Path, sha256: str, common: dict[str, Any], only_if_absent: bool) -> None:
-        data = path.read_bytes()
+    def _put_single(self, fh: BinaryIO, name: str, sha256: str, common: dict[str, Any], only_if_absent: bool) -> None:
+        data = fh.read()
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise IntegrityError(f"{path.name} changed since it was indexed (sha256 differs); not uploaded")
+            raise IntegrityError(f"{name} changed since it was indexed (sha256 differs); not uploaded")
         checksum = b64_of_hex(sha256)
         resp = self.client.put_object(**common, Body=data, ChecksumAlgorithm="SHA256",
                                       ChecksumSHA256=checksum, **_condition(only_if_absent))
@@ -428,32 +437,33 @@ class S3ObjectStore:
                     or stored.split("-")[0] != checksum:
                 raise IntegrityError(f"{key}: verification after upload failed (size or checksum)")
 
-    def _put_multipart(self, path: Path, sha256: str, common: dict[str, Any], only_if_absent: bool) -> None:
+    def _put_multipart(self, fh: BinaryIO, name: str, sha256: str, common: dict[str, Any],
+                       only_if_absent: bool) -> None:
         upload = self.client.create_multipart_upload(**common, ChecksumAlgorithm="SHA256")
         upload_id = upload["UploadId"]
         parts, digests = [], []
         whole = hashlib.sha256()
         # No AbortMultipartUpload on failure: the runtime policy does not grant it; the bucket's
         # lifecycle rule removes incomplete uploads (aws/bucket-lifecycle.json).
-        with path.open("rb") as fh:
-            number = 0
-            while data := fh.read(self.multipart_chunksize):
-                number += 1
-                whole.update(data)
-                digest = hashlib.sha256(data).digest()
-                checksum = base64.b64encode(digest).decode()
-                resp = self.client.upload_part(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
-                                               PartNumber=number, Body=data, ChecksumAlgorithm="SHA256",
-                                               ChecksumSHA256=checksum)
-                etag = str(resp.get("ETag", "")).strip('"')
-                if self._etag_is_md5() and len(etag) == 32 and etag != hashlib.md5(data).hexdigest():
-                    raise IntegrityError(f"{common['Key']}: part {number} arrived with different bytes")
-                if resp.get("ChecksumSHA256") and resp["ChecksumSHA256"] != checksum:
-                    raise IntegrityError(f"{common['Key']}: part {number} checksum differs")
-                parts.append({"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum})
-                digests.append(digest)
+        number = size = 0
+        while data := fh.read(self.multipart_chunksize):
+            number += 1
+            size += len(data)
+            whole.update(data)
+            digest = hashlib.sha256(data).digest()
+            checksum = base64.b64encode(digest).decode()
+            resp = self.client.upload_part(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
+                                           PartNumber=number, Body=data, ChecksumAlgorithm="SHA256",
+                                           ChecksumSHA256=checksum)
+            etag = str(resp.get("ETag", "")).strip('"')
+            if self._etag_is_md5() and len(etag) == 32 and etag != hashlib.md5(data).hexdigest():
+                raise IntegrityError(f"{common['Key']}: part {number} arrived with different bytes")
+            if resp.get("ChecksumSHA256") and resp["ChecksumSHA256"] != checksum:
+                raise IntegrityError(f"{common['Key']}: part {number} checksum differs")
+            parts.append({"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum})
+            digests.append(digest)
         if whole.hexdigest() != sha256:
-            raise IntegrityError(f"{path.name} changed since it was indexed (sha256 differs); not uploaded")
+            raise IntegrityError(f"{name} changed since it was indexed (sha256 differs); not uploaded")
         composite = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
         try:
             resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
@@ -465,7 +475,7 @@ class S3ObjectStore:
             # A retried completion whose first answer was lost: the upload is gone because it
             # was completed. The caller compares what the key holds, as for any taken key.
             raise ObjectExists(common["Key"]) from None
-        self._check_answer(common["Key"], resp, composite, None, path.stat().st_size)
+        self._check_answer(common["Key"], resp, composite, None, size)
 
     def copy(self, src: str, dst: str, sha256: str) -> None:
         """Server-side copy of ``src`` to a free ``dst`` (``ObjectExists`` otherwise), with S3
