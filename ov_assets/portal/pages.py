@@ -12,6 +12,7 @@ Errors raised here never carry credentials or personal data.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import unicodedata
@@ -380,13 +381,9 @@ async def _select_all_statuses(page: Page, timeout_ms: float) -> None:
 
 
 async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: float, fresh: bool) -> None:
-    """Show the detail of ``item``: wait for its own XHR's answer, then for its values (its
-    radicado, a fecha and a status) on screen."""
-
-    def mine(response: Response) -> bool:
-        request = response.request
-        return _is_xhr(response) and item.detail_id in unquote(request.url) + " " + unquote(request.post_data or "")
-
+    """Show the detail of ``item`` and prove it: its values on screen (its radicado, a fecha and
+    a status) after an XHR answered. Whatever the detail API looks like, an XHR answering 401 is
+    an expired session and one answering 5xx (or an error toast) a PortalError."""
     url = detail_url(base_url, item.detail_id)
     if fresh or LIST_PATH not in unquote(page.url):
         async def action() -> None:
@@ -401,15 +398,40 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
         async def action() -> None:
             # Same single-page app: change the route only, like clicking the eye link does.
             await page.evaluate("id => { location.hash = '#Detail/' + id; }", item.detail_id)
+
+    answered: list[Response] = []
+    failed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_response(response: Response) -> None:
+        if not _is_xhr(response):
+            return
+        answered.append(response)
+        if (response.status == 401 or response.status >= 500) and not failed.done():
+            failed.set_result(response.status)
+
+    await page.evaluate(_MARK_TOASTS_JS, TOAST)
+    page.on("response", on_response)
     try:
-        await _answered(page, action, timeout_ms, "detail", mine)
-    except PortalError:
-        if await page.locator(PASSWORD_INPUT).count():
-            raise SessionExpired() from None
-        raise
-    await _wait_js(page, _DETAIL_READY_JS,
-                   [item.numero_radicado, PASSWORD_INPUT, DETAIL_LABEL, RADICADO_LABEL, "Fecha", "Estado Solicitud",
-                    TOAST], timeout_ms, "detail view")
+        await action()
+        shown = asyncio.ensure_future(_wait_js(
+            page, _DETAIL_READY_JS,
+            [item.numero_radicado, PASSWORD_INPUT, DETAIL_LABEL, RADICADO_LABEL, "Fecha", "Estado Solicitud", TOAST],
+            timeout_ms, "detail view"))
+        await asyncio.wait({shown, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            shown.cancel()
+            if failed.result() == 401:
+                raise SessionExpired()
+            raise PortalError(f"the portal answered HTTP {failed.result()} to the detail")
+        await shown
+        if not any(r.ok for r in answered):
+            # Values already on screen (from the list, say) are no proof: wait for the answer.
+            try:
+                await page.wait_for_event("response", lambda r: _is_xhr(r) and r.ok, timeout=timeout_ms)
+            except PlaywrightTimeout:
+                raise PortalError("the detail view showed values before any answer of the portal") from None
+    finally:
+        page.remove_listener("response", on_response)
 
 
 async def read_detail(page: Page) -> tuple[dict[str, str], list[str]]:
