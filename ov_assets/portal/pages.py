@@ -210,13 +210,11 @@ def _is_xhr(response: Response) -> bool:
     return response.request.resource_type in ("xhr", "fetch")
 
 
-async def _answered(page: Page, action: Callable[[], Awaitable[object]], timeout_ms: float,
-                    what: str, matches: Callable[[Response], bool] = _is_xhr) -> Response:
+async def _answered(page: Page, action: Callable[[], Awaitable[object]], timeout_ms: float, what: str) -> Response:
     """Run ``action`` and return the answer of the XHR it caused: 401 is an expired session,
     any other error status a PortalError (the app shows a toast and keeps the old view)."""
-    await page.evaluate(_MARK_TOASTS_JS, TOAST)
     try:
-        async with page.expect_response(matches, timeout=timeout_ms) as info:
+        async with page.expect_response(_is_xhr, timeout=timeout_ms) as info:
             await action()
         response = await info.value
     except PlaywrightTimeout:
