@@ -1,9 +1,13 @@
 """A local replica of the Oficina Virtual portal (CONTRACT §9), for tests, benchmarks and the demo.
 
-It reproduces the selectors the scraper relies on, for both empresa variants, and renders
-asynchronously like the real AngularJS single-page app: the list page and the detail page are
-empty shells that JavaScript fills from a JSON API after load. Data is deterministic
-(``generator.fake_pqr`` for (empresa, day, seed)); faults are injected on demand.
+It reproduces the DOM of CONTRACT §9 for both empresa variants and, always, how the real portal
+behaves (§9 "How the real portal behaves"): script-driven DotNetNuke logins, 401 XHRs after a
+session expires, the 500 ms datepicker debounce, a range label that moves before the rows, toasts
+that leave the old view, the ``#Detail`` route rewrite; so a scraper that passes here has proven
+what it reads. Data is deterministic (``generator.fake_pqr`` for (empresa, day, seed)); faults
+(HTTP 500s, session expiry, slow answers, ...) are switched on with ``Faults``, or by POSTing them
+to ``/__admin/faults`` of a standalone replica; ``request_log()`` (``/__admin/requests``) lists
+every API and download request.
 
     with ReplicaPortal(per_day=37, username="u", password="p") as portal:
         portal.url("afinia")   # http://127.0.0.1:PORT/afinia  (login page: {url}/login)
