@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 import yaml  # noqa: E402
 
-from ov_assets import generator  # noqa: E402
-from ov_assets.contract import today_bogota  # noqa: E402
+from ov_assets.devkit import generator  # noqa: E402
+from ov_assets.core.contract import today_bogota  # noqa: E402
 from ov_assets_tests.support import (  # noqa: E402
     postgres_env,
     run_dagster_dev,

@@ -79,10 +79,10 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from ov_assets import loading, migrations
-from ov_assets.contract import BUSINESS_FIELDS, hash_registro
-from ov_assets.generator import fake_pqr
-from ov_assets.records import FRAME_SCHEMA
+from ov_assets.warehouse import loading, migrations
+from ov_assets.core.contract import BUSINESS_FIELDS, hash_registro
+from ov_assets.devkit.generator import fake_pqr
+from ov_assets.core.records import FRAME_SCHEMA
 
 EMPRESA = "afinia"
 # deploy/dagster.yaml: at most 4 runs per empresa (``ov/empresa``) and 4 slots in the
@@ -94,7 +94,7 @@ FIRST_DAY = dt.date(2024, 1, 1)
 def _backfill_per_run() -> int:
     """The asset's ``BackfillPolicy.multi_run(max_partitions_per_run=...)``: a backfill of one
     empresa runs this many consecutive days per run, i.e. per ``load_partitions`` transaction."""
-    from ov_assets.assets import BACKFILL
+    from ov_assets.defs.assets import BACKFILL
 
     return int(BACKFILL.max_partitions_per_run or 1)
 
@@ -194,7 +194,7 @@ def ours(ci: dict[str, Any], frame: pl.DataFrame, run_id: str, per_run: int, con
     connection, retries) around ``loading.load_partitions`` for the run's partitions, with up to
     ``concurrency`` runs loading at once (the backfill's runs, as the run queue and the
     ``ov_postgres`` pool let them run)."""
-    from ov_assets.resources.postgres import PostgresResource
+    from ov_assets.defs.resources.postgres import PostgresResource
 
     pg = PostgresResource(host=str(ci["host"]), port=int(ci["port"]), dbname=str(ci["dbname"]),
                           user=str(ci["user"]), password=str(ci.get("password") or ""))

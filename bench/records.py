@@ -96,10 +96,10 @@ from typing import Any
 
 import orjson
 
-from ov_assets.contract import BUSINESS_FIELDS, FIELD_LIMITS, FIRST_DAY, KNOWN_KEYS
-from ov_assets.generator import fake_pqr
-from ov_assets.landing import landing_dir, record_file_name
-from ov_assets.landing_index import LandingIndex, partition_frame
+from ov_assets.core.contract import BUSINESS_FIELDS, FIELD_LIMITS, FIRST_DAY, KNOWN_KEYS
+from ov_assets.devkit.generator import fake_pqr
+from ov_assets.core.file_names import landing_dir, record_file_name
+from ov_assets.landing.index import LandingIndex, partition_frame
 
 EMPRESA = "afinia"
 PER_DAY = 1000

@@ -44,7 +44,7 @@ def start_replica(per_day: int) -> tuple[subprocess.Popen, str]:
     """The replica in its own process, so it does not share the scraper's GIL."""
     port = _free_port()
     env = dict(os.environ, OV_REPLICA_USER=USER, OV_REPLICA_PASSWORD=PASSWORD, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "ov_assets.portal.replica", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port),
                              "--per-day", str(per_day)], env=env, stdout=subprocess.PIPE, text=True)
     proc.stdout.readline()  # "replica portal: ..." once it listens
     base = f"http://127.0.0.1:{port}"

@@ -41,9 +41,9 @@ import boto3  # noqa: E402
 import psycopg  # noqa: E402
 from dagster_aws.s3 import S3Resource  # noqa: E402
 
-from ov_assets import migrations  # noqa: E402
-from ov_assets.archive import PlannedObject, archive_objects  # noqa: E402
-from ov_assets.resources import ObjectStoreResource  # noqa: E402
+from ov_assets.warehouse import migrations  # noqa: E402
+from ov_assets.objects.archive import PlannedObject, archive_objects  # noqa: E402
+from ov_assets.defs.resources import ObjectStoreResource  # noqa: E402
 
 REGION = "us-east-1"
 CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}

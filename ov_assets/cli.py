@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from ov_assets.contract import EMPRESAS, today_bogota
+from ov_assets.core.contract import EMPRESAS, today_bogota
 
 
 @contextmanager
@@ -22,7 +22,7 @@ def _resources() -> Iterator[object]:
     """The definitions' resources initialized as in a run (EnvVar secrets resolved)."""
     import dagster as dg
 
-    from ov_assets.resources import resources_from_env
+    from ov_assets.defs.resources import resources_from_env
 
     res = resources_from_env()
     with dg.build_resources({k: res[k] for k in ("postgres", "object_store")}) as built:
@@ -36,7 +36,7 @@ def _data_dir() -> Path:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations of ``sql/`` (as the schema owner), or ``--list`` them with
     their state (applied / pending / changed) without changing anything."""
-    from ov_assets import migrations
+    from ov_assets.warehouse import migrations
     with _resources() as res, res.postgres.connect(migrate=False) as conn:
         postgres = res.postgres
         if not args.list:
@@ -50,7 +50,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ov_assets import generator
+    from ov_assets.devkit import generator
 
     days = [today_bogota() - dt.timedelta(days=i) for i in range(args.days)]
     out = generator.write_days(_data_dir(), days, tuple(args.empresa or EMPRESAS), n=args.per_day, seed=args.seed)
@@ -95,7 +95,7 @@ def summary() -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ov_assets import generator
+    from ov_assets.devkit import generator
 
     data_dir = _data_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -122,8 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Delete landing files verified in the object store and older than the retention."""
-    from ov_assets.cleanup import cleanup_landing
-    from ov_assets.landing_index import LandingIndex
+    from ov_assets.landing.cleanup import cleanup_landing
+    from ov_assets.landing.index import LandingIndex
 
     with _resources() as res, res.postgres.connect() as conn:
         store = res.object_store.open()
@@ -146,7 +146,7 @@ def cmd_portal_check(args: argparse.Namespace) -> int:
 
     from ov_assets import settings
     from ov_assets.portal.probe import portal_check
-    from ov_assets.resources import resources_from_env
+    from ov_assets.defs.resources import resources_from_env
 
     day = args.day or today_bogota() - dt.timedelta(days=1)
     with dg.build_resources({"portal": resources_from_env()["portal"]}) as built:
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_portal_check)
     p = sub.add_parser("status", help="rows, registry and rejects")
     p.set_defaults(fn=lambda a: print(summary()) or 0)
-    from ov_assets import s3_setup
+    from ov_assets.objects import bucket_setup as s3_setup
 
     s3_setup.add_parser(sub)
     args = parser.parse_args(argv)

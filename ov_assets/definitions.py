@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ov_assets.assets import pqr_assets
-from ov_assets.automation import all_alert_sensors, all_schedules, all_sensors
-from ov_assets.checks import all_checks
-from ov_assets.jobs import all_jobs
-from ov_assets.layout_migration import layout_migration_jobs
-from ov_assets.resources import resources_from_env
+from ov_assets.defs.assets import pqr_assets
+from ov_assets.defs.automation import all_alert_sensors, all_schedules, all_sensors
+from ov_assets.defs.checks.tablewide import all_checks
+from ov_assets.defs.jobs import all_jobs, layout_migration_jobs
+from ov_assets.defs.resources import resources_from_env
 
 defs = dg.Definitions(
     assets=pqr_assets,

@@ -89,7 +89,7 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return OperatorError(
             f"PostgreSQL {target}: permission denied ({text.splitlines()[0]}). Grant the loader "
-            "role (sql/002_roles.sql) to POSTGRES_USER."
+            "role (ov_assets/warehouse/sql/002_roles.sql) to POSTGRES_USER."
         )
     if isinstance(exc, psycopg.errors.LockNotAvailable):
         # Withheld like a data error: a wait inside a COPY (a concurrent insert of the same
@@ -227,7 +227,7 @@ def translate_aws_error(exc: BaseException, bucket: str, region: str | None = No
         if code in ("AccessDenied", "AllAccessDisabled", "403", "KMS.AccessDeniedException") or status == 403:
             return StoreAccessError(
                 f"AWS S3: access denied to bucket '{bucket}' ({exc.operation_name}). Attach the policy "
-                "in aws/iam-policy-runtime.json (bucket and S3_BASE_PATH filled in) to the pipeline's "
+                "in ov_assets/objects/aws/iam-policy-runtime.json (bucket and S3_BASE_PATH filled in) to the pipeline's "
                 "role or user; with OV_S3_KMS_KEY_ID, the key policy must allow it too."
             )
     return exc

@@ -1,7 +1,7 @@
 """CONTRACT §8: the environment, read in one place, turned into resource configuration.
 
-Secrets are passed as ``dg.EnvVar`` so the Dagster UI shows the variable's name, never its
-value. Unset variables fall back to the development defaults (embedded PostgreSQL, local
+Secrets become ``dg.EnvVar`` in ``ov_assets.defs.resources`` so the Dagster UI shows the
+variable's name, never its value; this module imports nothing of Dagster. Unset variables fall back to the development defaults (embedded PostgreSQL, local
 object store, replica portal); the resources themselves refuse those fallbacks when
 ``OV_ENV=production``.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-
-import dagster as dg
 
 from ov_assets.errors import ConfigurationError
 
@@ -30,11 +28,6 @@ def env_int(name: str, default: int) -> int:
 def env_flag(name: str) -> bool:
     """A yes/no variable: 1, true, yes or on (any case) mean yes."""
     return env_str(name).lower() in ("1", "true", "yes", "on")
-
-
-def secret(name: str) -> str | dg.EnvVar:
-    """An EnvVar when the variable is set (value hidden in the UI), else empty."""
-    return dg.EnvVar(name) if env_str(name) else ""
 
 
 def retention_days(given: int | None = None) -> int:

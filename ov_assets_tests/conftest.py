@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if day:
         import time_machine
 
-        from ov_assets.contract import BOGOTA
+        from ov_assets.core.contract import BOGOTA
 
         now = dt.datetime.now(BOGOTA)
         time_machine.travel(dt.datetime.combine(dt.date.fromisoformat(day), now.timetz()), tick=True).start()

@@ -21,10 +21,10 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from ov_assets.contract import BUSINESS_FIELDS
-from ov_assets.generator import write_day
-from ov_assets.landing_index import LandingIndex, partition_frame
-from ov_assets.resources.postgres import PostgresResource
+from ov_assets.core.contract import BUSINESS_FIELDS
+from ov_assets.devkit.generator import write_day
+from ov_assets.landing.index import LandingIndex, partition_frame
+from ov_assets.defs.resources.postgres import PostgresResource
 
 EMPRESAS = ("afinia", "aire")
 
@@ -80,7 +80,7 @@ def login_roles(conninfo: Mapping[str, Any], *groups: str) -> Iterator[dict[str,
 
 
 def migrate(conninfo: Mapping[str, Any]) -> None:
-    from ov_assets import migrations
+    from ov_assets.warehouse import migrations
 
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         migrations.apply_all(conn)
@@ -128,7 +128,7 @@ def without_audit(snap: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
 _LOADER = r"""
 import datetime as dt, json, sys
 import polars as pl, psycopg
-from ov_assets import loading
+from ov_assets.warehouse import loading
 args = json.loads(sys.argv[1])
 frame = pl.read_parquet(args["frame"])
 with psycopg.connect(**args["conninfo"], autocommit=True) as conn:

@@ -37,8 +37,8 @@ def personal_search_terms(records: Iterable[Mapping[str, Any]]) -> set[str]:
     """What a search for leaked personal data looks for: every personal value of these records
     as written and in its canonical form, and every word of 4+ letters of a name (a surname
     alone is a leak too)."""
-    from ov_assets.contract import canonical
-    from ov_assets.generator import personal_values
+    from ov_assets.core.contract import canonical
+    from ov_assets.devkit.generator import personal_values
 
     records = list(records)
     terms = set().union(*map(personal_values, records))
@@ -467,13 +467,7 @@ def pipeline_resources(
     """The definitions' resources pointed at a test database and a bucket (or the local store)."""
     from dagster_aws.s3 import S3Resource
 
-    from ov_assets.resources import (
-        LandingResource,
-        ObjectStoreResource,
-        PartitionedFrameIOManager,
-        PortalResource,
-        PostgresResource,
-    )
+    from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PartitionedFrameIOManager, PortalResource, PostgresResource
 
     return {
         "landing": LandingResource(data_dir=str(data_dir)),

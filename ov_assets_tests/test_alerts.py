@@ -13,7 +13,7 @@ from typing import Iterator
 import dagster as dg
 import pytest
 
-from ov_assets.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
+from ov_assets.defs.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
 from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets_tests.support import free_port
 

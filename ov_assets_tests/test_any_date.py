@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ov_assets.contract import BOGOTA, today_bogota
+from ov_assets.core.contract import BOGOTA, today_bogota
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tests whose data or verdicts involve today (in-process only: a subprocess they start,

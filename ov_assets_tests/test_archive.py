@@ -9,10 +9,10 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets import archive
-from ov_assets.archive import archive_objects, link_table_rows, plan_objects
-from ov_assets.checks_logic import objects_match_bucket
-from ov_assets.contract import EMPRESA_DISPLAY
+from ov_assets.objects import archive
+from ov_assets.objects.archive import archive_objects, link_table_rows, plan_objects
+from ov_assets.defs.checks.partition import objects_match_bucket
+from ov_assets.core.contract import EMPRESA_DISPLAY
 from ov_assets_tests.archive_support import DAY, bucket_keys, client, prepare, registry, store_resource
 from ov_assets_tests.support import free_port
 
@@ -169,7 +169,7 @@ def test_multipart_attachment_through_the_archive(env, s3_endpoint, s3_bucket):
 def test_local_store_registry_says_local(env):
     data_dir, conninfo = env
     frame = prepare(data_dir, conninfo, n=3)
-    from ov_assets.resources import ObjectStoreResource
+    from ov_assets.defs.resources import ObjectStoreResource
 
     store = ObjectStoreResource(data_dir=str(data_dir)).open()
     objects, counts, _ = _run(conninfo, store, frame)

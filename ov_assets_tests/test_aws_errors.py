@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ov_assets.errors import OperatorError, StoreAccessError, translate_aws_error
-from ov_assets.resources.object_store import S3ObjectStore
+from ov_assets.objects.stores import S3ObjectStore
 from ov_assets_tests.archive_support import store_resource
 from ov_assets_tests.support import free_port
 
@@ -115,9 +115,9 @@ def test_runtime_policy_suffices_when_enforced(enforcing_moto, s3_endpoint, s3_b
 
     import psycopg
 
-    from ov_assets import s3_setup
-    from ov_assets.archive import archive_objects, plan_objects
-    from ov_assets.layout_migration import migrate_layout
+    from ov_assets.objects import bucket_setup as s3_setup
+    from ov_assets.objects.archive import archive_objects, plan_objects
+    from ov_assets.objects.layout_migration import migrate_layout
     from ov_assets_tests.archive_support import prepare
 
     frame = prepare(data_dir, pg_conninfo18, n=3, big=6 << 20)

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ov_assets.contract import LANDING_CODES, REJECT_CODES, WARNING_CODES, Reject, ValidRecord, validate_record
-from ov_assets.generator import write_day
-from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingIndex, partition_frame
-from ov_assets.records import FileOutcome, decode_bytes, evaluate_file, evaluate_parts
+from ov_assets.core.contract import LANDING_CODES, REJECT_CODES, WARNING_CODES, Reject, ValidRecord, validate_record
+from ov_assets.devkit.generator import write_day
+from ov_assets.core.file_names import landing_dir
+from ov_assets.landing.index import LandingIndex, partition_frame
+from ov_assets.core.records import FileOutcome, decode_bytes, evaluate_file, evaluate_parts
 from ov_assets_tests.bad_corpus import base_record, corpus
 
 DAY = dt.date(2025, 10, 8)
@@ -157,7 +157,7 @@ def test_fast_path_equals_evaluate_file_on_every_corpus_and_generated_file(tmp_p
     """The landing index evaluates files with ``evaluate_parts`` (a fast path for the usual
     record): for every broken, odd and generated file it must give what ``evaluate_file`` gives,
     and the usual record must really take the fast path."""
-    import ov_assets.records as records
+    import ov_assets.core.records as records
 
     write_day(tmp_path, "afinia", DAY, n=60)  # (broken files too)
     folder = landing_dir(tmp_path, "afinia")

@@ -1,4 +1,4 @@
-"""Per-partition checks (check_specs, ov_assets.checks_logic), run with their asset: broken for
+"""Per-partition checks (check_specs, ov_assets.defs.checks.partition), run with their asset: broken for
 real in PostgreSQL, the bucket or the landing folder, failing for that partition only, passing
 again once repaired."""
 
@@ -10,8 +10,9 @@ import boto3
 import dagster as dg
 import pytest
 
-from ov_assets import generator, records
-from ov_assets.landing import landing_dir
+from ov_assets.devkit import generator
+from ov_assets.core import records
+from ov_assets.core.file_names import landing_dir
 from ov_assets_tests.checks_support import (DAY_A, connect, evaluation, key, make_resources, materialize,
                                             materialize_range, meta, outcomes, write_newer_version)
 

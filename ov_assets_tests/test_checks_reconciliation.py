@@ -8,9 +8,10 @@ import boto3
 import dagster as dg
 import pytest
 
-from ov_assets import checks, generator
-from ov_assets.assets import pqr_assets
-from ov_assets.jobs import reconciliation_checks_job
+from ov_assets.defs.checks import tablewide as checks
+from ov_assets.devkit import generator
+from ov_assets.defs.assets import pqr_assets
+from ov_assets.defs.jobs import reconciliation_checks_job
 from ov_assets_tests.checks_support import DAY_A, connect, key, make_resources, materialize, materialize_range, meta
 
 T = "data_general"
@@ -167,7 +168,7 @@ def test_multipart_object_is_verified_not_trusted_by_its_metadata(loaded):
     """A multipart object's S3 checksum is a composite, so its ``sha256`` metadata is the only
     full-file hash it carries, and anyone writing the object writes that too: an object of the
     same size, other bytes and the registered hash in its metadata fails both checks."""
-    from ov_assets.checks_logic import objects_match_bucket
+    from ov_assets.defs.checks.partition import objects_match_bucket
 
     res, ci, s3, bucket = loaded
     s3_key, sha, size = _registered(ci, "afinia")

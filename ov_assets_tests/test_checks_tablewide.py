@@ -1,4 +1,4 @@
-"""Table-wide checks (ov_assets.checks), run alone through ``integrity_checks_job`` against a
+"""Table-wide checks (ov_assets.defs.checks.tablewide), run alone through ``integrity_checks_job`` against a
 real PostgreSQL and moto bucket: each invariant is broken for real, seen failing (naming the
 empresa and key), and seen passing again once repaired."""
 
@@ -10,10 +10,12 @@ import dagster as dg
 import psycopg
 import pytest
 
-from ov_assets import checks, generator, migrations
-from ov_assets.assets import pqr_assets
-from ov_assets.contract import BOGOTA
-from ov_assets.jobs import integrity_checks_job
+from ov_assets.defs.checks import tablewide as checks
+from ov_assets.devkit import generator
+from ov_assets.warehouse import migrations
+from ov_assets.defs.assets import pqr_assets
+from ov_assets.core.contract import BOGOTA
+from ov_assets.defs.jobs import integrity_checks_job
 from ov_assets_tests.checks_support import (DAY_A, connect, key, make_resources, materialize, materialize_range, meta,
                                             write_newer_version)
 

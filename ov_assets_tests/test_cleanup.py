@@ -16,12 +16,12 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets import generator
-from ov_assets.assets import pqr_assets
-from ov_assets.cleanup import cleanup_landing
-from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingFolderUnavailable, LandingIndex
-from ov_assets.reports import consolidated_paths
+from ov_assets.devkit import generator
+from ov_assets.defs.assets import pqr_assets
+from ov_assets.landing.cleanup import cleanup_landing
+from ov_assets.core.file_names import landing_dir
+from ov_assets.landing.index import LandingFolderUnavailable, LandingIndex
+from ov_assets.reports.consolidated import consolidated_paths
 from ov_assets_tests.checks_support import write_newer_version
 from ov_assets_tests.support import pipeline_resources
 
@@ -257,7 +257,7 @@ def test_portal_named_attachment_kept_while_another_days_version_is_not_archived
     """A ``<uuid>.pdf`` named by documento_prueba of an old, archived version and of a version
     filed on another day (its fecha moved) that is not archived yet: the cleanup keeps it
     until that version is archived too."""
-    from ov_assets.generator import write_record_files
+    from ov_assets.devkit.generator import write_record_files
 
     resources, old, _ = _setup(pg_conninfo18, data_dir)
     index = next(i for i, r in enumerate(old.records) if r["documento_prueba"])

@@ -8,7 +8,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets import loading
+from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import (
     run_together,
     days_back,

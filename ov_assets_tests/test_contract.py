@@ -11,20 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ov_assets.contract import (
-    BUSINESS_FIELDS,
-    FIELD_LIMITS,
-    REQUIRED_FIELDS,
-    Reject,
-    ValidRecord,
-    canonical,
-    canonical_with_flag,
-    hash_registro,
-    parse_fecha,
-    repair,
-    validate_record,
-)
-from ov_assets.records import decode_bytes, evaluate_file
+from ov_assets.core.contract import BUSINESS_FIELDS, FIELD_LIMITS, REQUIRED_FIELDS, Reject, ValidRecord, canonical, canonical_with_flag, hash_registro, parse_fecha, repair, validate_record
+from ov_assets.core.records import decode_bytes, evaluate_file
 from ov_assets_tests.bad_corpus import base_record
 
 DAY = dt.date(2025, 10, 8)
@@ -308,7 +296,7 @@ def test_nul_character_in_a_value_rejects_the_record() -> None:
     the whole partition, so the record is rejected alone, naming the field."""
     import datetime as _dt
 
-    from ov_assets.contract import Reject, validate_record
+    from ov_assets.core.contract import Reject, validate_record
 
     obj = {"numero_radicado": "202510080012345", "fecha": "2025/10/08 09:32", "estado_solicitud": "Finalizado",
            "comentarios": "antes\u0000despues"}
@@ -323,7 +311,7 @@ def test_nul_character_in_a_value_rejects_the_record() -> None:
 def test_split_spaces_are_what_str_split_splits_on() -> None:
     import sys
 
-    from ov_assets.contract import SPLIT_SPACES
+    from ov_assets.core.contract import SPLIT_SPACES
 
     assert set(SPLIT_SPACES) | {" "} == {c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()}
 
@@ -337,7 +325,7 @@ def test_mojibake_prefilter_catches_everything_ftfy_would_look_at() -> None:
 
     from ftfy.badness import is_bad
 
-    from ov_assets.contract import _maybe_mojibake
+    from ov_assets.core.contract import _maybe_mojibake
 
     spanish = list("áéíóúüñÁÉÍÓÚÜÑ¿¡")
     alphabet = spanish + [chr(i) for i in range(128)]
@@ -353,7 +341,7 @@ def test_plain_text_class_holds_only_text_every_check_passes() -> None:
     pass all three (a combining mark or a split space in the set would break it)."""
     import itertools
 
-    from ov_assets.contract import _PLAIN, SPLIT_SPACES, _maybe_mojibake
+    from ov_assets.core.contract import _PLAIN, SPLIT_SPACES, _maybe_mojibake
 
     allowed = [chr(i) for i in range(0x110000) if _PLAIN.search(chr(i)) is None]
     assert "a" in allowed and "ñ" in allowed and "\t" not in allowed and "Ñ" not in allowed
@@ -369,7 +357,7 @@ _PIECES = list("abcAB09 ñÑáÁéÉíÍóÓúÚüÜ¿¡?.\t\n\x1c\x1f\x00\x85\u
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=6).map("".join), min_size=18, max_size=18))
 def test_fast_canonical_path_equals_the_field_by_field_one(values: list[str]) -> None:
-    from ov_assets.contract import canonical_fast
+    from ov_assets.core.contract import canonical_fast
 
     fast = canonical_fast(dict(zip(BUSINESS_FIELDS, values)))
     assert fast is None or fast == [canonical(v) for v in values]

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import psycopg
 
-from ov_assets import generator
+from ov_assets.devkit import generator
 from ov_assets_tests.support import graphql, postgres_env, run_dagster_dev
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_dagster_dev_serves_the_four_partitioned_assets(tmp_path: Path, data_dir
             assert dims["empresa"] == ["afinia", "aire"]
             assert dims["date"][0] == "2020-10-01"
             # today's partition exists during the day (Bogotá)
-            from ov_assets.contract import today_bogota
+            from ov_assets.core.contract import today_bogota
 
             assert dims["date"][-1] == today_bogota().isoformat()
 
@@ -97,7 +97,7 @@ def test_demo_command_runs_and_is_idempotent(tmp_path: Path) -> None:
     stored = sorted(p.relative_to(data) for p in (data / "object_store").rglob("*") if p.is_file())
     assert stored
 
-    from ov_assets.resources.postgres import PostgresResource
+    from ov_assets.defs.resources.postgres import PostgresResource
 
     pg = PostgresResource(data_dir=str(data))
 

@@ -12,7 +12,7 @@ import dagster as dg
 import psycopg
 from psycopg.rows import dict_row
 
-from ov_assets.contract import PERSONAL_FIELDS
+from ov_assets.core.contract import PERSONAL_FIELDS
 from ov_assets_tests.support import event_log_text, graphql, leaked, personal_search_terms
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,11 +16,11 @@ from typing import Any
 import polars as pl
 import psycopg
 
-from ov_assets import loading
-from ov_assets.contract import BUSINESS_FIELDS, canonical, hash_registro
-from ov_assets.generator import fake_pqr, write_record_files
-from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingIndex, partition_frame
+from ov_assets.warehouse import loading
+from ov_assets.core.contract import BUSINESS_FIELDS, canonical, hash_registro
+from ov_assets.devkit.generator import fake_pqr, write_record_files
+from ov_assets.core.file_names import landing_dir
+from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets_tests.loadkit import migrate
 
 DAY = dt.date(2025, 10, 8)

@@ -15,8 +15,8 @@ import threading
 
 import pytest
 
-from ov_assets import s3_setup
-from ov_assets.resources import object_store as object_store_module
+from ov_assets.objects import bucket_setup as s3_setup
+from ov_assets.objects import stores as object_store_module
 
 # Fixed table: S3 API operation -> the IAM actions it needs, and on what ("object", "source"
 # for a copy's source object, "bucket").
@@ -146,11 +146,11 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
                                                                        s3_bucket, recorder):
     import dagster as dg
 
-    from ov_assets import generator
-    from ov_assets.assets import pqr_assets
-    from ov_assets.layout_migration import layout_migration_job
-    from ov_assets.partitions import partition_key
-    from ov_assets.resources import LandingResource, PartitionedFrameIOManager, PortalResource, PostgresResource
+    from ov_assets.devkit import generator
+    from ov_assets.defs.assets import pqr_assets
+    from ov_assets.defs.jobs import layout_migration_job
+    from ov_assets.defs.partitions import partition_key
+    from ov_assets.defs.resources import LandingResource, PartitionedFrameIOManager, PortalResource, PostgresResource
     from ov_assets_tests.archive_support import DAY, bucket_keys, registry, store_resource
 
     out = generator.write_day(data_dir, "afinia", DAY, n=5, seed=3)

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-from ov_assets.assets import pqr_records, pqr_table, raw_pqr_files
-from ov_assets.partitions import partition_key
+from ov_assets.defs.assets import pqr_records, pqr_table, raw_pqr_files
+from ov_assets.defs.partitions import partition_key
 from ov_assets_tests.loadkit import days_back
 from ov_assets_tests.support import postgres_env, sqlalchemy_url
 
@@ -18,8 +18,8 @@ DEPLOY_YAML = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
 
 
 def test_production_instance_yaml_materializes_a_partition(pg_server, pg_conninfo18, data_dir, tmp_path, monkeypatch):
-    from ov_assets.generator import write_day
-    from ov_assets.resources import PortalResource, resources_from_env
+    from ov_assets.devkit.generator import write_day
+    from ov_assets.defs.resources import PortalResource, resources_from_env
 
     dagster_db = pg_server.create_database(prefix="dagster")
     try:

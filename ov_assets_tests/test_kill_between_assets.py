@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from ov_assets import generator
+from ov_assets.devkit import generator
 from ov_assets_tests.loadkit import wait_for_file
 from ov_assets_tests.support import postgres_env
 

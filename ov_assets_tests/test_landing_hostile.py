@@ -19,16 +19,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ov_assets import landing_index
-from ov_assets.automation.landing_runs import plan_landing_runs
-from ov_assets.generator import write_day
-from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingFolderUnavailable, LandingIndex, partition_frame
-from ov_assets.contract import BUSINESS_FIELDS, Reject, validate_record
-from ov_assets.partitions import pqr_partitions
-from ov_assets.records import decode_bytes, evaluate_file, evaluate_parts
-from ov_assets.reports import consolidated_paths, write_consolidated
-from ov_assets.resources import PartitionedFrameIOManager
+from ov_assets.landing import index as landing_index
+from ov_assets.defs.automation.landing_runs import plan_landing_runs
+from ov_assets.devkit.generator import write_day
+from ov_assets.core.file_names import landing_dir
+from ov_assets.landing.index import LandingFolderUnavailable, LandingIndex, partition_frame
+from ov_assets.core.contract import BUSINESS_FIELDS, Reject, validate_record
+from ov_assets.defs.partitions import pqr_partitions
+from ov_assets.core.records import decode_bytes, evaluate_file, evaluate_parts
+from ov_assets.reports.consolidated import consolidated_paths, write_consolidated
+from ov_assets.defs.resources import PartitionedFrameIOManager
 from ov_assets_tests.bad_corpus import base_record
 
 DAY = dt.date(2025, 10, 8)
@@ -258,9 +258,9 @@ def test_landing_sensor_keeps_the_other_empresa_running(data_dir: Path) -> None:
     """Through the sensor itself: a hostile file in one empresa's folder, and then that folder
     unmounted (an error the refresh raises), never keep the other empresa's new files from
     their runs in the same tick."""
-    from ov_assets.automation.sensors import landing_sensor
+    from ov_assets.defs.automation.sensors import landing_sensor
     from ov_assets.definitions import defs
-    from ov_assets.resources import LandingResource
+    from ov_assets.defs.resources import LandingResource
 
     def tick(cursor: str | None) -> dg.SensorResult:
         past = dt.datetime.now().timestamp() - 60  # stable for the sensor, which reads the clock

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingIndex, partition_frame
+from ov_assets.core.file_names import landing_dir
+from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets_tests.bad_corpus import base_record
 
 DAY = dt.date(2025, 10, 8)
@@ -267,7 +267,7 @@ def test_another_writer_after_a_first_refresh_is_seen(data_dir: Path) -> None:
 def test_partitions_finished_in_chunks_each_once(data_dir: Path, monkeypatch) -> None:
     """With more fresh rows than one chunk, each chunk finishes only its own partitions: every
     frame equals the index path's, and nothing is left over once all were handed out."""
-    import ov_assets.landing_index as landing_index
+    import ov_assets.landing.index as landing_index
 
     folder = landing_dir(data_dir, "afinia")
     days = [DAY - dt.timedelta(days=d) for d in range(5)]

@@ -8,8 +8,8 @@ import hashlib
 import psycopg
 import pytest
 
-from ov_assets.archive import archive_objects, link_table_rows, object_key, plan_objects
-from ov_assets.layout_migration import migrate_layout
+from ov_assets.objects.archive import archive_objects, link_table_rows, object_key, plan_objects
+from ov_assets.objects.layout_migration import migrate_layout
 from ov_assets_tests.archive_support import bucket_keys, client, prepare, registry, store_resource
 from ov_assets_tests.loadkit import login_roles
 
@@ -133,7 +133,7 @@ def test_pending_rows_are_rekeyed_and_uploaded_by_the_next_run(data_dir, pg_conn
     frame = prepare(data_dir, conninfo, n=3)
     store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
     objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
-    from ov_assets.archive import register_pending
+    from ov_assets.objects.archive import register_pending
 
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         register_pending(conn, store, objects)  # a run killed before uploading anything
@@ -148,8 +148,8 @@ def test_pending_rows_are_rekeyed_and_uploaded_by_the_next_run(data_dir, pg_conn
 
 
 def test_layout_migration_job_runs_in_dagster(data_dir, pg_conninfo18, s3_endpoint, s3_bucket):
-    from ov_assets.layout_migration import layout_migration_job
-    from ov_assets.resources import PostgresResource
+    from ov_assets.defs.jobs import layout_migration_job
+    from ov_assets.defs.resources import PostgresResource
 
     conninfo = pg_conninfo18
     frame = prepare(data_dir, conninfo, n=3)
@@ -186,7 +186,7 @@ def test_migration_runs_as_the_least_privilege_loader(data_dir, pg_conninfo18, s
     (a pipeline run in the target layout came first), which ov_loader (no DELETE) could not do.
     ``uploaded``: the old rows hold objects (merged, old keys deleted); ``pending``: they never
     held one (re-keying finds the key taken)."""
-    from ov_assets.archive import register_pending
+    from ov_assets.objects.archive import register_pending
 
     conninfo = pg_conninfo18
     frame = prepare(data_dir, conninfo, n=3)

@@ -11,7 +11,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets import loading
+from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import (
     days_back,
     landing_frames,
@@ -175,8 +175,8 @@ def test_reject_resolved_when_the_same_file_later_loads(pg_conninfo, data_dir):
     row (kept as history with resolved_at); a reload changes nothing; broken again, it reopens."""
     import json
 
-    from ov_assets.generator import fake_pqr
-    from ov_assets.landing import landing_dir
+    from ov_assets.devkit.generator import fake_pqr
+    from ov_assets.core.file_names import landing_dir
 
     days = days_back(1)
     landing_frames(data_dir, days, empresas=("aire",), n=3)

@@ -16,7 +16,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets import loading
+from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partition_keys, resource
 
 # PostgreSQL's CommandComplete message for COMMIT: 'C', int32 length (4 + len("COMMIT\0")), tag.

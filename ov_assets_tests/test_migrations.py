@@ -10,7 +10,8 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets import cli, loading, migrations
+from ov_assets import cli
+from ov_assets.warehouse import loading, migrations
 from ov_assets.errors import OperatorError
 from ov_assets_tests import loadkit
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource

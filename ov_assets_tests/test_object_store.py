@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ov_assets.nofollow import NotARegularFile
-from ov_assets.resources.object_store import (
-    IntegrityError,
-    LocalObjectStore,
-    ObjectExists,
-    S3ObjectStore,
-    b64_of_hex,
-)
+from ov_assets.fs import NotARegularFile
+from ov_assets.objects.stores import IntegrityError, LocalObjectStore, ObjectExists, S3ObjectStore, b64_of_hex
 from ov_assets_tests.archive_support import client, store_resource
 
 
@@ -159,7 +153,7 @@ def test_local_store_same_promises(tmp_path):
 def test_local_store_is_owner_only(tmp_path):
     """The local store holds personal data: every folder it makes is 0700 and every object (and
     its metadata) 0600, whatever the process umask lets through."""
-    from ov_assets.resources import ObjectStoreResource
+    from ov_assets.defs.resources import ObjectStoreResource
 
     data_dir = tmp_path / "data"
     previous = os.umask(0o022)

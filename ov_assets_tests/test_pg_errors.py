@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from ov_assets import loading
+from ov_assets.warehouse import loading
 from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource, wait_for_file, wait_until
 from ov_assets_tests.support import free_port
@@ -213,7 +213,7 @@ def test_lock_timeout_after_the_retries_says_what_to_do(pg_conninfo, data_dir):
 def test_production_requires_verify_full(sslmode, monkeypatch, data_dir):
     """Issue 21: OV_ENV=production refuses a connection that does not verify the server's
     certificate (unset is libpq's prefer), naming what to set."""
-    from ov_assets.resources import resources_from_env
+    from ov_assets.defs.resources import resources_from_env
 
     for name, value in {"OV_ENV": "production", "POSTGRES_HOST": "db.example.invalid", "POSTGRES_SSLMODE": sslmode,
                         "POSTGRES_USER": "ov", "POSTGRES_PASSWORD": "not-a-real-one"}.items():
@@ -228,7 +228,7 @@ def test_production_requires_verify_full(sslmode, monkeypatch, data_dir):
 
 
 def test_production_insecure_opt_out_is_loud(monkeypatch, caplog, data_dir):
-    from ov_assets.resources import resources_from_env
+    from ov_assets.defs.resources import resources_from_env
 
     for name, value in {"OV_ENV": "production", "POSTGRES_HOST": "optout.example.invalid",
                         "OV_ALLOW_INSECURE_DB": "1"}.items():

@@ -22,8 +22,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from ov_assets import loading
-from ov_assets.resources.postgres import PostgresResource
+from ov_assets.warehouse import loading
+from ov_assets.defs.resources.postgres import PostgresResource
 from ov_assets_tests.loadkit import (
     days_back,
     landing_frames,
@@ -40,9 +40,9 @@ from ov_assets_tests.pgcluster import TempCluster, embedded_bindir, require_ssl_
 _LOADER = r"""
 import datetime as dt, json, logging, sys
 import polars as pl
-from ov_assets import loading
+from ov_assets.warehouse import loading
 from ov_assets.errors import OperatorError
-from ov_assets.resources.postgres import PostgresResource
+from ov_assets.defs.resources.postgres import PostgresResource
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
 args = json.loads(sys.argv[1])
 frame = pl.read_parquet(args["frame"])
@@ -231,7 +231,7 @@ def test_ssl_connection_lost_mid_copy_is_retried(ssl_cluster: TempCluster, caplo
                     copy.write(line * 1000)
         return conn.execute("SELECT count(*) FROM big").fetchone()[0]
 
-    with caplog.at_level(logging.WARNING, logger="ov_assets.resources.postgres"):
+    with caplog.at_level(logging.WARNING, logger="ov_assets.defs.resources.postgres"):
         assert pg.run(copy_a_lot, migrate=False) == 41_000
     assert attempts == [1, 2]
     retried = [r.getMessage() for r in caplog.records if "transient failure" in r.getMessage()]

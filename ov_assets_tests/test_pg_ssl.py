@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ov_assets import loading
+from ov_assets.warehouse import loading
 from ov_assets.errors import OperatorError
-from ov_assets.resources.postgres import PostgresResource
+from ov_assets.defs.resources.postgres import PostgresResource
 from ov_assets_tests.loadkit import days_back, landing_frames, partition_keys, resource, snapshot
 from ov_assets_tests.pgcluster import TempCluster, require_ssl_bindir, temp_cluster
 
@@ -67,7 +67,7 @@ def test_verify_full_with_another_ca_fails_at_once(ssl_cluster: TempCluster, ssl
     permanent error, not retried, naming POSTGRES_SSLROOTCERT."""
     assert ssl_cluster.certs is not None
     pg = _resource(ssl_cluster, ssl_db, ca=ssl_cluster.certs.other_ca, retries=4)
-    with caplog.at_level(logging.WARNING, logger="ov_assets.resources.postgres"):
+    with caplog.at_level(logging.WARNING, logger="ov_assets.defs.resources.postgres"):
         with pytest.raises(OperatorError) as info:
             pg.run(lambda conn: None)
     assert "transient failure" not in caplog.text  # no retry: retrying cannot help
@@ -82,7 +82,7 @@ def test_verify_full_host_not_in_certificate(ssl_cluster: TempCluster, ssl_db: s
     but not a name the certificate holds: verify-full refuses, verify-ca (no name check)
     connects."""
     pg = _resource(ssl_cluster, ssl_db, host="127.0.0.1", retries=4)
-    with caplog.at_level(logging.WARNING, logger="ov_assets.resources.postgres"):
+    with caplog.at_level(logging.WARNING, logger="ov_assets.defs.resources.postgres"):
         with pytest.raises(OperatorError) as info:
             pg.run(lambda conn: None)
     assert "transient failure" not in caplog.text

@@ -15,9 +15,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from ov_assets import generator
-from ov_assets.assets import pqr_assets
-from ov_assets.landing import landing_dir
+from ov_assets.devkit import generator
+from ov_assets.defs.assets import pqr_assets
+from ov_assets.core.file_names import landing_dir
 from ov_assets_tests.support import event_log_text, leaked, personal_search_terms, pipeline_resources
 
 DAY = dt.date(2025, 10, 8)
@@ -197,7 +197,7 @@ def test_older_extraction_never_replaces_a_newer_row(pg_conninfo: dict[str, Any]
 
 def test_production_refuses_every_fallback(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     from ov_assets.errors import ConfigurationError
-    from ov_assets.resources import resources_from_env
+    from ov_assets.defs.resources import resources_from_env
 
     monkeypatch.setenv("OV_ENV", "production")
     resources = resources_from_env()

@@ -16,14 +16,10 @@ import psycopg
 import pytest
 
 from ov_assets.portal import politeness
-from ov_assets.portal.politeness import (
-    LocalRateLimiter,
-    PolitenessUnavailable,
-    SharedRateLimiter,
-)
-from ov_assets.portal.replica import ReplicaPortal
+from ov_assets.portal.politeness import LocalRateLimiter, PolitenessUnavailable, SharedRateLimiter
+from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.portal.scraper import ScraperConfig, scrape_day
-from ov_assets.resources import PostgresResource
+from ov_assets.defs.resources import PostgresResource
 from ov_assets_tests.loadkit import login_roles, migrate, resource, run_together
 from ov_assets_tests.support import free_port
 
@@ -135,9 +131,9 @@ def test_raw_pqr_files_takes_its_slots_from_the_pipeline_database(pg_conninfo18:
     (here the replica it starts) are in ``portal_request_slots``."""
     import dagster as dg
 
-    from ov_assets.assets import raw_pqr_files
-    from ov_assets.partitions import partition_key
-    from ov_assets.resources import LandingResource, PortalResource
+    from ov_assets.defs.assets import raw_pqr_files
+    from ov_assets.defs.partitions import partition_key
+    from ov_assets.defs.resources import LandingResource, PortalResource
 
     portal = PortalResource(replica_per_day=3, data_dir=str(data_dir), max_per_min=600)
     resources = {"landing": LandingResource(data_dir=str(data_dir)), "portal": portal,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ov_assets.portal.pages import LoginError
-from ov_assets.portal.replica import Faults, ReplicaPortal
+from ov_assets.devkit.replica import Faults, ReplicaPortal
 from ov_assets.portal.scraper import ScrapeResult, ScraperConfig, describe_failures, scrape_day
 from ov_assets_tests.support import free_port, leaked, personal_search_terms
 from ov_assets_tests.test_portal import _check_complete
@@ -173,7 +173,7 @@ def test_dagster_materialize_against_a_standalone_faulty_replica(tmp_path: Path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OV_AFINIA_", "OV_AIRE_", "POSTGRES_", "AWS_"))}
     replica = subprocess.Popen(
-        [sys.executable, "-m", "ov_assets.portal.replica", "--port", str(port), "--per-day", "37", "--seed", "5"],
+        [sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port), "--per-day", "37", "--seed", "5"],
         cwd=REPO, env={**env, "OV_REPLICA_USER": USER, "OV_REPLICA_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE, text=True,
     )

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ov_assets.contract import BUSINESS_FIELDS
-from ov_assets.generator import write_day, write_record_files
-from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingIndex, partition_frame
-from ov_assets.records import FRAME_SCHEMA
-from ov_assets.reports import CONSOLIDATED_COLUMNS, consolidated_paths, write_consolidated
+from ov_assets.core.contract import BUSINESS_FIELDS
+from ov_assets.devkit.generator import write_day, write_record_files
+from ov_assets.core.file_names import landing_dir
+from ov_assets.landing.index import LandingIndex, partition_frame
+from ov_assets.core.records import FRAME_SCHEMA
+from ov_assets.reports.consolidated import CONSOLIDATED_COLUMNS, consolidated_paths, write_consolidated
 from ov_assets_tests.bad_corpus import base_record
 
 DAY = dt.date(2025, 10, 8)
@@ -81,7 +81,7 @@ def test_winners_match_the_plain_rule(rows: list[tuple]) -> None:
     """``mark_winners`` (two windows over a frame sorted by file name) picks exactly what the
     plain sort-based rule picks, on random versions: equal extraction times, missing ones,
     rejected versions, several empresas and partitions, names ordered by code point."""
-    from ov_assets.records import mark_winners
+    from ov_assets.core.records import mark_winners
 
     unique = list({(r[0], r[5]): r for r in rows}.values())  # one version per (empresa, file name)
     frame = pl.DataFrame(

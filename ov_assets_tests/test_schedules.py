@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from dagster._utils.schedules import cron_string_iterator
 
-from ov_assets.automation import schedules as S
-from ov_assets.contract import BOGOTA
-from ov_assets.generator import write_day
-from ov_assets.resources import LandingResource, PostgresResource
+from ov_assets.defs.automation import schedules as S
+from ov_assets.core.contract import BOGOTA
+from ov_assets.devkit.generator import write_day
+from ov_assets.defs.resources import LandingResource, PostgresResource
 
 UTC = dt.timezone.utc
 MONDAY = dt.date(2025, 10, 6)

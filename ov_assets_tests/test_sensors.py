@@ -13,13 +13,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from ov_assets.automation.landing_runs import SINCE_SQL, WINDOW, plan_landing_runs
-from ov_assets.automation.sensors import landing_sensor
-from ov_assets.contract import today_bogota
-from ov_assets.generator import write_day
-from ov_assets.landing import landing_dir
-from ov_assets.landing_index import LandingIndex
-from ov_assets.resources import LandingResource
+from ov_assets.defs.automation.landing_runs import SINCE_SQL, WINDOW, plan_landing_runs
+from ov_assets.defs.automation.sensors import landing_sensor
+from ov_assets.core.contract import today_bogota
+from ov_assets.devkit.generator import write_day
+from ov_assets.core.file_names import landing_dir
+from ov_assets.landing.index import LandingIndex
+from ov_assets.defs.resources import LandingResource
 
 
 def _age(paths: list[Path], seconds: float = 60) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ov_assets import generator
+from ov_assets.devkit import generator
 from ov_assets_tests.checks_support import DAY_A, key
 from ov_assets_tests.support import configured_browser, graphql, postgres_env, run_dagster_dev
 

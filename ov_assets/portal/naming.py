@@ -18,7 +18,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from ov_assets import reports
+from ov_assets.reports import consolidated as reports
 from ov_assets.errors import OperatorError
 
 # Characters a token may keep verbatim; every other value is shortened and hashed.

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from playwright.async_api import Locator, Page, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from ov_assets.contract import BUSINESS_FIELDS
+from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.errors import OperatorError
 
 LIST_PATH = "Listado-Radicación-PQR"

@@ -24,18 +24,12 @@ from urllib.parse import unquote
 
 from playwright.async_api import Browser, Page, async_playwright
 
-from ov_assets.contract import BOGOTA, parse_fecha
-from ov_assets.landing import format_ts
+from ov_assets.core.contract import BOGOTA, parse_fecha
+from ov_assets.core.file_names import format_ts
 from ov_assets.portal import naming, pages
 from ov_assets.portal.pages import ListPage, LoginError, PortalError, SessionExpired
 from ov_assets.portal.politeness import portal_key
-from ov_assets.portal.scraper import (
-    CHROMIUM_ARGS,
-    FILTER_ATTEMPTS,
-    ScraperConfig,
-    prune_artifacts,
-    resolve_browser_path,
-)
+from ov_assets.portal.scraper import CHROMIUM_ARGS, FILTER_ATTEMPTS, ScraperConfig, prune_artifacts, resolve_browser_path
 
 T = TypeVar("T")
 log = logging.getLogger("ov_assets.portal.probe")

@@ -36,25 +36,8 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright
 
 from ov_assets import settings
-from ov_assets.contract import (
-    BOGOTA,
-    EMPRESAS,
-    FINAL_STATUSES,
-    ValidRecord,
-    parse_extraction_ts,
-    parse_fecha,
-    today_bogota,
-    validate_record,
-)
-from ov_assets.landing import (
-    FILE_RECORD,
-    attachment_file_name,
-    format_ts,
-    parse_name,
-    pdf_file_name,
-    record_file_name,
-    sgc_for_name,
-)
+from ov_assets.core.contract import BOGOTA, EMPRESAS, FINAL_STATUSES, ValidRecord, parse_extraction_ts, parse_fecha, today_bogota, validate_record
+from ov_assets.core.file_names import FILE_RECORD, attachment_file_name, format_ts, parse_name, pdf_file_name, record_file_name, sgc_for_name
 from ov_assets.portal import naming, pages, politeness
 from ov_assets.portal.pages import ListedPqr, LoginError, PortalError, SessionExpired
 from ov_assets.portal.politeness import SlotStore

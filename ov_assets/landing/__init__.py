@@ -1,0 +1,1 @@
+"""The landing folder: its incremental index and the cleanup of files proven in the bucket."""

@@ -1,0 +1,355 @@
+"""Archiving a partition's files to object storage, with a registry that never lies
+(CONTRACT §6-§7).
+
+For every valid version's JSON, PDF and attachments: registered and verified -> nothing to do;
+else a conditional put (``If-None-Match: *``) with a SHA-256 checksum, encryption and metadata,
+verified from S3's answer -> ``uploaded``; when the key is taken, S3's own SHA-256 of the object
+decides: the same -> ``uploaded`` when it is our own put of this registry row (a put whose answer
+was lost, a run killed after its put: the object's ``registry_id`` metadata is the row's id),
+else ``pre_existing``; different bytes -> ``error`` (never overwritten). Rows are written
+``pending`` before any upload, so a killed run leaves work that the next run (or the hourly
+retry) finishes. The table row's ``archivos_s3_urls`` lists the winning version's objects.
+
+A registry row describes the bytes of one object and is never re-pointed at other bytes once
+they are stored: a landing file replaced by other bytes under the same name (by hand) is a new
+version, stored under its own key (``versioned_key``: the name with ``~`` and 16 hex digits of
+its SHA-256 before the extension), with a row of its own. Every outcome is written only if the
+row still describes the bytes it is about (``file_hash``), so a concurrent run cannot leave a
+row ``uploaded`` with a hash the bucket does not hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import mimetypes
+import os
+import re
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import polars as pl
+import psycopg
+
+from ov_assets.devkit.failpoints import barrier
+from ov_assets.core.contract import EMPRESA_DISPLAY
+from ov_assets.errors import OperatorError, StoreAccessError
+from ov_assets.core.file_names import landing_dir
+from ov_assets.warehouse.loading import SCHEMA, table_name
+from ov_assets.fs import NotARegularFile
+from ov_assets.objects.stores import ConflictError, IntegrityError, ObjectExists, ObjectStore
+
+DONE_STATUSES = ("uploaded", "pre_existing")
+_CONTENT_TYPES = {".json": "application/json", ".pdf": "application/pdf", ".jpg": "image/jpeg",
+                  ".jpeg": "image/jpeg", ".png": "image/png"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def content_type(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def object_key(layout: str, base_path: str, empresa: str, day: dt.date, folder: str, filename: str) -> str:
+    """CONTRACT §7: ``default`` by partition date, ``central`` for the document archive."""
+    folder = _UNSAFE.sub("_", folder)
+    if layout == "central":
+        return f"Central_De_Escritos/{EMPRESA_DISPLAY[empresa]}/01_raw_data/oficina_virtual/{folder}/{filename}"
+    return f"{base_path.strip('/')}/{empresa}/{day:%Y}/{day:%m}/{day:%d}/{folder}/{filename}"
+
+
+def versioned_name(filename: str, sha256: str) -> str:
+    """``{stem}~{16 hex of sha256}{.ext}``: the name other bytes of a taken name are stored under."""
+    stem, dot, ext = filename.rpartition(".")
+    if not stem:  # no extension (or a dot file)
+        return f"{filename}~{sha256[:16]}"
+    return f"{stem}~{sha256[:16]}{dot}{ext}"
+
+
+def versioned_key(key: str, sha256: str) -> str:
+    folder, _, name = key.rpartition("/")
+    return f"{folder}/{versioned_name(name, sha256)}" if folder else versioned_name(name, sha256)
+
+
+def current_keys(conn: psycopg.Connection, bucket: str, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(planned key, sha256) -> the key these bytes live (or will live) under: the planned key,
+    unless its registry row describes other bytes that are stored (or a version of these bytes
+    is registered already), then ``versioned_key``. A row of other bytes never confirmed stored
+    (``pending``/``error``) gives its key to the new bytes."""
+    pairs = list(pairs)
+    known = registry_status(conn, bucket, sorted({k for k, _ in pairs} | {versioned_key(k, s) for k, s in pairs}))
+    out = {}
+    for key, sha in pairs:
+        status, file_hash = known.get(key, (None, None))
+        if status is None or file_hash == sha:
+            out[(key, sha)] = key
+        elif status in DONE_STATUSES or versioned_key(key, sha) in known:
+            out[(key, sha)] = versioned_key(key, sha)
+        else:
+            out[(key, sha)] = key
+    return out
+
+
+@dataclass(frozen=True)
+class PlannedObject:
+    """One landing file to be archived under ``key``."""
+
+    empresa: str
+    numero_radicado: str
+    numero_reclamo_sgc: str
+    partition_date: dt.date
+    file_type: str
+    filename: str
+    size: int
+    sha256: str
+    path: Path
+    key: str
+
+
+def plan_objects(frame: pl.DataFrame, data_dir: Path, layout: str, base_path: str) -> list[PlannedObject]:
+    """Every valid version's files (rejected files stay in the landing folder), one per key."""
+    planned: dict[str, PlannedObject] = {}
+    valid = frame.filter(pl.col("status") == "valid").select(
+        "empresa", "partition_date", "numero_radicado", "numero_reclamo_sgc", "files"
+    )
+    for empresa, day, radicado, sgc, files in valid.iter_rows():
+        folder = sgc or radicado
+        for f in files:
+            key = object_key(layout, base_path, empresa, day, folder, f["filename"])
+            planned.setdefault(key, PlannedObject(
+                empresa, radicado, sgc, day, f["file_type"], f["filename"], f["size"], f["sha256"],
+                landing_dir(data_dir, empresa) / f["filename"], key))
+    return list(planned.values())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    status: str  # uploaded | pre_existing | error | pending (not attempted: the run stopped)
+    source: str  # bot | pre_existing
+    error: str | None = None
+    sha256: str = ""  # the bytes the outcome is about
+    guard: str = ""  # written only to a row that describes these bytes (default: sha256)
+    size: int | None = None  # the object's size, when the outcome re-describes the row
+
+
+def _metadata(obj: PlannedObject, registry_id: int | None) -> dict[str, str]:
+    # S3 metadata is ASCII; radicados are digits, anything else is replaced, never dropped.
+    # registry_id: the row registered pending before this put (how a rerun knows its own put).
+    meta = {"empresa": obj.empresa, "numero_radicado": obj.numero_radicado.encode("ascii", "replace").decode()}
+    if registry_id is not None:
+        meta["registry_id"] = str(registry_id)
+    return meta
+
+
+def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None, stop: threading.Event,
+                 why: list[str]) -> Outcome:
+    def outcome(status: str, source: str = "bot", error: str | None = None) -> Outcome:
+        return Outcome(obj.key, status, source, error, obj.sha256)
+
+    if stop.is_set():
+        return outcome("pending", error=f"not attempted: {why[0] if why else 'run stopped'}")
+    try:
+        if not os.path.lexists(obj.path):  # (a link is not missing: the put refuses it, by name)
+            return outcome("error", error="landing file missing")
+        try:
+            store.put(obj.key, obj.path, obj.sha256, content_type(obj.filename), _metadata(obj, registry_id),
+                      only_if_absent=True)
+            barrier("s3_put")  # tests: a run killed after its put, before its registry write
+            return outcome("uploaded")
+        except ObjectExists:
+            # Stored already: by this row's own put (a lost answer, a killed run), by an earlier
+            # run whose registry write was lost, by hand. Only S3's checksum or the bytes decide.
+            head = store.head(obj.key)
+            found = None if head is None else head.sha256 if head.verified else store.sha256_of(obj.key)
+            ours = head is not None and registry_id is not None and head.metadata.get("registry_id") == str(registry_id)
+            if found == obj.sha256:
+                return outcome("uploaded") if ours else outcome("pre_existing", "pre_existing")
+            if ours and found is not None:
+                # This row's own put stored other bytes (its landing file was replaced since):
+                # the row describes what is stored; the new bytes get a key of their own.
+                return Outcome(obj.key, "uploaded", "bot", None, found, obj.sha256, head.size)
+            if head is None:  # a completion whose answer was lost and whose object is not there
+                return outcome("error", error="upload not confirmed and object absent; the next run retries")
+            return outcome("error", error="object exists with different content (sha256 differs); "
+                                          "not overwritten: compare it with the landing file")
+    except StoreAccessError as exc:
+        why.append(str(exc))
+        stop.set()
+        return outcome("error", error=str(exc))
+    except NotARegularFile as exc:  # swapped for a link (or a folder) since it was indexed
+        return outcome("error", error=f"{exc}; not uploaded"[:500])
+    except (OperatorError, IntegrityError, ConflictError) as exc:
+        return outcome("error", error=str(exc)[:500])
+    except Exception as exc:  # noqa: BLE001 - the registry keeps the reason, the run reports it
+        return outcome("error", error=f"{type(exc).__name__}: {exc}"[:500])
+
+
+@dataclass
+class ArchiveCounts:
+    s3_uploaded: int = 0
+    s3_pre_existing: int = 0
+    s3_already_registered: int = 0
+    s3_errors: int = 0
+    s3_not_attempted: int = 0
+    fatal: str | None = None  # the operator error that stopped the run (bucket unusable)
+
+
+def registry_status(conn: psycopg.Connection, bucket: str, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+    rows = conn.execute(
+        f"SELECT s3_key, upload_status, file_hash FROM {SCHEMA}.s3_files_registry "
+        "WHERE s3_bucket = %s AND s3_key = ANY(%s)",
+        (bucket, keys),
+    ).fetchall()
+    return {k: (s, h) for k, s, h in rows}
+
+
+def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[PlannedObject]) -> dict[str, int]:
+    """Write (or reopen) the registry rows as ``pending`` before anything is uploaded: a killed
+    run leaves rows that the next run, or the hourly retry, finishes. A row of stored bytes
+    (``uploaded``/``pre_existing``) is never re-pointed at other bytes. Returns the id of each
+    key's row that now describes the planned bytes."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            f"""INSERT INTO {SCHEMA}.s3_files_registry (empresa, numero_radicado, numero_reclamo_sgc,
+                    filename, file_type, content_type, file_size, file_hash, s3_bucket, s3_key, s3_url,
+                    upload_status, upload_source, metadata)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', 'bot', %s)
+                ON CONFLICT (s3_bucket, s3_key) DO UPDATE SET file_size = EXCLUDED.file_size,
+                    file_hash = EXCLUDED.file_hash, upload_status = 'pending', updated_at = now()
+                WHERE s3_files_registry.upload_status NOT IN ('uploaded', 'pre_existing')""",
+            [(o.empresa, o.numero_radicado, o.numero_reclamo_sgc or None, o.filename, o.file_type,
+              content_type(o.filename), o.size, o.sha256, store.bucket, o.key, store.url(o.key),
+              orjson.dumps({"partition_date": o.partition_date.isoformat()}).decode())
+             for o in todo],
+        )
+        rows = conn.execute(
+            f"""SELECT s3_key, id FROM {SCHEMA}.s3_files_registry r
+                JOIN unnest(%s::text[], %s::text[]) AS v(s3_key, file_hash) USING (s3_key, file_hash)
+                WHERE r.s3_bucket = %s AND r.upload_status NOT IN ('uploaded', 'pre_existing')""",
+            ([o.key for o in todo], [o.sha256 for o in todo], store.bucket)).fetchall()
+    return {k: i for k, i in rows}
+
+
+def record_outcomes(conn: psycopg.Connection, store: ObjectStore, outcomes: list[Outcome]) -> None:
+    """Write each outcome to its row only while the row still describes the outcome's bytes
+    (``file_hash``) and is open: another run may have registered other bytes under the key
+    meanwhile, or finished it, and then this outcome is not about that row."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            f"""UPDATE {SCHEMA}.s3_files_registry SET upload_status = %s, upload_source = %s,
+                    last_error = %s, updated_at = now(), file_hash = %s, file_size = COALESCE(%s, file_size),
+                    attempts = attempts + CASE WHEN %s = 'pending' THEN 0 ELSE 1 END,
+                    uploaded_at = CASE WHEN %s = 'uploaded' THEN now() ELSE uploaded_at END
+                WHERE s3_bucket = %s AND s3_key = %s AND file_hash = %s
+                  AND upload_status NOT IN ('uploaded', 'pre_existing')""",
+            [(r.status, r.source, r.error, r.sha256, r.size, r.status, r.status, store.bucket, r.key,
+              r.guard or r.sha256) for r in outcomes],
+        )
+
+
+def archive_objects(
+    conn: psycopg.Connection, store: ObjectStore, objects: list[PlannedObject], max_workers: int
+) -> tuple[ArchiveCounts, list[Outcome]]:
+    """Register, upload and verify with a bounded pool of ``max_workers`` threads; returns
+    counts and the outcome of each object worked on. When the bucket itself is unusable
+    (credentials, permissions, bucket, region, endpoint) the run stops at once: the rest stay
+    ``pending`` and ``counts.fatal`` holds the operator's one-line message."""
+    counts = ArchiveCounts()
+    stop = threading.Event()
+    why: list[str] = []
+    outcomes: list[Outcome] = []
+    # Two rounds at most: the second stores, under their own keys, the bytes whose key the first
+    # found holding this row's own earlier bytes (the row now describes those).
+    for _ in range(2):
+        keys = current_keys(conn, store.bucket, [(o.key, o.sha256) for o in objects])
+        objects = [dataclasses.replace(o, key=keys[(o.key, o.sha256)]) for o in objects]
+        known = registry_status(conn, store.bucket, [o.key for o in objects])
+        todo = []
+        for o in objects:
+            status, file_hash = known.get(o.key, (None, None))
+            if status in DONE_STATUSES and file_hash == o.sha256:
+                counts.s3_already_registered += 1
+            else:
+                todo.append(o)
+        if not todo:
+            break
+        ids = register_pending(conn, store, todo)
+        with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ov-s3") as pool:
+            results = list(pool.map(lambda o: _archive_one(store, o, ids.get(o.key), stop, why), todo))
+        record_outcomes(conn, store, results)
+        outcomes += [r for r, o in zip(results, todo) if r.sha256 == o.sha256]
+        objects = [o for r, o in zip(results, todo) if r.sha256 != o.sha256]
+        if not objects:
+            break
+    for r in outcomes:
+        if r.status == "uploaded":
+            counts.s3_uploaded += 1
+        elif r.status == "pre_existing":
+            counts.s3_pre_existing += 1
+        elif r.status == "pending":
+            counts.s3_not_attempted += 1
+        else:
+            counts.s3_errors += 1
+    counts.fatal = why[0] if why else None
+    return counts, outcomes
+
+
+def link_table_rows(conn: psycopg.Connection, store: ObjectStore, frame: pl.DataFrame,
+                    layout: str, base_path: str) -> int:
+    """Set ``archivos_s3_urls`` and ``procesado_flag`` of each winner's row (only where they
+    change, so reruns touch nothing). Returns the rows changed."""
+    winners = frame.filter(pl.col("is_winner"))
+    changed = 0
+    for empresa in winners["empresa"].unique().to_list():
+        part = winners.filter(pl.col("empresa") == empresa)
+        keys_by_row: list[tuple[str, str, list[dict[str, str]], list[str]]] = []
+        for day, radicado, sgc, hash_reg, files in part.select(
+            "partition_date", "numero_radicado", "numero_reclamo_sgc", "hash_registro", "files"
+        ).iter_rows():
+            keys_by_row.append((radicado, hash_reg, [dict(f) for f in files], [
+                object_key(layout, base_path, empresa, day, sgc or radicado, f["filename"]) for f in files]))
+        current = current_keys(conn, store.bucket, [(k, f["sha256"]) for _, _, fs, ks in keys_by_row
+                                                    for f, k in zip(fs, ks)])
+        for i, (radicado, hash_reg, files, keys) in enumerate(keys_by_row):
+            keys = [current[(k, f["sha256"])] for f, k in zip(files, keys)]
+            entries = [{"file_type": f["file_type"], "filename": f["filename"], "s3_url": store.url(k),
+                        "sha256": f["sha256"]} for f, k in zip(files, keys)]
+            keys_by_row[i] = (radicado, hash_reg, entries, keys)
+        status = registry_status(conn, store.bucket, [k for row in keys_by_row for k in row[3]])
+        params = []
+        for radicado, hash_reg, entries, keys in keys_by_row:
+            ok = all(status.get(k, ("", None))[0] in DONE_STATUSES for k in keys)
+            present = [e for e, k in zip(entries, keys) if status.get(k, ("", None))[0] in DONE_STATUSES]
+            params.append((radicado, hash_reg, orjson.dumps(present).decode(), ok))
+        if not params:
+            continue
+        with conn.transaction():
+            cur = conn.execute(
+                f"""UPDATE {SCHEMA}.{table_name(empresa)} t
+                    SET archivos_s3_urls = v.urls::jsonb, procesado_flag = v.ok, updated_at = now()
+                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[]) AS v(numero_radicado, hash, urls, ok)
+                    WHERE t.numero_radicado = v.numero_radicado AND t.hash_registro = v.hash
+                      AND (t.archivos_s3_urls IS DISTINCT FROM v.urls::jsonb OR t.procesado_flag IS DISTINCT FROM v.ok)""",
+                ([p[0] for p in params], [p[1] for p in params], [p[2] for p in params], [p[3] for p in params]),
+            )
+            changed += cur.rowcount
+    return changed
+
+
+def pending_partitions(conn: psycopg.Connection) -> list[tuple[str, dt.date]]:
+    """(empresa, partition date) of registry rows still ``pending`` or in ``error``."""
+    rows = conn.execute(
+        f"""SELECT DISTINCT empresa, (metadata->>'partition_date')::date FROM {SCHEMA}.s3_files_registry
+            WHERE upload_status IN ('pending', 'error') AND metadata ? 'partition_date'"""
+    ).fetchall()
+    return [(e, d) for e, d in rows]
+
+
+def errors_summary(outcomes: Iterable[Outcome]) -> list[str]:
+    """Distinct error reasons (keys carry no personal data; reasons never do)."""
+    return sorted({o.error for o in outcomes if o.error})

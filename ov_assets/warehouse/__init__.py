@@ -1,0 +1,1 @@
+"""PostgreSQL: migrations (``sql/``, package data) and the partition loads."""
