@@ -17,7 +17,7 @@ from typing import Any
 
 from ov_assets.core.contract import BOGOTA, BUSINESS_FIELDS, PERSONAL_FIELDS
 from ov_assets.core.file_names import attachment_file_name, format_ts, landing_dir, pdf_file_name, record_file_name, sgc_for_name
-from ov_assets.reports.consolidated import private_dir
+from ov_assets.fs import private_dir
 
 FIRST_NAMES = (
     "María José", "José Ángel", "Andrés Felipe", "Sebastián", "Nicolás", "Lucía", "Ángela",
@@ -66,13 +66,14 @@ def pdf_bytes(title: str) -> bytes:
     return _PDF_TEMPLATE.format(length=len(stream), stream=stream).encode("ascii")
 
 
-def _rng(*parts: object) -> random.Random:
+def seeded_rng(*parts: object) -> random.Random:
+    """A random generator seeded by ``parts``, so every value drawn for them is reproducible."""
     return random.Random("|".join(str(p) for p in parts))
 
 
 def fake_pqr(empresa: str, day: dt.date, index: int, seed: int = 0) -> dict[str, Any]:
     """The business fields (CONTRACT §3) of PQR number ``index`` filed on ``day``."""
-    rng = _rng(seed, empresa, day.isoformat(), index)
+    rng = seeded_rng(seed, empresa, day.isoformat(), index)
     first, last1, last2 = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), rng.choice(LAST_NAMES)
     name = f"{first} {last1} {last2}"
     user = _ascii(f"{first.split()[0]}.{last1}").lower().replace(" ", "") + str(rng.randint(1, 999))
@@ -201,7 +202,7 @@ def write_day(
     out = GeneratedDay(empresa, day)
     for i in range(1, n + 1):
         record = fake_pqr(empresa, day, i, seed)
-        rng = _rng(seed, "files", empresa, day.isoformat(), i)
+        rng = seeded_rng(seed, "files", empresa, day.isoformat(), i)
         filed = dt.datetime.strptime(record["fecha"], "%Y/%m/%d %H:%M")
         attachment = rng.randbytes(rng.randint(2_000, 8_000)) if rng.random() < 0.3 else None
         first = extraction_time_for(filed, rng.randint(5, 120), now)
