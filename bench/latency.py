@@ -33,12 +33,7 @@ import yaml  # noqa: E402
 
 from ov_assets.devkit import generator  # noqa: E402
 from ov_assets.core.contract import today_bogota  # noqa: E402
-from ov_assets_tests.support import (  # noqa: E402
-    postgres_env,
-    run_dagster_dev,
-    start_embedded_pg18,
-    stop_embedded,
-)
+from ov_assets.devkit.servers import postgres_env, run_dagster_dev, start_embedded_pg18, stop_embedded  # noqa: E402
 
 
 def dagster_home(path: Path) -> Path:

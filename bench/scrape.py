@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,21 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ov_assets.devkit.servers import free_port  # noqa: E402
 from ov_assets.portal.scraper import ScraperConfig, scrape_day  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-not-a-secret"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_replica(per_day: int) -> tuple[subprocess.Popen, str]:
     """The replica in its own process, so it does not share the scraper's GIL."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OV_REPLICA_USER=USER, OV_REPLICA_PASSWORD=PASSWORD, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port),
                              "--per-day", str(per_day)], env=env, stdout=subprocess.PIPE, text=True)

@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,25 +43,10 @@ from dagster_aws.s3 import S3Resource  # noqa: E402
 from ov_assets.warehouse import migrations  # noqa: E402
 from ov_assets.objects.archive import PlannedObject, archive_objects  # noqa: E402
 from ov_assets.defs.resources import ObjectStoreResource  # noqa: E402
+from ov_assets.devkit.servers import free_port, start_embedded_pg18, stop_embedded, wait_for_port  # noqa: E402
 
 REGION = "us-east-1"
 CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def make_files(src: Path, n: int, big: int, seed: int = 7) -> list[PlannedObject]:
@@ -102,11 +86,9 @@ class Bench:
                                      start_new_session=True, restore_signals=True,
                                      preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
                                                          signal.signal(signal.SIGTERM, signal.SIG_DFL)))
-        wait_port(self.port)
+        wait_for_port("127.0.0.1", self.port)
         self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
                                    aws_access_key_id="bench", aws_secret_access_key="bench")
-        from ov_assets_tests.support import start_embedded_pg18
-
         self.pg = start_embedded_pg18(work)
         self.dbname = self.pg.create_database()
         self.conninfo = self.pg.conninfo(self.dbname)
@@ -115,8 +97,6 @@ class Bench:
         self.round = 0
 
     def close(self) -> None:
-        from ov_assets_tests.support import stop_embedded
-
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self.moto.pid, sig)

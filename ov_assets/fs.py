@@ -1,4 +1,5 @@
-"""Opening landing files without following a symbolic link (CONTRACT §4, ``not_a_regular_file``).
+"""Opening landing files without following a symbolic link (CONTRACT §4, ``not_a_regular_file``),
+and the owner-only folders everything under ``$OV_DATA_DIR`` is written into.
 
 One piece of code for every reader of landing files (the index, the object store's puts, the
 cleanup's hashes): listing a folder and opening a name are two moments, so a file swapped for a
@@ -21,6 +22,7 @@ from typing import BinaryIO
 O_FLAGS = (os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
            | getattr(os, "O_NONBLOCK", 0))
 DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+PRIVATE_MODE = stat.S_IRWXU  # 0700: what is under $OV_DATA_DIR holds or leads to personal data
 LINK_DETAIL = "a symbolic link: links are never followed (copy the file itself into the folder)"
 
 
@@ -67,3 +69,25 @@ def open_landing(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
         os.close(dir_fd)
     with os.fdopen(fd, "rb") as fh:
         yield fh, st
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` made a folder owner-only (0700), with every missing parent 0700 too, because
+    what is written under ``$OV_DATA_DIR`` holds personal data. (``mkdir(parents=True,
+    mode=...)`` gives the mode to the last folder only, and leaves an existing one as it is.)
+    An existing ``path`` with a group/other bit is tightened when this user owns it; a folder
+    shared on purpose by another user is left alone. Safe against a concurrent maker."""
+    missing = []
+    at = path
+    while not at.is_dir():
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_MODE)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+    st = path.stat()
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, PRIVATE_MODE)
+    return path

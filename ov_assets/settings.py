@@ -9,10 +9,10 @@ object store, replica portal); the resources themselves refuse those fallbacks w
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from ov_assets.errors import ConfigurationError
+from ov_assets.fs import private_dir
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -53,12 +53,7 @@ def private_data_dir() -> str:
     its missing parents, and tightened when it exists wider and this user owns it (a folder
     shared on purpose by another user is left alone)."""
     os.umask(0o077)
-    path = Path(data_dir())
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = path.stat()
-    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(path, 0o700)
-    return str(path)
+    return str(private_dir(Path(data_dir())))
 
 
 def environment() -> str:

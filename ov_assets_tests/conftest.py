@@ -17,13 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ov_assets_tests.support import (
-    PgServer,
-    conninfo_from_dsn,
-    free_port,
-    start_embedded_pg18,
-    stop_embedded,
-)
+from ov_assets.devkit.servers import PgServer, conninfo_from_dsn, free_port, start_embedded_pg18, stop_embedded
 
 PG15_SKIP_REASON = "Debian PostgreSQL 15 not configured: .ci/run starts it and sets OV_TEST_PG15_DSN"
 

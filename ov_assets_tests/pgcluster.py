@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ov_assets_tests.support import free_port
+from ov_assets.devkit.servers import free_port
 
 PASSWORD = "ov-test-" + uuid.uuid4().hex[:12]
 

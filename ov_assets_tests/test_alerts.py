@@ -15,7 +15,7 @@ import pytest
 
 from ov_assets.defs.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
 from ov_assets.errors import OperatorError, StoreAccessError
-from ov_assets_tests.support import free_port
+from ov_assets.devkit.servers import free_port
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
 PARTITION = "2025-10-08|afinia"

@@ -14,7 +14,7 @@ from ov_assets.objects.archive import archive_objects, link_table_rows, plan_obj
 from ov_assets.defs.checks.partition import objects_match_bucket
 from ov_assets.core.contract import EMPRESA_DISPLAY
 from ov_assets_tests.archive_support import DAY, bucket_keys, client, prepare, registry, store_resource
-from ov_assets_tests.support import free_port
+from ov_assets.devkit.servers import free_port
 
 
 def _run(conninfo, store, frame, layout="default", base="oficina-virtual", workers=4):

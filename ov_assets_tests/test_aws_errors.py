@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from ov_assets.errors import OperatorError, StoreAccessError, translate_aws_error
 from ov_assets.objects.stores import S3ObjectStore
 from ov_assets_tests.archive_support import store_resource
-from ov_assets_tests.support import free_port
+from ov_assets.devkit.servers import free_port
 
 
 def _put(store, tmp_path: Path):

@@ -155,7 +155,7 @@ def test_cleanup_respects_retention_and_changed_bytes(pg_conninfo18: dict[str, A
 
 def test_cleanup_cli_dry_run(pg_conninfo18: dict[str, Any], data_dir: Path, monkeypatch, capsys) -> None:
     from ov_assets import cli
-    from ov_assets_tests.support import postgres_env
+    from ov_assets.devkit.servers import postgres_env
 
     _setup(pg_conninfo18, data_dir)
     for k, v in postgres_env(pg_conninfo18).items():
@@ -211,7 +211,7 @@ def test_file_whose_object_left_the_bucket_is_kept(where: str, pg_conninfo18: di
     multipart object whose sha256 metadata claims the registered hash): the landing file is
     the last copy and stays, also through ``ov-assets cleanup``; the report names it."""
     from ov_assets import cli
-    from ov_assets_tests.support import postgres_env
+    from ov_assets.devkit.servers import postgres_env
 
     bucket = endpoint = None
     if where == "s3":
@@ -313,7 +313,7 @@ def test_cleanup_that_empties_the_folder_succeeds(pg_conninfo18: dict[str, Any],
     empty folder for what it is (nothing to do), while files that vanish otherwise still mean
     an unmounted folder."""
     from ov_assets import cli
-    from ov_assets_tests.support import postgres_env
+    from ov_assets.devkit.servers import postgres_env
 
     today = RECENT + dt.timedelta(days=1)
     resources = pipeline_resources(pg_conninfo18, data_dir)

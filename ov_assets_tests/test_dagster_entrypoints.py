@@ -16,7 +16,7 @@ import boto3
 import psycopg
 
 from ov_assets.devkit import generator
-from ov_assets_tests.support import graphql, postgres_env, run_dagster_dev
+from ov_assets.devkit.servers import graphql, postgres_env, run_dagster_dev
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

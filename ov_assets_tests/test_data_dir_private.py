@@ -12,6 +12,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ov_assets.fs import private_dir
+
+
+def test_private_dir_makes_every_missing_folder_owner_only_and_tightens_the_last(tmp_path: Path) -> None:
+    """The one folder helper every writer under $OV_DATA_DIR uses: ``mkdir(parents=True)``
+    would leave the parents at the umask's mode, and an existing folder as it was."""
+    old = os.umask(0o022)
+    try:
+        deep = private_dir(tmp_path / "new" / "deeper" / "deepest")
+        assert [stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "new", deep.parent, deep)] == [0o700] * 3
+        wide = tmp_path / "wide"
+        wide.mkdir(mode=0o755)
+        wide.chmod(0o755)
+        (wide / "inside").mkdir(mode=0o755)
+        assert private_dir(wide) == wide and stat.S_IMODE(wide.stat().st_mode) == 0o700
+        assert stat.S_IMODE((wide / "inside").stat().st_mode) == 0o755  # only the folder named
+        private_dir(wide)  # again: nothing to do, no error
+    finally:
+        os.umask(old)
 
 
 def open_to_others(root: Path) -> list[str]:

@@ -13,7 +13,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ov_assets.core.contract import PERSONAL_FIELDS
-from ov_assets_tests.support import event_log_text, graphql, leaked, personal_search_terms
+from ov_assets.devkit.servers import graphql
+from ov_assets_tests.support import event_log_text, leaked, personal_search_terms
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ov_bench_latency", ROOT / "bench" / "latency.py")

@@ -10,7 +10,8 @@ import urllib.request
 import psycopg
 import pytest
 
-from ov_assets_tests.support import free_port, graphql, postgres_env, sqlalchemy_url
+from ov_assets.devkit.servers import free_port, graphql, postgres_env
+from ov_assets_tests.support import sqlalchemy_url
 
 
 def test_pg_conninfo_is_a_fresh_database_on_the_right_version(pg_conninfo, request):

@@ -12,7 +12,8 @@ import psycopg
 from ov_assets.defs.assets import pqr_records, pqr_table, raw_pqr_files
 from ov_assets.defs.partitions import partition_key
 from ov_assets_tests.loadkit import days_back
-from ov_assets_tests.support import postgres_env, sqlalchemy_url
+from ov_assets.devkit.servers import postgres_env
+from ov_assets_tests.support import sqlalchemy_url
 
 DEPLOY_YAML = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
 

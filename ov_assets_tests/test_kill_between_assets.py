@@ -15,7 +15,7 @@ import psycopg
 
 from ov_assets.devkit import generator
 from ov_assets_tests.loadkit import wait_for_file
-from ov_assets_tests.support import postgres_env
+from ov_assets.devkit.servers import postgres_env
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

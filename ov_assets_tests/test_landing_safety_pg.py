@@ -27,7 +27,8 @@ from ov_assets.core.file_names import landing_dir
 from ov_assets.landing.index import LandingIndex
 from ov_assets.reports.consolidated import consolidated_paths
 from ov_assets_tests.bad_corpus import base_record
-from ov_assets_tests.support import pipeline_resources, postgres_env
+from ov_assets.devkit.servers import postgres_env
+from ov_assets_tests.support import pipeline_resources
 from ov_assets_tests.test_landing_hostile import BAD_NAME, surrogate_record
 
 OLD = dt.date(2025, 8, 26)  # fixed days: nothing depends on the date the suite runs on

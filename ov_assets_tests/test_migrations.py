@@ -15,7 +15,7 @@ from ov_assets.warehouse import loading, migrations
 from ov_assets.errors import OperatorError
 from ov_assets_tests import loadkit
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource
-from ov_assets_tests.support import postgres_env
+from ov_assets.devkit.servers import postgres_env
 
 OLD_SHAPE = """
 CREATE SCHEMA data_general;

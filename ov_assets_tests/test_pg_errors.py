@@ -10,7 +10,7 @@ import pytest
 from ov_assets.warehouse import loading
 from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource, wait_for_file, wait_until
-from ov_assets_tests.support import free_port
+from ov_assets.devkit.servers import free_port
 
 
 def test_authentication_failure(pg15_server):

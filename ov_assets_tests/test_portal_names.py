@@ -14,7 +14,7 @@ import pytest
 
 from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.core.file_names import FILE_RECORD, parse_name
-from ov_assets.portal import naming
+from ov_assets.fs import private_dir
 from ov_assets.portal.naming import LandingConflict, safe_token
 from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.portal.scraper import ScraperConfig, scrape_day, write_version
@@ -76,7 +76,7 @@ def test_files_and_folders_are_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)
     fresh = tmp_path / "new" / "deep"
-    naming.private_dir(fresh)
+    private_dir(fresh)
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
 
 

@@ -22,7 +22,8 @@ import pytest
 from ov_assets.portal.pages import LoginError
 from ov_assets.devkit.replica import Faults, ReplicaPortal
 from ov_assets.portal.scraper import ScrapeResult, ScraperConfig, describe_failures, scrape_day
-from ov_assets_tests.support import free_port, leaked, personal_search_terms
+from ov_assets.devkit.servers import free_port
+from ov_assets_tests.support import leaked, personal_search_terms
 from ov_assets_tests.test_portal import _check_complete
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from ov_assets.reports import consolidated as reports
 from ov_assets.errors import OperatorError
+from ov_assets.fs import private_dir  # noqa: F401 - portal.scraper imports it from here until its split lands
 
 # Characters a token may keep verbatim; every other value is shortened and hashed.
 _SAFE = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -27,7 +27,6 @@ _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9-]")
 _PREFIX_CHARS = 32
 _HASH_CHARS = 16
 FILE_MODE = stat.S_IRUSR | stat.S_IWUSR  # 0600
-DIR_MODE = stat.S_IRWXU  # 0700
 
 
 class LandingConflict(OperatorError):
@@ -43,17 +42,6 @@ def safe_token(value: str) -> str:
         return value
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
     return f"{_UNSAFE_CHARS.sub('', value)[:_PREFIX_CHARS]}_h{digest}"
-
-
-def private_dir(folder: Path) -> Path:
-    """``reports.private_dir`` (missing folders made 0700), and ``folder`` itself made 0700 when
-    it existed wider and this user owns it (a folder shared on purpose by another user is left
-    alone): the landing folder holds personal data."""
-    reports.private_dir(folder)
-    st = folder.stat()
-    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
-        os.chmod(folder, DIR_MODE)
-    return folder
 
 
 def write_temporary(target: Path, data: bytes) -> Path:

@@ -26,6 +26,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from ov_assets.core.contract import BOGOTA, parse_fecha
 from ov_assets.core.file_names import format_ts
+from ov_assets.fs import private_dir
 from ov_assets.portal import naming, pages
 from ov_assets.portal.pages import ListPage, LoginError, PortalError, SessionExpired
 from ov_assets.portal.politeness import portal_key
@@ -91,7 +92,7 @@ class _Probe:
 
     async def screenshot(self, page: Page, what: str) -> None:
         """The page as the probe saw it, inputs masked, into the private artifacts folder."""
-        naming.private_dir(self.artifacts_dir)
+        private_dir(self.artifacts_dir)
         stamp = format_ts(dt.datetime.now(BOGOTA).replace(tzinfo=None))
         path = self.artifacts_dir / f"portal-check-{self.config.empresa}-{stamp}-{what}.png"
         try:

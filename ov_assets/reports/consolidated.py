@@ -14,6 +14,7 @@ import polars as pl
 import psycopg
 
 from ov_assets.core.contract import BUSINESS_FIELDS
+from ov_assets.fs import private_dir
 
 CLEANED_TABLE = "data_general.ov_cleaned_partitions"
 CONSOLIDATED_COLUMNS = (*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "file_name", "warnings")
@@ -24,23 +25,6 @@ def consolidated_paths(data_dir: Path, empresa: str, day: dt.date) -> dict[str, 
     stem = f"{empresa}_consolidated_{day:%Y%m%d}"
     return {"csv": folder / f"{stem}.csv", "parquet": folder / f"{stem}.parquet",
             "rejects": folder / f"{empresa}_rejects_{day:%Y%m%d}.csv"}
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` made a folder, with every missing parent, owner-only (0700): what is written
-    under ``$OV_DATA_DIR`` holds personal data. (``mkdir(parents=True, mode=...)`` gives the
-    mode to the last folder only.)"""
-    missing = []
-    at = path
-    while not at.is_dir():
-        missing.append(at)
-        at = at.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=0o700)
-        except FileExistsError:
-            pass  # made meanwhile by another process
-    return path
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

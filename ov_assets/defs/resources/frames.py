@@ -13,7 +13,8 @@ from pydantic import Field
 
 from ov_assets.defs.partitions import parse_partition_key
 from ov_assets.core.records import empty_frame
-from ov_assets.reports.consolidated import private_dir, write_atomic
+from ov_assets.fs import private_dir
+from ov_assets.reports.consolidated import write_atomic
 
 
 class PartitionedFrameIOManager(dg.ConfigurableIOManager):

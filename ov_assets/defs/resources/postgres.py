@@ -21,7 +21,7 @@ import psycopg
 from pydantic import Field
 
 from ov_assets.warehouse import migrations
-from ov_assets.reports.consolidated import private_dir
+from ov_assets.fs import private_dir
 from ov_assets.errors import LOST_SQLSTATES, ConfigurationError, OperatorError, WithheldDataError, is_connection_lost, translate_pg_error
 
 T = TypeVar("T")
