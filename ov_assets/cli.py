@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 import datetime as dt
+import json
 import os
 import sys
 from pathlib import Path
@@ -159,6 +160,37 @@ def cmd_portal_check(args: argparse.Namespace) -> int:
             return portal_check(config, day, Path(settings.data_dir()).resolve() / "artifacts", source=source)
 
 
+def cmd_s3_setup(args: argparse.Namespace) -> int:
+    """Apply ``aws/``'s bucket configuration (or print an IAM policy filled in), for the bucket
+    and settings of the environment (CONTRACT §8)."""
+    import boto3
+
+    from ov_assets.defs.resources import resources_from_env
+    from ov_assets.errors import ConfigurationError, translate_aws_error
+    from ov_assets.objects import bucket_setup
+
+    res = resources_from_env()["object_store"]
+    bucket = args.bucket or res.bucket
+    if not bucket:
+        raise ConfigurationError("s3-setup needs a bucket: set AWS_S3_BUCKET_NAME or pass --bucket")
+    if args.print_policy:
+        print(json.dumps(bucket_setup.render(args.print_policy, bucket, res.base_path, res.s3.region_name or "",
+                                             args.account_id or "", res.kms_key_id), indent=2))
+        return 0
+    client = boto3.session.Session(profile_name=args.profile or None).client(
+        "s3", region_name=res.s3.region_name or None, endpoint_url=res.s3.endpoint_url or None)
+    try:
+        done = bucket_setup.apply(client, bucket, res.base_path, res.kms_key_id, dry_run=args.dry_run)
+    except Exception as exc:
+        translated = translate_aws_error(exc, bucket, res.s3.region_name)
+        if translated is exc:
+            raise
+        raise translated from exc
+    for line in done:
+        print(f"{'would apply' if args.dry_run else 'applied'} to s3://{bucket}: {line}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ov-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_portal_check)
     p = sub.add_parser("status", help="rows, registry and rejects")
     p.set_defaults(fn=lambda a: print(summary()) or 0)
-    from ov_assets.objects import bucket_setup as s3_setup
-
-    s3_setup.add_parser(sub)
+    p = sub.add_parser("s3-setup", help="apply aws/ bucket versioning, lifecycle, encryption (admin credentials)")
+    p.add_argument("--bucket", default="", help="default: AWS_S3_BUCKET_NAME")
+    p.add_argument("--profile", default="", help="AWS profile with aws/iam-policy-admin.json (default chain otherwise)")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--print-policy", choices=("runtime", "admin"), help="print an IAM policy filled in, apply nothing")
+    p.add_argument("--account-id", default="", help="for the KMS key ARN in --print-policy runtime")
+    p.set_defaults(fn=cmd_s3_setup)
     args = parser.parse_args(argv)
     from ov_assets import settings
     from ov_assets.errors import OperatorError

@@ -146,11 +146,11 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
                                                                        s3_bucket, recorder):
     import dagster as dg
 
-    from ov_assets.devkit import generator
     from ov_assets.defs.assets import pqr_assets
     from ov_assets.defs.jobs import layout_migration_job
     from ov_assets.defs.partitions import partition_key
     from ov_assets.defs.resources import LandingResource, PartitionedFrameIOManager, PortalResource, PostgresResource
+    from ov_assets.devkit import generator
     from ov_assets_tests.archive_support import DAY, bucket_keys, registry, store_resource
 
     out = generator.write_day(data_dir, "afinia", DAY, n=5, seed=3)
@@ -216,3 +216,26 @@ def test_s3_setup_applies_bucket_configuration_with_the_admin_policy(s3_endpoint
     runtime = s3_setup.render("runtime", s3_bucket)
     assert not ({a for s in runtime["Statement"] for a in s["Action"]}
                 & {a for s in admin["Statement"] for a in s["Action"]})
+
+
+def test_s3_setup_command_applies_to_the_configured_bucket(s3_endpoint, s3_bucket, data_dir, monkeypatch, capsys):
+    """``ov-assets s3-setup``: the bucket, region and endpoint come from the environment; a dry
+    run changes nothing, the real run enables versioning, ``--print-policy`` fills the bucket in."""
+    import json
+
+    from ov_assets import cli
+    from ov_assets_tests.archive_support import client
+
+    monkeypatch.setenv("AWS_S3_BUCKET_NAME", s3_bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    c = client(s3_endpoint)
+    assert cli.main(["s3-setup", "--dry-run"]) == 0
+    assert f"would apply to s3://{s3_bucket}: versioning: Enabled" in capsys.readouterr().out
+    assert c.get_bucket_versioning(Bucket=s3_bucket).get("Status") is None
+    assert cli.main(["s3-setup"]) == 0
+    assert capsys.readouterr().out.count(f"applied to s3://{s3_bucket}: ") == 4
+    assert c.get_bucket_versioning(Bucket=s3_bucket)["Status"] == "Enabled"
+    assert cli.main(["s3-setup", "--print-policy", "runtime"]) == 0
+    policy = json.loads(capsys.readouterr().out)
+    assert policy == s3_setup.render("runtime", s3_bucket, "oficina-virtual", "us-east-1")

@@ -1,9 +1,10 @@
-"""``ov-assets s3-setup``: apply the bucket configuration kept in ``aws/`` (versioning, the
+"""The bucket configuration kept in ``aws/`` (package data): apply it (versioning, the
 lifecycle rule, default encryption, public access block) and render the IAM policies with the
 real bucket, base path, region and key.
 
-Run it with *admin* credentials (``aws/iam-policy-admin.json``), never with the pipeline's:
-the runtime policy (``aws/iam-policy-runtime.json``) grants object access only.
+``ov-assets s3-setup`` (``ov_assets.cli``) runs it with *admin* credentials
+(``aws/iam-policy-admin.json``), never with the pipeline's: the runtime policy
+(``aws/iam-policy-runtime.json``) grants object access only.
 """
 
 from __future__ import annotations
@@ -65,42 +66,3 @@ def apply(client: Any, bucket: str, base_path: str = "oficina-virtual", kms_key_
             call()
         done.append(label)
     return done
-
-
-def main(args: Any) -> int:
-    """The ``s3-setup`` subcommand (bucket and settings from the environment, CONTRACT §8)."""
-    import boto3
-
-    from ov_assets.errors import ConfigurationError, translate_aws_error
-    from ov_assets.defs.resources import resources_from_env
-
-    res = resources_from_env()["object_store"]
-    bucket = args.bucket or res.bucket
-    if not bucket:
-        raise ConfigurationError("s3-setup needs a bucket: set AWS_S3_BUCKET_NAME or pass --bucket")
-    if args.print_policy:
-        print(json.dumps(render(args.print_policy, bucket, res.base_path, res.s3.region_name or "",
-                                args.account_id or "", res.kms_key_id), indent=2))
-        return 0
-    client = boto3.session.Session(profile_name=args.profile or None).client(
-        "s3", region_name=res.s3.region_name or None, endpoint_url=res.s3.endpoint_url or None)
-    try:
-        done = apply(client, bucket, res.base_path, res.kms_key_id, dry_run=args.dry_run)
-    except Exception as exc:
-        translated = translate_aws_error(exc, bucket, res.s3.region_name)
-        if translated is exc:
-            raise
-        raise translated from exc
-    for line in done:
-        print(f"{'would apply' if args.dry_run else 'applied'} to s3://{bucket}: {line}")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("s3-setup", help="apply aws/ bucket versioning, lifecycle, encryption (admin credentials)")
-    p.add_argument("--bucket", default="", help="default: AWS_S3_BUCKET_NAME")
-    p.add_argument("--profile", default="", help="AWS profile with aws/iam-policy-admin.json (default chain otherwise)")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--print-policy", choices=("runtime", "admin"), help="print an IAM policy filled in, apply nothing")
-    p.add_argument("--account-id", default="", help="for the KMS key ARN in --print-policy runtime")
-    p.set_defaults(fn=main)
