@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 import yaml  # noqa: E402
 
-from ov_assets.devkit import generator  # noqa: E402
 from ov_assets.core.contract import today_bogota  # noqa: E402
+from ov_assets.devkit import generator  # noqa: E402
 from ov_assets.devkit.servers import postgres_env, run_dagster_dev, start_embedded_pg18, stop_embedded  # noqa: E402
 
 

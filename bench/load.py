@@ -71,18 +71,19 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
-from ov_assets.warehouse import loading, migrations
 from ov_assets.core.contract import BUSINESS_FIELDS, hash_registro
-from ov_assets.devkit.generator import fake_pqr
 from ov_assets.core.records import FRAME_SCHEMA
+from ov_assets.devkit.generator import fake_pqr
+from ov_assets.warehouse import loading, migrations
 
 EMPRESA = "afinia"
 # deploy/dagster.yaml: at most 4 runs per empresa (``ov/empresa``) and 4 slots in the
@@ -222,10 +223,10 @@ def copy_floor(ci: dict[str, Any], frame: pl.DataFrame) -> float:
     with psycopg.connect(**ci, autocommit=True) as conn:
         conn.execute("CREATE TABLE data_general.floor (LIKE data_general.ov_afinia INCLUDING ALL)")
         t0 = time.perf_counter()
-        with conn.transaction():
-            with conn.cursor().copy(sql.SQL("COPY data_general.floor ({}) FROM STDIN (FORMAT csv)").format(cols)) as cp:
-                for i in range(0, len(data), 1 << 20):
-                    cp.write(data[i:i + (1 << 20)])
+        copy = sql.SQL("COPY data_general.floor ({}) FROM STDIN (FORMAT csv)").format(cols)
+        with conn.transaction(), conn.cursor().copy(copy) as cp:
+            for i in range(0, len(data), 1 << 20):
+                cp.write(data[i:i + (1 << 20)])
         return time.perf_counter() - t0
 
 
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ov-bench-"))
     times: dict[str, list[float]] = {k: [] for k in ("ours_first", "ours_reload", "ours_backfill", "copy_floor",
                                                       "old_loader", "old_psycopg3", "dlt")}
-    counts: dict[str, int] = {k: args.n for k in times}
+    counts: dict[str, int] = dict.fromkeys(times, args.n)
     counts["old_loader"] = counts["old_psycopg3"] = min(args.n, args.old_n)
     methods: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
         ("copy_floor", lambda ci: copy_floor(ci, frame)),

@@ -97,8 +97,8 @@ from typing import Any
 import orjson
 
 from ov_assets.core.contract import BUSINESS_FIELDS, FIELD_LIMITS, FIRST_DAY, KNOWN_KEYS
-from ov_assets.devkit.generator import fake_pqr
 from ov_assets.core.file_names import landing_dir, record_file_name
+from ov_assets.devkit.generator import fake_pqr
 from ov_assets.landing.index import LandingIndex, partition_frame
 
 EMPRESA = "afinia"

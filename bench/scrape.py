@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ov_assets.devkit.servers import free_port  # noqa: E402
-from ov_assets.portal.scraper import ScraperConfig, scrape_day  # noqa: E402
+from ov_assets.devkit.servers import free_port
+from ov_assets.portal.scraper import ScraperConfig, scrape_day
 
 USER, PASSWORD = "bench", "bench-not-a-secret"
 REPO = Path(__file__).resolve().parents[1]

@@ -40,10 +40,10 @@ import boto3  # noqa: E402
 import psycopg  # noqa: E402
 from dagster_aws.s3 import S3Resource  # noqa: E402
 
-from ov_assets.warehouse import migrations  # noqa: E402
-from ov_assets.objects.archive import PlannedObject, archive_objects  # noqa: E402
 from ov_assets.defs.resources import ObjectStoreResource  # noqa: E402
 from ov_assets.devkit.servers import free_port, start_embedded_pg18, stop_embedded, wait_for_port  # noqa: E402
+from ov_assets.objects.archive import PlannedObject, archive_objects  # noqa: E402
+from ov_assets.warehouse import migrations  # noqa: E402
 
 REGION = "us-east-1"
 CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}
@@ -193,8 +193,8 @@ def main() -> int:
                 print(f"round {r + 1} {method:10} {t:8.2f} s  {len(objects) / t:8.1f} objects/s", file=sys.stderr)
         med = {m: statistics.median(ts) for m, ts in times.items()}
         print(f"\n{len(objects)} objects, {total_mb:.0f} MB, moto_server on 127.0.0.1, median of {args.rounds}")
-        print(f"| method | median s | objects/s | MB/s | runs (s) |")
-        print(f"|---|---|---|---|---|")
+        print("| method | median s | objects/s | MB/s | runs (s) |")
+        print("|---|---|---|---|---|")
         labels = {"ours": f"ours ({args.workers} workers, SHA-256 verified)", "awscli": "aws s3 sync",
                   "sequential": "sequential put_object"}
         for m, t in med.items():

@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -83,10 +83,8 @@ def private_dir(path: Path) -> Path:
         missing.append(at)
         at = at.parent
     for folder in reversed(missing):
-        try:
+        with suppress(FileExistsError):  # made meanwhile by another process
             folder.mkdir(mode=PRIVATE_MODE)
-        except FileExistsError:
-            pass  # made meanwhile by another process
     st = path.stat()
     if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(path, PRIVATE_MODE)

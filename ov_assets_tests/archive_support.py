@@ -12,10 +12,10 @@ import polars as pl
 import psycopg
 from dagster_aws.s3 import S3Resource
 
-from ov_assets.devkit import generator
-from ov_assets.warehouse import loading, migrations
-from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets.defs.resources import ObjectStoreResource
+from ov_assets.devkit import generator
+from ov_assets.landing.index import LandingIndex, partition_frame
+from ov_assets.warehouse import loading, migrations
 
 # A fixed past day and the "today" its frames are evaluated on: test data is a function of its
 # seed and of the days a test names, never of the date the suite runs on (with seed 3 this day

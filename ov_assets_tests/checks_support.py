@@ -12,7 +12,13 @@ import psycopg
 from dagster_aws.s3 import S3Resource
 
 from ov_assets.defs.assets import pqr_assets
-from ov_assets.defs.resources import PortalResource, LandingResource, ObjectStoreResource, PartitionedFrameIOManager, PostgresResource
+from ov_assets.defs.resources import (
+    LandingResource,
+    ObjectStoreResource,
+    PartitionedFrameIOManager,
+    PortalResource,
+    PostgresResource,
+)
 
 DAY_A = dt.date(2025, 10, 8)
 DAY_B = dt.date(2025, 10, 9)
@@ -106,8 +112,8 @@ def write_newer_version(data_dir: Path, gen: Any, index: int = 0, estado: str = 
                         minutes_later: int = 900) -> dict[str, Any]:
     """A later extraction of one generated PQR with a changed status (an update: a history row
     once loaded)."""
-    from ov_assets.devkit.generator import write_record_files
     from ov_assets.core.file_names import landing_dir
+    from ov_assets.devkit.generator import write_record_files
 
     record = dict(gen.records[index], estado_solicitud=estado, comentarios="Actualizado por prueba.")
     filed = dt.datetime.strptime(record["fecha"], "%Y/%m/%d %H:%M")

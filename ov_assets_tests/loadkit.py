@@ -12,19 +12,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
 from ov_assets.core.contract import BUSINESS_FIELDS
+from ov_assets.defs.resources.postgres import PostgresResource
 from ov_assets.devkit.generator import write_day
 from ov_assets.landing.index import LandingIndex, partition_frame
-from ov_assets.defs.resources.postgres import PostgresResource
 
 EMPRESAS = ("afinia", "aire")
 

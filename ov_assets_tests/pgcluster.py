@@ -14,9 +14,10 @@ import stat
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ov_assets.devkit.servers import free_port
 
@@ -45,7 +46,7 @@ def embedded_bindir() -> Path:
 def ssl_bindir() -> Path | None:
     """A PostgreSQL build with OpenSSL: the embedded one if it has it, else Debian's
     (``/usr/lib/postgresql/<v>/bin``, which .ci/run installs via scripts/start_pg15.sh)."""
-    candidates = [embedded_bindir()] + sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    candidates = [embedded_bindir(), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
     for bindir in candidates:
         flags = _configure_flags(bindir)
         if (bindir / "postgres").exists() and ("--with-openssl" in flags or "--with-ssl=openssl" in flags):
@@ -82,7 +83,7 @@ def _ca(cn: str):
     from cryptography.hazmat.primitives import hashes
 
     key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -107,7 +108,7 @@ def make_certs(folder: Path, dns_names: tuple[str, ...] = ("localhost",)) -> Cer
     ca_key, ca_cert = _ca("ov-assets test CA")
     _, other_cert = _ca("ov-assets unrelated CA")
     key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     san = [x509.DNSName(n) for n in dns_names]
     cert = (
         x509.CertificateBuilder().subject_name(_name(dns_names[0])).issuer_name(ca_cert.subject)

@@ -87,7 +87,13 @@ def pipeline_resources(
     """The definitions' resources pointed at a test database and a bucket (or the local store)."""
     from dagster_aws.s3 import S3Resource
 
-    from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PartitionedFrameIOManager, PortalResource, PostgresResource
+    from ov_assets.defs.resources import (
+        LandingResource,
+        ObjectStoreResource,
+        PartitionedFrameIOManager,
+        PortalResource,
+        PostgresResource,
+    )
 
     return {
         "landing": LandingResource(data_dir=str(data_dir)),

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from typing import ClassVar
 
 import dagster as dg
 import pytest
 
 from ov_assets.defs.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
-from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets.devkit.servers import free_port
+from ov_assets.errors import OperatorError, StoreAccessError
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
 PARTITION = "2025-10-08|afinia"
@@ -39,16 +40,16 @@ def failed_context(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> 
     result = job.execute_in_process(partition_key=PARTITION, instance=instance, raise_on_error=False)
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
-    failure = [e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE"][0]
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
     return dg.build_run_status_sensor_context(sensor_name="run_failure_alerts", dagster_event=failure,
                                               dagster_instance=instance, dagster_run=run).for_run_failure()
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
     status = 200
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
         self.send_response(type(self).status)
@@ -76,7 +77,7 @@ class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 OK"
 

@@ -9,12 +9,12 @@ import polars as pl
 import psycopg
 import pytest
 
+from ov_assets.core.contract import EMPRESA_DISPLAY
+from ov_assets.defs.checks.partition import objects_match_bucket
+from ov_assets.devkit.servers import free_port
 from ov_assets.objects import archive
 from ov_assets.objects.archive import archive_objects, link_table_rows, plan_objects
-from ov_assets.defs.checks.partition import objects_match_bucket
-from ov_assets.core.contract import EMPRESA_DISPLAY
 from ov_assets_tests.archive_support import DAY, bucket_keys, client, prepare, registry, store_resource
-from ov_assets.devkit.servers import free_port
 
 
 def _run(conninfo, store, frame, layout="default", base="oficina-virtual", workers=4):
@@ -72,7 +72,7 @@ def test_every_valid_version_stored_verified_and_linked(env, s3_endpoint, s3_buc
     with psycopg.connect(**conninfo) as conn:
         rows = conn.execute("SELECT numero_radicado, archivos_s3_urls, procesado_flag FROM data_general.ov_afinia").fetchall()
     assert rows and all(flag for _, _, flag in rows)
-    for radicado, urls, _ in rows:
+    for _radicado, urls, _ in rows:
         assert urls and all(u["s3_url"].startswith(f"s3://{s3_bucket}/{prefix}") for u in urls)
         assert {u["file_type"] for u in urls} >= {"json", "pdf"}
 

@@ -13,7 +13,14 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets.objects.archive import _archive_one, archive_objects, link_table_rows, plan_objects, register_pending, versioned_key
+from ov_assets.objects.archive import (
+    _archive_one,
+    archive_objects,
+    link_table_rows,
+    plan_objects,
+    register_pending,
+    versioned_key,
+)
 from ov_assets.objects.stores import verify_object
 from ov_assets_tests.archive_support import (
     bucket_keys,

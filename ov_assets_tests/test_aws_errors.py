@@ -13,10 +13,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from ov_assets.devkit.servers import free_port
 from ov_assets.errors import OperatorError, StoreAccessError, translate_aws_error
 from ov_assets.objects.stores import S3ObjectStore
 from ov_assets_tests.archive_support import store_resource
-from ov_assets.devkit.servers import free_port
 
 
 def _put(store, tmp_path: Path):

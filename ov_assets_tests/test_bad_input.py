@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ov_assets.core.contract import LANDING_CODES, REJECT_CODES, WARNING_CODES, Reject, ValidRecord, validate_record
-from ov_assets.devkit.generator import write_day
 from ov_assets.core.file_names import landing_dir
-from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets.core.records import FileOutcome, decode_bytes, evaluate_file, evaluate_parts
+from ov_assets.devkit.generator import write_day
+from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets_tests.bad_corpus import base_record, corpus
 
 DAY = dt.date(2025, 10, 8)

@@ -10,11 +10,21 @@ import boto3
 import dagster as dg
 import pytest
 
-from ov_assets.devkit import generator
 from ov_assets.core import records
 from ov_assets.core.file_names import landing_dir
-from ov_assets_tests.checks_support import (DAY_A, connect, evaluation, key, make_resources, materialize,
-                                            materialize_range, meta, outcomes, write_newer_version)
+from ov_assets.devkit import generator
+from ov_assets_tests.checks_support import (
+    DAY_A,
+    connect,
+    evaluation,
+    key,
+    make_resources,
+    materialize,
+    materialize_range,
+    meta,
+    outcomes,
+    write_newer_version,
+)
 
 T = "data_general"
 AFINIA, AIRE = key(DAY_A, "afinia"), key(DAY_A, "aire")

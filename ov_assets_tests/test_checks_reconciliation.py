@@ -8,10 +8,10 @@ import boto3
 import dagster as dg
 import pytest
 
-from ov_assets.defs.checks import tablewide as checks
-from ov_assets.devkit import generator
 from ov_assets.defs.assets import pqr_assets
+from ov_assets.defs.checks import tablewide as checks
 from ov_assets.defs.jobs import reconciliation_checks_job
+from ov_assets.devkit import generator
 from ov_assets_tests.checks_support import DAY_A, connect, key, make_resources, materialize, materialize_range, meta
 
 T = "data_general"
@@ -89,7 +89,7 @@ def test_deleted_object_fails_registry_matches_bucket_for_its_partition_only(loa
 
 def test_tampered_object_fails_until_restored(loaded):
     res, ci, s3, bucket = loaded
-    s3_key, _, size = _registered(ci, "aire")
+    s3_key, _, _size = _registered(ci, "aire")
     body = s3.get_object(Bucket=bucket, Key=s3_key)["Body"].read()
     # Same size, different bytes: only the SHA-256 can tell.
     tampered = bytes([body[0] ^ 0xFF]) + body[1:]

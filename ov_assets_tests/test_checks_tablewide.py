@@ -10,14 +10,22 @@ import dagster as dg
 import psycopg
 import pytest
 
+from ov_assets.core.contract import BOGOTA
+from ov_assets.defs.assets import pqr_assets
 from ov_assets.defs.checks import tablewide as checks
+from ov_assets.defs.jobs import integrity_checks_job
 from ov_assets.devkit import generator
 from ov_assets.warehouse import migrations
-from ov_assets.defs.assets import pqr_assets
-from ov_assets.core.contract import BOGOTA
-from ov_assets.defs.jobs import integrity_checks_job
-from ov_assets_tests.checks_support import (DAY_A, connect, key, make_resources, materialize, materialize_range, meta,
-                                            write_newer_version)
+from ov_assets_tests.checks_support import (
+    DAY_A,
+    connect,
+    key,
+    make_resources,
+    materialize,
+    materialize_range,
+    meta,
+    write_newer_version,
+)
 
 T = "data_general"
 
@@ -207,7 +215,7 @@ def _bog(*args: int) -> dt.datetime:
     ],
 )
 def test_last_expected_load_follows_the_mon_sat_windows(now, expected):
-    assert checks.last_expected_load(now.astimezone(dt.timezone.utc), dt.timedelta(minutes=60)) == expected
+    assert checks.last_expected_load(now.astimezone(dt.UTC), dt.timedelta(minutes=60)) == expected
 
 
 def test_freshness_verdict():

@@ -16,10 +16,10 @@ import polars as pl
 import psycopg
 import pytest
 
-from ov_assets.devkit import generator
-from ov_assets.defs.assets import pqr_assets
-from ov_assets.landing.cleanup import cleanup_landing
 from ov_assets.core.file_names import landing_dir
+from ov_assets.defs.assets import pqr_assets
+from ov_assets.devkit import generator
+from ov_assets.landing.cleanup import cleanup_landing
 from ov_assets.landing.index import LandingFolderUnavailable, LandingIndex
 from ov_assets.reports.consolidated import consolidated_paths
 from ov_assets_tests.checks_support import write_newer_version
@@ -136,7 +136,7 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
 
 def test_cleanup_respects_retention_and_changed_bytes(pg_conninfo18: dict[str, Any], data_dir: Path,
                                                       monkeypatch) -> None:
-    resources, old, _ = _setup(pg_conninfo18, data_dir)
+    resources, _old, _ = _setup(pg_conninfo18, data_dir)
     groups = _record_groups(data_dir, "afinia", OLD)
     store = resources["object_store"].open()
     monkeypatch.setenv("OV_RETENTION_DAYS", "60")  # files are 40 days old: too young

@@ -3,18 +3,17 @@ pools): the database's advisory lock per partition makes them equal to one run, 
 
 from __future__ import annotations
 
-
 import polars as pl
 import psycopg
 import pytest
 
 from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import (
-    run_together,
     days_back,
     landing_frames,
     migrate,
     partitions_of,
+    run_together,
     snapshot,
     start_loader,
     wait_for_file,

@@ -11,7 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ov_assets.core.contract import BUSINESS_FIELDS, FIELD_LIMITS, REQUIRED_FIELDS, Reject, ValidRecord, canonical, canonical_with_flag, hash_registro, parse_fecha, repair, validate_record
+from ov_assets.core.contract import (
+    BUSINESS_FIELDS,
+    FIELD_LIMITS,
+    REQUIRED_FIELDS,
+    Reject,
+    ValidRecord,
+    canonical,
+    canonical_with_flag,
+    hash_registro,
+    parse_fecha,
+    repair,
+    validate_record,
+)
 from ov_assets.core.records import decode_bytes, evaluate_file
 from ov_assets_tests.bad_corpus import base_record
 
@@ -113,7 +125,7 @@ def _reference_canonical(v: object) -> str:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(list("abcñÑáéíóúü ¿?\t\n\x1c\x1f\u00a0\u0301") + ["Ã³", "Ã±", "Ã¡", "Â"])).map("".join))
+@given(st.lists(st.sampled_from([*"abcñÑáéíóúü ¿?\t\n\x1c\x1f\u00a0\u0301", "Ã³", "Ã±", "Ã¡", "Â"])).map("".join))
 def test_canonical_matches_the_contract_formula(text: str) -> None:
     assert canonical(text) == _reference_canonical(text)
 
@@ -351,7 +363,7 @@ def test_plain_text_class_holds_only_text_every_check_passes() -> None:
         assert not any(c in SPLIT_SPACES for c in s), repr(s)
 
 
-_PIECES = list("abcAB09 ñÑáÁéÉíÍóÓúÚüÜ¿¡?.\t\n\x1c\x1f\x00\x85\u00a0\u0301\u2003") + ["Ã³", "Ã±", "Â", "  ", "ß"]
+_PIECES = [*"abcAB09 ñÑáÁéÉíÍóÓúÚüÜ¿¡?.\t\n\x1c\x1f\x00\x85\u00a0\u0301\u2003", "Ã³", "Ã±", "Â", "  ", "ß"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -359,7 +371,7 @@ _PIECES = list("abcAB09 ñÑáÁéÉíÍóÓúÚüÜ¿¡?.\t\n\x1c\x1f\x00\x85\u
 def test_fast_canonical_path_equals_the_field_by_field_one(values: list[str]) -> None:
     from ov_assets.core.contract import canonical_fast
 
-    fast = canonical_fast(dict(zip(BUSINESS_FIELDS, values)))
+    fast = canonical_fast(dict(zip(BUSINESS_FIELDS, values, strict=True)))
     assert fast is None or fast == [canonical(v) for v in values]
     if fast is not None:
         assert not any(canonical_with_flag(v)[1] for v in values)  # nothing was repaired

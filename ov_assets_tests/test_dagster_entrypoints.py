@@ -41,7 +41,7 @@ def test_dagster_dev_serves_the_four_partitioned_assets(tmp_path: Path, data_dir
         data = graphql(url, """{ assetNodes { assetKey { path } isPartitioned
                                   partitionKeysByDimension { name partitionKeys } } }""")
         nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-        assert ASSETS <= set(nodes)
+        assert set(nodes) >= ASSETS
         for name in ASSETS:
             dims = {d["name"]: d["partitionKeys"] for d in nodes[name]["partitionKeysByDimension"]}
             assert nodes[name]["isPartitioned"]

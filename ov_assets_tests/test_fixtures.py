@@ -132,7 +132,7 @@ def test_graphql_reports_http_errors():
         graphql(f"http://127.0.0.1:{port}", "{ version }", timeout=2)
 
     class Broken(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             self.send_response(500)
             self.end_headers()
             self.wfile.write(b"boom")
@@ -143,7 +143,7 @@ def test_graphql_reports_http_errors():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with pytest.raises(RuntimeError, match="GraphQL HTTP 500 from .*/graphql: boom"):
+        with pytest.raises(RuntimeError, match=r"GraphQL HTTP 500 from .*/graphql: boom"):
             graphql(f"http://127.0.0.1:{server.server_port}", "{ version }", timeout=5)
     finally:
         server.shutdown()

@@ -16,11 +16,11 @@ from typing import Any
 import polars as pl
 import psycopg
 
-from ov_assets.warehouse import loading
 from ov_assets.core.contract import BUSINESS_FIELDS, canonical, hash_registro
-from ov_assets.devkit.generator import fake_pqr, write_record_files
 from ov_assets.core.file_names import landing_dir
+from ov_assets.devkit.generator import fake_pqr, write_record_files
 from ov_assets.landing.index import LandingIndex, partition_frame
+from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import migrate
 
 DAY = dt.date(2025, 10, 8)
@@ -72,7 +72,7 @@ def _stored(conninfo: dict[str, Any]) -> dict[str, tuple[dict[str, str], str]]:
     cols = ", ".join("to_char(fecha, 'YYYY-MM-DD\"T\"HH24:MI:SS')" if f == "fecha" else f for f in BUSINESS_FIELDS)
     with psycopg.connect(**conninfo) as conn:
         rows = conn.execute(f"SELECT {cols}, hash_registro FROM data_general.ov_afinia").fetchall()
-    return {r[BUSINESS_FIELDS.index("numero_radicado")]: (dict(zip(BUSINESS_FIELDS, r[:-1])), r[-1]) for r in rows}
+    return {r[BUSINESS_FIELDS.index("numero_radicado")]: (dict(zip(BUSINESS_FIELDS, r[:-1], strict=True)), r[-1]) for r in rows}
 
 
 def _assert_round_trip(conninfo: dict[str, Any], records: list[dict[str, Any]], frame: pl.DataFrame) -> None:
@@ -81,7 +81,7 @@ def _assert_round_trip(conninfo: dict[str, Any], records: list[dict[str, Any]], 
     assert set(stored) == {r["numero_radicado"] for r in records} == set(winners)
     for record in records:
         values, stored_hash = stored[record["numero_radicado"]]
-        for f in TEXT_FIELDS + ("nic",):
+        for f in (*TEXT_FIELDS, "nic"):
             assert values[f] == canonical(record[f]), (record["numero_radicado"], f)
             assert values[f] == winners[record["numero_radicado"]][f]
         assert hash_registro(values) == stored_hash == winners[record["numero_radicado"]]["hash_registro"]

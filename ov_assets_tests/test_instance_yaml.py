@@ -11,16 +11,16 @@ import psycopg
 
 from ov_assets.defs.assets import pqr_records, pqr_table, raw_pqr_files
 from ov_assets.defs.partitions import partition_key
-from ov_assets_tests.loadkit import days_back
 from ov_assets.devkit.servers import postgres_env
+from ov_assets_tests.loadkit import days_back
 from ov_assets_tests.support import sqlalchemy_url
 
 DEPLOY_YAML = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
 
 
 def test_production_instance_yaml_materializes_a_partition(pg_server, pg_conninfo18, data_dir, tmp_path, monkeypatch):
-    from ov_assets.devkit.generator import write_day
     from ov_assets.defs.resources import PortalResource, resources_from_env
+    from ov_assets.devkit.generator import write_day
 
     dagster_db = pg_server.create_database(prefix="dagster")
     try:

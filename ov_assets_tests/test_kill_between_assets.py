@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 
 from ov_assets.devkit import generator
-from ov_assets_tests.loadkit import wait_for_file
 from ov_assets.devkit.servers import postgres_env
+from ov_assets_tests.loadkit import wait_for_file
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

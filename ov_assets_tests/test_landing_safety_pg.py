@@ -20,14 +20,14 @@ import boto3
 import dagster as dg
 import psycopg
 
-from ov_assets.devkit import generator
-from ov_assets.defs.assets import pqr_assets, pqr_records
-from ov_assets.landing.cleanup import cleanup_landing
 from ov_assets.core.file_names import landing_dir
+from ov_assets.defs.assets import pqr_assets, pqr_records
+from ov_assets.devkit import generator
+from ov_assets.devkit.servers import postgres_env
+from ov_assets.landing.cleanup import cleanup_landing
 from ov_assets.landing.index import LandingIndex
 from ov_assets.reports.consolidated import consolidated_paths
 from ov_assets_tests.bad_corpus import base_record
-from ov_assets.devkit.servers import postgres_env
 from ov_assets_tests.support import pipeline_resources
 from ov_assets_tests.test_landing_hostile import BAD_NAME, surrogate_record
 

@@ -7,19 +7,18 @@ general path when a concurrent load inserts one of its radicados; a dry run writ
 
 from __future__ import annotations
 
-
 import polars as pl
 import psycopg
 import pytest
 
 from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import (
-    run_together,
     days_back,
     landing_frames,
     migrate,
     partition_keys,
     partitions_of,
+    run_together,
     snapshot,
     start_loader,
     wait_for_file,
@@ -85,8 +84,8 @@ def test_range_mixes_stored_and_new_partitions(pg_conninfo, data_dir):
     keys = partition_keys(frame)
     _range(pg_conninfo, frame, keys=keys[:2])  # first day of both empresas
     counts = _range(pg_conninfo, frame, run_id="rest")
-    winners = dict(((e, d), n) for e, d, n in frame.filter(pl.col("is_winner"))
-                   .group_by("empresa", "partition_date").len().iter_rows())
+    winners = {(e, d): n for e, d, n in frame.filter(pl.col("is_winner"))
+                   .group_by("empresa", "partition_date").len().iter_rows()}
     for key, c in counts.items():
         n = winners.get(key, 0)
         expected = (0, 0, n) if key in keys[:2] else (n, 0, 0)

@@ -3,7 +3,6 @@ idempotency, history, older versions, dry run, kill -9 at barriers, range runs."
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 
@@ -175,8 +174,8 @@ def test_reject_resolved_when_the_same_file_later_loads(pg_conninfo, data_dir):
     row (kept as history with resolved_at); a reload changes nothing; broken again, it reopens."""
     import json
 
-    from ov_assets.devkit.generator import fake_pqr
     from ov_assets.core.file_names import landing_dir
+    from ov_assets.devkit.generator import fake_pqr
 
     days = days_back(1)
     landing_frames(data_dir, days, empresas=("aire",), n=3)

@@ -6,6 +6,7 @@ the moment the server answers that COMMIT."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -61,10 +62,8 @@ class CommitCuttingProxy:
         except OSError:
             pass
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def close(self) -> None:

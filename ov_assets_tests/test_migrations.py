@@ -11,11 +11,11 @@ import psycopg
 import pytest
 
 from ov_assets import cli
-from ov_assets.warehouse import loading, migrations
+from ov_assets.devkit.servers import postgres_env
 from ov_assets.errors import OperatorError
+from ov_assets.warehouse import loading, migrations
 from ov_assets_tests import loadkit
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource
-from ov_assets.devkit.servers import postgres_env
 
 OLD_SHAPE = """
 CREATE SCHEMA data_general;
@@ -166,6 +166,6 @@ def test_loader_with_pending_migrations_is_told_to_run_them(pg_conninfo, login_r
     (sql_dir / "999_later.sql").write_text("CREATE TABLE data_general.later (x int);\n")
     monkeypatch.setattr(migrations, "SQL_DIR", sql_dir)
     monkeypatch.setattr(migrations.ensure_current, "__defaults__", (sql_dir,))
-    with psycopg.connect(**login_roles["loader"], autocommit=True) as conn:
-        with pytest.raises(OperatorError, match=r"pending: 999_later.*ov-assets migrate"):
-            migrations.ensure_current(conn)
+    with (psycopg.connect(**login_roles["loader"], autocommit=True) as conn,
+          pytest.raises(OperatorError, match=r"pending: 999_later.*ov-assets migrate")):
+        migrations.ensure_current(conn)

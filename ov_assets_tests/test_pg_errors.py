@@ -7,16 +7,24 @@ import threading
 import psycopg
 import pytest
 
-from ov_assets.warehouse import loading
-from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError
-from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource, wait_for_file, wait_until
 from ov_assets.devkit.servers import free_port
+from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError
+from ov_assets.warehouse import loading
+from ov_assets_tests.loadkit import (
+    days_back,
+    landing_frames,
+    migrate,
+    partitions_of,
+    resource,
+    wait_for_file,
+    wait_until,
+)
 
 
 def test_authentication_failure(pg15_server):
     ci = pg15_server.conninfo("postgres")
     pg = resource({**ci, "password": "wrong-" + str(ci.get("password"))}, retries=3)
-    with pytest.raises(OperatorError, match="authentication failed.*POSTGRES_USER and POSTGRES_PASSWORD") as e:
+    with pytest.raises(OperatorError, match=r"authentication failed.*POSTGRES_USER and POSTGRES_PASSWORD") as e:
         pg.run(lambda conn: None, migrate=False)
     assert str(ci.get("password")) not in str(e.value)
 
@@ -30,7 +38,7 @@ def test_unknown_database(pg_conninfo):
 def test_unreachable_host():
     pg = resource({"host": "127.0.0.1", "port": free_port(), "dbname": "x", "user": "x"}, retries=1,
                   connect_timeout_s=2)
-    with pytest.raises(OperatorError, match="cannot connect. Check POSTGRES_HOST and POSTGRES_PORT"):
+    with pytest.raises(OperatorError, match=r"cannot connect. Check POSTGRES_HOST and POSTGRES_PORT"):
         pg.run(lambda conn: None)
 
 
@@ -43,7 +51,7 @@ def test_missing_relation_says_run_the_migrations(pg_conninfo, data_dir):
 
 
 def test_ssl_settings(pg_conninfo, tmp_path):
-    with pytest.raises(ConfigurationError, match="POSTGRES_SSLROOTCERT=.*does not exist"):
+    with pytest.raises(ConfigurationError, match=r"POSTGRES_SSLROOTCERT=.*does not exist"):
         resource(pg_conninfo, sslmode="verify-full", sslrootcert=str(tmp_path / "missing.pem")).conninfo()
     with pytest.raises(ConfigurationError, match="POSTGRES_SSLMODE='bogus'"):
         resource(pg_conninfo, sslmode="bogus").conninfo()
@@ -53,7 +61,7 @@ def test_ssl_settings(pg_conninfo, tmp_path):
         return  # Unix socket: libpq never uses SSL there
     # The test server speaks no SSL: verify-full fails at once with the SSL message, no retries.
     pg = resource(pg_conninfo, sslmode="verify-full", retries=3)
-    with pytest.raises(OperatorError, match="SSL failed.*POSTGRES_SSLMODE and POSTGRES_SSLROOTCERT"):
+    with pytest.raises(OperatorError, match=r"SSL failed.*POSTGRES_SSLMODE and POSTGRES_SSLROOTCERT"):
         pg.run(lambda conn: None)
 
 
@@ -98,32 +106,29 @@ def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, mon
 def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     """PostgreSQL quotes the failing row in DETAIL; that must never reach a run's event log."""
     postgres = resource(pg_conninfo18)
-    with pytest.raises(WithheldDataError) as info:
-        with postgres.connect() as conn:
-            conn.execute("CREATE TEMP TABLE t (a text NOT NULL, b text)")
-            conn.execute("INSERT INTO t VALUES (NULL, %s)", ("María José Pérez Ñáñez",))
+    with pytest.raises(WithheldDataError) as info, postgres.connect() as conn:
+        conn.execute("CREATE TEMP TABLE t (a text NOT NULL, b text)")
+        conn.execute("INSERT INTO t VALUES (NULL, %s)", ("María José Pérez Ñáñez",))
     message = str(info.value)
     assert "23502" in message and "not-null" in message
     assert "María" not in message and info.value.__cause__ is None and info.value.__suppress_context__
     assert isinstance(info.value.__context__, psycopg.errors.NotNullViolation)  # kept in-process only
 
     # A data error quotes the value in its primary message.
-    with pytest.raises(WithheldDataError) as info:
-        with postgres.connect() as conn:
-            conn.execute("SELECT %s::integer", ("María José Pérez Ñáñez",))
+    with pytest.raises(WithheldDataError) as info, postgres.connect() as conn:
+        conn.execute("SELECT %s::integer", ("María José Pérez Ñáñez",))
     assert "22P02" in str(info.value) and "InvalidTextRepresentation" in str(info.value)
     assert "María" not in str(info.value)
     assert "María" in str(info.value.__context__)  # (what was withheld)
 
     # Any error during a COPY carries the line it was at in its CONTEXT: here a trigger's.
-    with pytest.raises(WithheldDataError) as info:
-        with postgres.connect() as conn:
-            conn.execute("CREATE TEMP TABLE c (a text)")
-            conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                         "$$ BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$")
-            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON c FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()")
-            with conn.cursor().copy("COPY c (a) FROM STDIN") as copy:
-                copy.write_row(("María José Pérez Ñáñez",))
+    with pytest.raises(WithheldDataError) as info, postgres.connect() as conn:
+        conn.execute("CREATE TEMP TABLE c (a text)")
+        conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$")
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON c FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()")
+        with conn.cursor().copy("COPY c (a) FROM STDIN") as copy:
+            copy.write_row(("María José Pérez Ñáñez",))
     assert "refused by a trigger" in str(info.value) and "P0001" in str(info.value)
     assert "María" not in str(info.value)
     assert "María" in str(info.value.__context__)  # (what was withheld)

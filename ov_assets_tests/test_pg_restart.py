@@ -22,8 +22,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from ov_assets.warehouse import loading
 from ov_assets.defs.resources.postgres import PostgresResource
+from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import (
     days_back,
     landing_frames,
@@ -205,7 +205,7 @@ def test_server_down_when_the_load_starts_then_back(plain_cluster: TempCluster, 
                    what="the loader retrying its connection")
     finally:
         plain_cluster.start()
-    out, _ = proc.communicate(timeout=60)
+    _out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, load.log()
     assert "Connection refused" in load.log()  # what the retries met while the server was down
     _assert_like_uninterrupted(load)

@@ -13,11 +13,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ov_assets.warehouse import loading
-from ov_assets.errors import OperatorError
 from ov_assets.defs.resources.postgres import PostgresResource
+from ov_assets.errors import OperatorError
+from ov_assets.warehouse import loading
 from ov_assets_tests.loadkit import days_back, landing_frames, partition_keys, resource, snapshot
 from ov_assets_tests.pgcluster import TempCluster, require_ssl_bindir, temp_cluster
+
 
 @pytest.fixture(scope="module")
 def ssl_cluster() -> Iterator[TempCluster]:
@@ -67,9 +68,9 @@ def test_verify_full_with_another_ca_fails_at_once(ssl_cluster: TempCluster, ssl
     permanent error, not retried, naming POSTGRES_SSLROOTCERT."""
     assert ssl_cluster.certs is not None
     pg = _resource(ssl_cluster, ssl_db, ca=ssl_cluster.certs.other_ca, retries=4)
-    with caplog.at_level(logging.WARNING, logger="ov_assets.defs.resources.postgres"):
-        with pytest.raises(OperatorError) as info:
-            pg.run(lambda conn: None)
+    with (caplog.at_level(logging.WARNING, logger="ov_assets.defs.resources.postgres"),
+          pytest.raises(OperatorError) as info):
+        pg.run(lambda conn: None)
     assert "transient failure" not in caplog.text  # no retry: retrying cannot help
     message = str(info.value)
     assert "certificate could not be verified against POSTGRES_SSLROOTCERT" in message
@@ -82,9 +83,9 @@ def test_verify_full_host_not_in_certificate(ssl_cluster: TempCluster, ssl_db: s
     but not a name the certificate holds: verify-full refuses, verify-ca (no name check)
     connects."""
     pg = _resource(ssl_cluster, ssl_db, host="127.0.0.1", retries=4)
-    with caplog.at_level(logging.WARNING, logger="ov_assets.defs.resources.postgres"):
-        with pytest.raises(OperatorError) as info:
-            pg.run(lambda conn: None)
+    with (caplog.at_level(logging.WARNING, logger="ov_assets.defs.resources.postgres"),
+          pytest.raises(OperatorError) as info):
+        pg.run(lambda conn: None)
     assert "transient failure" not in caplog.text
     message = str(info.value)
     assert "SSL host name mismatch" in message and '"127.0.0.1"' in message
@@ -98,5 +99,5 @@ def test_server_requires_ssl_but_sslmode_disable(ssl_cluster: TempCluster, ssl_d
     """POSTGRES_SSLMODE=disable against a server that takes SSL only (as RDS with
     rds.force_ssl): the message says to turn SSL on, not to check the password."""
     pg = _resource(ssl_cluster, ssl_db, sslmode="disable")
-    with pytest.raises(OperatorError, match="accepts only SSL connections.*POSTGRES_SSLMODE=verify-full"):
+    with pytest.raises(OperatorError, match=r"accepts only SSL connections.*POSTGRES_SSLMODE=verify-full"):
         pg.run(lambda conn: None)

@@ -15,9 +15,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from ov_assets.devkit import generator
-from ov_assets.defs.assets import pqr_assets
 from ov_assets.core.file_names import landing_dir
+from ov_assets.defs.assets import pqr_assets
+from ov_assets.devkit import generator
 from ov_assets_tests.support import event_log_text, leaked, personal_search_terms, pipeline_resources
 
 DAY = dt.date(2025, 10, 8)
@@ -100,7 +100,7 @@ def test_full_partition_run_is_correct_and_idempotent(
     registry = query(pg_conninfo, "SELECT s3_key, file_hash, file_size, upload_status, s3_url, empresa, "
                                   "numero_radicado FROM data_general.s3_files_registry")
     assert {r[0] for r in registry} == set(objects)
-    for key, sha, size, status, url, empresa, radicado in registry:
+    for key, sha, size, status, url, _empresa, radicado in registry:
         assert status == "uploaded"
         assert objects[key]["sha256"] == sha and objects[key]["size"] == size
         assert objects[key]["sse"] == "AES256"
@@ -196,8 +196,8 @@ def test_older_extraction_never_replaces_a_newer_row(pg_conninfo: dict[str, Any]
 
 
 def test_production_refuses_every_fallback(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
-    from ov_assets.errors import ConfigurationError
     from ov_assets.defs.resources import resources_from_env
+    from ov_assets.errors import ConfigurationError
 
     monkeypatch.setenv("OV_ENV", "production")
     resources = resources_from_env()

@@ -21,12 +21,20 @@ from pathlib import Path
 import pytest
 
 from ov_assets.core.contract import ValidRecord, today_bogota, validate_record
-from ov_assets.devkit.generator import personal_values
 from ov_assets.core.file_names import FILE_ATTACHMENT, FILE_PDF, FILE_RECORD, parse_name
-from ov_assets.portal.pages import LoginError
+from ov_assets.devkit.generator import personal_values
 from ov_assets.devkit.replica import Faults, ReplicaPortal
-from ov_assets.portal.scraper import DEBIAN_CHROMIUM, ScraperConfig, days_to_reextract, landing_state, prune_artifacts, reextract, scrape_day
 from ov_assets.devkit.servers import free_port
+from ov_assets.portal.pages import LoginError
+from ov_assets.portal.scraper import (
+    DEBIAN_CHROMIUM,
+    ScraperConfig,
+    days_to_reextract,
+    landing_state,
+    prune_artifacts,
+    reextract,
+    scrape_day,
+)
 from ov_assets_tests.support import configured_browser
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from ov_assets import cli
-from ov_assets.portal import pages, probe
 from ov_assets.devkit.replica import ReplicaPortal
+from ov_assets.portal import pages, probe
 from ov_assets.portal.scraper import prune_artifacts
 from ov_assets_tests.support import leaked, personal_search_terms
 

@@ -14,9 +14,9 @@ import pytest
 
 from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.core.file_names import FILE_RECORD, parse_name
+from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.fs import private_dir
 from ov_assets.portal.naming import LandingConflict, safe_token
-from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.portal.scraper import ScraperConfig, scrape_day, write_version
 
 EXTRACTED = dt.datetime(2025, 10, 8, 9, 32, 21)
@@ -24,7 +24,7 @@ UNSAFE_SGCS = ["../../x", "a/b", "R" * 300, "", " RE 22/10\x00..", "..", "."]
 
 
 def _record(radicado: str, sgc: str) -> dict[str, str]:
-    rec = {f: "" for f in BUSINESS_FIELDS}
+    rec = dict.fromkeys(BUSINESS_FIELDS, "")
     rec.update(numero_radicado=radicado, fecha="2025/10/08 09:00", estado_solicitud="Radicado",
                numero_reclamo_sgc=sgc)
     return rec
@@ -37,7 +37,7 @@ def _write(folder: Path, radicado: str, sgc: str, position: int = 1, pdf: bytes 
 
 
 def _tree(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 @pytest.mark.parametrize("sgc", UNSAFE_SGCS, ids=["dotdot", "slash", "300chars", "empty", "mixed", "dots", "dot"])

@@ -15,13 +15,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from ov_assets.defs.resources import PostgresResource
+from ov_assets.devkit.replica import ReplicaPortal
+from ov_assets.devkit.servers import free_port
 from ov_assets.portal import politeness
 from ov_assets.portal.politeness import LocalRateLimiter, PolitenessUnavailable, SharedRateLimiter
-from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.portal.scraper import ScraperConfig, scrape_day
-from ov_assets.defs.resources import PostgresResource
 from ov_assets_tests.loadkit import login_roles, migrate, resource, run_together
-from ov_assets.devkit.servers import free_port
 
 USER, PASSWORD = "analista.ov", "Pw-politeness-no-en-trazas"
 DAYS = (dt.date(2025, 10, 8), dt.date(2025, 10, 9))

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from ov_assets.portal.pages import LIST_PATH, PASSWORD_INPUT, RANGE_LABEL, RESULT_ROWS, USER_INPUT
 from ov_assets.devkit.replica import ENCODED_FLAG, Faults, ReplicaPortal
 from ov_assets.devkit.replica import PASSWORD_INPUT as PASSWORD_NAME
 from ov_assets.devkit.replica import USER_INPUT as USER_NAME
+from ov_assets.portal.pages import LIST_PATH, PASSWORD_INPUT, RANGE_LABEL, RESULT_ROWS, USER_INPUT
 from ov_assets.portal.scraper import DEBIAN_CHROMIUM
 from ov_assets_tests.support import configured_browser
 

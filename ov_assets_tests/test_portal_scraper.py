@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from ov_assets.portal.pages import LoginError
 from ov_assets.devkit.replica import Faults, ReplicaPortal
-from ov_assets.portal.scraper import ScrapeResult, ScraperConfig, describe_failures, scrape_day
 from ov_assets.devkit.servers import free_port
+from ov_assets.portal.pages import LoginError
+from ov_assets.portal.scraper import ScraperConfig, ScrapeResult, describe_failures, scrape_day
 from ov_assets_tests.support import leaked, personal_search_terms
 from ov_assets_tests.test_portal import _check_complete
 

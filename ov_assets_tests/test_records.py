@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ov_assets.core.contract import BUSINESS_FIELDS
-from ov_assets.devkit.generator import write_day, write_record_files
 from ov_assets.core.file_names import landing_dir
-from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets.core.records import FRAME_SCHEMA
+from ov_assets.devkit.generator import write_day, write_record_files
+from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets.reports.consolidated import CONSOLIDATED_COLUMNS, consolidated_paths, write_consolidated
 from ov_assets_tests.bad_corpus import base_record
 
@@ -212,7 +212,7 @@ def test_consolidated_csv_is_the_winners(consolidated: tuple[pl.DataFrame, dict[
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(CONSOLIDATED_COLUMNS)
     assert len(rows) == winners.height == winners["numero_radicado"].n_unique()
-    for row, want in zip(rows, winners.iter_rows(named=True)):
+    for row, want in zip(rows, winners.iter_rows(named=True), strict=True):
         for col in (*BUSINESS_FIELDS, "hash_registro", "file_name"):
             assert row[col] == want[col], col
         assert row["warnings"] == ",".join(want["warnings"])
@@ -241,13 +241,13 @@ def test_rejects_listed_with_reasons(consolidated: tuple[pl.DataFrame, dict[str,
         rows = list(csv.DictReader(f))
     expected = frame.filter(pl.col("status") == "rejected")
     assert {(r["file_name"], r["reject_code"]) for r in rows} == set(
-        zip(expected["file_name"].to_list(), expected["reject_code"].to_list()))
+        zip(expected["file_name"].to_list(), expected["reject_code"].to_list(), strict=True))
     assert {r["reject_code"] for r in rows} == {"empty_file", "invalid_json", "not_an_object", "bad_fecha"}
     assert all(r["reject_detail"] for r in rows)
 
 
 def test_rewrite_is_idempotent(data_dir: Path, consolidated: tuple[pl.DataFrame, dict[str, Path]]) -> None:
-    frame, paths = consolidated
+    _, paths = consolidated
     before = {k: p.read_bytes() for k, p in paths.items() if k != "parquet"}
     write_consolidated(data_dir, "afinia", DAY, _frame(data_dir))
     assert {k: p.read_bytes() for k, p in paths.items() if k != "parquet"} == before

@@ -12,9 +12,9 @@ from typing import Any
 import boto3
 import dagster as dg
 
-from ov_assets.devkit import generator
 from ov_assets.defs.assets import pqr_assets
 from ov_assets.defs.jobs import reports_archive_job
+from ov_assets.devkit import generator
 from ov_assets_tests.support import pipeline_resources
 
 DAY = dt.date(2025, 10, 8)
@@ -57,9 +57,9 @@ def test_loads_since_the_last_archive_are_exported_too(
     left to export."""
     import psycopg
 
-    from ov_assets.reports.nightly_upload import archive_reports, report_key
-    from ov_assets.reports.consolidated import consolidated_paths
     from ov_assets.core.contract import BOGOTA
+    from ov_assets.reports.consolidated import consolidated_paths
+    from ov_assets.reports.nightly_upload import archive_reports, report_key
     from ov_assets_tests.checks_support import write_newer_version
 
     earlier = DAY - dt.timedelta(days=5)

@@ -13,12 +13,12 @@ import psycopg
 import pytest
 from dagster._utils.schedules import cron_string_iterator
 
-from ov_assets.defs.automation import schedules as S
 from ov_assets.core.contract import BOGOTA
-from ov_assets.devkit.generator import write_day
+from ov_assets.defs.automation import schedules as S
 from ov_assets.defs.resources import LandingResource, PostgresResource
+from ov_assets.devkit.generator import write_day
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MONDAY = dt.date(2025, 10, 6)
 SATURDAY = dt.date(2025, 10, 11)
 SUNDAY = dt.date(2025, 10, 12)
@@ -198,7 +198,7 @@ def _register(conn: psycopg.Connection, empresa: str, day: dt.date, status: str,
                s3_bucket, s3_key, s3_url, upload_status, metadata)
            VALUES (%s, %s, %s, 'json', %s, 'local', %s, %s, %s, %s::jsonb)""",
         (empresa, "R" + key, key, "0" * 64, key, "file:///" + key, status,
-         '{"partition_date": "%s"}' % day.isoformat()))
+         f'{{"partition_date": "{day.isoformat()}"}}'))
 
 
 def test_s3_retry_hourly_only_partitions_pending_or_error(pg_conninfo18) -> None:

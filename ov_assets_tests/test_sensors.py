@@ -13,13 +13,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from ov_assets.core.contract import today_bogota
+from ov_assets.core.file_names import landing_dir
 from ov_assets.defs.automation.landing_runs import SINCE_SQL, WINDOW, plan_landing_runs
 from ov_assets.defs.automation.sensors import landing_sensor
-from ov_assets.core.contract import today_bogota
-from ov_assets.devkit.generator import write_day
-from ov_assets.core.file_names import landing_dir
-from ov_assets.landing.index import LandingIndex
 from ov_assets.defs.resources import LandingResource
+from ov_assets.devkit.generator import write_day
+from ov_assets.landing.index import LandingIndex
 
 
 def _age(paths: list[Path], seconds: float = 60) -> None:
@@ -133,7 +133,7 @@ def test_cursor_forgets_what_left_the_window(data_dir: Path) -> None:
     files = write_day(data_dir, "afinia", days_ago(1), n=2).files
     _age(files)
     first = plan_landing_runs(LandingIndex(data_dir), None)
-    later = dt.datetime.now(dt.timezone.utc) + WINDOW * 3
+    later = dt.datetime.now(dt.UTC) + WINDOW * 3
     second = plan_landing_runs(LandingIndex(data_dir), first.cursor, now=later)
     assert not second.runs
     assert json.loads(second.cursor)["sent"] == {}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ov_assets.devkit import generator
-from ov_assets_tests.checks_support import DAY_A, key
 from ov_assets.devkit.servers import graphql, postgres_env, run_dagster_dev
+from ov_assets_tests.checks_support import DAY_A, key
 from ov_assets_tests.support import configured_browser
 
 REPO = Path(__file__).resolve().parent.parent

@@ -314,16 +314,16 @@ def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject
                 vals.append(c)
                 repaired = repaired or fixed
         if any("\x00" in v for v in vals):  # a JSON "\u0000": PostgreSQL text cannot hold it
-            name = next(n for n, v in zip(BUSINESS_FIELDS, vals) if "\x00" in v)
+            name = next(n for n, v in zip(BUSINESS_FIELDS, vals, strict=True) if "\x00" in v)
             return Reject(UNDECODABLE, f"field {name} holds U+0000 (NUL), which PostgreSQL text cannot store")
-        unencodable = lone_surrogate_field(dict(zip(BUSINESS_FIELDS, vals)))
+        unencodable = lone_surrogate_field(dict(zip(BUSINESS_FIELDS, vals, strict=True)))
         if unencodable is not None:
             return Reject(UNENCODABLE_VALUE, f"field {unencodable} {SURROGATE_DETAIL}")
     checked = check_values(vals, obj, today, repaired)
     if checked.__class__ is Reject:
         return checked  # type: ignore[return-value]
     fecha, warnings, hreg = checked  # type: ignore[misc]
-    return ValidRecord(values=dict(zip(BUSINESS_FIELDS, vals)), fecha=fecha, hash_registro=hreg, warnings=warnings)
+    return ValidRecord(values=dict(zip(BUSINESS_FIELDS, vals, strict=True)), fecha=fecha, hash_registro=hreg, warnings=warnings)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -17,7 +17,24 @@ from typing import Any
 import orjson
 import polars as pl
 
-from ov_assets.core.contract import BUSINESS_FIELDS, FIRST_DAY, EMPTY_FILE, INVALID_JSON, NOT_AN_OBJECT, SURROGATE_DETAIL, UNDECODABLE, UNENCODABLE_VALUE, Reject, ValidRecord, canonical_fast, check_values, lone_surrogate_field, parse_extraction_ts, parse_fecha, validate_record
+from ov_assets.core.contract import (
+    BUSINESS_FIELDS,
+    EMPTY_FILE,
+    FIRST_DAY,
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    SURROGATE_DETAIL,
+    UNDECODABLE,
+    UNENCODABLE_VALUE,
+    Reject,
+    ValidRecord,
+    canonical_fast,
+    check_values,
+    lone_surrogate_field,
+    parse_extraction_ts,
+    parse_fecha,
+    validate_record,
+)
 from ov_assets.core.file_names import FILE_RECORD, parse_name
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -185,7 +202,7 @@ class FileOutcome:
                   fecha_extraccion=dt.datetime.fromisoformat(extracted) if extracted else None,
                   fecha_day=dt.date.fromisoformat(day) if day else None)
         if values is not None:
-            vals = dict(zip(BUSINESS_FIELDS, values))
+            vals = dict(zip(BUSINESS_FIELDS, values, strict=True))
             out.record = ValidRecord(vals, dt.datetime.fromisoformat(vals["fecha"]), hreg, warnings)
         else:
             out.reject = Reject(*reject)
@@ -300,7 +317,7 @@ def base_frame(
         "reject_detail": [j[1] if j is not None else None for j in rejects],
     }
     if None not in values:  # all valid (the usual batch): one transpose in C
-        by_field: list[Any] = list(zip(*values)) if values else [()] * len(BUSINESS_FIELDS)
+        by_field: list[Any] = list(zip(*values, strict=True)) if values else [()] * len(BUSINESS_FIELDS)
     else:
         by_field = [[v[i] if v is not None else None for v in values] for i in range(len(BUSINESS_FIELDS))]
     for i, f in enumerate(BUSINESS_FIELDS):
@@ -308,7 +325,7 @@ def base_frame(
     cols["hash_registro"] = [p[2] for p in parts]
     cols["fecha_extraccion"] = [
         (fromiso(p[6]) if p[6] else fallback_extraction.get(name)) if p[1] is not None else None
-        for name, p in zip(names, parts)
+        for name, p in zip(names, parts, strict=True)
     ]
     cols["warnings"] = [",".join(p[3]) if p[1] is not None else "" for p in parts]
     schema = dict(BASE_SCHEMA)

@@ -14,17 +14,17 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from ov_assets.objects import archive
-from ov_assets.defs.checks import partition as checks_logic
-from ov_assets.warehouse import loading
-from ov_assets.devkit.failpoints import barrier
 from ov_assets.core.contract import today_bogota
-from ov_assets.landing.index import partition_frame
-from ov_assets.defs.partitions import parse_partition_key, pqr_partitions
 from ov_assets.core.records import empty_frame
-from ov_assets.reports.consolidated import cleaned_days, refuse_unavailable_landing, write_consolidated
-from ov_assets.portal.scraper import ScrapeResult, describe_failures, scrape_day
+from ov_assets.defs.checks import partition as checks_logic
+from ov_assets.defs.partitions import parse_partition_key, pqr_partitions
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
+from ov_assets.devkit.failpoints import barrier
+from ov_assets.landing.index import partition_frame
+from ov_assets.objects import archive
+from ov_assets.portal.scraper import ScrapeResult, describe_failures, scrape_day
+from ov_assets.reports.consolidated import cleaned_days, refuse_unavailable_landing, write_consolidated
+from ov_assets.warehouse import loading
 
 GROUP = "oficina_virtual"
 OWNERS = ["team:data-engineering"]

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ov_assets.core.contract import BOGOTA, BUSINESS_FIELDS, PERSONAL_FIELDS
-from ov_assets.core.file_names import attachment_file_name, format_ts, landing_dir, pdf_file_name, record_file_name, sgc_for_name
+from ov_assets.core.file_names import (
+    attachment_file_name,
+    format_ts,
+    landing_dir,
+    pdf_file_name,
+    record_file_name,
+    sgc_for_name,
+)
 from ov_assets.fs import private_dir
 
 FIRST_NAMES = (

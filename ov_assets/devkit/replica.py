@@ -33,10 +33,25 @@ from typing import Any
 
 from ov_assets.core.contract import EMPRESAS, today_bogota
 from ov_assets.devkit.replica_pages import (
-    ENCODED_FLAG, LIST_COLUMNS, PASSWORD_INPUT, USER_INPUT, app_page, index_page, login_page, posted_password,
-    return_url)
+    ENCODED_FLAG,
+    LIST_COLUMNS,
+    PASSWORD_INPUT,
+    USER_INPUT,
+    app_page,
+    index_page,
+    login_page,
+    posted_password,
+    return_url,
+)
 from ov_assets.devkit.replica_state import (
-    FIRST_DAY, Attachment, Faults, LoggedRequest, PerDay, ReplicaState, detail_id_for)
+    FIRST_DAY,
+    Attachment,
+    Faults,
+    LoggedRequest,
+    PerDay,
+    ReplicaState,
+    detail_id_for,
+)
 
 # What tests and the demo import from here, though it lives in the two modules beside.
 __all__ = ["ENCODED_FLAG", "LIST_PATH", "PASSWORD_INPUT", "USER_INPUT", "Attachment", "Faults", "LoggedRequest",
@@ -56,7 +71,7 @@ class ReplicaPortal:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "ReplicaPortal":
+    def start(self) -> ReplicaPortal:
         state = self.state
 
         class Handler(_Handler):
@@ -75,7 +90,7 @@ class ReplicaPortal:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "ReplicaPortal":
+    def __enter__(self) -> ReplicaPortal:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -131,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
     state: ReplicaState
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     # -- plumbing ----------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def app_page(empresa: str, debounce_ms: int = 500) -> str:
         "labels": [[label, f] for label, f in DETAIL_LABELS],
     }, ensure_ascii=False)
     picker = """<md-datepicker ng-model="filtros.{model}"><button class="md-datepicker-button md-icon-button" type="button" aria-label="Abrir calendario">&#128197;</button><div class="md-datepicker-input-container"><input class="md-datepicker-input" type="text" placeholder="YYYY-MM-DD"></div></md-datepicker>"""
-    return f"""<!doctype html><html lang="es" ng-app="ovApp"><head><meta charset="utf-8">
+    return rf"""<!doctype html><html lang="es" ng-app="ovApp"><head><meta charset="utf-8">
 <title>Oficina Virtual {display}</title><style>{_STYLE}</style></head><body>
 {modal}
 <div id="app" ng-view></div>

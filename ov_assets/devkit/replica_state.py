@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable, NamedTuple, Union
+from typing import NamedTuple
 
 from ov_assets.core.contract import EMPRESAS
 from ov_assets.devkit.generator import fake_pqr, pdf_bytes, seeded_rng
@@ -15,7 +16,7 @@ from ov_assets.devkit.generator import fake_pqr, pdf_bytes, seeded_rng
 FIRST_DAY = dt.date(2020, 10, 1)  # both portals opened then
 PAGE_SIZE = 10
 
-PerDay = Union[int, Callable[[str, dt.date], int], dict]
+PerDay = int | Callable[[str, dt.date], int] | dict
 
 
 @dataclass(frozen=True)

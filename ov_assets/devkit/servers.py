@@ -47,7 +47,7 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
 
 
@@ -76,7 +76,7 @@ class PgServer:
             ci["dbname"] = dbname
         return ci
 
-    def connect(self, dbname: str | None = None, **kwargs: Any) -> "psycopg.Connection[Any]":
+    def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
         import psycopg
 
         return psycopg.connect(**self.conninfo(dbname), **kwargs)
@@ -191,7 +191,7 @@ def _dagster_executable() -> str:
 
 
 def _http_get(url: str, timeout: float = 2.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (local URL)
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
 
 
@@ -343,7 +343,7 @@ def graphql(
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (local URL)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             payload = json.loads(resp.read())
     except urllib.error.HTTPError as e:
         detail = e.read().decode(errors="replace")[:4000]

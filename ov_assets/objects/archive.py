@@ -35,13 +35,13 @@ import orjson
 import polars as pl
 import psycopg
 
-from ov_assets.devkit.failpoints import barrier
 from ov_assets.core.contract import EMPRESA_DISPLAY
-from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets.core.file_names import landing_dir
-from ov_assets.warehouse.loading import SCHEMA, table_name
+from ov_assets.devkit.failpoints import barrier
+from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets.fs import NotARegularFile
 from ov_assets.objects.stores import ConflictError, IntegrityError, ObjectExists, ObjectStore
+from ov_assets.warehouse.loading import SCHEMA, table_name
 
 DONE_STATUSES = ("uploaded", "pre_existing")
 _CONTENT_TYPES = {".json": "application/json", ".pdf": "application/pdf", ".jpg": "image/jpeg",
@@ -232,7 +232,7 @@ def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[Pl
                 JOIN unnest(%s::text[], %s::text[]) AS v(s3_key, file_hash) USING (s3_key, file_hash)
                 WHERE r.s3_bucket = %s AND r.upload_status NOT IN ('uploaded', 'pre_existing')""",
             ([o.key for o in todo], [o.sha256 for o in todo], store.bucket)).fetchall()
-    return {k: i for k, i in rows}
+    return dict(rows)
 
 
 def record_outcomes(conn: psycopg.Connection, store: ObjectStore, outcomes: list[Outcome]) -> None:
@@ -280,10 +280,10 @@ def archive_objects(
             break
         ids = register_pending(conn, store, todo)
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ov-s3") as pool:
-            results = list(pool.map(lambda o: _archive_one(store, o, ids.get(o.key), stop, why), todo))
+            results = list(pool.map(lambda o, ids=ids: _archive_one(store, o, ids.get(o.key), stop, why), todo))
         record_outcomes(conn, store, results)
-        outcomes += [r for r, o in zip(results, todo) if r.sha256 == o.sha256]
-        objects = [o for r, o in zip(results, todo) if r.sha256 != o.sha256]
+        outcomes += [r for r, o in zip(results, todo, strict=True) if r.sha256 == o.sha256]
+        objects = [o for r, o in zip(results, todo, strict=True) if r.sha256 != o.sha256]
         if not objects:
             break
     for r in outcomes:
@@ -314,17 +314,17 @@ def link_table_rows(conn: psycopg.Connection, store: ObjectStore, frame: pl.Data
             keys_by_row.append((radicado, hash_reg, [dict(f) for f in files], [
                 object_key(layout, base_path, empresa, day, sgc or radicado, f["filename"]) for f in files]))
         current = current_keys(conn, store.bucket, [(k, f["sha256"]) for _, _, fs, ks in keys_by_row
-                                                    for f, k in zip(fs, ks)])
+                                                    for f, k in zip(fs, ks, strict=True)])
         for i, (radicado, hash_reg, files, keys) in enumerate(keys_by_row):
-            keys = [current[(k, f["sha256"])] for f, k in zip(files, keys)]
+            keys = [current[(k, f["sha256"])] for f, k in zip(files, keys, strict=True)]
             entries = [{"file_type": f["file_type"], "filename": f["filename"], "s3_url": store.url(k),
-                        "sha256": f["sha256"]} for f, k in zip(files, keys)]
+                        "sha256": f["sha256"]} for f, k in zip(files, keys, strict=True)]
             keys_by_row[i] = (radicado, hash_reg, entries, keys)
         status = registry_status(conn, store.bucket, [k for row in keys_by_row for k in row[3]])
         params = []
         for radicado, hash_reg, entries, keys in keys_by_row:
             ok = all(status.get(k, ("", None))[0] in DONE_STATUSES for k in keys)
-            present = [e for e, k in zip(entries, keys) if status.get(k, ("", None))[0] in DONE_STATUSES]
+            present = [e for e, k in zip(entries, keys, strict=True) if status.get(k, ("", None))[0] in DONE_STATUSES]
             params.append((radicado, hash_reg, orjson.dumps(present).decode(), ok))
         if not params:
             continue

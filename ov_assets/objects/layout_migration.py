@@ -21,18 +21,18 @@ default target is the configured layout), so pipeline runs and the migration agr
 import datetime as dt
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from ov_assets.objects.archive import DONE_STATUSES, object_key, versioned_name
 from ov_assets.errors import OperatorError, StoreAccessError, translate_pg_error
-from ov_assets.warehouse.loading import SCHEMA, table_name
+from ov_assets.objects.archive import DONE_STATUSES, object_key, versioned_name
 from ov_assets.objects.stores import IntegrityError, ObjectExists, ObjectStore
+from ov_assets.warehouse.loading import SCHEMA, table_name
 
 
 @dataclass

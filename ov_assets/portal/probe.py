@@ -30,7 +30,13 @@ from ov_assets.fs import private_dir
 from ov_assets.portal import naming, pages
 from ov_assets.portal.pages import ListPage, LoginError, PortalError, SessionExpired
 from ov_assets.portal.politeness import portal_key
-from ov_assets.portal.scraper import CHROMIUM_ARGS, FILTER_ATTEMPTS, ScraperConfig, prune_artifacts, resolve_browser_path
+from ov_assets.portal.scraper import (
+    CHROMIUM_ARGS,
+    FILTER_ATTEMPTS,
+    ScraperConfig,
+    prune_artifacts,
+    resolve_browser_path,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("ov_assets.portal.probe")

@@ -28,9 +28,9 @@ from pathlib import Path
 import psycopg
 
 from ov_assets.core.contract import BOGOTA, EMPRESAS
-from ov_assets.warehouse.loading import SCHEMA
-from ov_assets.reports.consolidated import consolidated_paths
 from ov_assets.objects.stores import ObjectStore, sha256_file, verify_object
+from ov_assets.reports.consolidated import consolidated_paths
+from ov_assets.warehouse.loading import SCHEMA
 
 AUDIT_COLUMNS = ("run_id", "empresa", "partition_date", "files_seen", "records_valid", "db_inserted",
                  "db_updated", "db_duplicates", "rejected", "started_at", "finished_at")

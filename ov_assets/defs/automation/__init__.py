@@ -6,4 +6,4 @@ from ov_assets.defs.automation.alerts import all_alert_sensors
 from ov_assets.defs.automation.schedules import all_schedules
 from ov_assets.defs.automation.sensors import all_sensors
 
-__all__ = ["all_schedules", "all_sensors", "all_alert_sensors"]
+__all__ = ["all_alert_sensors", "all_schedules", "all_sensors"]

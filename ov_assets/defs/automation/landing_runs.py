@@ -82,7 +82,7 @@ def _indexed_since(index: LandingIndex, since: str) -> list[_Version]:
 def indexed_partitions_since(index: LandingIndex, since: dt.datetime) -> set[tuple[str, dt.date]]:
     """(empresa, day) of the files indexed at or after ``since`` (record files directly, other
     files through their record)."""
-    versions = _indexed_since(index, since.astimezone(dt.timezone.utc).isoformat())
+    versions = _indexed_since(index, since.astimezone(dt.UTC).isoformat())
     routed = _route(index, versions)
     return {(v.empresa, day) for v, day in routed.items() if day is not None}
 
@@ -166,8 +166,8 @@ def _load_cursor(raw: str | None) -> tuple[str | None, dict[str, list[str]]]:
 def plan_landing_runs(index: LandingIndex, cursor: str | None, now: dt.datetime | None = None,
                       empresas: tuple[str, ...] = EMPRESAS) -> LandingPlan:
     """Refresh the index and decide one run per partition with new, stable files."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    tick_start = now.astimezone(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
+    tick_start = now.astimezone(dt.UTC)
     stable_before_ns = int((tick_start.timestamp() - STABLE_SECONDS) * 1e9)
     today = tick_start.astimezone(BOGOTA).date()
     plan = LandingPlan()

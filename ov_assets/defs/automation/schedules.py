@@ -17,12 +17,19 @@ import dagster as dg
 import psycopg
 
 from ov_assets import settings
-from ov_assets.defs.automation.run_tags import mode_tags, partition_tags
-from ov_assets.defs.automation.landing_runs import indexed_partitions_since, valid_day
 from ov_assets.core.contract import BOGOTA, EMPRESAS, FINAL_STATUSES
-from ov_assets.defs.jobs import integrity_checks_job, landing_cleanup_job, pqr_pipeline_job, pqr_s3_retry_job, reconciliation_checks_job, reports_archive_job
-from ov_assets.warehouse.loading import SCHEMA, table_name
+from ov_assets.defs.automation.landing_runs import indexed_partitions_since, valid_day
+from ov_assets.defs.automation.run_tags import mode_tags, partition_tags
+from ov_assets.defs.jobs import (
+    integrity_checks_job,
+    landing_cleanup_job,
+    pqr_pipeline_job,
+    pqr_s3_retry_job,
+    reconciliation_checks_job,
+    reports_archive_job,
+)
 from ov_assets.defs.resources import LandingResource, PostgresResource
+from ov_assets.warehouse.loading import SCHEMA, table_name
 
 TIMEZONE = "America/Bogota"
 REEXTRACTION_DAYS = 60
@@ -109,7 +116,7 @@ def previous_incremental_tick(when: dt.datetime) -> dt.datetime:
 def pqr_incremental_schedule(context: dg.ScheduleEvaluationContext, landing: LandingResource) -> list[dg.RunRequest]:
     when = tick_time(context)
     index = landing.index()
-    stable_before = int((dt.datetime.now(dt.timezone.utc).timestamp() - STABLE_SECONDS) * 1e9)
+    stable_before = int((dt.datetime.now(dt.UTC).timestamp() - STABLE_SECONDS) * 1e9)
     for empresa in EMPRESAS:
         index.refresh(empresa, when.date(), stable_before_ns=stable_before)
     since = previous_incremental_tick(when)

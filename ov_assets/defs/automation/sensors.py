@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ov_assets.defs.automation.run_tags import partition_tags
 from ov_assets.defs.automation.landing_runs import plan_landing_runs
+from ov_assets.defs.automation.run_tags import partition_tags
 from ov_assets.defs.jobs import pqr_landing_job
 from ov_assets.defs.resources import LandingResource
 

@@ -18,13 +18,13 @@ import dagster as dg
 import polars as pl
 import psycopg
 
-from ov_assets.objects import archive
 from ov_assets.core.contract import BUSINESS_FIELDS, REQUIRED_FIELDS, hash_registro
-from ov_assets.warehouse.loading import SCHEMA, table_name
 from ov_assets.defs.partitions import partition_key, pqr_partitions
 from ov_assets.defs.resources.object_store import ObjectStoreResource
-from ov_assets.objects.stores import ObjectStore, verify_object
 from ov_assets.defs.resources.postgres import PostgresResource
+from ov_assets.objects import archive
+from ov_assets.objects.stores import ObjectStore, verify_object
+from ov_assets.warehouse.loading import SCHEMA, table_name
 
 MAX_LISTED = 20
 

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 import dagster as dg
 import psycopg
 
-from ov_assets.defs.checks.partition import MAX_LISTED, Verdict, _listed, _partitions, emit
 from ov_assets.core.contract import BOGOTA, EMPRESAS
-from ov_assets.warehouse.loading import SCHEMA, table_name
+from ov_assets.defs.checks.partition import MAX_LISTED, Verdict, _listed, _partitions, emit
 from ov_assets.defs.partitions import pqr_partitions
 from ov_assets.defs.resources.object_store import ObjectStoreResource
-from ov_assets.objects.stores import ObjectStore, verify_object
 from ov_assets.defs.resources.postgres import PostgresResource
+from ov_assets.objects.stores import ObjectStore, verify_object
+from ov_assets.warehouse.loading import SCHEMA, table_name
 
 
 def _md_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
@@ -171,7 +171,7 @@ def freshness(last_finished: dict[str, dt.datetime | None], now: dt.datetime,
 def last_loads(conn: psycopg.Connection) -> dict[str, dt.datetime | None]:
     rows = conn.execute(
         f"SELECT empresa, max(finished_at) FROM {SCHEMA}.ov_load_audit GROUP BY empresa").fetchall()
-    return {e: rows_e for e, rows_e in rows}
+    return dict(rows)
 
 
 def _grace() -> dt.timedelta:
@@ -281,7 +281,7 @@ def history_consistent(postgres: PostgresResource) -> dg.AssetCheckResult:
 def load_freshness(postgres: PostgresResource) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
         loads = last_loads(conn)
-    return _result(freshness(loads, dt.datetime.now(dt.timezone.utc), _grace()))
+    return _result(freshness(loads, dt.datetime.now(dt.UTC), _grace()))
 
 
 def _reconciliation_spec(name: str, description: str) -> dg.AssetCheckSpec:

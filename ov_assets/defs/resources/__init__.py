@@ -68,5 +68,12 @@ def resources_from_env() -> dict[str, object]:
     }
 
 
-__all__ = ["LandingResource", "ObjectStoreResource", "PortalResource", "PostgresResource", "PartitionedFrameIOManager",
-           "resources_from_env", "dg"]
+__all__ = [
+    "LandingResource",
+    "ObjectStoreResource",
+    "PartitionedFrameIOManager",
+    "PortalResource",
+    "PostgresResource",
+    "dg",
+    "resources_from_env",
+]

@@ -11,8 +11,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ov_assets.defs.partitions import parse_partition_key
 from ov_assets.core.records import empty_frame
+from ov_assets.defs.partitions import parse_partition_key
 from ov_assets.fs import private_dir
 from ov_assets.reports.consolidated import write_atomic
 
@@ -34,7 +34,7 @@ class PartitionedFrameIOManager(dg.ConfigurableIOManager):
             private_dir(path.parent)
             # A temporary file of its own: runs of one partition (a sensor run and a backfill)
             # may write at the same moment.
-            write_atomic(path, lambda tmp: part.write_parquet(tmp))
+            write_atomic(path, part.write_parquet)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         asset = context.asset_key.to_user_string()

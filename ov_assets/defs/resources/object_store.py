@@ -12,9 +12,9 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ov_assets.errors import ConfigurationError
+from ov_assets.fs import private_dir
 from ov_assets.objects import stores
 from ov_assets.objects.stores import LocalObjectStore, ObjectStore, S3ObjectStore
-from ov_assets.fs import private_dir
 
 
 class ObjectStoreResource(dg.ConfigurableResource):

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qs, urlparse
@@ -20,9 +20,16 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from ov_assets.warehouse import migrations
+from ov_assets.errors import (
+    LOST_SQLSTATES,
+    ConfigurationError,
+    OperatorError,
+    WithheldDataError,
+    is_connection_lost,
+    translate_pg_error,
+)
 from ov_assets.fs import private_dir
-from ov_assets.errors import LOST_SQLSTATES, ConfigurationError, OperatorError, WithheldDataError, is_connection_lost, translate_pg_error
+from ov_assets.warehouse import migrations
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -72,10 +79,8 @@ def _embedded_conninfo(data_dir: str) -> dict[str, object]:
     info: dict[str, object] = {"host": host, "port": uri.port or 5432, "user": uri.username or "postgres"}
     with psycopg.connect(**info, dbname="postgres", autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB,)).fetchone() is None:
-            try:
+            with suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(f'CREATE DATABASE "{EMBEDDED_DB}"')
-            except psycopg.errors.DuplicateDatabase:
-                pass
     return {**info, "dbname": EMBEDDED_DB}
 
 
