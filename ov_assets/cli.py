@@ -7,20 +7,22 @@ Everything here calls the same code the assets use; nothing is a separate code p
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 import datetime as dt
 import json
-import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from ov_assets import settings
 from ov_assets.core.contract import EMPRESAS, today_bogota
 
 
 @contextmanager
-def _resources() -> Iterator[object]:
-    """The definitions' resources initialized as in a run (EnvVar secrets resolved)."""
+def _resources() -> Iterator[Any]:
+    """The definitions' resources initialized as in a run (EnvVar secrets resolved): Dagster's
+    ``Resources``, whose attributes (``.postgres``, ``.object_store``) are made at run time."""
     import dagster as dg
 
     from ov_assets.defs.resources import resources_from_env
@@ -31,7 +33,7 @@ def _resources() -> Iterator[object]:
 
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("OV_DATA_DIR") or "./data").resolve()
+    return Path(settings.data_dir()).resolve()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -59,19 +61,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_partitions(partition_keys: list[str]) -> list[tuple[str, bool]]:
+def run_partitions(partition_keys: list[str], dagster_home: Path,
+                   resources: Mapping[str, object] | None = None) -> list[tuple[str, bool]]:
     """Run ``pqr_pipeline_job`` for each partition in this process, recorded in the Dagster
-    instance of ``DAGSTER_HOME`` (so ``dagster dev`` shows the runs)."""
+    instance at ``dagster_home`` (so ``dagster dev`` on it shows the runs), with ``resources``
+    in place of the definitions' own (the demo's data folder and replica size)."""
     import dagster as dg
 
     from ov_assets.definitions import defs
 
     job = defs.resolve_job_def("pqr_pipeline_job")
     results = []
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.from_config(str(dagster_home.resolve())) as instance:
         for key in partition_keys:
             result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False,
+                partition_key=key, instance=instance, raise_on_error=False, resources=resources,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
             results.append((key, result.success))
@@ -95,26 +99,30 @@ def summary() -> str:
     return "\n".join(lines)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    print(summary())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ov_assets.defs.resources import resources_from_env
     from ov_assets.devkit import generator
 
-    data_dir = _data_dir()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.environ.setdefault("OV_DATA_DIR", str(data_dir))
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home")))
+    data_dir = _data_dir()  # owner-only since main()
+    home = settings.dagster_home(data_dir / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
     days = [today_bogota() - dt.timedelta(days=i) for i in range(args.days)][::-1]
     # The source is the local replica portal (no OV_*_PORTAL_URL set): raw_pqr_files extracts
     # each day's PQRs from it with the real scraper; a few broken files are dropped by hand
     # so the rejects show.
-    os.environ["OV_REPLICA_PER_DAY"] = str(args.per_day)
+    resources = resources_from_env(data_dir=str(data_dir), replica_per_day=args.per_day)
     print(f"1/3 broken demo files for {days[0]}..{days[-1]} into {data_dir}/downloads (PQRs come from the replica portal)")
     for day in days:
         for empresa in EMPRESAS:
             generator.write_broken_files(data_dir, empresa, day)
     keys = [f"{d.isoformat()}|{e}" for d in days for e in EMPRESAS]
     print(f"2/3 extracting from the replica portal and materializing raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for {len(keys)} partitions")
-    results = run_partitions(keys)
+    results = run_partitions(keys, home, resources)
     print("3/3 summary")
     print(summary())
     print(f"\nOpen the UI: bash scripts/ui.sh  (DAGSTER_HOME={home}, OV_DATA_DIR={data_dir}), then http://127.0.0.1:3000")
@@ -146,8 +154,8 @@ def cmd_portal_check(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ov_assets import settings
-    from ov_assets.portal.probe import portal_check
     from ov_assets.defs.resources import resources_from_env
+    from ov_assets.portal.probe import portal_check
 
     day = args.day or today_bogota() - dt.timedelta(days=1)
     with dg.build_resources({"portal": resources_from_env()["portal"]}) as built:
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="YYYY-MM-DD, a day with PQRs (default: yesterday, Bogotá)")
     p.set_defaults(fn=cmd_portal_check)
     p = sub.add_parser("status", help="rows, registry and rejects")
-    p.set_defaults(fn=lambda a: print(summary()) or 0)
+    p.set_defaults(fn=cmd_status)
     p = sub.add_parser("s3-setup", help="apply aws/ bucket versioning, lifecycle, encryption (admin credentials)")
     p.add_argument("--bucket", default="", help="default: AWS_S3_BUCKET_NAME")
     p.add_argument("--profile", default="", help="AWS profile with aws/iam-policy-admin.json (default chain otherwise)")

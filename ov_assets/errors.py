@@ -143,7 +143,7 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
             )
     if isinstance(exc, psycopg.Error) and (
         isinstance(exc, (psycopg.errors.IntegrityError, psycopg.errors.DataError))
-        or (exc.diag is not None and (exc.diag.message_detail or exc.diag.context))
+        or exc.diag.message_detail or exc.diag.context
     ):
         # PostgreSQL's DETAIL may quote the offending row ("Failing row contains (...)"), its
         # CONTEXT the line a COPY was at (``COPY t, line 7: "..."``, whatever the error, a

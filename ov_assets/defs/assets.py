@@ -10,6 +10,7 @@ Metadata carries counts and codes only, never personal data.
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -115,14 +116,14 @@ def raw_pqr_files(
     })
     verdicts = {}
     for day, empresa in parts:
-        result = results.get((day, empresa))
-        if result is None:
+        scraped = results.get((day, empresa))
+        if scraped is None:
             verdicts[(day, empresa)] = checks_logic.Verdict(True, {"extraction": "not run"},
                                                             dg.AssetCheckSeverity.WARN)
         else:
-            silent = day.weekday() < 6 and result.listed_total == 0
+            silent = day.weekday() < 6 and scraped.listed_total == 0
             verdicts[(day, empresa)] = checks_logic.Verdict(
-                not silent, {"listed_total": result.listed_total, "weekday": day.strftime("%A")},
+                not silent, {"listed_total": scraped.listed_total, "weekday": day.strftime("%A")},
                 dg.AssetCheckSeverity.WARN)
     yield from checks_logic.emit(context, "raw_pqr_files", "portal_yielded_pqrs", verdicts)
 
@@ -173,7 +174,7 @@ def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource,
     frame = pl.concat(frames) if frames else empty_frame()
     reasons = Counter(frame.filter(pl.col("status") == "rejected")["reject_code"].to_list())
     warnings = Counter(w for ws in frame["warnings"].to_list() for w in ws)
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": frame.height,
         "valid_versions": int((frame["status"] == "valid").sum()),
         "winners": int(frame["is_winner"].sum()),
@@ -227,7 +228,7 @@ def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_rec
     for (empresa, day), counts in sorted(by_partition.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         total = total.add(counts)
         context.log.info(f"{empresa} {day}{' (dry run)' if config.dry_run else ''}: {counts}")
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         # the partition's rows in the table: one per winner, whichever way it went
         "dagster/row_count": total.db_inserted + total.db_updated + total.db_duplicates + total.db_skipped_older,
         "records_valid": total.records_valid,  # valid versions, several per radicado

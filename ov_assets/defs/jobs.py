@@ -2,9 +2,12 @@
 
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+
+if TYPE_CHECKING:  # what define_asset_job returns; Dagster exports the class under no public name
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PostgresResource
 from ov_assets.objects.layout_migration import migrate_layout
@@ -119,8 +122,9 @@ integrity_checks_job = dg.define_asset_job(
                 "vs current rows, load freshness. Materializes nothing.",
 )
 
-all_jobs = [pqr_pipeline_job, reconciliation_checks_job, pqr_landing_job, pqr_s3_retry_job, integrity_checks_job,
-            reports_archive_job, landing_cleanup_job]
+all_jobs: "list[dg.JobDefinition | UnresolvedAssetJobDefinition]" = [
+    pqr_pipeline_job, reconciliation_checks_job, pqr_landing_job, pqr_s3_retry_job, integrity_checks_job,
+    reports_archive_job, landing_cleanup_job]
 
 
 # Layout migration (ov_assets.objects.layout_migration does the work).

@@ -101,7 +101,7 @@ class ReplicaPortal:
     def base_url(self) -> str:
         assert self._server, "replica not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def url(self, empresa: str) -> str:
         """The portal base URL of an empresa (the login page is ``{url}/login``)."""

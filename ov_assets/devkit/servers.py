@@ -153,7 +153,9 @@ def start_embedded_pg18(pgdata_parent: str | Path | None = None) -> PgServer:
     }
     pg = PgServer(label="pg18", admin=admin, embedded=server)
     with pg.connect() as conn:
-        pg.server_version = conn.execute("SHOW server_version").fetchone()[0]
+        row = conn.execute("SHOW server_version").fetchone()
+        assert row is not None  # SHOW returns one row
+        pg.server_version = row[0]
     return pg
 
 

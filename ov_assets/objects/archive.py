@@ -169,7 +169,7 @@ def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None
             ours = head is not None and registry_id is not None and head.metadata.get("registry_id") == str(registry_id)
             if found == obj.sha256:
                 return outcome("uploaded") if ours else outcome("pre_existing", "pre_existing")
-            if ours and found is not None:
+            if ours and head is not None and found is not None:
                 # This row's own put stored other bytes (its landing file was replaced since):
                 # the row describes what is stored; the new bytes get a key of their own.
                 return Outcome(obj.key, "uploaded", "bot", None, found, obj.sha256, head.size)

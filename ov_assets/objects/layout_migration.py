@@ -92,7 +92,9 @@ def _drop_superseded(conn: psycopg.Connection, row_id: int, new_key: str) -> Non
     """Remove a registry row that the row at ``new_key`` supersedes. Through a function of
     migration 006 (run with its owner's rights, it deletes only such a row) because the
     least-privilege ov_loader role has no DELETE."""
-    (dropped,) = conn.execute(f"SELECT {SCHEMA}.ov_registry_drop_superseded(%s, %s)", (row_id, new_key)).fetchone()
+    row = conn.execute(f"SELECT {SCHEMA}.ov_registry_drop_superseded(%s, %s)", (row_id, new_key)).fetchone()
+    assert row is not None  # a function called in a SELECT without FROM returns one row
+    (dropped,) = row
     if not dropped:
         raise OperatorError(f"registry row {row_id}: the row at its target key changed meanwhile; rerun the migration")
 

@@ -51,7 +51,9 @@ def _ensure_table(conn: psycopg.Connection) -> None:
 def applied(conn: psycopg.Connection) -> dict[str, tuple[str, object]]:
     """version -> (checksum, applied_at) of what this database has applied. Read-only (works
     for the ``ov_loader`` role): a database without ``schema_migrations`` has applied nothing."""
-    (exists,) = conn.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL").fetchone()
+    row = conn.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL").fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    (exists,) = row
     if not exists:
         return {}
     rows = conn.execute("SELECT version, checksum, applied_at FROM public.schema_migrations").fetchall()

@@ -50,8 +50,9 @@ def _default_status() -> dg.DefaultScheduleStatus:
 
 
 def tick_time(context: dg.ScheduleEvaluationContext) -> dt.datetime:
-    """The tick's scheduled time in Bogotá (now, when evaluated by hand)."""
-    when = context.scheduled_execution_time or dt.datetime.now(BOGOTA)
+    """The tick's scheduled time in Bogotá (a context built by hand must be given one: Dagster
+    raises on reading a scheduled time that was never set)."""
+    when = context.scheduled_execution_time
     if when.tzinfo is None:
         when = when.replace(tzinfo=BOGOTA)
     return when.astimezone(BOGOTA)

@@ -10,14 +10,15 @@ range run holds the downstream step for the whole range (backfill chunks are kep
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import polars as pl
 import psycopg
 
+from ov_assets import settings
 from ov_assets.core.contract import BUSINESS_FIELDS, REQUIRED_FIELDS, hash_registro
 from ov_assets.defs.partitions import partition_key, pqr_partitions
 from ov_assets.defs.resources.object_store import ObjectStoreResource
@@ -60,16 +61,21 @@ S3_CHECK_SPECS = [
 ]
 
 
+# Asset and check metadata: any value Dagster accepts (numbers, text, ``dg.MetadataValue``...);
+# Dagster's own name for that union is not public.
+Metadata = dict[str, Any]
+
+
 @dataclass
 class Verdict:
     """The outcome of one check for one partition."""
 
     passed: bool
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
 
-def _listed(values: list[str], label: str = "key") -> dict[str, object]:
+def _listed(values: list[str], label: str = "key") -> Metadata:
     """Dashboard metadata for failing keys (radicados, file names, object keys: never personal
     data): the count, the first ``MAX_LISTED`` as JSON and as a short markdown table."""
     shown = sorted(set(values))[:MAX_LISTED]
@@ -159,7 +165,7 @@ def required_fields_present(part: pl.DataFrame) -> Verdict:
 
 
 def reject_rate(part: pl.DataFrame) -> Verdict:
-    threshold = float(os.environ.get("OV_REJECT_RATE_WARN", "0.2"))
+    threshold = settings.reject_rate_warn()
     rejected = int((part["status"] == "rejected").sum())
     rate = rejected / part.height if part.height else 0.0
     return Verdict(rate <= threshold, {"rejected": rejected, "files": part.height, "rate": round(rate, 4),

@@ -16,12 +16,13 @@ Metadata carries counts, radicados, object keys and partitions: never personal d
 """
 
 import datetime as dt
-import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import dagster as dg
 import psycopg
 
+from ov_assets import settings
 from ov_assets.core.contract import BOGOTA, EMPRESAS
 from ov_assets.defs.checks.partition import MAX_LISTED, Verdict, _listed, _partitions, emit
 from ov_assets.defs.partitions import pqr_partitions
@@ -31,7 +32,7 @@ from ov_assets.objects.stores import ObjectStore, verify_object
 from ov_assets.warehouse.loading import SCHEMA, table_name
 
 
-def _md_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+def _md_table(header: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> str:
     if not rows:
         return "none"
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -41,7 +42,7 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
     return "\n".join(lines)
 
 
-def _result(v: Verdict, **extra: object) -> dg.AssetCheckResult:
+def _result(v: Verdict, **extra: Any) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=v.passed, metadata={**v.metadata, **extra}, severity=v.severity)
 
 
@@ -84,8 +85,10 @@ def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
     total = 0
     for empresa in EMPRESAS:
         table = f"{SCHEMA}.{table_name(empresa)}"
-        (n,) = conn.execute(f"SELECT count(*) FROM {SCHEMA}.s3_files_registry WHERE empresa = %s",
-                            (empresa,)).fetchone()
+        row = conn.execute(f"SELECT count(*) FROM {SCHEMA}.s3_files_registry WHERE empresa = %s",
+                           (empresa,)).fetchone()
+        assert row is not None  # count(*) returns one row
+        (n,) = row
         total += n
         rows = conn.execute(
             f"""SELECT r.numero_radicado, r.s3_key FROM {SCHEMA}.s3_files_registry r
@@ -109,7 +112,9 @@ def history_consistency(conn: psycopg.Connection) -> Verdict:
     history_rows = 0
     for empresa in EMPRESAS:
         table = f"{SCHEMA}.{table_name(empresa)}"
-        (n,) = conn.execute(f"SELECT count(*) FROM {table}_history").fetchone()
+        row = conn.execute(f"SELECT count(*) FROM {table}_history").fetchone()
+        assert row is not None  # count(*) returns one row
+        (n,) = row
         history_rows += n
         rows = conn.execute(
             f"""SELECT DISTINCT h.numero_radicado,
@@ -157,8 +162,8 @@ def freshness(last_finished: dict[str, dt.datetime | None], now: dt.datetime,
               grace: dt.timedelta) -> Verdict:
     """Each empresa's last successful load finished at or after the last expected load."""
     expected = last_expected_load(now, grace)
-    stale = [e for e in EMPRESAS if last_finished.get(e) is None or last_finished[e] < expected]
-    rows = [(e, last_finished[e].astimezone(BOGOTA).strftime("%Y-%m-%d %H:%M") if last_finished.get(e) else "never",
+    stale = [e for e in EMPRESAS if (at := last_finished.get(e)) is None or at < expected]
+    rows = [(e, at.astimezone(BOGOTA).strftime("%Y-%m-%d %H:%M") if (at := last_finished.get(e)) else "never",
              "stale" if e in stale else "ok") for e in EMPRESAS]
     return Verdict(not stale, {
         "expected_load_since": expected.strftime("%Y-%m-%d %H:%M %Z"),
@@ -172,10 +177,6 @@ def last_loads(conn: psycopg.Connection) -> dict[str, dt.datetime | None]:
     rows = conn.execute(
         f"SELECT empresa, max(finished_at) FROM {SCHEMA}.ov_load_audit GROUP BY empresa").fetchall()
     return dict(rows)
-
-
-def _grace() -> dt.timedelta:
-    return dt.timedelta(minutes=float(os.environ.get("OV_FRESHNESS_GRACE_MINUTES", "60")))
 
 
 # --- per-partition reconciliation -----------------------------------------------------------
@@ -281,7 +282,7 @@ def history_consistent(postgres: PostgresResource) -> dg.AssetCheckResult:
 def load_freshness(postgres: PostgresResource) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
         loads = last_loads(conn)
-    return _result(freshness(loads, dt.datetime.now(dt.UTC), _grace()))
+    return _result(freshness(loads, dt.datetime.now(dt.UTC), settings.freshness_grace()))
 
 
 def _reconciliation_spec(name: str, description: str) -> dg.AssetCheckSpec:

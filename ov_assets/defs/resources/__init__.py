@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
@@ -18,7 +20,17 @@ def secret(name: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if settings.env_str(name) else ""
 
 
-def resources_from_env() -> dict[str, object]:
+class EnvResources(TypedDict):
+    """The definitions' resources by key (each one typed, for the commands that open one)."""
+
+    landing: LandingResource
+    postgres: PostgresResource
+    object_store: ObjectStoreResource
+    frames_io_manager: PartitionedFrameIOManager
+    portal: PortalResource
+
+
+def resources_from_env() -> EnvResources:
     """Every resource of the definitions, configured from the environment."""
     data_dir = settings.private_data_dir()
     env = settings.environment()
@@ -69,6 +81,7 @@ def resources_from_env() -> dict[str, object]:
 
 
 __all__ = [
+    "EnvResources",
     "LandingResource",
     "ObjectStoreResource",
     "PartitionedFrameIOManager",

