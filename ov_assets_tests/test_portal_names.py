@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from ov_assets.core.contract import BUSINESS_FIELDS
-from ov_assets.core.file_names import FILE_RECORD, parse_name
+from ov_assets.core.file_names import FILE_RECORD, parse_name, safe_token
 from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.fs import private_dir
-from ov_assets.portal.naming import LandingConflict, safe_token
+from ov_assets.portal.naming import LandingConflict
 from ov_assets.portal.scraper import ScraperConfig, scrape_day, write_version
 
 EXTRACTED = dt.datetime(2025, 10, 8, 9, 32, 21)

@@ -6,12 +6,12 @@ Pure name rules live here; the incremental index of the folder is in ``landing_i
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from pathlib import Path
 from typing import NamedTuple
 
 from ov_assets.core.contract import EXTRACTION_TS_FORMAT, parse_extraction_ts
-from ov_assets.portal.naming import safe_token
 
 FILE_RECORD = "json"
 FILE_PDF = "pdf"
@@ -86,11 +86,31 @@ def attachment_file_name(sgc: str, ts: str, ext: str, index: int = 0) -> str:
     return f"{sgc}_adjunto{suffix}_{ts}.{ext}"
 
 
+# Characters a name token may keep verbatim; every other value is shortened and hashed.
+_SAFE = re.compile(r"[A-Za-z0-9-]{1,64}")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9-]")
+_PREFIX_CHARS = 32
+_HASH_CHARS = 16
+
+
+def safe_token(value: str) -> str:
+    """A name part made from untrusted portal text (an SGC or a radicado may hold ``/``, ``..``,
+    spaces, be very long or be absent): ``value`` itself when it is 1-64 characters of
+    ``[A-Za-z0-9-]``; else its allowed characters (at most 32) followed by ``_h`` and 16 hex
+    digits of its SHA-256. Deterministic (the same SGC always names the same files); the ``_``
+    keeps hashed tokens apart from every verbatim one; empty in, hash of the empty string out
+    (never an empty name part)."""
+    if _SAFE.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return f"{_UNSAFE_CHARS.sub('', value)[:_PREFIX_CHARS]}_h{digest}"
+
+
 def sgc_for_name(numero_reclamo_sgc: str, key: str | int, ts: str) -> str:
     """The ``{sgc}`` part of file names: the SGC, else ``PQR_{n}_{ts}`` with ``n`` the ``key``
     that tells this PQR apart (the scraper passes the radicado, never a list position, so
     concurrent scrapes never share a name). Both are portal text, made safe tokens first
-    (``naming.safe_token``): never a path, never too long; the JSON keeps them verbatim."""
+    (``safe_token``): never a path, never too long; the JSON keeps them verbatim."""
     if numero_reclamo_sgc:
         return safe_token(numero_reclamo_sgc)
     return f"PQR_{safe_token(str(key))}_{ts}"

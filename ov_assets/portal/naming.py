@@ -1,8 +1,7 @@
-"""Landing file names from untrusted portal values, and writes that never replace a file.
+"""Landing file writes that never replace a file.
 
-The SGC and the radicado come from the company's systems through the portal (CONTRACT §9): they
-may hold ``/``, ``..``, spaces, be very long or be absent. ``safe_token`` turns such a value into
-a name part that is always a plain file name; the JSON keeps the value verbatim.
+The names come from ``core.file_names`` (``safe_token`` makes untrusted portal values, the SGC
+and the radicado, into plain file name parts; the JSON keeps the values verbatim).
 
 ``commit_files`` puts files in place create-exclusive (a hard link from a uniquely named
 temporary file), so two scrapes that write the same name at the same second never silently
@@ -11,9 +10,7 @@ replace each other's bytes: the same bytes are fine, other bytes are a ``Landing
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import secrets
 import stat
 from pathlib import Path
@@ -21,27 +18,11 @@ from pathlib import Path
 from ov_assets.errors import OperatorError
 from ov_assets.fs import private_dir  # noqa: F401 - portal.scraper imports it from here until its split lands
 
-# Characters a token may keep verbatim; every other value is shortened and hashed.
-_SAFE = re.compile(r"[A-Za-z0-9-]{1,64}")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9-]")
-_PREFIX_CHARS = 32
-_HASH_CHARS = 16
 FILE_MODE = stat.S_IRUSR | stat.S_IWUSR  # 0600
 
 
 class LandingConflict(OperatorError):
     """A landing file name is taken by other bytes: nothing was replaced."""
-
-
-def safe_token(value: str) -> str:
-    """``value`` itself when it is 1-64 characters of ``[A-Za-z0-9-]``; else its allowed
-    characters (at most 32) followed by ``_h`` and 16 hex digits of its SHA-256. Deterministic
-    (the same SGC always names the same files); the ``_`` keeps hashed tokens apart from every
-    verbatim one; empty in, hash of the empty string out (never an empty name part)."""
-    if _SAFE.fullmatch(value):
-        return value
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
-    return f"{_UNSAFE_CHARS.sub('', value)[:_PREFIX_CHARS]}_h{digest}"
 
 
 def write_temporary(target: Path, data: bytes) -> Path:
