@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from ov_assets.devkit.servers import free_port
 from ov_assets.errors import OperatorError, StoreAccessError, translate_aws_error
-from ov_assets.objects.stores import S3ObjectStore
+from ov_assets.objects.s3_store import S3ObjectStore
 from ov_assets_tests.archive_support import store_resource
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ov_assets.fs import NotARegularFile
-from ov_assets.objects.stores import IntegrityError, LocalObjectStore, ObjectExists, S3ObjectStore, b64_of_hex
+from ov_assets.objects.s3_store import S3ObjectStore
+from ov_assets.objects.stores import IntegrityError, LocalObjectStore, ObjectExists, b64_of_hex
 from ov_assets_tests.archive_support import client, store_resource
 
 

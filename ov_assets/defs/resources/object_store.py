@@ -14,7 +14,8 @@ from pydantic import Field
 from ov_assets.errors import ConfigurationError
 from ov_assets.fs import private_dir
 from ov_assets.objects import stores
-from ov_assets.objects.stores import LocalObjectStore, ObjectStore, S3ObjectStore
+from ov_assets.objects.s3_store import S3ObjectStore
+from ov_assets.objects.stores import LocalObjectStore, ObjectStore
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
