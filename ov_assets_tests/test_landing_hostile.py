@@ -19,21 +19,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ov_assets.landing import index as landing_index
-from ov_assets.defs.automation.landing_runs import plan_landing_runs
-from ov_assets.devkit.generator import write_day
-from ov_assets.core.file_names import landing_dir
-from ov_assets.landing.index import LandingFolderUnavailable, LandingIndex, partition_frame
 from ov_assets.core.contract import BUSINESS_FIELDS, Reject, validate_record
-from ov_assets.defs.partitions import pqr_partitions
+from ov_assets.core.file_names import landing_dir
 from ov_assets.core.records import decode_bytes, evaluate_file, evaluate_parts
-from ov_assets.reports.consolidated import consolidated_paths, write_consolidated
+from ov_assets.defs.automation.landing_runs import plan_landing_runs
+from ov_assets.defs.partitions import pqr_partitions
 from ov_assets.defs.resources import PartitionedFrameIOManager
+from ov_assets.devkit.generator import write_day
+from ov_assets.landing import examine, index_workers
+from ov_assets.landing.index import LandingFolderUnavailable, LandingIndex, partition_frame
+from ov_assets.reports.consolidated import consolidated_paths, write_consolidated
 from ov_assets_tests.bad_corpus import base_record
 
 DAY = dt.date(2025, 10, 8)
 TODAY = dt.date(2025, 10, 9)
-NOW = dt.datetime(2025, 10, 9, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 10, 9, 12, 0, tzinfo=dt.UTC)
 BAD_NAME = b"recl\xe1maci\xf3n_20251008_100000.pdf"  # cp1252, as Windows zips write it
 
 
@@ -67,7 +67,7 @@ def test_one_hostile_file_never_stops_the_index(data_dir: Path) -> None:
     _put(folder, BAD_NAME, b"%PDF-1.4 not ours")
     for i in range(3):
         _put(folder, f"G{i}_data_20251008_10000{i}.json", base_record(DAY, f"70{i}"))
-    for attempt in range(2):  # every refresh, not only the first
+    for _attempt in range(2):  # every refresh, not only the first
         index = LandingIndex(data_dir)
         index.refresh("afinia", TODAY)
         rows = _rows(index)
@@ -85,14 +85,14 @@ def test_any_failure_of_one_file_is_its_reject(data_dir: Path, monkeypatch: pyte
     folder = landing_dir(data_dir, "afinia")
     for i in range(3):
         _put(folder, f"G{i}_data_20251008_10000{i}.json", base_record(DAY, f"70{i}"))
-    real = landing_index.evaluate_parts
+    real = examine.evaluate_parts
 
     def failing(name: str, *args: object) -> list:
         if name == "G1_data_20251008_100001.json":
             raise RuntimeError("Mar\u00eda")  # a message quoting content never reaches the reject
         return real(name, *args)
 
-    monkeypatch.setattr(landing_index, "evaluate_parts", failing)
+    monkeypatch.setattr(examine, "evaluate_parts", failing)
     index = LandingIndex(data_dir)
     index.refresh("afinia", TODAY)
     rows = _rows(index)
@@ -141,11 +141,11 @@ def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(data_dir: Path,
     os.symlink(tmp_path / "secret.json", folder / "W_data_20251008_100000.json")
     index = LandingIndex(data_dir)
     # the batch a refresh hands its workers, listed when W was still a regular file
-    opened, _, frame = landing_index._index_batch(
+    opened, _, frame = index_workers.index_batch(
         os.fspath(index.path), os.fspath(folder), "afinia", ["G_data_20251008_100000.json",
                                                               "W_data_20251008_100000.json"], {}, TODAY, "t")
     assert opened == 2 and frame is not None
-    by_name = dict(zip(frame["file_name"], frame["reject_code"]))
+    by_name = dict(zip(frame["file_name"], frame["reject_code"], strict=False))
     assert by_name == {"G_data_20251008_100000.json": None, "W_data_20251008_100000.json": "not_a_regular_file"}
     assert "666" not in frame["numero_radicado"].to_list()
 
@@ -192,7 +192,7 @@ def test_record_size_cap_and_large_files_hashed_whole(data_dir: Path, monkeypatc
     assert (pdf["size"], pdf["sha256"]) == (2**31 + 4096, expected.hexdigest())
     monkeypatch.setenv("OV_MAX_RECORD_BYTES", "12")
     with pytest.raises(Exception, match="OV_MAX_RECORD_BYTES"):
-        landing_index.max_record_bytes()
+        examine.max_record_bytes()
 
 
 def test_latest_hashes_are_the_winners_only(data_dir: Path) -> None:
@@ -258,8 +258,8 @@ def test_landing_sensor_keeps_the_other_empresa_running(data_dir: Path) -> None:
     """Through the sensor itself: a hostile file in one empresa's folder, and then that folder
     unmounted (an error the refresh raises), never keep the other empresa's new files from
     their runs in the same tick."""
-    from ov_assets.defs.automation.sensors import landing_sensor
     from ov_assets.definitions import defs
+    from ov_assets.defs.automation.sensors import landing_sensor
     from ov_assets.defs.resources import LandingResource
 
     def tick(cursor: str | None) -> dg.SensorResult:
@@ -379,7 +379,7 @@ def test_any_names_and_contents_are_indexed(tmp_path_factory: pytest.TempPathFac
     index.refresh("afinia", TODAY)
     with sqlite3.connect(index.path) as db:
         stored = {n for (n,) in db.execute("SELECT name FROM files")}
-    listed = {landing_index.stored_name(os.fsdecode(n)) for n in os.listdir(os.fsencode(folder))}
+    listed = {examine.stored_name(os.fsdecode(n)) for n in os.listdir(os.fsencode(folder))}
     hidden = {n for n in listed if n.startswith(".") or n.endswith((".part", ".tmp", "~"))}
     assert stored == listed - hidden  # every file has a row (a reject or a record), named in UTF-8
     frames = [partition_frame(index, "afinia", d, TODAY) for d in {DAY, *_days(index)}]

@@ -43,7 +43,7 @@ def test_partition_routing(data_dir: Path) -> None:
     _put(folder, "B_data_20251001_100000.json", base_record(DAY, "2", nic="9" * 60))  # reject, fecha readable
     _put(folder, "C_data_20251001_100000.json", b"{broken")  # fecha unreadable: the name's {ts}
     _put(folder, "D_data_20251001_100000.json", base_record(DAY, "4", fecha="2019/01/01 00:00"))  # out of range
-    mtime = dt.datetime(2025, 10, 5, 3, 0, tzinfo=dt.timezone.utc).timestamp()  # 2025-10-04 22:00 in Bogotá
+    mtime = dt.datetime(2025, 10, 5, 3, 0, tzinfo=dt.UTC).timestamp()  # 2025-10-04 22:00 in Bogotá
     _put(folder, "sin_fecha.json", b"[]", mtime=mtime)  # no {ts}: the mtime's day in Bogotá
     index = LandingIndex(data_dir)
     index.refresh("afinia", TODAY)
@@ -186,7 +186,7 @@ def _cost_of_new_partition_files(data_dir: Path, folder_size: int) -> tuple[int,
     (+250 PDFs) to one partition and change one of its old files: return (files opened by
     refresh, files opened by partition_frame, seconds, frame)."""
     folder = landing_dir(data_dir, "afinia")
-    days = [dt.date(2024, 1, 1) + dt.timedelta(days=d) for d in range(0, 600)]
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=d) for d in range(600)]
     target = days[7]
     _fill(folder, folder_size, days)
     index = LandingIndex(data_dir)
@@ -217,12 +217,12 @@ def test_scale_200k_files_opens_only_the_partitions_new_files(data_dir: Path, tm
     landed in it opens exactly those 501 files, in the refresh, and nothing more in
     partition_frame; the same as in a folder of 5,000 files. (Listing the folder is the only
     cost that grows with it.)"""
-    opened_big, reopened_big, secs_big, frame_big = _cost_of_new_partition_files(data_dir, 200_000)
+    opened_big, reopened_big, secs_big, _frame_big = _cost_of_new_partition_files(data_dir, 200_000)
     assert opened_big == 501
     assert reopened_big == 0
     small = tmp_path / "small"
     small.mkdir()
-    opened_small, reopened_small, secs_small, frame_small = _cost_of_new_partition_files(small, 5_000)
+    opened_small, reopened_small, secs_small, _frame_small = _cost_of_new_partition_files(small, 5_000)
     assert (opened_small, reopened_small) == (opened_big, reopened_big)
     print(f"partition after new files: {secs_big:.2f}s with 200,000 files, {secs_small:.2f}s with 5,000")
 
@@ -241,7 +241,7 @@ def test_first_refresh_frames_equal_the_index_path(data_dir: Path) -> None:
     _eight_records(landing_dir(data_dir, "afinia"))
     first = LandingIndex(data_dir)
     first.refresh("afinia", TODAY)
-    assert "afinia" in first._complete  # the shortcut is taken (else this test proves nothing)
+    assert first.frames.is_complete("afinia")  # the shortcut is taken (else this test proves nothing)
     fresh = partition_frame(first, "afinia", DAY, TODAY)
     later = LandingIndex(data_dir)
     from_index = partition_frame(later, "afinia", DAY, TODAY)  # no refresh: the index path
@@ -267,18 +267,18 @@ def test_another_writer_after_a_first_refresh_is_seen(data_dir: Path) -> None:
 def test_partitions_finished_in_chunks_each_once(data_dir: Path, monkeypatch) -> None:
     """With more fresh rows than one chunk, each chunk finishes only its own partitions: every
     frame equals the index path's, and nothing is left over once all were handed out."""
-    import ov_assets.landing.index as landing_index
+    from ov_assets.landing import partition_frames
 
     folder = landing_dir(data_dir, "afinia")
     days = [DAY - dt.timedelta(days=d) for d in range(5)]
     for d, day in enumerate(days):
         for i in range(3):
             _put(folder, f"C{d}{i}_data_{day:%Y%m%d}_10000{i}.json", base_record(day, f"R{d}{i % 2}"))
-    monkeypatch.setattr(landing_index, "PREPARE_ROWS", 4)  # 15 rows > 2 x 4: chunks of ~1 partition
+    monkeypatch.setattr(partition_frames, "PREPARE_ROWS", 4)  # 15 rows > 2 x 4: chunks of ~1 partition
     first = LandingIndex(data_dir)
     first.refresh("afinia", TODAY)
     frames = {day: partition_frame(first, "afinia", day, TODAY) for day in days}
-    assert not first._ready.get("afinia") and "afinia" not in first._fresh_all
+    assert not first.frames.holds("afinia")
     later = LandingIndex(data_dir)
     for day in days:
         assert frames[day].height == 3 and frames[day].equals(partition_frame(later, "afinia", day, TODAY))
