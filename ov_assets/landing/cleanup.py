@@ -38,12 +38,12 @@ from pathlib import Path
 import psycopg
 
 from ov_assets.core.contract import BOGOTA, EMPRESAS, FIRST_DAY
-from ov_assets.landing.index import IndexedFile, LandingIndex
-from ov_assets.reports.consolidated import mark_cleaned
-from ov_assets.warehouse.loading import SCHEMA
 from ov_assets.fs import NotARegularFile, open_landing
+from ov_assets.landing.index import IndexedFile, LandingIndex
 from ov_assets.objects.stores import ObjectStore, verify_object
+from ov_assets.reports.consolidated import mark_cleaned
 from ov_assets.settings import retention_days
+from ov_assets.warehouse.loading import SCHEMA
 
 DONE_STATUSES = ("uploaded", "pre_existing")
 _BATCH = 5000
@@ -128,7 +128,7 @@ def _proven(store: ObjectStore, registered: dict[tuple[str, str], list[str]],
         return any(verify_object(store, key, size, sha) is None for key in registered.get((name, sha), []))
 
     with ThreadPoolExecutor(max_workers=_PROOF_WORKERS, thread_name_prefix="ov-cleanup") as pool:
-        return {(n, s) for (n, s, _), ok in zip(wanted, pool.map(proof, wanted)) if ok}
+        return {(n, s) for (n, s, _), ok in zip(wanted, pool.map(proof, wanted), strict=True) if ok}
 
 
 def _archived(conn: psycopg.Connection, index: LandingIndex, empresa: str, bucket: str,
@@ -232,7 +232,7 @@ def cleanup_landing(
                 # index no longer lists what goes (a file kept below is indexed again as new).
                 mark_cleaned(conn, empresa, day)
                 index.forget(empresa, [(f.name, f.sha256) for f, _, _ in going])
-            for f, path, st in going:
+            for _, path, st in going:
                 if not dry_run:
                     if not _same_file(path, st):  # replaced since it was hashed
                         report.kept_changed += 1

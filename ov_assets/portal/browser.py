@@ -10,13 +10,12 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Cookie, Page
 
 from ov_assets import settings
 from ov_assets.portal import pages
-from ov_assets.portal.scrape_types import ScrapeResult, ScraperConfig
+from ov_assets.portal.scrape_types import ScraperConfig, ScrapeResult
 
 log = logging.getLogger("ov_assets.portal.scraper")
 
@@ -92,7 +91,7 @@ class PortalSession:
         self.generation = 0
         self.lock = asyncio.Lock()
 
-    async def _login_cookies(self) -> list[dict[str, Any]]:
+    async def _login_cookies(self) -> list[Cookie]:
         cfg = self.config
         ctx = await self.browser.new_context()
         try:
@@ -110,7 +109,7 @@ class PortalSession:
                 return  # another worker logged in already
             cookies = await self._login_cookies()
             if self.context is not None:
-                await self.context.add_cookies(cookies)
+                await self.context.add_cookies(cookies)  # type: ignore[arg-type]  # a Cookie holds every SetCookieParam key
             self.generation += 1
             self.result.relogins += 1
             log.info("%s: logged in to the portal (session %d)", self.config.empresa, self.generation)

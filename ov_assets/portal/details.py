@@ -15,7 +15,7 @@ from ov_assets.core.contract import BOGOTA, ValidRecord, parse_fecha, validate_r
 from ov_assets.portal import pages
 from ov_assets.portal.landing_writer import write_version
 from ov_assets.portal.pages import ListedPqr, PortalError
-from ov_assets.portal.scrape_types import ScrapeResult, ScraperConfig
+from ov_assets.portal.scrape_types import ScraperConfig, ScrapeResult
 
 log = logging.getLogger("ov_assets.portal.scraper")
 

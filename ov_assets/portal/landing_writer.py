@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ov_assets.core.contract import FINAL_STATUSES, ValidRecord, parse_extraction_ts, today_bogota, validate_record
-from ov_assets.core.file_names import FILE_RECORD, attachment_file_name, format_ts, parse_name, pdf_file_name, record_file_name, sgc_for_name
+from ov_assets.core.file_names import (
+    FILE_RECORD,
+    attachment_file_name,
+    format_ts,
+    parse_name,
+    pdf_file_name,
+    record_file_name,
+    sgc_for_name,
+)
 from ov_assets.fs import private_dir
 from ov_assets.portal import naming
 

@@ -250,7 +250,7 @@ async def _rows(probe: _Probe, page: Page, listing: ListPage) -> None:
     nxt, error, ms = await probe.timed(lambda: pages.next_page(page, listing.last + 1, probe.timeout_ms))
     new = nxt is not None and not {r.detail_id for r in nxt.rows} & {r.detail_id for r in listing.rows}
     probe.add("list", "next page shows new rows (after its XHR)", pages.NEXT_BUTTON, FOUND if new else DIFFERENT, ms,
-              note=_reason(error) if error is not None else f"rows {nxt.first}-{nxt.last}")
+              note=f"rows {nxt.first}-{nxt.last}" if nxt is not None else _reason(error) if error else "")
 
 
 async def _detail(probe: _Probe, page: Page, listing: ListPage) -> None:

@@ -37,7 +37,7 @@ class ScraperConfig:
         self.concurrency = max(1, int(self.concurrency))
 
     @classmethod
-    def from_env(cls, empresa: str, env: dict[str, str] | None = None, **overrides: Any) -> "ScraperConfig":
+    def from_env(cls, empresa: str, env: dict[str, str] | None = None, **overrides: Any) -> ScraperConfig:
         """Read ``OV_{EMPRESA}_PORTAL_URL/_USER/_PASSWORD``, ``OV_BROWSER_PATH``,
         ``OV_SCRAPER_CONCURRENCY`` and ``OV_SCRAPER_MAX_PER_MIN`` (CONTRACT §8). Raises KeyError
         naming the missing variable (never its value) when the portal is not configured."""
@@ -47,15 +47,15 @@ class ScraperConfig:
         if missing:
             raise KeyError(f"portal not configured: {', '.join(missing)} unset")
         max_per_min = env.get("OV_SCRAPER_MAX_PER_MIN", "120")
-        kwargs: dict[str, Any] = dict(
-            empresa=empresa,
-            base_url=env[f"{prefix}PORTAL_URL"],
-            username=env[f"{prefix}USER"],
-            password=env[f"{prefix}PASSWORD"],
-            browser_path=env.get("OV_BROWSER_PATH") or None,
-            concurrency=int(env.get("OV_SCRAPER_CONCURRENCY", "4")),
-            max_per_min=(float(max_per_min) or None) if max_per_min else None,
-        )
+        kwargs: dict[str, Any] = {
+            "empresa": empresa,
+            "base_url": env[f"{prefix}PORTAL_URL"],
+            "username": env[f"{prefix}USER"],
+            "password": env[f"{prefix}PASSWORD"],
+            "browser_path": env.get("OV_BROWSER_PATH") or None,
+            "concurrency": int(env.get("OV_SCRAPER_CONCURRENCY", "4")),
+            "max_per_min": (float(max_per_min) or None) if max_per_min else None,
+        }
         kwargs.update(overrides)
         return cls(**kwargs)
 

@@ -38,12 +38,19 @@ from ov_assets.core.contract import BOGOTA, EMPRESAS, parse_fecha, today_bogota
 from ov_assets.core.file_names import format_ts
 from ov_assets.portal import pages, politeness
 from ov_assets.portal.browser import (
-    CHROMIUM_ARGS, DEBIAN_CHROMIUM, PortalSession, close_page, private_artifacts_dir, private_file, prune_artifacts,
-    resolve_browser_path)
+    CHROMIUM_ARGS,
+    DEBIAN_CHROMIUM,
+    PortalSession,
+    close_page,
+    private_artifacts_dir,
+    private_file,
+    prune_artifacts,
+    resolve_browser_path,
+)
 from ov_assets.portal.details import DetailExtractor, backoff
 from ov_assets.portal.landing_writer import LandingState, landing_state, write_version
 from ov_assets.portal.pages import ListedPqr, LoginError, PortalError, SessionExpired
-from ov_assets.portal.scrape_types import ScrapeResult, ScraperConfig, describe_failures
+from ov_assets.portal.scrape_types import ScraperConfig, ScrapeResult, describe_failures
 
 # The scraper's public face: callers import these from here, wherever they live.
 __all__ = ["CHROMIUM_ARGS", "DEBIAN_CHROMIUM", "FILTER_ATTEMPTS", "LandingState", "ListIncomplete", "ScrapeResult",
