@@ -12,7 +12,8 @@ followed by set-based statements), all in ONE transaction under one advisory loc
   later resolves its rejects, ``resolved_at``), one audit row is appended
   per partition and run (a retry of the same run after a lost COMMIT acknowledgement adds none:
   the row of the load that committed stays); the counts are grouped per partition from the
-  staged ``partition_date``.
+  staged ``partition_date``. The rejects and audit rows are written by ``audit``; the table
+  names are in ``tables``.
 
 Why one transaction per run, not per partition: the fixed costs of a transaction (COMMIT's
 WAL flush, a handful of statements and round trips, the lock) dominated the old per-partition
@@ -29,61 +30,20 @@ import datetime as dt
 import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
-from ov_assets.devkit.failpoints import barrier
 from ov_assets.core.contract import BUSINESS_FIELDS
+from ov_assets.devkit.failpoints import barrier
+from ov_assets.warehouse.audit import LoadCounts, record_audit, resolve_rejects, upsert_rejects
+from ov_assets.warehouse.tables import LOAD_COLUMNS, SCHEMA, TABLE_COLUMNS, lock_key, table_name
 
-SCHEMA = "data_general"
-# Columns the load writes, in COPY order (fecha is the parsed timestamp).
-LOAD_COLUMNS: tuple[str, ...] = (
-    *BUSINESS_FIELDS,
-    "hash_registro",
-    "fecha_extraccion",
-    "archivo_origen",
-    "warnings",
-)
-# Columns copied into history (everything of the current table but its generated defaults).
-TABLE_COLUMNS: tuple[str, ...] = (
-    "id",
-    *LOAD_COLUMNS,
-    "archivos_s3_urls",
-    "procesado_flag",
-    "created_at",
-    "updated_at",
-)
-
-
-def table_name(empresa: str) -> str:
-    if empresa not in ("afinia", "aire"):
-        raise ValueError(f"unknown empresa {empresa!r}")
-    return f"ov_{empresa}"
-
-
-def lock_key(empresa: str, day: dt.date) -> str:
-    return f"ov_assets:partition:{empresa}:{day.isoformat()}"
-
-
-@dataclass
-class LoadCounts:
-    """What one partition's load did (CONTRACT §6 names)."""
-
-    files_seen: int = 0
-    records_valid: int = 0
-    db_inserted: int = 0
-    db_updated: int = 0
-    db_duplicates: int = 0
-    db_skipped_older: int = 0
-    rejected: int = 0
-
-    def add(self, other: "LoadCounts") -> "LoadCounts":
-        return LoadCounts(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
-
+# Callers import these from here: the load's names, wherever they live.
+__all__ = ["LOAD_COLUMNS", "SCHEMA", "TABLE_COLUMNS", "LoadCounts", "load_partition", "load_partitions",
+           "lock_key", "resolve_rejects", "stage_csv_chunks", "table_name", "text_array", "upsert_rejects"]
 
 def _ident(*parts: str) -> sql.Identifier:
     return sql.Identifier(*parts)
@@ -347,49 +307,6 @@ def _upsert_empresa(conn: psycopg.Connection, empresa: str, winners: pl.DataFram
     return out
 
 
-def upsert_rejects(conn: psycopg.Connection, rejects: pl.DataFrame) -> None:
-    """All the run's rejects in one statement; one row per (empresa, file, reason), the last
-    one seen winning (as the old row-by-row upsert did)."""
-    if rejects.is_empty():
-        return
-    rows = (rejects.select("empresa", "partition_date", "file_name", "file_sha256", "numero_radicado",
-                           pl.col("reject_code"), pl.col("reject_detail"))
-            .unique(subset=["empresa", "file_name", "reject_code"], keep="last", maintain_order=True))
-    conn.execute(
-        f"""INSERT INTO {SCHEMA}.ov_rejects
-               (empresa, partition_date, file_name, file_sha256, numero_radicado, reason_code, detail)
-            SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
-            ON CONFLICT (empresa, file_name, reason_code) DO UPDATE SET
-                last_seen_at = now(), file_sha256 = EXCLUDED.file_sha256, resolved_at = NULL,
-                detail = EXCLUDED.detail, numero_radicado = EXCLUDED.numero_radicado,
-                partition_date = EXCLUDED.partition_date""",
-        [rows[c].to_list() for c in rows.columns],
-    )
-
-
-def resolve_rejects(conn: psycopg.Connection, files: pl.DataFrame) -> None:
-    """The rejects of the partitions' file names that their current bytes no longer earn are
-    resolved: every reason of a file that is valid now (fixed in place, or a fecha no longer in
-    the future), the other reasons of a file rejected now for another one. ``resolved_at`` is
-    set once and the row stays as history (reason, the rejected bytes' SHA-256, when it was
-    seen); a rejection for that reason later opens it again (``upsert_rejects``)."""
-    current = files.select(
-        "empresa", "file_name",
-        pl.when(pl.col("status") == "rejected").then(pl.col("reject_code")).alias("reason_code"),
-    ).unique()
-    if current.is_empty():
-        return
-    conn.execute(
-        f"""WITH cur AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS c(empresa, file_name, reason_code))
-            UPDATE {SCHEMA}.ov_rejects r SET resolved_at = now()
-            WHERE r.resolved_at IS NULL
-              AND (r.empresa, r.file_name) IN (SELECT empresa, file_name FROM cur)
-              AND (r.empresa, r.file_name, r.reason_code) NOT IN (
-                  SELECT empresa, file_name, reason_code FROM cur WHERE reason_code IS NOT NULL)""",
-        [current[c].to_list() for c in current.columns],
-    )
-
-
 def load_partitions(
     conn: psycopg.Connection, empresa_day_keys: Iterable[tuple[str, dt.date]], frame: pl.DataFrame,
     run_id: str, dry_run: bool = False,
@@ -437,22 +354,7 @@ def load_partitions(
                 won.db_duplicates, won.db_skipped_older = c.db_duplicates, c.db_skipped_older
         upsert_rejects(conn, part.filter(pl.col("status") == "rejected"))
         resolve_rejects(conn, part)
-        audit = {"run": run_id, "started": started, "e": [e for e, _ in keys], "d": [d for _, d in keys],
-                 **{f: [getattr(out[k], f) for k in keys]
-                    for f in ("files_seen", "records_valid", "db_inserted", "db_updated", "rejected")},
-                 "db_duplicates": [out[k].db_duplicates + out[k].db_skipped_older for k in keys]}
-        # One row per (run, partition): a partition this run already committed keeps its row.
-        conn.execute(
-            f"""INSERT INTO {SCHEMA}.ov_load_audit (run_id, empresa, partition_date, files_seen,
-                    records_valid, db_inserted, db_updated, db_duplicates, rejected, started_at, finished_at)
-                SELECT %(run)s, u.*, %(started)s, clock_timestamp()
-                FROM unnest(%(e)s::text[], %(d)s::date[], %(files_seen)s::int[], %(records_valid)s::int[],
-                            %(db_inserted)s::int[], %(db_updated)s::int[], %(db_duplicates)s::int[],
-                            %(rejected)s::int[]) AS u(empresa, partition_date)
-                WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.ov_load_audit a WHERE a.run_id = %(run)s
-                                  AND a.empresa = u.empresa AND a.partition_date = u.partition_date)""",
-            audit,
-        )
+        record_audit(conn, run_id, started, out)
         barrier("commit")  # tests: killed with everything written but not committed
     return out
 
