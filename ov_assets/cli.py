@@ -10,7 +10,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,6 @@ def cmd_portal_check(args: argparse.Namespace) -> int:
     selectors, nothing downloaded, nothing personal printed (``ov_assets.portal.probe``)."""
     import dagster as dg
 
-    from ov_assets import settings
     from ov_assets.defs.resources import resources_from_env
     from ov_assets.portal.probe import portal_check
 
@@ -237,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--account-id", default="", help="for the KMS key ARN in --print-policy runtime")
     p.set_defaults(fn=cmd_s3_setup)
     args = parser.parse_args(argv)
-    from ov_assets import settings
     from ov_assets.errors import OperatorError
 
     settings.private_data_dir()  # owner-only from the first file a command writes

@@ -8,7 +8,9 @@ object store, replica portal); the resources themselves refuse those fallbacks w
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from ov_assets.errors import ConfigurationError
@@ -30,6 +32,27 @@ def env_flag(name: str) -> bool:
     return env_str(name).lower() in ("1", "true", "yes", "on")
 
 
+def env_float(name: str, default: float) -> float:
+    """A number; a value that is not one is refused naming the variable (never silently 0)."""
+    value = env_str(name)
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not a number (unset: {default})") from None
+
+
+def child_environment(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment for a child process (a server, a command), with
+    ``overrides`` laid over it (None removes a variable): the one place that copies it."""
+    env = dict(os.environ)
+    for name, value in (overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
+    return env
+
+
 def retention_days(given: int | None = None) -> int:
     """How long landing files verified in the object store and the scraper's failure
     screenshots and traces are kept: ``given`` (a command's option, a job's config), else
@@ -43,6 +66,61 @@ def retention_days(given: int | None = None) -> int:
 
 def data_dir() -> str:
     return env_str("OV_DATA_DIR", "./data")
+
+
+def dagster_home(default: Path) -> Path:
+    """DAGSTER_HOME (Dagster's own variable: where the instance records runs), else
+    ``default``; the demo passes its data folder's ``dagster_home``."""
+    return Path(env_str("DAGSTER_HOME") or default)
+
+
+# --- limits and thresholds the checks, the landing index and the scraper read ----------------
+
+DEFAULT_MAX_RECORD_BYTES = 8 << 20
+
+
+def reject_rate_warn() -> float:
+    """OV_REJECT_RATE_WARN: the rejected share of a partition above which ``reject_rate`` warns."""
+    return env_float("OV_REJECT_RATE_WARN", 0.2)
+
+
+def freshness_grace() -> dt.timedelta:
+    """OV_FRESHNESS_GRACE_MINUTES: how late a load may be before ``load_freshness`` fails."""
+    return dt.timedelta(minutes=env_float("OV_FRESHNESS_GRACE_MINUTES", 60))
+
+
+def max_record_bytes() -> int:
+    """OV_MAX_RECORD_BYTES: the largest record file read (default 8 MiB; a real record is a
+    few KB, free text included): a larger one is rejected ``record_too_large`` unread, so one
+    file cannot take a worker's memory."""
+    raw = env_str("OV_MAX_RECORD_BYTES")
+    if not raw:
+        return DEFAULT_MAX_RECORD_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1024:
+        raise ConfigurationError(f"OV_MAX_RECORD_BYTES={raw!r}: give a number of bytes of at least 1024 "
+                                 f"(unset: {DEFAULT_MAX_RECORD_BYTES})")
+    return value
+
+
+def index_workers() -> int:
+    """OV_INDEX_WORKERS: worker processes of a large landing-index refresh; else the CPUs, at
+    most 4 (a value that is not a number counts as unset)."""
+    raw = env_str("OV_INDEX_WORKERS")
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            pass
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def browser_path() -> str:
+    """OV_BROWSER_PATH: the Chromium to drive; empty: Playwright's own, else /usr/bin/chromium."""
+    return env_str("OV_BROWSER_PATH")
 
 
 def private_data_dir() -> str:

@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from ov_assets.defs.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
+from ov_assets.defs.automation.run_tags import partition_tags
 from ov_assets.devkit.servers import free_port
 from ov_assets.errors import OperatorError, StoreAccessError
 
@@ -34,10 +35,11 @@ def operator_problem() -> None:
     raise OperatorError("PostgreSQL host:5432/ov: cannot connect. Check POSTGRES_HOST and POSTGRES_PORT.")
 
 
-def failed_context(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> dg.RunFailureSensorContext:
+def failed_context(asset: dg.AssetsDefinition, instance: dg.DagsterInstance,
+                   tags: dict[str, str] | None = None) -> dg.RunFailureSensorContext:
     job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("pqr_landing_job", partitions_def=parts)]
                          ).resolve_job_def("pqr_landing_job")
-    result = job.execute_in_process(partition_key=PARTITION, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(partition_key=PARTITION, instance=instance, raise_on_error=False, tags=tags)
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
@@ -110,7 +112,7 @@ def test_slack_and_email_alert_without_personal_data(instance, webhook, smtp_ser
     monkeypatch.setenv("OV_SMTP_PORT", str(port))
     monkeypatch.setenv("OV_ALERT_FROM", "ov-assets@example.org")
     monkeypatch.setenv("OV_ALERT_TO", "ops@example.org, data@example.org")
-    context = failed_context(leaky, instance)
+    context = failed_context(leaky, instance, tags=partition_tags(PARTITION, "reextraction"))
     run_failure_alerts(context)
 
     [post] = receiver.received
@@ -119,6 +121,7 @@ def test_slack_and_email_alert_without_personal_data(instance, webhook, smtp_ser
     run_id = context.dagster_run.run_id
     assert "pqr_landing_job" in text and run_id in text and PARTITION in text
     assert "step leaky: ValueError" in text
+    assert "asked for by: reextraction" in text  # the run's ov/mode tag
     for value in PERSONAL.split():
         assert value not in text
 
@@ -164,6 +167,7 @@ def test_delivery_failure_is_reported_without_the_url(instance, webhook) -> None
     url, receiver = webhook
     receiver.status = 500
     alert = build_alert(failed_context(leaky, instance))
+    assert "asked for by: no schedule or sensor" in alert.text()  # no ov/mode tag: launched by hand
     failed = deliver(alert, AlertSettings(slack_webhook_url=url))
     assert failed == ["slack (HTTPError)"]
     dead = deliver(alert, AlertSettings(smtp_host="127.0.0.1", smtp_port=free_port(), alert_to=("a@example.org",),

@@ -92,3 +92,4 @@ def test_wheel_installs_migrates_and_runs_the_demo(tmp_path: Path, pg_conninfo18
                                    " WHERE upload_status IN ('uploaded', 'pre_existing')").fetchone()
     assert rows == 4 and uploaded >= 8  # a JSON and a PDF at least per PQR
     assert any((data_dir / "object_store").rglob("*.json"))
+    assert (data_dir / "dagster_home").is_dir()  # the demo's runs, for dagster dev on the same data

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ov_assets import settings
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -245,7 +247,7 @@ def run_dagster_dev(
 ) -> Iterator[str]:
     """Run `dagster dev -h 127.0.0.1 -p PORT` from `repo_root`; yield its base URL.
 
-    `env` is laid over os.environ (a value of None removes the variable). Set DAGSTER_HOME in
+    `env` is laid over this process's environment (a value of None removes the variable). Set DAGSTER_HOME in
     it for a persistent instance. The process runs in its own session with SIGINT/SIGTERM reset
     to default; on exit the whole process group gets SIGTERM, then SIGKILL after `stop_timeout`.
     Output goes to `log_path` (default: a temp file); its tail is in any startup error.
@@ -253,12 +255,7 @@ def run_dagster_dev(
     error if one failed to load).
     """
     port = port or free_port()
-    child_env = dict(os.environ)
-    for k, v in (env or {}).items():
-        if v is None:
-            child_env.pop(k, None)
-        else:
-            child_env[k] = str(v)
+    child_env = settings.child_environment(env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     if log_path is None:
         fd, tmp = tempfile.mkstemp(prefix="dagster-dev-", suffix=".log")

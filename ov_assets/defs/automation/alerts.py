@@ -20,6 +20,7 @@ from email.message import EmailMessage
 import dagster as dg
 
 from ov_assets import settings
+from ov_assets.defs.automation.run_tags import MODE_TAG
 from ov_assets.errors import OperatorError
 
 MAX_DETAIL = 300
@@ -76,6 +77,7 @@ class FailureAlert:
     partition: str
     steps: tuple[StepFailure, ...]
     run_error_class: str = ""
+    mode: str = ""  # the run's ov/mode tag: which schedule or sensor asked for it
 
     @property
     def subject(self) -> str:
@@ -84,7 +86,7 @@ class FailureAlert:
 
     def text(self) -> str:
         lines = [self.subject, f"job: {self.job}", f"run id: {self.run_id}",
-                 f"partition: {self.partition or '-'}"]
+                 f"partition: {self.partition or '-'}", f"asked for by: {self.mode or 'no schedule or sensor (UI, CLI or backfill)'}"]
         for s in self.steps:
             lines.append(f"step {s.step}: {s.error_class}" + (f": {s.detail}" if s.detail else ""))
         if not self.steps:
@@ -149,7 +151,8 @@ def build_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
     failure = context.failure_event
     if not steps and failure is not None:
         run_error, _ = describe_error(getattr(failure.event_specific_data, "error", None))
-    return FailureAlert(run.job_name, run.run_id, _partition(dict(run.tags)), tuple(steps), run_error)
+    tags = dict(run.tags)
+    return FailureAlert(run.job_name, run.run_id, _partition(tags), tuple(steps), run_error, tags.get(MODE_TAG, ""))
 
 
 def send_slack(alert: FailureAlert, config: AlertSettings) -> None:

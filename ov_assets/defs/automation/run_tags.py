@@ -7,8 +7,8 @@ Every run request made by the schedules and the landing sensor carries:
   backfill runs);
 - ``ov/empresa``, ``ov/mode`` (``bulk``, ``incremental``, ``reextraction``, ``sensor``,
   ``retry``, ``verification``, ``integrity``, ``reports``, ``cleanup``): what asked for the run.
-  Assets may read ``ov/mode`` (e.g. the scraper only re-extracts non-final PQRs in
-  ``reextraction`` runs).
+  No asset reads ``ov/mode`` (a run does the same work whoever asked for it); the failure alert
+  names it, and the UI's run list filters by it.
 
 ``deploy/dagster.yaml`` sets ``run_queue.tag_concurrency_limits`` with ``limit: 1`` and
 ``applyLimitPerUniqueValue: true`` on ``dagster/partition`` and ``ov/partition``: the run queue

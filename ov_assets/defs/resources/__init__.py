@@ -30,9 +30,10 @@ class EnvResources(TypedDict):
     portal: PortalResource
 
 
-def resources_from_env() -> EnvResources:
-    """Every resource of the definitions, configured from the environment."""
-    data_dir = settings.private_data_dir()
+def resources_from_env(data_dir: str | None = None, replica_per_day: int | None = None) -> EnvResources:
+    """Every resource of the definitions, configured from the environment; ``data_dir`` and
+    ``replica_per_day``, when given (the demo), take the place of OV_DATA_DIR and OV_REPLICA_PER_DAY."""
+    data_dir = data_dir or settings.private_data_dir()
     env = settings.environment()
     return {
         "landing": LandingResource(data_dir=data_dir),
@@ -70,10 +71,10 @@ def resources_from_env() -> EnvResources:
             aire_url=settings.env_str("OV_AIRE_PORTAL_URL"),
             aire_user=settings.env_str("OV_AIRE_USER"),
             aire_password=secret("OV_AIRE_PASSWORD"),
-            browser_path=settings.env_str("OV_BROWSER_PATH"),
+            browser_path=settings.browser_path(),
             concurrency=settings.env_int("OV_SCRAPER_CONCURRENCY", 4),
             max_per_min=float(settings.env_str("OV_SCRAPER_MAX_PER_MIN", "120")),
-            replica_per_day=settings.env_int("OV_REPLICA_PER_DAY", 20),
+            replica_per_day=settings.env_int("OV_REPLICA_PER_DAY", 20) if replica_per_day is None else replica_per_day,
             data_dir=data_dir,
             environment=env,
         ),
