@@ -6,16 +6,17 @@ from __future__ import annotations
 import dagster as dg
 
 from ov_assets.defs.assets import pqr_assets
-from ov_assets.defs.automation import all_alert_sensors, all_schedules, all_sensors
+from ov_assets.defs.automation import (all_alert_sensors, all_schedules, all_sensors, monitoring_assets, monitoring_jobs,
+                                       monitoring_schedules)
 from ov_assets.defs.checks.tablewide import all_checks
 from ov_assets.defs.jobs import all_jobs, layout_migration_jobs
 from ov_assets.defs.resources import resources_from_env
 
 defs = dg.Definitions(
-    assets=pqr_assets,
+    assets=[*pqr_assets, *monitoring_assets],
     asset_checks=all_checks,
-    jobs=[*all_jobs, *layout_migration_jobs],
-    schedules=all_schedules,
+    jobs=[*all_jobs, *layout_migration_jobs, *monitoring_jobs],
+    schedules=[*all_schedules, *monitoring_schedules],
     sensors=[*all_sensors, *all_alert_sensors],
     resources=resources_from_env(),
 )

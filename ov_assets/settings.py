@@ -136,3 +136,40 @@ def private_data_dir() -> str:
 
 def environment() -> str:
     return env_str("OV_ENV", "development")
+
+
+# --- alerts, heartbeat (issue 17) -------------------------------------------------------------
+
+
+def alert_check_warnings() -> bool:
+    """OV_ALERT_CHECK_WARNINGS: whether WARN-severity check failures alert too (``reject_rate``,
+    ``portal_yielded_pqrs`` are WARN and are exactly what operators must hear of): yes unless
+    0/false/no/off."""
+    return env_str("OV_ALERT_CHECK_WARNINGS", "1").lower() not in ("0", "false", "no", "off")
+
+
+def alert_interval_seconds() -> int:
+    """OV_ALERT_INTERVAL_SECONDS: how often the check, tick and slow-run alert sensors look."""
+    return max(1, env_int("OV_ALERT_INTERVAL_SECONDS", 30))
+
+
+def alert_queued_minutes() -> int:
+    """OV_ALERT_QUEUED_MINUTES: a run queued longer than this alerts (once)."""
+    return max(1, env_int("OV_ALERT_QUEUED_MINUTES", 60))
+
+
+def alert_running_minutes() -> int:
+    """OV_ALERT_RUNNING_MINUTES: a run started longer ago than this alerts (once), well before
+    run monitoring's ``max_runtime_seconds`` cancels it (deploy/dagster.yaml)."""
+    return max(1, env_int("OV_ALERT_RUNNING_MINUTES", 240))
+
+
+def heartbeat_url() -> str:
+    """OV_HEARTBEAT_URL: a dead-man's-switch URL (healthchecks-style) the daemon GETs; unset: none."""
+    return env_str("OV_HEARTBEAT_URL")
+
+
+def heartbeat_interval_seconds() -> int:
+    """OV_HEARTBEAT_INTERVAL_SECONDS: seconds between heartbeats (set the service's period to it
+    and its grace to a few periods)."""
+    return max(1, env_int("OV_HEARTBEAT_INTERVAL_SECONDS", 300))

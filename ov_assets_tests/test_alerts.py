@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import dagster as dg
@@ -17,6 +14,7 @@ import pytest
 from ov_assets.defs.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
 from ov_assets.defs.automation.run_tags import partition_tags
 from ov_assets.devkit.servers import free_port
+from ov_assets_tests.alert_servers import smtp_server, webhook  # noqa: F401 (fixtures)
 from ov_assets.errors import OperatorError, StoreAccessError
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
@@ -45,57 +43,6 @@ def failed_context(asset: dg.AssetsDefinition, instance: dg.DagsterInstance,
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
     return dg.build_run_status_sensor_context(sensor_name="run_failure_alerts", dagster_event=failure,
                                               dagster_instance=instance, dagster_run=run).for_run_failure()
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict]] = []
-    status = 200
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
-        self.send_response(type(self).status)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Receiver", (_Receiver,), {"received": [], "status": 200})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
-    from aiosmtpd.controller import Controller
-
-    box = _Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, box
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Run-failure alerts to a Slack webhook and/or e-mail (CONTRACT §8: ``OV_SLACK_WEBHOOK_URL``;
+"""Run-failure alerts, and the delivery every other alert shares, to a Slack webhook and/or e-mail (CONTRACT §8: ``OV_SLACK_WEBHOOK_URL``;
 ``OV_SMTP_HOST``, ``OV_SMTP_PORT``, ``OV_SMTP_USER``, ``OV_SMTP_PASSWORD``, ``OV_ALERT_FROM``,
 ``OV_ALERT_TO``). Nothing configured: no alerts (the sensor logs that it has nowhere to send).
 
@@ -16,6 +16,7 @@ import ssl
 import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Protocol
 
 import dagster as dg
 
@@ -61,6 +62,25 @@ class AlertSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.slack_webhook_url) or self.email_enabled
+
+
+class Message(Protocol):
+    """What every channel sends: a subject line and a plain text (check alerts, tick alerts and
+    the daily summary are messages too, so they share one delivery and one no-secret rule)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    def text(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TextMessage:
+    subject: str
+    body: str
+
+    def text(self) -> str:
+        return self.body
 
 
 @dataclass(frozen=True)
@@ -155,7 +175,7 @@ def build_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
     return FailureAlert(run.job_name, run.run_id, _partition(tags), tuple(steps), run_error, tags.get(MODE_TAG, ""))
 
 
-def send_slack(alert: FailureAlert, config: AlertSettings) -> None:
+def send_slack(alert: Message, config: AlertSettings) -> None:
     body = json.dumps({"text": alert.text()}).encode()
     req = urllib.request.Request(config.slack_webhook_url, data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
@@ -164,7 +184,7 @@ def send_slack(alert: FailureAlert, config: AlertSettings) -> None:
             raise OSError(f"Slack webhook answered HTTP {resp.status}")
 
 
-def send_email(alert: FailureAlert, config: AlertSettings) -> None:
+def send_email(alert: Message, config: AlertSettings) -> None:
     msg = EmailMessage()
     msg["Subject"] = alert.subject
     msg["From"] = config.alert_from
@@ -185,7 +205,7 @@ def send_email(alert: FailureAlert, config: AlertSettings) -> None:
         smtp.send_message(msg)
 
 
-def deliver(alert: FailureAlert, config: AlertSettings) -> list[str]:
+def deliver(alert: Message, config: AlertSettings) -> list[str]:
     """Send to every configured channel; returns the channels that failed (by name only: the
     exception text of a transport may hold a URL with a token)."""
     failed = []
@@ -200,6 +220,22 @@ def deliver(alert: FailureAlert, config: AlertSettings) -> list[str]:
         except Exception as exc:  # noqa: BLE001
             failed.append(f"email ({type(exc).__name__})")
     return failed
+
+
+def send_or_log(log: "dg.DagsterLogManager", message: Message, config: AlertSettings) -> bool:
+    """Deliver ``message``; False only when every configured channel failed (the caller keeps
+    it to try again). Nothing configured counts as sent: it is logged, once."""
+    if not config.enabled:
+        log.info(f"{message.subject}; no alert channel configured (OV_SLACK_WEBHOOK_URL, OV_SMTP_*)")
+        return True
+    failed = deliver(message, config)
+    channels = int(bool(config.slack_webhook_url)) + int(config.email_enabled)
+    if failed and len(failed) == channels:
+        log.error(f"not delivered: {message.subject}: {', '.join(failed)}")
+        return False
+    if failed:
+        log.warning(f"{message.subject}: {', '.join(failed)} failed")
+    return True
 
 
 @dg.run_failure_sensor(

@@ -1,0 +1,70 @@
+"""What the pipeline did on one Bogotá day, per empresa, read from PostgreSQL (issue 17, the
+daily summary). Counts and codes only: no column that holds personal data is selected.
+
+- ``inserted`` / ``updated`` / ``loads``: ``ov_load_audit`` rows finished that day;
+- ``rejects``: ``ov_rejects`` files seen that day (``last_seen_at``), by ``reason_code``;
+- ``warnings``: rows of ``ov_{empresa}`` written that day (``updated_at``), by warning code;
+- ``stored``: ``s3_files_registry`` rows ``uploaded`` / ``pre_existing`` that day
+  (``uploaded_at``, else ``updated_at``); ``pending`` / ``error``: the open backlog now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ov_assets.core.contract import BOGOTA, EMPRESAS
+
+SCHEMA = "data_general"
+
+
+@dataclass(frozen=True)
+class EmpresaDay:
+    empresa: str
+    loads: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
+    stored: int = 0
+    pending: int = 0
+    error: int = 0
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[00:00, next 00:00) of ``day`` in Bogotá, as aware datetimes (compared with timestamptz)."""
+    start = dt.datetime.combine(day, dt.time(0, 0), BOGOTA)
+    return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0, 0), BOGOTA)
+
+
+def empresa_day(conn: psycopg.Connection, empresa: str, day: dt.date) -> EmpresaDay:
+    start, end = day_bounds(day)
+    loads, inserted, updated = conn.execute(
+        "SELECT count(*), coalesce(sum(db_inserted), 0), coalesce(sum(db_updated), 0) "
+        "FROM data_general.ov_load_audit WHERE empresa = %s AND finished_at >= %s AND finished_at < %s",
+        (empresa, start, end)).fetchone()
+    rejects = dict(conn.execute(
+        "SELECT reason_code, count(*) FROM data_general.ov_rejects "
+        "WHERE empresa = %s AND last_seen_at >= %s AND last_seen_at < %s GROUP BY 1 ORDER BY 1",
+        (empresa, start, end)).fetchall())
+    warnings = dict(conn.execute(sql.SQL(
+        "SELECT w.code, count(*) FROM {}, jsonb_array_elements_text(t.warnings) AS w(code) "
+        "WHERE t.updated_at >= %s AND t.updated_at < %s GROUP BY 1 ORDER BY 1").format(
+            sql.SQL("{} AS t").format(sql.Identifier(SCHEMA, f"ov_{empresa}"))), (start, end)).fetchall())
+    stored, pending, error = conn.execute(
+        "SELECT count(*) FILTER (WHERE upload_status IN ('uploaded', 'pre_existing') "
+        "                          AND coalesce(uploaded_at, updated_at) >= %s AND coalesce(uploaded_at, updated_at) < %s), "
+        "       count(*) FILTER (WHERE upload_status = 'pending'), count(*) FILTER (WHERE upload_status = 'error') "
+        "FROM data_general.s3_files_registry WHERE empresa = %s",
+        (start, end, empresa)).fetchone()
+    return EmpresaDay(empresa, int(loads), int(inserted), int(updated), {str(k): int(v) for k, v in rejects.items()},
+                      {str(k): int(v) for k, v in warnings.items()}, int(stored), int(pending), int(error))
+
+
+def summarize(conn: psycopg.Connection, day: dt.date, empresas: tuple[str, ...] = EMPRESAS) -> list[EmpresaDay]:
+    """One ``EmpresaDay`` per empresa, read in one transaction."""
+    with conn.transaction():
+        return [empresa_day(conn, empresa, day) for empresa in empresas]
