@@ -4,8 +4,8 @@ Only the selectors of CONTRACT §9 "What the real portal's DOM looked like" are 
 the page does not prove is assumed (§9 "How the real portal behaves"): the login control is found
 whatever its tag, every search and page move waits for its own XHR's answer and for rows that
 answer holds (the range label moves before the rows do), a detail waits for its own answer.
-Waits are Playwright's or ``wait_for_function`` conditions evaluated in the browser; there is no
-fixed sleep here.
+Waits are Playwright's or ``wait_for_function`` conditions evaluated in the browser (their scripts
+are in ``page_scripts``); there is no fixed sleep here.
 
 Errors raised here never carry credentials or personal data.
 """
@@ -26,6 +26,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.errors import OperatorError
+from ov_assets.portal.page_scripts import (
+    DETAIL_READY_JS, FIND_SUBMIT_JS, MARK_TOASTS_JS, READ_DETAIL_JS, READ_ROWS_JS, ROWS_READY_JS)
 
 LIST_PATH = "Listado-Radicación-PQR"
 USER_INPUT = "input[name$='$txtUsername']"
@@ -72,90 +74,6 @@ RADICADO_LABEL = "N° Radicado PQR"
 REQUIRED_LABELS = ("N° Radicado PQR", "Fecha", "Estado Solicitud")
 assert set(LABELS.values()) == set(BUSINESS_FIELDS) - {"numero_reclamo_sgc"}
 
-# In-browser wait for the results of one answered XHR: the rows on screen must be the ones
-# that answer holds (each row's radicado appears in its body), as many as the range label says,
-# and the label must start where expected. The label alone proves nothing: it moves at once.
-_ROWS_READY_JS = r"""
-([body, expectFirst, pw, rowSel, cellSel, rangeSel]) => {
-  if (document.querySelector(pw)) return 'login';
-  const label = document.querySelector(rangeSel);
-  const text = label ? label.textContent.replace(/\s+/g, ' ').trim() : '';
-  const rows = Array.from(document.querySelectorAll(rowSel));
-  const m = text.match(/(\d+)\s*-\s*(\d+)\s+de\s+(\d+)/);
-  if (!m) return rows.length === 0 && /de\s+0\b/.test(text) ? 'ok:0:0:0' : false;
-  const [first, last, total] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  if (expectFirst !== null && total && first !== expectFirst) return false;
-  if (rows.length !== (total ? last - first + 1 : 0)) return false;
-  for (const tr of rows) {
-    const cell = tr.querySelector(cellSel);
-    const rad = cell ? cell.textContent.trim() : '';
-    if (!rad || !new RegExp('(^|[^0-9A-Za-z])' + rad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '($|[^0-9A-Za-z])').test(body)) return false;
-  }
-  return 'ok:' + first + ':' + last + ':' + total;
-}
-"""
-
-# In-browser wait for a detail whose XHR answered: its radicado shows, with a fecha and a
-# status (values render after the XHR; a stale view shows another radicado or none).
-_DETAIL_READY_JS = r"""
-([expected, pw, labelSel, radLabel, fechaLabel, estadoLabel, toastSel]) => {
-  if (document.querySelector(pw)) return 'login';
-  for (const t of document.querySelectorAll(toastSel)) {
-    if (!t.dataset.ovSeen && /error|ocurri/i.test(t.textContent)) return 'toast';
-  }
-  const values = {};
-  for (const td of document.querySelectorAll(labelSel)) {
-    const label = td.textContent.replace(/\s+/g, ' ').trim();
-    const v = td.nextElementSibling;
-    if (!(label in values) && v) values[label] = v.textContent.trim();
-  }
-  return values[radLabel] === expected && values[fechaLabel] && values[estadoLabel] ? 'ok' : false;
-}
-"""
-
-# Toasts already on screen belong to earlier actions: marked so that only new ones count.
-_MARK_TOASTS_JS = "sel => document.querySelectorAll(sel).forEach(t => { t.dataset.ovSeen = '1'; })"
-
-# The login page's submit control, whatever its tag or type: in the password's form, the
-# clickable element after the password whose id, name, href or text says "login" (else any
-# such element, else the first one after the password); never a link to another page
-# (forgotten password, registration, a plain href).
-FIND_SUBMIT_JS = r"""
-(pw) => {
-  const field = document.querySelector(pw);
-  if (!field) return false;
-  const scope = field.form || document;
-  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
-  const all = Array.from(scope.querySelectorAll("button, input[type=submit], input[type=button], input[type=image], a[href], [role=button], [onclick]")).filter(visible);
-  const text = el => [el.id, el.getAttribute('name'), el.getAttribute('href'), el.value, el.textContent].join(' ');
-  const away = /olvid|recuper|registr|forgot|ayuda|help/i;
-  const says = /cmdLogin|login|ingres|iniciar|entrar|acceder|sign.?in/i;
-  const after = el => field.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING;
-  const navigates = el => el.tagName === 'A' && !/^\s*(javascript:|#|$)/i.test(el.getAttribute('href') || '');
-  const cands = all.filter(el => !away.test(text(el)) && !navigates(el));
-  const pick = cands.find(el => after(el) && says.test(text(el))) || cands.find(el => says.test(text(el)))
-    || cands.find(after);
-  if (!pick) return false;
-  document.querySelectorAll('[data-ov-submit]').forEach(el => el.removeAttribute('data-ov-submit'));
-  pick.setAttribute('data-ov-submit', '1');
-  return true;
-}
-"""
-
-_READ_DETAIL_JS = r"""
-([labelSel]) => Array.from(document.querySelectorAll(labelSel)).map(td => {
-  const v = td.nextElementSibling;
-  return [td.textContent, v && v.matches('td.ng-binding') ? v.textContent : null];
-})
-"""
-
-_READ_ROWS_JS = r"""
-([rowSel, cellSel, eyeSel]) => Array.from(document.querySelectorAll(rowSel)).map(tr => {
-  const a = tr.querySelector(eyeSel);
-  return {cells: Array.from(tr.querySelectorAll(cellSel)).map(td => td.textContent.trim()),
-          href: a ? a.getAttribute('href') : null};
-})
-"""
 _DETAIL_ID = re.compile(r"Detail/([^/?#]+)")
 # Day formats a search request may carry its date filter in.
 _DAY_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%Y%m%d")
@@ -347,11 +265,11 @@ async def next_page(page: Page, expected_first: int, timeout_ms: float) -> ListP
 
 async def _rows_of(page: Page, response: Response, expected_first: int, timeout_ms: float) -> ListPage:
     body = await response.text()
-    state = await _wait_js(page, _ROWS_READY_JS,
+    state = await _wait_js(page, ROWS_READY_JS,
                            [body, expected_first, PASSWORD_INPUT, RESULT_ROWS, RESULT_CELL, RANGE_LABEL],
                            timeout_ms, "results table")
     _, first, last, total = state.split(":")
-    rows = await page.evaluate(_READ_ROWS_JS, [RESULT_ROWS, RESULT_CELL, EYE_LINK])
+    rows = await page.evaluate(READ_ROWS_JS, [RESULT_ROWS, RESULT_CELL, EYE_LINK])
     out = []
     for i, row in enumerate(rows):
         m = _DETAIL_ID.search(row["href"] or "")
@@ -407,12 +325,12 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
         if (response.status == 401 or response.status >= 500) and not failed.done():
             failed.set_result(response.status)
 
-    await page.evaluate(_MARK_TOASTS_JS, TOAST)
+    await page.evaluate(MARK_TOASTS_JS, TOAST)
     page.on("response", on_response)
     try:
         await action()
         shown = asyncio.ensure_future(_wait_js(
-            page, _DETAIL_READY_JS,
+            page, DETAIL_READY_JS,
             [item.numero_radicado, PASSWORD_INPUT, DETAIL_LABEL, RADICADO_LABEL, "Fecha", "Estado Solicitud", TOAST],
             timeout_ms, "detail view"))
         await asyncio.wait({shown, failed}, return_when=asyncio.FIRST_COMPLETED)
@@ -434,7 +352,7 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
 
 async def read_detail(page: Page) -> tuple[dict[str, str], list[str]]:
     """Business fields by exact label, the SGC from its input; and the labels that are missing."""
-    pairs = await page.evaluate(_READ_DETAIL_JS, [DETAIL_LABEL])
+    pairs = await page.evaluate(READ_DETAIL_JS, [DETAIL_LABEL])
     values: dict[str, str] = {}
     for label, value in pairs:
         field = LABELS.get(norm_label(label))
