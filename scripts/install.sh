@@ -85,4 +85,23 @@ if [ ! -x /usr/bin/chromium ]; then
 else
     log "chromium present: /usr/bin/chromium"
 fi
+
+# Debian's nginx: the reverse proxy of deploy/nginx/, which test_deploy_proxy.py starts on its
+# own config and ports (and fails without). The package's own service is not wanted here: if the
+# install started it (a host with systemd and no policy-rc.d), it is stopped and disabled.
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+    log "nginx present: $(command -v nginx || echo /usr/sbin/nginx)"
+elif command -v apt-get >/dev/null 2>&1; then
+    if apt_install nginx; then
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+            log "stopping and disabling the nginx service the package started (the tests run their own)"
+            if [ "$(id -u)" -eq 0 ]; then systemctl disable --now nginx; else sudo -n systemctl disable --now nginx; fi \
+                || log "WARNING: could not stop the nginx service (port 80)"
+        fi
+    else
+        log "WARNING: could not install nginx; test_deploy_proxy.py will fail"
+    fi
+else
+    log "WARNING: nginx missing and no apt-get; test_deploy_proxy.py will fail"
+fi
 log "done"
