@@ -27,7 +27,7 @@ _PORTAL_NAME = re.compile(
 )
 # Names that are being written (the scraper writes aside, then renames): a leading dot, or
 # these endings (also before a final newline, as a regex ``$`` would allow).
-_TEMPORARY_ENDINGS = (".part", ".tmp", "~", ".part\n", ".tmp\n", "~\n")
+TEMPORARY_ENDINGS = (".part", ".tmp", "~", ".part\n", ".tmp\n", "~\n")
 
 
 class LandingName(NamedTuple):
@@ -50,7 +50,7 @@ class LandingName(NamedTuple):
 
 def parse_name(name: str) -> LandingName | None:
     """Classify a landing file name; None for files that are not ours (or still being written)."""
-    if name[:1] == "." or name.endswith(_TEMPORARY_ENDINGS):
+    if name[:1] == "." or name.endswith(TEMPORARY_ENDINGS):
         return None
     m = _RECORD_OLD.fullmatch(name) or _RECORD.fullmatch(name)
     if m:

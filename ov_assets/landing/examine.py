@@ -34,7 +34,7 @@ from ov_assets.core.contract import (
 )
 
 # (the endings of names being written: such files are skipped, not reported)
-from ov_assets.core.file_names import _TEMPORARY_ENDINGS, FILE_RECORD, parse_name
+from ov_assets.core.file_names import FILE_RECORD, TEMPORARY_ENDINGS, parse_name
 from ov_assets.core.records import RULES_VERSION, FileOutcome, evaluate_parts
 from ov_assets.errors import ConfigurationError
 from ov_assets.fs import NotARegularFile, open_regular
@@ -97,7 +97,7 @@ def _examine(dir_fd: int, name: str, cap: int, out: Examined) -> None:
     landing file; append its index row (and record-frame item) to ``out``. Every file but those
     being written gets a row: what cannot be loaded is a reject with its reason."""
     stored = stored_name(name)
-    if stored[:1] == "." or stored.endswith(_TEMPORARY_ENDINGS):
+    if stored[:1] == "." or stored.endswith(TEMPORARY_ENDINGS):
         return  # being written (the scraper writes aside, then renames)
     if stored is not name:
         _reject_into(dir_fd, name, stored, None, BAD_FILE_NAME,

@@ -75,7 +75,7 @@ class Verdict:
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
 
-def _listed(values: list[str], label: str = "key") -> Metadata:
+def listed_metadata(values: list[str], label: str = "key") -> Metadata:
     """Dashboard metadata for failing keys (radicados, file names, object keys: never personal
     data): the count, the first ``MAX_LISTED`` as JSON and as a short markdown table."""
     shown = sorted(set(values))[:MAX_LISTED]
@@ -115,7 +115,7 @@ def emit(
     # downstream step for the whole range: that is why backfill chunks are small.
     yield dg.AssetCheckResult(asset_key=asset, check_name=name, passed=not failing,
                               severity=_summary_severity(verdicts),
-                              metadata={"partitions": len(verdicts), **_listed(failing, "partition")})
+                              metadata={"partitions": len(verdicts), **listed_metadata(failing, "partition")})
 
 
 def _by_partition(frame: pl.DataFrame, partitions: list[tuple[dt.date, str]],
@@ -130,7 +130,9 @@ def _part(frame: pl.DataFrame, day: dt.date, empresa: str) -> pl.DataFrame:
     return frame.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa))
 
 
-def _partitions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[tuple[dt.date, str]]:
+def run_partitions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[tuple[dt.date, str]]:
+    """The (day, empresa) partitions of the run a check runs in, sorted: what a check of a
+    partition range checks (shared with the table-wide checks)."""
     from ov_assets.defs.partitions import parse_partition_key
 
     return sorted(parse_partition_key(k) for k in context.partition_keys)
@@ -154,14 +156,14 @@ def no_duplicate_winners(part: pl.DataFrame) -> Verdict:
     bad = [r for r, ws in per_radicado.items() if len(ws) > 1 or ws[0][1] != "valid"
            or r not in expected or ws[0][0] != expected[r][2]]
     bad += [r for r in expected if r not in per_radicado]
-    return Verdict(not bad, {"radicados": len(expected), "winners": winners.height, **_listed(bad, "numero_radicado")})
+    return Verdict(not bad, {"radicados": len(expected), "winners": winners.height, **listed_metadata(bad, "numero_radicado")})
 
 
 def required_fields_present(part: pl.DataFrame) -> Verdict:
     winners = part.filter(pl.col("is_winner"))
     missing = winners.filter(pl.any_horizontal(
         [pl.col(f).is_null() | (pl.col(f).str.strip_chars() == "") for f in REQUIRED_FIELDS]))
-    return Verdict(missing.is_empty(), {"winners": winners.height, **_listed(missing["file_name"].to_list(), "file")})
+    return Verdict(missing.is_empty(), {"winners": winners.height, **listed_metadata(missing["file_name"].to_list(), "file")})
 
 
 def reject_rate(part: pl.DataFrame) -> Verdict:
@@ -175,11 +177,11 @@ def reject_rate(part: pl.DataFrame) -> Verdict:
 def hash_recomputes(part: pl.DataFrame) -> Verdict:
     bad = [row["file_name"] for row in part.filter(pl.col("status") == "valid").iter_rows(named=True)
            if hash_registro({f: row[f] for f in BUSINESS_FIELDS}) != row["hash_registro"]]
-    return Verdict(not bad, {"valid_versions": int((part["status"] == "valid").sum()), **_listed(bad, "file")})
+    return Verdict(not bad, {"valid_versions": int((part["status"] == "valid").sum()), **listed_metadata(bad, "file")})
 
 
 def records_checks(context: dg.AssetExecutionContext, frame: pl.DataFrame) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
-    parts = _partitions(context)
+    parts = run_partitions(context)
     for name, fn in (("no_duplicate_winners", no_duplicate_winners),
                      ("required_fields_present", required_fields_present),
                      ("reject_rate", reject_rate), ("hash_registro_recomputes", hash_recomputes)):
@@ -213,7 +215,7 @@ def winners_in_table(conn: psycopg.Connection, empresa: str, part: pl.DataFrame,
             different.append(radicado)
     bad = missing + different
     return Verdict(not bad, {"winners": winners.height, "missing": len(missing), "hash_differs": len(different),
-                             **_listed(bad, "numero_radicado")})
+                             **listed_metadata(bad, "numero_radicado")})
 
 
 def no_older_replacement(conn: psycopg.Connection, empresa: str, part: pl.DataFrame) -> Verdict:
@@ -228,11 +230,11 @@ def no_older_replacement(conn: psycopg.Connection, empresa: str, part: pl.DataFr
                    OR (h.fecha_extraccion, h.archivo_origen COLLATE "C") > (t.fecha_extraccion, t.archivo_origen COLLATE "C"))""",
         (radicados,)).fetchall()
     bad = [r[0] for r in rows]
-    return Verdict(not bad, {"radicados": len(radicados), **_listed(bad, "numero_radicado")})
+    return Verdict(not bad, {"radicados": len(radicados), **listed_metadata(bad, "numero_radicado")})
 
 
 def table_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, frame: pl.DataFrame) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
-    parts = _partitions(context)
+    parts = run_partitions(context)
     with postgres.connect() as conn:
         for name, fn in (("winners_in_table", winners_in_table), ("no_older_replacement", no_older_replacement)):
             verdicts = {
@@ -253,7 +255,7 @@ def objects_registered(conn: psycopg.Connection, bucket: str, planned: list[arch
     status = archive.registry_status(conn, bucket, [k for k, _ in planned_keys])
     bad = [k for k, sha in planned_keys
            if status.get(k, ("", None))[0] not in archive.DONE_STATUSES or status[k][1] != sha]
-    return Verdict(not bad, {"objects": len(planned), **_listed(bad, "s3_key")})
+    return Verdict(not bad, {"objects": len(planned), **listed_metadata(bad, "s3_key")})
 
 
 def objects_match_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
@@ -264,14 +266,14 @@ def objects_match_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: 
         (store.bucket, empresa, day.isoformat())).fetchall()
     # Proof from S3's checksum or the bytes, never the sha256 metadata (multipart objects).
     bad = [key for key, size, sha in rows if verify_object(store, key, size, (sha or "").strip())]
-    return Verdict(not bad, {"registered": len(rows), **_listed(bad, "s3_key")})
+    return Verdict(not bad, {"registered": len(rows), **listed_metadata(bad, "s3_key")})
 
 
 def s3_checks(context: dg.AssetExecutionContext, postgres: PostgresResource, store: ObjectStore,
               frame: pl.DataFrame, object_store: ObjectStoreResource) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     from pathlib import Path
 
-    parts = _partitions(context)
+    parts = run_partitions(context)
     root = Path(object_store.data_dir).resolve()
     with postgres.connect() as conn:
         registered = {}

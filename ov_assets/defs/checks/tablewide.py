@@ -24,7 +24,7 @@ import psycopg
 
 from ov_assets import settings
 from ov_assets.core.contract import BOGOTA, EMPRESAS
-from ov_assets.defs.checks.partition import MAX_LISTED, Verdict, _listed, _partitions, emit
+from ov_assets.defs.checks.partition import MAX_LISTED, Verdict, emit, listed_metadata, run_partitions
 from ov_assets.defs.partitions import pqr_partitions
 from ov_assets.defs.resources.object_store import ObjectStoreResource
 from ov_assets.defs.resources.postgres import PostgresResource
@@ -63,7 +63,7 @@ def duplicate_keys(conn: psycopg.Connection) -> Verdict:
               for e in EMPRESAS for c in ("numero_radicado", "hash_registro")}
     return Verdict(not found, {
         **counts,
-        **_listed([f"{e}:{c}:{k}" for e, c, k, _ in found], "empresa:column:value"),
+        **listed_metadata([f"{e}:{c}:{k}" for e, c, k, _ in found], "empresa:column:value"),
         "duplicates_table": dg.MetadataValue.md(_md_table(("empresa", "column", "value", "rows"), found)),
         "unique_indexes": dg.MetadataValue.json(_unique_indexes(conn)),
     })
@@ -98,7 +98,7 @@ def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
         found += [(empresa, radicado, key) for radicado, key in rows]
     return Verdict(not found, {
         "registry_rows": total,
-        **_listed([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
+        **listed_metadata([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
         "orphans_table": dg.MetadataValue.md(_md_table(("empresa", "numero_radicado", "s3_key"), found)),
     })
 
@@ -132,7 +132,7 @@ def history_consistency(conn: psycopg.Connection) -> Verdict:
         "history_rows": history_rows,
         "no_current_row": sum(1 for f in found if f[2] == "no_current_row"),
         "history_newer_than_current": sum(1 for f in found if f[2] == "history_newer_than_current"),
-        **_listed([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
+        **listed_metadata([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
         "problems_table": dg.MetadataValue.md(_md_table(("empresa", "numero_radicado", "problem"), found)),
     })
 
@@ -168,7 +168,7 @@ def freshness(last_finished: dict[str, dt.datetime | None], now: dt.datetime,
     return Verdict(not stale, {
         "expected_load_since": expected.strftime("%Y-%m-%d %H:%M %Z"),
         "grace_minutes": int(grace.total_seconds() // 60),
-        **_listed(stale, "empresa"),
+        **listed_metadata(stale, "empresa"),
         "last_loads": dg.MetadataValue.md(_md_table(("empresa", "last load (Bogotá)", "status"), rows)),
     })
 
@@ -209,7 +209,7 @@ def registry_vs_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: st
         "verified": len(rows) - len(open_rows) - len(problems),
         "mismatched": len(problems),
         "pending_or_error": len(open_rows),
-        **_listed([k for k, _ in listed], "s3_key"),
+        **listed_metadata([k for k, _ in listed], "s3_key"),
         "problems_table": dg.MetadataValue.md(_md_table(("s3_key", "problem"), listed)),
         "bucket": store.bucket,
     }, severity)
@@ -243,7 +243,7 @@ def table_vs_registry(conn: psycopg.Connection, bucket: str, empresa: str, day: 
     problems += [(r, f"{n}_listed_urls_not_registered") for r, _, _, n in rows if n]
     return Verdict(not problems, {
         "table_rows": len(rows),
-        **_listed([r for r, _ in problems], "numero_radicado"),
+        **listed_metadata([r for r, _ in problems], "numero_radicado"),
         "problems_table": dg.MetadataValue.md(_md_table(("numero_radicado", "problem"), problems)),
     })
 
@@ -298,7 +298,7 @@ def registry_matches_bucket(context: dg.AssetCheckExecutionContext, postgres: Po
                             object_store: ObjectStoreResource) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     store = object_store.open()
     with postgres.connect() as conn:
-        verdicts = {(d, e): registry_vs_bucket(conn, store, e, d) for d, e in _partitions(context)}
+        verdicts = {(d, e): registry_vs_bucket(conn, store, e, d) for d, e in run_partitions(context)}
     yield from emit(context, "pqr_s3_objects", "registry_matches_bucket", verdicts)
 
 
@@ -310,7 +310,7 @@ def table_rows_registered(context: dg.AssetCheckExecutionContext, postgres: Post
                           object_store: ObjectStoreResource) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     store = object_store.open()
     with postgres.connect() as conn:
-        verdicts = {(d, e): table_vs_registry(conn, store.bucket, e, d) for d, e in _partitions(context)}
+        verdicts = {(d, e): table_vs_registry(conn, store.bucket, e, d) for d, e in run_partitions(context)}
     yield from emit(context, "pqr_s3_objects", "table_rows_registered", verdicts)
 
 
