@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,16 +18,16 @@ from ov_assets.devkit.servers import free_port
 
 
 class Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-    pings: list[str] = []
+    received: ClassVar[list[dict[str, Any]]] = []
+    pings: ClassVar[list[str]] = []
     status = 200
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
         self._answer()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         type(self).pings.append(self.path)
         self._answer()
 
@@ -61,7 +61,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 OK"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
-from typing import ClassVar
 
 import dagster as dg
 import pytest
@@ -14,13 +13,14 @@ import pytest
 from ov_assets.defs.automation.alerts import AlertSettings, build_alert, deliver, run_failure_alerts
 from ov_assets.defs.automation.run_tags import partition_tags
 from ov_assets.devkit.servers import free_port
-from ov_assets_tests.alert_servers import smtp_server, webhook  # noqa: F401 (fixtures)
 from ov_assets.errors import OperatorError, StoreAccessError
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
 PARTITION = "2025-10-08|afinia"
 parts = dg.MultiPartitionsDefinition({"date": dg.StaticPartitionsDefinition(["2025-10-08"]),
                                       "empresa": dg.StaticPartitionsDefinition(["afinia", "aire"])})
+
+pytest_plugins = ("ov_assets_tests.alert_servers",)  # webhook, smtp_server
 
 
 @dg.asset(partitions_def=parts)

@@ -14,13 +14,15 @@ import time_machine
 
 from ov_assets.core.contract import BOGOTA
 from ov_assets.defs.automation.check_alerts import check_failure_alerts
-from ov_assets_tests.alert_servers import Receiver, configure_channels, smtp_server, webhook  # noqa: F401
+from ov_assets_tests.alert_servers import configure_channels
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
 PARTITION = "2025-10-08|afinia"
 parts = dg.MultiPartitionsDefinition({"date": dg.StaticPartitionsDefinition(["2025-10-08"]),
                                       "empresa": dg.StaticPartitionsDefinition(["afinia", "aire"])})
 OUTCOME = {"passed": False, "severity": dg.AssetCheckSeverity.ERROR}
+
+pytest_plugins = ("ov_assets_tests.alert_servers",)  # webhook, smtp_server
 
 
 @dg.asset(partitions_def=parts, check_specs=[dg.AssetCheckSpec("rows_match", asset="watched")])

@@ -12,11 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from ov_assets_tests.alert_servers import Receiver, webhook  # noqa: F401 (fixture)
 from ov_assets_tests.alerting_defs import PERSONAL
 
 DEFS = Path(__file__).with_name("alerting_defs.py")
 INTERVAL = 2
+
+pytest_plugins = ("ov_assets_tests.alert_servers",)  # webhook, smtp_server
 
 
 def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen, log: Path) -> None:

@@ -19,10 +19,12 @@ from ov_assets.core.contract import BOGOTA, EMPRESAS, PERSONAL_FIELDS
 from ov_assets.defs.assets import pqr_assets
 from ov_assets.defs.automation.daily_summary import ov_daily_summary
 from ov_assets.devkit import generator
-from ov_assets_tests.alert_servers import configure_channels, smtp_server, webhook  # noqa: F401
+from ov_assets_tests.alert_servers import configure_channels
 from ov_assets_tests.support import leaked, personal_search_terms, pipeline_resources
 
 DAY = dt.date(2025, 10, 8)
+
+pytest_plugins = ("ov_assets_tests.alert_servers",)  # webhook, smtp_server
 
 
 def rows(conninfo: dict[str, Any], query: str) -> list[dict[str, Any]]:

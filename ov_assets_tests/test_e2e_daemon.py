@@ -30,10 +30,11 @@ query { sensorsOrError(repositorySelector: {repositoryName: "__repository__", re
 def test_dropped_files_reach_postgres_and_the_store(pg_conninfo18: dict[str, Any], tmp_path: Path) -> None:
     log = tmp_path / "dagster-dev.log"
     with latency.pipeline_under_daemon(pg_conninfo18, tmp_path, log_path=log) as (data_dir, base):
-        # Both sensors are on without anyone turning them on.
+        # Every sensor is on without anyone turning it on: the landing sensor and the alerts.
         states = {s["name"]: s["sensorState"]["status"]
                   for s in graphql(base, _SENSORS)["sensorsOrError"]["results"]}
-        assert states == {"landing_sensor": "RUNNING", "run_failure_alerts": "RUNNING"}
+        assert states == dict.fromkeys(("landing_sensor", "run_failure_alerts", "check_failure_alerts",
+                                        "tick_failure_alerts", "slow_run_alerts", "heartbeat"), "RUNNING")
 
         radicados, files = latency.drop(data_dir, days_back=0, n=3)
         seconds = latency.wait_for(pg_conninfo18, data_dir, radicados, files, timeout=240)

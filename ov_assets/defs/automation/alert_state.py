@@ -5,6 +5,7 @@ daemon restarts with the instance's storage and needs no table of its own."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -48,7 +49,7 @@ class Episodes:
         self.open = {k: d for k, d in self.open.items() if d >= oldest}
 
 
-def send_all(log: dg.DagsterLogManager, pending: Iterable[dict[str, str]], messages: Iterable[TextMessage],
+def send_all(log: logging.Logger | dg.DagsterLogManager, pending: Iterable[dict[str, str]], messages: Iterable[TextMessage],
              config: AlertSettings) -> list[dict[str, str]]:
     """Send what earlier ticks could not deliver, then ``messages``; returns what is still
     undelivered (kept in the cursor: the state moves on, the message is not lost or repeated).

@@ -11,6 +11,7 @@ of ``dg.Failure``s raised by our assets are included, cut to ``MAX_DETAIL`` char
 from __future__ import annotations
 
 import json
+import logging
 import smtplib
 import ssl
 import urllib.request
@@ -119,7 +120,7 @@ def _innermost(error: object) -> object:
     """Dagster's wrapper errors hold the user exception as ``cause``."""
     seen = 0
     while error is not None and getattr(error, "cls_name", None) in _WRAPPERS and getattr(error, "cause", None) and seen < 10:
-        error = error.cause
+        error = getattr(error, "cause", None)
         seen += 1
     return error
 
@@ -222,7 +223,7 @@ def deliver(alert: Message, config: AlertSettings) -> list[str]:
     return failed
 
 
-def send_or_log(log: "dg.DagsterLogManager", message: Message, config: AlertSettings) -> bool:
+def send_or_log(log: logging.Logger | dg.DagsterLogManager, message: Message, config: AlertSettings) -> bool:
     """Deliver ``message``; False only when every configured channel failed (the caller keeps
     it to try again). Nothing configured counts as sent: it is logged, once."""
     if not config.enabled:

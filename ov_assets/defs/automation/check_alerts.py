@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -83,7 +84,7 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def numeric_counts(metadata: object) -> tuple[tuple[str, float], ...]:
+def numeric_counts(metadata: Mapping[str, object] | None) -> tuple[tuple[str, float], ...]:
     """Only numbers leave the instance: int/float metadata values, by their key."""
     out = []
     for name, value in sorted(dict(metadata or {}).items()):
@@ -109,7 +110,7 @@ class CheckAlertState:
     pending: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, cursor: str | None) -> "CheckAlertState":
+    def load(cls, cursor: str | None) -> CheckAlertState:
         if not cursor:
             return cls()
         data = json.loads(cursor)
@@ -133,7 +134,7 @@ def read_outcomes(instance: dg.DagsterInstance, state: CheckAlertState) -> list[
     Advances ``state.after`` and ``state.runs``."""
     after = state.after or 0.0
     records = instance.get_run_records(
-        dg.RunsFilter(updated_after=dt.datetime.fromtimestamp(after - OVERLAP_S, dt.timezone.utc)),
+        dg.RunsFilter(updated_after=dt.datetime.fromtimestamp(after - OVERLAP_S, dt.UTC)),
         order_by="update_timestamp", ascending=True, limit=BATCH)
     updated = {r.dagster_run.run_id: r for r in records}
     out: list[CheckOutcome] = []
@@ -157,7 +158,7 @@ def read_outcomes(instance: dg.DagsterInstance, state: CheckAlertState) -> list[
         for ev in conn.records:
             entry = ev.event_log_entry
             evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
-            if evaluation is None:
+            if not isinstance(evaluation, dg.AssetCheckEvaluation):
                 continue
             out.append(CheckOutcome(
                 check=evaluation.check_name, asset=evaluation.asset_key.to_user_string(),

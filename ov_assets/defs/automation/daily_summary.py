@@ -52,7 +52,7 @@ def instance_day(instance: dg.DagsterInstance, day: dt.date) -> InstanceDay:
         for record in records:
             entry = record.event_log_entry
             evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
-            if evaluation is None:
+            if not isinstance(evaluation, dg.AssetCheckEvaluation):
                 continue
             partition = getattr(evaluation, "partition", None)
             if not partition:
@@ -72,12 +72,12 @@ def instance_day(instance: dg.DagsterInstance, day: dt.date) -> InstanceDay:
             failing.setdefault(_empresa_of(partition), []).append(where)
 
     runs: dict[str, Counter[str]] = {}
-    for record in instance.get_run_records(dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.FAILURE], updated_after=dt.datetime.fromtimestamp(start, dt.timezone.utc),
-            updated_before=dt.datetime.fromtimestamp(end, dt.timezone.utc))):
-        tags = dict(record.dagster_run.tags)
+    for run_record in instance.get_run_records(dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE], updated_after=dt.datetime.fromtimestamp(start, dt.UTC),
+            updated_before=dt.datetime.fromtimestamp(end, dt.UTC))):
+        tags = dict(run_record.dagster_run.tags)
         empresa = tags.get("ov/empresa") or _empresa_of(tags.get("dagster/partition", ""))
-        runs.setdefault(empresa if empresa in EMPRESAS else ALL, Counter())[record.dagster_run.job_name] += 1
+        runs.setdefault(empresa if empresa in EMPRESAS else ALL, Counter())[run_record.dagster_run.job_name] += 1
 
     backfills = []
     from dagster._core.execution.backfill import BulkActionStatus
@@ -176,7 +176,8 @@ daily_summary_job = dg.define_asset_job("daily_summary_job", selection=dg.AssetS
                              else dg.DefaultScheduleStatus.STOPPED),
              description="Daily 23:50: the day's summary to Slack and/or e-mail, and as ov_daily_summary metadata.")
 def daily_summary_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    when = (context.scheduled_execution_time or dt.datetime.now(BOGOTA)).astimezone(BOGOTA)
+    scheduled: dt.datetime | None = context.scheduled_execution_time
+    when = (scheduled or dt.datetime.now(BOGOTA)).astimezone(BOGOTA)
     day = when.date().isoformat()
     return dg.RunRequest(run_key=f"daily_summary:{day}",
                          run_config={"ops": {"ov_daily_summary": {"config": {"day": day}}}})

@@ -38,7 +38,7 @@ class TickAlertState:
     pending: list[dict[str, str]] = field(default_factory=list)  # undelivered messages
 
     @classmethod
-    def load(cls, cursor: str | None) -> "TickAlertState":
+    def load(cls, cursor: str | None) -> TickAlertState:
         data = json.loads(cursor) if cursor else {}
         return cls(last=dict(data.get("last", {})), episodes=Episodes(dict(data.get("open", {}))),
                    pending=list(data.get("pending", [])))
