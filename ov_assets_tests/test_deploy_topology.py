@@ -96,6 +96,14 @@ def test_units_compose_and_image_run_the_same_commands() -> None:
     assert instance["run_retries"]["enabled"] is True and instance["run_retries"]["max_retries"] >= 1
 
 
+def test_readme_production_section_names_every_file_of_deploy() -> None:
+    readme = (DEPLOY.parent / "README.md").read_text()
+    start = readme.index("\n## Production\n")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    files = sorted(str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert files and [f for f in files if f"`{f}`" not in section] == []
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_units_pass_systemd_analyze_verify() -> None:
     """systemd's own parser: a misspelt key or value is reported. The executables are not on this
