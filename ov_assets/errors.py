@@ -24,6 +24,16 @@ class ConfigurationError(OperatorError):
     """A setting is missing or contradicts another (e.g. OV_ENV=production without a host)."""
 
 
+class LandingFolderUnavailable(OperatorError):
+    """The landing folder is missing or empty while something says it held files (the index
+    lists files from it; a partition's reports were written from it)."""
+
+    def __init__(self, empresa: str, folder: str, evidence: str) -> None:
+        super().__init__(
+            f"the landing folder of {empresa} ({folder}) is missing or empty, but {evidence}: is the folder "
+            "mounted (and OV_DATA_DIR right)? Nothing was changed or loaded.")
+
+
 # A connection that was working and is gone: fast shutdown / restart (57P01), crash (57P02),
 # failover, network. libpq's wording differs with SSL ("SSL connection has been closed
 # unexpectedly", "SSL SYSCALL error: EOF detected"), which must not read as an SSL setup problem.

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ov_assets.core.file_names import landing_dir
-from ov_assets.errors import OperatorError
+from ov_assets.errors import LandingFolderUnavailable
+from ov_assets.fs import private_dir
 from ov_assets.landing.examine import examine_file, stored_name
 from ov_assets.landing.index_store import IndexedFile, IndexStore, RecordItem
 from ov_assets.landing.index_workers import Previous, index_many
 from ov_assets.landing.linked_files import linked_files
 from ov_assets.landing.partition_frames import FRESH_CACHE_BYTES, PartitionFrames
-from ov_assets.reports.consolidated import private_dir
 
 if TYPE_CHECKING:
     import polars as pl
@@ -80,15 +80,6 @@ class RefreshResult:
         changed = sum(frame["_changed"].sum() for frame in self._found)
         new = sum(frame.height for frame in self._found) - changed
         return f"RefreshResult(scanned={self.scanned}, new={new}, changed={changed}, removed={self.removed})"
-
-
-class LandingFolderUnavailable(OperatorError):
-    """The landing folder is missing or empty while something says it held files."""
-
-    def __init__(self, empresa: str, folder: str, evidence: str) -> None:
-        super().__init__(
-            f"the landing folder of {empresa} ({folder}) is missing or empty, but {evidence}: is the folder "
-            "mounted (and OV_DATA_DIR right)? Nothing was changed or loaded.")
 
 
 class LandingIndex:

@@ -43,7 +43,14 @@ from botocore.exceptions import ClientError
 from ov_assets.errors import translate_aws_error
 from ov_assets.fs import NotARegularFile, open_landing
 from ov_assets.objects.stores import (
-    CHUNK_SIZE, ConflictError, IntegrityError, ObjectExists, StoredObject, b64_of_hex, hex_of_b64)
+    CHUNK_SIZE,
+    ConflictError,
+    IntegrityError,
+    ObjectExists,
+    StoredObject,
+    b64_of_hex,
+    hex_of_b64,
+)
 
 MIN_PART_SIZE = 5 << 20  # S3's minimum part size (all parts but the last)
 CONFLICT_ATTEMPTS = 5  # puts answered 409 ConditionalRequestConflict (botocore leaves them to us)

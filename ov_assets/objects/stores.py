@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-
-from ov_assets.fs import open_landing
-from ov_assets.reports.consolidated import private_dir
+from ov_assets.fs import open_landing, private_dir
 
 LOCAL_BUCKET = "local"
 CHUNK_SIZE = 1 << 20  # what a hash or a copy reads at a time

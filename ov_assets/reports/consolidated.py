@@ -14,6 +14,7 @@ import polars as pl
 import psycopg
 
 from ov_assets.core.contract import BUSINESS_FIELDS
+from ov_assets.errors import LandingFolderUnavailable
 from ov_assets.fs import private_dir
 
 CLEANED_TABLE = "data_general.ov_cleaned_partitions"
@@ -86,8 +87,6 @@ def refuse_unavailable_landing(data_dir: Path, folder: Path, empresa: str, days:
     reports with empty ones: ``LandingFolderUnavailable`` when it would overwrite a partition's
     report that is not merged (not cleaned). An empresa with no files yet and no reports is
     no error."""
-    from ov_assets.landing.index import LandingFolderUnavailable
-
     try:
         with os.scandir(folder) as entries:
             if next(entries, None) is not None:
