@@ -6,8 +6,14 @@ from __future__ import annotations
 import dagster as dg
 
 from ov_assets.defs.assets import pqr_assets
-from ov_assets.defs.automation import (all_alert_sensors, all_schedules, all_sensors, monitoring_assets, monitoring_jobs,
-                                       monitoring_schedules)
+from ov_assets.defs.automation import (
+    all_alert_sensors,
+    all_schedules,
+    all_sensors,
+    monitoring_assets,
+    monitoring_jobs,
+    monitoring_schedules,
+)
 from ov_assets.defs.checks.tablewide import all_checks
 from ov_assets.defs.jobs import all_jobs, layout_migration_jobs
 from ov_assets.defs.resources import resources_from_env

@@ -86,7 +86,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 if name.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
                     self.send_header(name, value)
             # A HEAD's Content-Length is the object's size, not this (empty) answer's.
-            length = dict((k.lower(), v) for k, v in headers).get("content-length") if self.command == "HEAD" else None
+            length = {k.lower(): v for k, v in headers}.get("content-length") if self.command == "HEAD" else None
             self.send_header("Content-Length", length or str(len(payload)))
             self.end_headers()
             if self.command != "HEAD":

@@ -17,6 +17,7 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -27,7 +28,13 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.errors import OperatorError
 from ov_assets.portal.page_scripts import (
-    DETAIL_READY_JS, FIND_SUBMIT_JS, MARK_TOASTS_JS, READ_DETAIL_JS, READ_ROWS_JS, ROWS_READY_JS)
+    DETAIL_READY_JS,
+    FIND_SUBMIT_JS,
+    MARK_TOASTS_JS,
+    READ_DETAIL_JS,
+    READ_ROWS_JS,
+    ROWS_READY_JS,
+)
 
 LIST_PATH = "Listado-Radicación-PQR"
 USER_INPUT = "input[name$='$txtUsername']"
@@ -174,10 +181,8 @@ async def install_modal_handler(page: Page) -> None:
     that stays open makes the action itself time out, which the retries are for."""
 
     async def dismiss(close: Locator) -> None:
-        try:
+        with suppress(Exception):  # never an error here: see above
             await close.first.evaluate("el => el.click()", timeout=2000)
-        except Exception:  # noqa: BLE001 - see above
-            pass
 
     await page.add_locator_handler(page.locator(MODAL_CLOSE), dismiss)
 
@@ -238,7 +243,7 @@ async def open_list(page: Page, base_url: str, day: dt.date, timeout_ms: float) 
     # search before that would list every day (a heavy query on the live portal). Let that
     # window pass in the page's own clock; the search request then proves the model took it.
     typed = await page.evaluate("performance.now()")
-    await page.wait_for_function("t => performance.now() - t >= %d" % DEBOUNCE_MS, arg=typed, timeout=timeout_ms)
+    await page.wait_for_function(f"t => performance.now() - t >= {DEBOUNCE_MS:d}", arg=typed, timeout=timeout_ms)
 
 
 def _carries_day(response: Response, day: dt.date) -> bool:
@@ -333,7 +338,8 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
             page, DETAIL_READY_JS,
             [item.numero_radicado, PASSWORD_INPUT, DETAIL_LABEL, RADICADO_LABEL, "Fecha", "Estado Solicitud", TOAST],
             timeout_ms, "detail view"))
-        await asyncio.wait({shown, failed}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {shown, failed}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if failed.done():
             shown.cancel()
             if failed.result() == 401:
