@@ -9,6 +9,7 @@ import dagster as dg
 if TYPE_CHECKING:  # what define_asset_job returns; Dagster exports the class under no public name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from ov_assets.defs.checks import tablewide as _checks
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PostgresResource
 from ov_assets.objects.layout_migration import migrate_layout
 
@@ -105,7 +106,6 @@ def landing_cleanup_job() -> None:
 
 
 # --- checks only (issue 6): ov_assets.defs.checks.tablewide --------------------------------------------------
-from ov_assets.defs.checks import tablewide as _checks  # noqa: E402
 
 reconciliation_checks_job = dg.define_asset_job(
     "reconciliation_checks_job",

@@ -213,12 +213,12 @@ def deliver(alert: Message, config: AlertSettings) -> list[str]:
     if config.slack_webhook_url:
         try:
             send_slack(alert, config)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - one failed channel never stops the other; named by class
             failed.append(f"slack ({type(exc).__name__})")
     if config.email_enabled:
         try:
             send_email(alert, config)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - one failed channel never stops the other; named by class
             failed.append(f"email ({type(exc).__name__})")
     return failed
 
