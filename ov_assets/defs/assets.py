@@ -9,12 +9,13 @@ Metadata carries counts and codes only, never personal data.
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from ov_assets.core import dictionary
 from ov_assets.core.contract import today_bogota
 from ov_assets.core.records import empty_frame
 from ov_assets.defs.checks import partition as checks_logic
@@ -36,6 +37,17 @@ BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=14)
 
 def _partitions(context: dg.AssetExecutionContext) -> list[tuple[dt.date, str]]:
     return sorted(parse_partition_key(k) for k in context.partition_keys)
+
+
+def column_schema(columns: Iterable[tuple[str, str, str | None]]) -> dg.TableSchema:
+    """(name, type, description) per column -> the UI's column schema; the descriptions come
+    from the data dictionary (core/dictionary.py), as do the database's comments."""
+    return dg.TableSchema(columns=[dg.TableColumn(n, t, description=d) for n, t, d in columns])
+
+
+RECORDS_SCHEMA = column_schema(dictionary.FRAME_COLUMNS)
+TABLE_SCHEMA = column_schema((c.name, c.type, c.description) for c in dictionary.relation("ov_afinia").columns)
+_FRAME_DESCRIPTIONS = {name: description for name, _, description in dictionary.FRAME_COLUMNS}
 
 
 RAW_CHECK_SPECS = [
@@ -148,6 +160,7 @@ def _table_hashes(postgres: PostgresResource, empresa: str, day: dt.date) -> set
     io_manager_key="frames_io_manager",
     backfill_policy=BACKFILL,
     check_specs=checks_logic.RECORDS_CHECK_SPECS,
+    metadata={"dagster/column_schema": RECORDS_SCHEMA},
 )
 def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource,
                 postgres: PostgresResource) -> Iterator[dg.Output | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
@@ -181,8 +194,8 @@ def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource,
         "rejected": int((frame["status"] == "rejected").sum()),
         "reject_reasons": dg.MetadataValue.md(_counts_table("reason_code", reasons)),
         "warnings": dg.MetadataValue.md(_counts_table("warning", warnings)),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+        "dagster/column_schema": column_schema(
+            (name, str(dtype), _FRAME_DESCRIPTIONS.get(name)) for name, dtype in frame.schema.items()
         ),
     }
     context.log.info(f"pqr_records: {metadata['winners']} winners, {metadata['rejected']} rejected")
@@ -205,6 +218,7 @@ class PqrTableConfig(dg.Config):
     pool="ov_postgres",
     check_specs=checks_logic.TABLE_CHECK_SPECS,
     output_required=False,  # a dry run materializes nothing
+    metadata={"dagster/column_schema": TABLE_SCHEMA},
 )
 def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_records: pl.DataFrame, postgres: PostgresResource) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     """The winners upserted into ``data_general.ov_{empresa}``, history rows for updates,
@@ -215,6 +229,8 @@ def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_rec
     range or nothing; concurrent runs serialize per partition, without deadlock), retried on a
     new connection after transient failures (restart, failover).
     Idempotent: unchanged rows are counted as duplicates and never written.
+    Analysts read both empresas through the views ``ov_pqr_masked`` (no personal data) and
+    ``ov_pqr`` (ov_analyst_personal only): docs/data-dictionary.md.
     Run config ``dry_run: true`` computes the same counts inside a transaction that is rolled
     back: nothing is written (not even the audit row); the counts are reported as an
     observation, nothing is materialized, and the checks and downstream steps do not run.
