@@ -39,7 +39,7 @@ def _data_dir() -> Path:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations of ``sql/`` (as the schema owner), or ``--list`` them with
     their state (applied / pending / changed) without changing anything."""
-    from ov_assets.warehouse import migrations
+    from ov_assets.warehouse import adoption, migrations
     with _resources() as res, res.postgres.connect(migrate=False) as conn:
         postgres = res.postgres
         if not args.list:
@@ -49,6 +49,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for s in states:
             when = f" {s.applied_at:%Y-%m-%d %H:%M:%S%z}" if s.applied_at else ""
             print(f"{s.version:40} {s.state}{when}")
+        for line in adoption.report(conn).lines():  # counts only: the old tables hold personal data
+            print(line)
     return 1 if args.list and any(s.state != "applied" for s in states) else 0
 
 

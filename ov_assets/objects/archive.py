@@ -16,6 +16,13 @@ version, stored under its own key (``versioned_key``: the name with ``~`` and 16
 its SHA-256 before the extension), with a row of its own. Every outcome is written only if the
 row still describes the bytes it is about (``file_hash``), so a concurrent run cannot leave a
 row ``uploaded`` with a hash the bucket does not hold.
+
+Objects the old system stored (adopted by ``ov-assets migrate``, ``warehouse.adoption``: their
+rows carry ``metadata.adopted_from``) are never stored twice: a landing file whose planned key
+does not already describe its bytes, and whose name and SHA-256 an adopted ``uploaded`` /
+``pre_existing`` row holds, is that object. ``current_keys`` returns the adopted key, so nothing
+is uploaded, the table row's ``archivos_s3_urls`` points at the old key, and the adopted row,
+when its PQR was unresolved, is linked to this file's radicado (``link_adopted``).
 """
 
 from __future__ import annotations
@@ -82,16 +89,51 @@ def current_keys(conn: psycopg.Connection, bucket: str, pairs: Iterable[tuple[st
     (``pending``/``error``) gives its key to the new bytes."""
     pairs = list(pairs)
     known = registry_status(conn, bucket, sorted({k for k, _ in pairs} | {versioned_key(k, s) for k, s in pairs}))
+    adopted = adopted_keys(conn, bucket, [(k, s) for k, s in pairs if known.get(k, (None, None))[1] != s])
     out = {}
     for key, sha in pairs:
         status, file_hash = known.get(key, (None, None))
-        if status is None or file_hash == sha:
+        if (status is None or (status in DONE_STATUSES and file_hash != sha)) and (key, sha) in adopted:
+            out[(key, sha)] = adopted[(key, sha)]  # stored by the old system already
+        elif status is None or file_hash == sha:
             out[(key, sha)] = key
         elif status in DONE_STATUSES or versioned_key(key, sha) in known:
             out[(key, sha)] = versioned_key(key, sha)
         else:
             out[(key, sha)] = key
     return out
+
+
+def adopted_keys(conn: psycopg.Connection, bucket: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(planned key, sha256) -> the key of an adopted object of ``bucket`` stored with the same
+    file name and SHA-256 (the oldest such row), for the pairs that have one."""
+    if not pairs:
+        return {}
+    rows = conn.execute(
+        f"""SELECT DISTINCT ON (filename, file_hash) filename, file_hash, s3_key FROM {SCHEMA}.s3_files_registry
+            WHERE metadata ? 'adopted_from' AND file_hash = ANY(%s) AND filename = ANY(%s)
+              AND s3_bucket = %s AND upload_status = ANY(%s)
+            ORDER BY filename, file_hash, id""",
+        (sorted({s for _, s in pairs}), sorted({k.rpartition("/")[2] for k, _ in pairs}), bucket,
+         list(DONE_STATUSES))).fetchall()
+    found = {(name, str(h).strip()): key for name, h, key in rows}
+    return {(k, s): found[(k.rpartition("/")[2], s)] for k, s in pairs if (k.rpartition("/")[2], s) in found}
+
+
+def link_adopted(conn: psycopg.Connection, bucket: str, objects: list[PlannedObject]) -> None:
+    """Give an adopted row whose PQR was not resolved the radicado (and SGC) of the landing file
+    it turned out to be: the landing folder resolves what the old registry could not."""
+    if not objects:
+        return
+    with conn.transaction():
+        conn.execute(
+            f"""UPDATE {SCHEMA}.s3_files_registry r SET numero_radicado = v.radicado,
+                    numero_reclamo_sgc = COALESCE(v.sgc, r.numero_reclamo_sgc), updated_at = now()
+                FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS v(s3_key, empresa, radicado, sgc)
+                WHERE r.s3_bucket = %s AND r.s3_key = v.s3_key AND r.empresa = v.empresa
+                  AND r.numero_radicado IS NULL AND r.metadata ? 'adopted_from'""",
+            ([o.key for o in objects], [o.empresa for o in objects], [o.numero_radicado for o in objects],
+             [o.numero_reclamo_sgc or None for o in objects], bucket))
 
 
 @dataclass(frozen=True)
@@ -268,6 +310,7 @@ def archive_objects(
     for _ in range(2):
         keys = current_keys(conn, store.bucket, [(o.key, o.sha256) for o in objects])
         objects = [dataclasses.replace(o, key=keys[(o.key, o.sha256)]) for o in objects]
+        link_adopted(conn, store.bucket, objects)
         known = registry_status(conn, store.bucket, [o.key for o in objects])
         todo = []
         for o in objects:

@@ -69,9 +69,11 @@ _COLUMNS = """id, empresa, numero_radicado, numero_reclamo_sgc, filename, file_h
 
 
 def _rows(conn: psycopg.Connection, bucket: str) -> list[dict[str, Any]]:
+    """The bucket's rows, but those adopted from the old system (``metadata.adopted_from``):
+    their objects stay under the old keys the old tables name (history; no partition date)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(f"SELECT {_COLUMNS} FROM {SCHEMA}.s3_files_registry WHERE s3_bucket = %s ORDER BY id",
-                           (bucket,)).fetchall()
+        return cur.execute(f"SELECT {_COLUMNS} FROM {SCHEMA}.s3_files_registry WHERE s3_bucket = %s "
+                           "AND NOT metadata ? 'adopted_from' ORDER BY id", (bucket,)).fetchall()
 
 
 def _relink(conn: psycopg.Connection, empresa: str, radicado: str, old_url: str, new_url: str) -> None:

@@ -2,7 +2,8 @@
 
 Applied automatically before the first load of a process and by ``ov-assets migrate``. An
 advisory lock makes concurrent runs apply each file once; a file changed after it was applied
-is an error (write a new migration instead).
+is an error (write a new migration instead). Around the files, ``adoption`` sets the old
+system's registry aside before 001 and adopts its rows after the last file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import psycopg
 
 from ov_assets.errors import OperatorError
+from ov_assets.warehouse import adoption
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data
 _LOCK_KEY = 0x0F_A55E75  # any constant shared by every ov-assets process
@@ -103,12 +105,34 @@ def ensure_current(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[st
         ) from exc
 
 
+def _run(migration: Migration, conn: psycopg.Connection) -> None:
+    """Execute one file; a failure is an operator message (the transaction rolls it back)."""
+    try:
+        conn.execute(migration.sql)
+    except psycopg.errors.InsufficientPrivilege:
+        raise  # ensure_current turns it into its own message
+    except psycopg.errors.ProgrammingError as exc:  # names schema objects, never row values
+        raise OperatorError(
+            f"migration {migration.version} failed and was rolled back ({str(exc).splitlines()[0]}); nothing of it "
+            "was applied. The schema differs from what it expects: compare with CONTRACT §6 and fix the object named."
+        ) from exc
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:  # may quote a row: not shown
+        raise OperatorError(
+            f"migration {migration.version} failed on the data already in the database ({type(exc).__name__}, "
+            f"SQLSTATE {exc.sqlstate}) and was rolled back; nothing of it was applied. Run it by hand "
+            "(psql -f) as the schema owner to see the row."
+        ) from exc
+
+
 def apply_all(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply every pending migration, each in its own transaction; return the versions applied."""
+    """Apply every pending migration, each in its own transaction; return the versions applied.
+    The old system's registries are set aside first and adopted last (``adoption``), on every
+    call: rows the old system added since the last call are adopted too."""
     done: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         _ensure_table(conn)
+        adoption.set_aside_old_registry(conn)
     for migration in available(sql_dir):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -122,10 +146,23 @@ def apply_all(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
                         "never edit an applied migration, add a new one"
                     )
                 continue
-            conn.execute(migration.sql)
+            _run(migration, conn)
             conn.execute(
                 "INSERT INTO public.schema_migrations (version, checksum) VALUES (%s, %s)",
                 (migration.version, migration.checksum),
             )
             done.append(migration.version)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        if adoption.ready(conn):
+            try:
+                adoption.adopt(conn)
+            except psycopg.errors.InsufficientPrivilege:
+                raise
+            except (psycopg.errors.ProgrammingError, psycopg.errors.DataError) as exc:
+                raise OperatorError(
+                    f"adopting the old system's registries failed and was rolled back ({type(exc).__name__}, "
+                    f"SQLSTATE {exc.sqlstate}); the migrations are applied, no old row was changed. Compare "
+                    "registros_ov_s3 / s3_files_registry_old with CONTRACT §6 and run `ov-assets migrate` again."
+                ) from exc
     return done
