@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,16 +49,17 @@ def dagster_home(path: Path) -> Path:
 
 
 @contextmanager
-def pipeline_under_daemon(conninfo: dict[str, Any], workdir: Path,
-                          log_path: Path | None = None) -> Iterator[tuple[Path, str]]:
+def pipeline_under_daemon(conninfo: dict[str, Any], workdir: Path, log_path: Path | None = None,
+                          extra_env: Mapping[str, str | None] | None = None) -> Iterator[tuple[Path, str]]:
     """``dagster dev`` running against ``conninfo`` with a fresh data dir; yields the data dir
-    and the webserver's URL."""
+    and the webserver's URL. ``extra_env`` is laid over the rest (e.g. a stand-in Slack)."""
     data_dir = workdir / "data"
     data_dir.mkdir(mode=0o700)
     env = {**postgres_env(conninfo), "OV_DATA_DIR": str(data_dir),
            "DAGSTER_HOME": str(dagster_home(workdir / "dagster_home"))}
     for name in ("AWS_S3_BUCKET_NAME", "OV_ENV", "OV_SLACK_WEBHOOK_URL", "OV_SMTP_HOST"):
         env[name] = None  # local object store, development, no alerts
+    env |= dict(extra_env or {})
     with run_dagster_dev(ROOT, env, log_path=log_path) as base:
         yield data_dir, base
 
