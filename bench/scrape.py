@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ov_assets import settings
 from ov_assets.devkit.servers import free_port
 from ov_assets.portal.scraper import ScraperConfig, scrape_day
 
@@ -37,9 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 def start_replica(per_day: int) -> tuple[subprocess.Popen, str]:
     """The replica in its own process, so it does not share the scraper's GIL."""
     port = free_port()
-    env = dict(os.environ, OV_REPLICA_USER=USER, OV_REPLICA_PASSWORD=PASSWORD, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port),
-                             "--per-day", str(per_day)], env=env, stdout=subprocess.PIPE, text=True)
+                             "--per-day", str(per_day), "--user", USER, "--password", PASSWORD],
+                            env=env, stdout=subprocess.PIPE, text=True)
     proc.stdout.readline()  # "replica portal: ..." once it listens
     base = f"http://127.0.0.1:{port}"
     urllib.request.urlopen(f"{base}/afinia/login").read()
@@ -69,6 +71,7 @@ def main() -> None:
             order = ("serial", "parallel") if r % 2 == 0 else ("parallel", "serial")
             for mode in order:
                 cfg = ScraperConfig(args.empresa, f"{base}/{args.empresa}", USER, PASSWORD,
+                                    browser_path=settings.browser_path() or None,
                                     concurrency=1 if mode == "serial" else args.parallel,
                                     max_per_min=None, trace=args.trace)
                 res = scrape_day(cfg, day, root / f"{mode}-{r}", set(), root / "artifacts")

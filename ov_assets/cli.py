@@ -1,5 +1,5 @@
 """``ov-assets``: operator commands (migrate, generate, demo, status, cleanup, s3-setup,
-portal-check).
+portal-check, scrape).
 
 Everything here calls the same code the assets use; nothing is a separate code path.
 """
@@ -169,6 +169,30 @@ def cmd_portal_check(args: argparse.Namespace) -> int:
             return portal_check(config, day, Path(settings.data_dir()).resolve() / "artifacts", source=source)
 
 
+def cmd_scrape(args: argparse.Namespace) -> int:
+    """Extract one day of an empresa's PQRs into its landing folder with the scraper
+    ``raw_pqr_files`` uses, from the portal the environment configures (the same resource):
+    what the landing folder already holds is not written again. Prints the result as JSON
+    (counts and radicados, nothing personal)."""
+    import logging
+
+    import dagster as dg
+
+    from ov_assets.core.file_names import landing_dir
+    from ov_assets.defs.resources import resources_from_env
+    from ov_assets.portal.scraper import landing_state, scrape_day
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    folder = landing_dir(_data_dir(), args.empresa)
+    with dg.build_resources({"portal": resources_from_env()["portal"]}) as built:
+        portal = built.portal
+        with portal.scraper_configs([args.empresa]) as config_for:
+            result = scrape_day(config_for(args.empresa), args.day, folder, landing_state(folder).hashes,
+                                portal.artifacts_dir)
+    print(json.dumps(result.to_dict()))
+    return 0
+
+
 def cmd_s3_setup(args: argparse.Namespace) -> int:
     """Apply ``aws/``'s bucket configuration (or print an IAM policy filled in), for the bucket
     and settings of the environment (CONTRACT §8)."""
@@ -228,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--day", type=dt.date.fromisoformat, default=None,
                    help="YYYY-MM-DD, a day with PQRs (default: yesterday, Bogotá)")
     p.set_defaults(fn=cmd_portal_check)
+    p = sub.add_parser("scrape", help="extract one day of an empresa's PQRs from its portal into the landing folder")
+    p.add_argument("--empresa", required=True, choices=EMPRESAS)
+    p.add_argument("--day", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD (the PQRs' fecha)")
+    p.set_defaults(fn=cmd_scrape)
     p = sub.add_parser("status", help="rows, registry and rejects")
     p.set_defaults(fn=cmd_status)
     p = sub.add_parser("s3-setup", help="apply aws/ bucket versioning, lifecycle, encryption (admin credentials)")

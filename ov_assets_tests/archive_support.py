@@ -29,7 +29,8 @@ def store_resource(endpoint: str, bucket: str, data_dir: Path, **kw: Any) -> Obj
                     aws_access_key_id=kw.pop("key_id", "testing"),
                     aws_secret_access_key=kw.pop("secret", "testing"))
     kw.setdefault("max_attempts", 2)
-    return ObjectStoreResource(bucket=bucket, data_dir=str(data_dir), s3=s3, **kw)
+    resource_class = kw.pop("resource_class", ObjectStoreResource)
+    return resource_class(bucket=bucket, data_dir=str(data_dir), s3=s3, **kw)
 
 
 def client(endpoint: str):

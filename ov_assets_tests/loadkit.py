@@ -1,12 +1,11 @@
 """Helpers for the PostgreSQL load tests: frames from generated landing files, resources for a
 test database, a comparable snapshot of every table the load writes, and a loader subprocess
-that can be stopped at a barrier (``OV_TEST_LOAD_BARRIER``) and killed."""
+that can be held at a checkpoint (``checkpoint_barrier``) and killed."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.defs.resources.postgres import PostgresResource
 from ov_assets.devkit.generator import write_day
 from ov_assets.landing.index import LandingIndex, partition_frame
+from ov_assets_tests.checkpoint_barrier import hold_spec, subprocess_environment
 
 EMPRESAS = ("afinia", "aire")
 
@@ -129,6 +129,8 @@ _LOADER = r"""
 import datetime as dt, json, sys
 import polars as pl, psycopg
 from ov_assets.warehouse import loading
+from ov_assets_tests.checkpoint_barrier import hold_from_environment
+hold_from_environment()
 args = json.loads(sys.argv[1])
 frame = pl.read_parquet(args["frame"])
 with psycopg.connect(**args["conninfo"], autocommit=True) as conn:
@@ -141,11 +143,10 @@ with psycopg.connect(**args["conninfo"], autocommit=True) as conn:
 
 def start_loader(conninfo: Mapping[str, Any], frame_path: Path, partitions: list[tuple[dt.date, str]],
                  barrier: str | None = None, barrier_dir: Path | None = None, run_id: str = "subprocess") -> subprocess.Popen:
-    env = dict(os.environ)
-    env.pop("OV_TEST_LOAD_BARRIER", None)
+    env = subprocess_environment()
     if barrier:
         assert barrier_dir is not None
-        env["OV_TEST_LOAD_BARRIER"] = f"{barrier}:{barrier_dir}"
+        env.update(hold_spec(barrier, barrier_dir))
     args = {"conninfo": dict(conninfo), "frame": str(frame_path), "run_id": run_id,
             "partitions": [(d.isoformat(), e) for d, e in partitions]}
     return subprocess.Popen([sys.executable, "-c", _LOADER, json.dumps(args)], env=env,

@@ -15,12 +15,18 @@ from pathlib import Path
 from typing import Any
 
 
+def personal_values(record: Mapping[str, Any]) -> set[str]:
+    """Every personal value of a record (what the tests search logs and artifacts for)."""
+    from ov_assets.core.contract import PERSONAL_FIELDS
+
+    return {str(record[f]) for f in PERSONAL_FIELDS if record.get(f)}
+
+
 def personal_search_terms(records: Iterable[Mapping[str, Any]]) -> set[str]:
     """What a search for leaked personal data looks for: every personal value of these records
     as written and in its canonical form, and every word of 4+ letters of a name (a surname
     alone is a leak too)."""
     from ov_assets.core.contract import canonical
-    from ov_assets.devkit.generator import personal_values
 
     records = list(records)
     terms = set().union(*map(personal_values, records))
@@ -110,3 +116,27 @@ def pipeline_resources(
         # The landing folder is the source here; extraction has its own tests (test_portal*).
         "portal": PortalResource(extract=False, data_dir=str(data_dir)),
     }
+
+
+class FilesOpened:
+    """How many landing files ``index`` reads from now on: what its refreshes report
+    (``RefreshResult.opened``, worker processes included) plus the files a partition frame
+    examines again in this process (``examine_file``, whichever index calls it)."""
+
+    def __init__(self, monkeypatch: Any, index: Any) -> None:
+        import ov_assets.landing.index as index_module
+
+        self.count = 0
+        refresh, examine_file = index.refresh, index_module.examine_file
+
+        def counted_refresh(*args: Any, **kwargs: Any) -> Any:
+            result = refresh(*args, **kwargs)
+            self.count += result.opened
+            return result
+
+        def counted_examine(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return examine_file(*args, **kwargs)
+
+        monkeypatch.setattr(index, "refresh", counted_refresh)
+        monkeypatch.setattr(index_module, "examine_file", counted_examine)

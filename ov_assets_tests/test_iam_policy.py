@@ -15,8 +15,10 @@ import threading
 
 import pytest
 
+from ov_assets.defs.resources import ObjectStoreResource
 from ov_assets.objects import bucket_setup as s3_setup
-from ov_assets.objects import stores as object_store_module
+from ov_assets.objects.s3_store import S3ObjectStore
+from ov_assets.objects.stores import ObjectStore
 
 # Fixed table: S3 API operation -> the IAM actions it needs, and on what ("object", "source"
 # for a copy's source object, "bucket").
@@ -135,11 +137,27 @@ def test_checker_catches_what_it_must():
         needed([("PutBucketPolicy", "b", "", "")])
 
 
+_RECORDERS: list[Recorder] = []  # the current test's recorder (the runs below are in this process)
+
+
+class RecordingStoreResource(ObjectStoreResource):
+    """The object store resource the runs use, whose S3 clients report every call (botocore's
+    event hooks on the client ``open()`` returns) to the current test's recorder."""
+
+    def open(self) -> ObjectStore:
+        store = super().open()
+        assert isinstance(store, S3ObjectStore), "the recorded runs use S3"
+        for rec in _RECORDERS:
+            rec.attach(store.client)
+        return store
+
+
 @pytest.fixture
-def recorder(monkeypatch):
+def recorder():
     rec = Recorder()
-    monkeypatch.setattr(object_store_module, "CLIENT_HOOKS", [rec.attach])
-    return rec
+    _RECORDERS.append(rec)
+    yield rec
+    _RECORDERS.remove(rec)
 
 
 def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, pg_conninfo18, s3_endpoint,
@@ -163,7 +181,7 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
         "landing": LandingResource(data_dir=str(data_dir)),
         "postgres": postgres,
         "object_store": store_resource(s3_endpoint, s3_bucket, data_dir, multipart_threshold_mb=5,
-                                       multipart_chunksize_mb=5),
+                                       multipart_chunksize_mb=5, resource_class=RecordingStoreResource),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),
         "portal": PortalResource(extract=False, data_dir=str(data_dir)),
     }
@@ -177,7 +195,8 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
     assert dg.materialize(pqr_assets, partition_key=partition_key(DAY, "afinia"), resources=resources).success
     moved = layout_migration_job.execute_in_process(resources={
         "postgres": postgres,
-        "object_store": store_resource(s3_endpoint, s3_bucket, data_dir, layout="central")})
+        "object_store": store_resource(s3_endpoint, s3_bucket, data_dir, layout="central",
+                                       resource_class=RecordingStoreResource)})
     assert moved.success
     assert all(k.startswith("Central_De_Escritos/") for k in bucket_keys(s3_endpoint, s3_bucket))
     assert {"CopyObject", "DeleteObject", "HeadObject"} <= set(recorder.operations)

@@ -15,6 +15,7 @@ import psycopg
 
 from ov_assets.devkit import generator
 from ov_assets.devkit.servers import postgres_env
+from ov_assets_tests.checkpoint_barrier import hold_spec, subprocess_environment
 from ov_assets_tests.loadkit import wait_for_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ KEY = "2025-10-08|afinia"
 
 def _materialize(env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [DAGSTER, "asset", "materialize", "-m", "ov_assets.definitions", "--select", "pqr_records*",
+        [DAGSTER, "asset", "materialize", "-m", "ov_assets_tests.held_definitions", "--select", "pqr_records*",
          "--partition", KEY],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
@@ -48,7 +49,7 @@ def _setup(tmp: Path, conninfo: dict[str, Any]) -> tuple[Path, dict[str, str]]:
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700)
     generator.write_day(data_dir, "afinia", dt.date(2025, 10, 8), n=6)
-    env = {**os.environ, **postgres_env(conninfo), "OV_DATA_DIR": str(data_dir),
+    env = {**subprocess_environment(), **postgres_env(conninfo), "OV_DATA_DIR": str(data_dir),
            "DAGSTER_HOME": str(tmp)}
     return data_dir, env
 
@@ -67,7 +68,7 @@ def test_killed_between_table_and_objects_then_rerun_equals_uninterrupted(
         cut_dir, cut_env = _setup(tmp_path / "cut", cut_info)
         barriers = tmp_path / "barriers"
         barriers.mkdir()
-        proc = _materialize({**cut_env, "OV_TEST_LOAD_BARRIER": f"archive:{barriers}"})
+        proc = _materialize({**cut_env, **hold_spec("archive", barriers)})
         wait_for_file(barriers / "archive.reached", proc, timeout=600)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)

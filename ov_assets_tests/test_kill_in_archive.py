@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from ov_assets_tests.checkpoint_barrier import hold_spec
 from ov_assets_tests.loadkit import wait_for_file
 from ov_assets_tests.test_kill_between_assets import _materialize, _setup
 
@@ -60,7 +61,7 @@ def test_killed_in_the_middle_of_the_uploads_then_rerun_equals_uninterrupted(
         cut_dir, cut_env, cut_info = envs["cut"]
         barriers = tmp_path / "barriers"
         barriers.mkdir()
-        proc = _materialize({**cut_env, "OV_TEST_LOAD_BARRIER": f"s3_put:{barriers}"})
+        proc = _materialize({**cut_env, **hold_spec("s3_put", barriers)})
         wait_for_file(barriers / "s3_put.reached", proc, timeout=600)  # an object is stored
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)

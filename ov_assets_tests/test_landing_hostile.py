@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ov_assets import settings as ov_settings
 from ov_assets.core.contract import BUSINESS_FIELDS, Reject, validate_record
 from ov_assets.core.file_names import landing_dir
 from ov_assets.core.records import decode_bytes, evaluate_file, evaluate_parts
@@ -30,6 +31,7 @@ from ov_assets.landing import examine, index_workers
 from ov_assets.landing.index import LandingFolderUnavailable, LandingIndex, partition_frame
 from ov_assets.reports.consolidated import consolidated_paths, write_consolidated
 from ov_assets_tests.bad_corpus import base_record
+from ov_assets_tests.support import FilesOpened
 
 DAY = dt.date(2025, 10, 8)
 TODAY = dt.date(2025, 10, 9)
@@ -61,7 +63,7 @@ def _rows(index: LandingIndex, empresa: str = "afinia", day: dt.date = DAY) -> d
     return {r["file_name"]: r for r in partition_frame(index, empresa, day, TODAY).iter_rows(named=True)}
 
 
-def test_one_hostile_file_never_stops_the_index(data_dir: Path) -> None:
+def test_one_hostile_file_never_stops_the_index(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = landing_dir(data_dir, "afinia")
     _put(folder, "S_data_20251008_100000.json", surrogate_record("900"))
     _put(folder, BAD_NAME, b"%PDF-1.4 not ours")
@@ -69,6 +71,7 @@ def test_one_hostile_file_never_stops_the_index(data_dir: Path) -> None:
         _put(folder, f"G{i}_data_20251008_10000{i}.json", base_record(DAY, f"70{i}"))
     for _attempt in range(2):  # every refresh, not only the first
         index = LandingIndex(data_dir)
+        opened = FilesOpened(monkeypatch, index)
         index.refresh("afinia", TODAY)
         rows = _rows(index)
         assert rows["S_data_20251008_100000.json"]["reject_code"] == "unencodable_value"
@@ -76,7 +79,7 @@ def test_one_hostile_file_never_stops_the_index(data_dir: Path) -> None:
         bad = rows["recl\\xe1maci\\xf3n_20251008_100000.pdf"]  # named, readable, not a str with surrogates
         assert (bad["status"], bad["reject_code"], bad["file_sha256"]) == ("rejected", "bad_file_name", None)
         assert sorted(r["numero_radicado"] for r in rows.values() if r["status"] == "valid") == ["700", "701", "702"]
-    assert index.files_opened == 0  # the second refresh read nothing again
+    assert opened.count == 0  # the second refresh read nothing again
 
 
 def test_any_failure_of_one_file_is_its_reject(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,7 +195,7 @@ def test_record_size_cap_and_large_files_hashed_whole(data_dir: Path, monkeypatc
     assert (pdf["size"], pdf["sha256"]) == (2**31 + 4096, expected.hexdigest())
     monkeypatch.setenv("OV_MAX_RECORD_BYTES", "12")
     with pytest.raises(Exception, match="OV_MAX_RECORD_BYTES"):
-        examine.max_record_bytes()
+        ov_settings.max_record_bytes()
 
 
 def test_latest_hashes_are_the_winners_only(data_dir: Path) -> None:

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from ov_assets.core.file_names import landing_dir
 from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets_tests.bad_corpus import base_record
+from ov_assets_tests.support import FilesOpened
 
 DAY = dt.date(2025, 10, 8)
 TODAY = dt.date(2025, 10, 9)
@@ -56,23 +58,25 @@ def test_partition_routing(data_dir: Path) -> None:
 
 # --- incremental behaviour --------------------------------------------------------------------
 
-def test_unchanged_files_never_reopened(data_dir: Path) -> None:
+def test_unchanged_files_never_reopened(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = landing_dir(data_dir, "afinia")
     for i in range(5):
         _put(folder, f"R{i}_data_20251008_10000{i}.json", base_record(DAY, f"R{i}"))
     index = LandingIndex(data_dir)
+    opened = FilesOpened(monkeypatch, index)
     first = index.refresh("afinia", TODAY)
-    assert len(first.new) == 5 and index.files_opened == 5
+    assert len(first.new) == 5 and first.opened == opened.count == 5
     frame = partition_frame(index, "afinia", DAY, TODAY)
-    assert frame.height == 5 and index.files_opened == 5  # evaluated once, at refresh
+    assert frame.height == 5 and opened.count == 5  # evaluated once, at refresh
     again = LandingIndex(data_dir)  # another process: still nothing to open
+    opened_again = FilesOpened(monkeypatch, again)
     result = again.refresh("afinia", TODAY)
-    assert (result.new, result.changed, result.removed) == ([], [], 0)
+    assert (result.new, result.changed, result.removed, result.opened) == ([], [], 0, 0)
     assert partition_frame(again, "afinia", DAY, TODAY).equals(frame)
-    assert again.files_opened == 0
+    assert opened_again.count == 0
 
 
-def test_changed_and_removed_files(data_dir: Path) -> None:
+def test_changed_and_removed_files(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = landing_dir(data_dir, "afinia")
     a = _put(folder, "A_data_20251008_100000.json", base_record(DAY, "A", estado_solicitud="Radicado"))
     b = _put(folder, "B_data_20251008_100000.json", base_record(DAY, "B"))
@@ -80,9 +84,9 @@ def test_changed_and_removed_files(data_dir: Path) -> None:
     index.refresh("afinia", TODAY)
     _put(folder, a.name, base_record(DAY, "A", estado_solicitud="Finalizado, con respuesta"))
     b.unlink()
-    index.files_opened = 0
+    opened = FilesOpened(monkeypatch, index)
     result = index.refresh("afinia", TODAY)
-    assert [f.name for f in result.changed] == [a.name] and result.removed == 1 and index.files_opened == 1
+    assert [f.name for f in result.changed] == [a.name] and result.removed == 1 and opened.count == 1
     frame = partition_frame(index, "afinia", DAY, TODAY)
     assert frame["file_name"].to_list() == [a.name]
     assert frame["estado_solicitud"].to_list() == ["Finalizado, con respuesta"]
@@ -102,7 +106,7 @@ def test_future_fecha_is_evaluated_again_when_its_day_comes(data_dir: Path) -> N
     assert partition_frame(index, "afinia", tomorrow, tomorrow)["status"].to_list() == ["valid"]
 
 
-def test_index_from_before_outcomes_were_kept(data_dir: Path) -> None:
+def test_index_from_before_outcomes_were_kept(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An index written by the first version (no outcome column) is upgraded in place and its
     record files are evaluated once more."""
     folder = landing_dir(data_dir, "afinia")
@@ -115,19 +119,21 @@ def test_index_from_before_outcomes_were_kept(data_dir: Path) -> None:
         db.execute("ALTER TABLE files DROP COLUMN outcome")
         db.execute("ALTER TABLE files DROP COLUMN rules_version")
     upgraded = LandingIndex(data_dir)
+    opened = FilesOpened(monkeypatch, upgraded)
     upgraded.refresh("afinia", TODAY)
-    assert upgraded.files_opened == 1
+    assert opened.count == 1
     assert partition_frame(upgraded, "afinia", DAY, TODAY)["status"].to_list() == ["valid"]
-    assert upgraded.files_opened == 1
+    assert opened.count == 1
 
 
-def test_files_still_being_written_wait(data_dir: Path) -> None:
+def test_files_still_being_written_wait(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = landing_dir(data_dir, "afinia")
     _put(folder, "A_data_20251008_100000.json", base_record(DAY, "A"))
     _put(folder, ".B_data_20251008_100000.json.tmp", b"{")
     index = LandingIndex(data_dir)
+    opened = FilesOpened(monkeypatch, index)
     result = index.refresh("afinia", TODAY, stable_before_ns=time.time_ns() - 60 * 10**9)
-    assert result.new == [] and index.files_opened == 0
+    assert result.new == [] and opened.count == 0
     assert [f.name for f in index.refresh("afinia", TODAY).new] == ["A_data_20251008_100000.json"]
 
 
@@ -181,7 +187,8 @@ def _new_partition_files(folder: Path, day: dt.date, count: int) -> list[str]:
     return names
 
 
-def _cost_of_new_partition_files(data_dir: Path, folder_size: int) -> tuple[int, int, float, pl.DataFrame]:
+def _cost_of_new_partition_files(data_dir: Path, folder_size: int,
+                                 monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, float, pl.DataFrame]:
     """Fill the landing folder with ``folder_size`` files (indexed), then add 250 record files
     (+250 PDFs) to one partition and change one of its old files: return (files opened by
     refresh, files opened by partition_frame, seconds, frame)."""
@@ -190,17 +197,17 @@ def _cost_of_new_partition_files(data_dir: Path, folder_size: int) -> tuple[int,
     target = days[7]
     _fill(folder, folder_size, days)
     index = LandingIndex(data_dir)
-    index.refresh("afinia", TODAY)
-    assert index.files_opened == folder_size  # the first refresh indexes everything, once
+    assert index.refresh("afinia", TODAY).opened == folder_size  # the first refresh indexes everything, once
     old = sorted(n for n in os.listdir(folder) if n.endswith(".json") and f"_data_{target:%Y%m%d}_" in n)
     assert old
     new = _new_partition_files(folder, target, 250)
     _write(os.fspath(folder), old[0], _record_bytes(f"{target:%Y%m%d}{0:09d}", target, old[0][-20:-5]) + b" ")
     _fill(landing_dir(data_dir, "aire"), 50, days)  # another empresa's new files: not this refresh's business
     index = LandingIndex(data_dir)  # a fresh process, as in a Dagster run
+    opened = FilesOpened(monkeypatch, index)
     t = time.perf_counter()
     result = index.refresh("afinia", TODAY)
-    by_refresh = index.files_opened
+    by_refresh = opened.count
     frame = partition_frame(index, "afinia", target, TODAY)
     elapsed = time.perf_counter() - t
     assert sorted(f.name for f in result.new) == sorted(new)
@@ -208,21 +215,22 @@ def _cost_of_new_partition_files(data_dir: Path, folder_size: int) -> tuple[int,
     assert result.touched_partitions == {("afinia", target)}
     assert frame.height == len(old) + 250
     assert frame.filter(pl.col("status") == "valid").height == frame.height
-    return by_refresh, index.files_opened - by_refresh, elapsed, frame
+    return by_refresh, opened.count - by_refresh, elapsed, frame
 
 
-def test_scale_200k_files_opens_only_the_partitions_new_files(data_dir: Path, tmp_path: Path) -> None:
+def test_scale_200k_files_opens_only_the_partitions_new_files(data_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """PROVES cost proportional to the partition (issue 3): with 200,000 files already indexed,
     materializing one partition after 500 new files (250 records + 250 PDFs) and one changed file
     landed in it opens exactly those 501 files, in the refresh, and nothing more in
     partition_frame; the same as in a folder of 5,000 files. (Listing the folder is the only
     cost that grows with it.)"""
-    opened_big, reopened_big, secs_big, _frame_big = _cost_of_new_partition_files(data_dir, 200_000)
+    opened_big, reopened_big, secs_big, _frame_big = _cost_of_new_partition_files(data_dir, 200_000, monkeypatch)
     assert opened_big == 501
     assert reopened_big == 0
     small = tmp_path / "small"
     small.mkdir()
-    opened_small, reopened_small, secs_small, _frame_small = _cost_of_new_partition_files(small, 5_000)
+    opened_small, reopened_small, secs_small, _frame_small = _cost_of_new_partition_files(small, 5_000, monkeypatch)
     assert (opened_small, reopened_small) == (opened_big, reopened_big)
     print(f"partition after new files: {secs_big:.2f}s with 200,000 files, {secs_small:.2f}s with 5,000")
 
@@ -234,7 +242,7 @@ def _eight_records(folder: Path) -> None:
         _put(folder, f"S{i}_data_20251008_10000{i}.json", base_record(DAY, f"R{i % 3}"))
 
 
-def test_first_refresh_frames_equal_the_index_path(data_dir: Path) -> None:
+def test_first_refresh_frames_equal_the_index_path(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A refresh of an empty index keeps every record file's columns, and (nobody else having
     written) finishes partitions without reading the index back: the frame must be the one the
     index path gives to a later process."""
@@ -244,8 +252,9 @@ def test_first_refresh_frames_equal_the_index_path(data_dir: Path) -> None:
     assert first.frames.is_complete("afinia")  # the shortcut is taken (else this test proves nothing)
     fresh = partition_frame(first, "afinia", DAY, TODAY)
     later = LandingIndex(data_dir)
+    opened = FilesOpened(monkeypatch, later)
     from_index = partition_frame(later, "afinia", DAY, TODAY)  # no refresh: the index path
-    assert later.files_opened == 0 and fresh.height == 8
+    assert opened.count == 0 and fresh.height == 8
     assert fresh.equals(from_index)
 
 

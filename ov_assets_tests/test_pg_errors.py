@@ -7,9 +7,11 @@ import threading
 import psycopg
 import pytest
 
+from ov_assets.core import checkpoints
 from ov_assets.devkit.servers import free_port
 from ov_assets.errors import ConfigurationError, OperatorError, WithheldDataError
 from ov_assets.warehouse import loading
+from ov_assets_tests.checkpoint_barrier import hold_at
 from ov_assets_tests.loadkit import (
     days_back,
     landing_frames,
@@ -65,7 +67,7 @@ def test_ssl_settings(pg_conninfo, tmp_path):
         pg.run(lambda conn: None)
 
 
-def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, monkeypatch):
+def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, request):
     """The backend is terminated (as in a failover) while the load waits before COMMIT; the
     retry on a new connection completes it, and exactly one audit row is written."""
     frame = landing_frames(data_dir, days_back(1), empresas=("afinia",), n=8)
@@ -73,7 +75,8 @@ def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, mon
     (day, empresa), = partitions_of(frame)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    monkeypatch.setenv("OV_TEST_LOAD_BARRIER", f"commit:{barrier}")
+    listener = hold_at("commit", barrier)  # the load thread stops before COMMIT
+    request.addfinalizer(lambda: checkpoints.remove_listener(listener))
     pg = resource(pg_conninfo, retries=3)
     result: dict[str, object] = {}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 
 from ov_assets.defs.resources.postgres import PostgresResource
 from ov_assets.warehouse import loading
+from ov_assets_tests.checkpoint_barrier import hold_spec, subprocess_environment
 from ov_assets_tests.loadkit import (
     days_back,
     landing_frames,
@@ -43,6 +43,8 @@ import polars as pl
 from ov_assets.warehouse import loading
 from ov_assets.errors import OperatorError
 from ov_assets.defs.resources.postgres import PostgresResource
+from ov_assets_tests.checkpoint_barrier import hold_from_environment
+hold_from_environment()
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
 args = json.loads(sys.argv[1])
 frame = pl.read_parquet(args["frame"])
@@ -98,9 +100,9 @@ class Load:
         self.barriers.mkdir(exist_ok=True)
 
     def start(self, retries: int, barrier: str | None = None, run_id: str = "interrupted") -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if k != "OV_TEST_LOAD_BARRIER"}
+        env = subprocess_environment()
         if barrier:
-            env["OV_TEST_LOAD_BARRIER"] = f"{barrier}:{self.barriers}"
+            env.update(hold_spec(barrier, self.barriers))
         args = {"frame": str(self.frame_path), "run_id": run_id,
                 "keys": [(e, d.isoformat()) for e, d in self.keys],
                 "resource": _settings(self.cluster, self.dbname, retries)}

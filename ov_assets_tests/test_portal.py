@@ -18,24 +18,24 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from ov_assets.core.contract import ValidRecord, today_bogota, validate_record
-from ov_assets.core.file_names import FILE_ATTACHMENT, FILE_PDF, FILE_RECORD, parse_name
-from ov_assets.devkit.generator import personal_values
+from ov_assets.core.file_names import FILE_ATTACHMENT, FILE_PDF, FILE_RECORD, landing_dir, parse_name
+from ov_assets.defs.resources import resources_from_env
 from ov_assets.devkit.replica import Faults, ReplicaPortal
 from ov_assets.devkit.servers import free_port
+from ov_assets.errors import ConfigurationError
 from ov_assets.portal.pages import LoginError
 from ov_assets.portal.scraper import (
     DEBIAN_CHROMIUM,
     ScraperConfig,
-    days_to_reextract,
     landing_state,
     prune_artifacts,
-    reextract,
     scrape_day,
 )
-from ov_assets_tests.support import configured_browser
+from ov_assets_tests.support import configured_browser, personal_values
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "analista.ov"
@@ -68,6 +68,7 @@ def portal():
 def _config(portal: ReplicaPortal, empresa: str, **kw) -> ScraperConfig:
     kw.setdefault("max_per_min", None)
     kw.setdefault("timeout_s", 15)
+    kw.setdefault("browser_path", configured_browser())
     return ScraperConfig(empresa, portal.url(empresa), USER, PASSWORD, **kw)
 
 
@@ -134,16 +135,14 @@ def test_day_of_37_over_4_pages_rerun_and_reextraction(portal, tmp_path, caplog)
     assert sorted(p.name for p in folder.iterdir()) == before
     assert portal.stats["logins"] == logins and again.relogins == 0
 
-    # Re-extraction: only the days with open PQRs, only the changed PQR is written again.
+    # Re-extraction (what a 03:00 re-extraction run does for a day with a PQR not final yet): with
+    # the landing folder's hashes, only the PQR that changed on the portal is written again.
     state = landing_state(folder)
     open_rad = next(r for r in portal.records("afinia", DAY_37) if r["estado_solicitud"] != "Finalizado")
-    assert DAY_37 in days_to_reextract(state, today=DAY_37 + dt.timedelta(days=3))
     portal.set_fields("afinia", open_rad["numero_radicado"], estado_solicitud="Finalizado", comentarios="Respondida.")
-    results = reextract(_config(portal, "afinia"), [DAY_37 - dt.timedelta(days=1), DAY_37], folder, state.hashes,
-                        artifacts, has_open=state.open_days())
-    assert [r.day for r in results] == [DAY_37.isoformat()]
-    assert (results[0].written, results[0].unchanged) == (1, 36)
-    assert results[0].radicados_written == [open_rad["numero_radicado"]]
+    redo = scrape_day(_config(portal, "afinia"), DAY_37, folder, state.hashes, artifacts)
+    assert (redo.written, redo.unchanged, redo.failed) == (1, 36, 0)
+    assert redo.radicados_written == [open_rad["numero_radicado"]]
     latest = landing_state(folder).latest[open_rad["numero_radicado"]][2]
     assert latest.values["estado_solicitud"] == "Finalizado"
 
@@ -160,7 +159,8 @@ def test_aire_variant_and_bad_password(portal, tmp_path):
     docs = _check_complete(portal, "aire", DAY_AIRE, folder)
     assert all(rad[8] == "2" for rad in docs)  # Air-e's radicados, not Afinia's
 
-    bad = ScraperConfig("aire", portal.url("aire"), USER, "wrong-" + PASSWORD, max_per_min=None, timeout_s=10)
+    bad = ScraperConfig("aire", portal.url("aire"), USER, "wrong-" + PASSWORD, max_per_min=None, timeout_s=10,
+                        browser_path=configured_browser())
     assert PASSWORD not in repr(bad) and USER not in repr(bad)
     with pytest.raises(LoginError) as err:
         scrape_day(bad, DAY_AIRE, tmp_path / "other", set(), tmp_path / "artifacts2")
@@ -169,7 +169,7 @@ def test_aire_variant_and_bad_password(portal, tmp_path):
 
     # Nothing listening there: the message says which setting to check, not "login failed".
     unreachable = ScraperConfig("aire", f"http://127.0.0.1:{free_port()}", USER, PASSWORD, max_per_min=None,
-                                timeout_s=10)
+                                browser_path=configured_browser(), timeout_s=10)
     with pytest.raises(LoginError) as err:
         scrape_day(unreachable, DAY_AIRE, tmp_path / "nowhere", set(), tmp_path / "artifacts3")
     assert "cannot reach the aire portal's login page" in str(err.value)
@@ -216,14 +216,15 @@ def test_faults_are_survived_and_failures_leave_private_artifacts(tmp_path, capl
 
 
 def test_killed_midway_then_rerun_completes_without_duplicates(portal, tmp_path):
-    folder, artifacts = tmp_path / "landing", tmp_path / "artifacts"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OV_AFINIA")}
-    env.update(OV_AFINIA_PORTAL_URL=portal.url("afinia"), OV_AFINIA_USER=USER, OV_AFINIA_PASSWORD=PASSWORD,
-               PYTHONPATH=str(REPO))
+    data_dir = tmp_path / "data"
+    folder, artifacts = landing_dir(data_dir, "afinia"), data_dir / "artifacts" / "scraper"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OV_AFINIA", "OV_SCRAPER", "OV_ENV"))}
     # Slow enough (politeness limit) that the kill lands in the middle of the day.
+    env.update(OV_AFINIA_PORTAL_URL=portal.url("afinia"), OV_AFINIA_USER=USER, OV_AFINIA_PASSWORD=PASSWORD,
+               OV_DATA_DIR=str(data_dir), OV_SCRAPER_CONCURRENCY="2", OV_SCRAPER_MAX_PER_MIN="300",
+               PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ov_assets.portal.scraper", "--empresa", "afinia", "--day", DAY_KILL.isoformat(),
-         "--landing", str(folder), "--artifacts", str(artifacts), "--concurrency", "2", "--max-per-min", "300"],
+        [sys.executable, "-m", "ov_assets.cli", "scrape", "--empresa", "afinia", "--day", DAY_KILL.isoformat()],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
@@ -248,14 +249,25 @@ def test_killed_midway_then_rerun_completes_without_duplicates(portal, tmp_path)
     _check_complete(portal, "afinia", DAY_KILL, folder)
 
 
-def test_config_from_env_and_artifact_retention(tmp_path):
-    with pytest.raises(KeyError) as err:
-        ScraperConfig.from_env("aire", env={"OV_AIRE_PORTAL_URL": "https://x.invalid", "OV_AIRE_USER": "u"})
+def test_portal_settings_from_the_environment_and_artifact_retention(tmp_path, monkeypatch):
+    for name in ("OV_AIRE_PORTAL_URL", "OV_AIRE_USER", "OV_AIRE_PASSWORD", "OV_SCRAPER_CONCURRENCY",
+                 "OV_SCRAPER_MAX_PER_MIN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OV_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OV_ENV", "production")
+    monkeypatch.setenv("OV_AIRE_PORTAL_URL", "https://x.invalid")
+    monkeypatch.setenv("OV_AIRE_USER", "u")
+    with pytest.raises(ConfigurationError) as err:
+        resources_from_env()["portal"].uses_replica("aire")
     assert "OV_AIRE_PASSWORD" in str(err.value)
-    cfg = ScraperConfig.from_env("aire", env={"OV_AIRE_PORTAL_URL": "https://x.invalid", "OV_AIRE_USER": "u",
-                                              "OV_AIRE_PASSWORD": PASSWORD, "OV_SCRAPER_CONCURRENCY": "2",
-                                              "OV_SCRAPER_MAX_PER_MIN": "0"})
-    assert (cfg.concurrency, cfg.max_per_min) == (2, None) and PASSWORD not in repr(cfg)
+    monkeypatch.setenv("OV_AIRE_PASSWORD", PASSWORD)
+    monkeypatch.setenv("OV_SCRAPER_CONCURRENCY", "2")
+    monkeypatch.setenv("OV_SCRAPER_MAX_PER_MIN", "0")
+    with dg.build_resources({"portal": resources_from_env()["portal"]}) as built, \
+            built.portal.scraper_configs(["aire"]) as config_for:
+        cfg = config_for("aire")
+    assert (cfg.base_url, cfg.password, cfg.concurrency, cfg.max_per_min) == ("https://x.invalid", PASSWORD, 2, None)
+    assert PASSWORD not in repr(cfg)
     old, new = tmp_path / "trace-afinia-old.zip", tmp_path / "fail-afinia-new.png"
     old.write_bytes(b"x")
     new.write_bytes(b"x")

@@ -18,6 +18,7 @@ from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.fs import private_dir
 from ov_assets.portal.naming import LandingConflict
 from ov_assets.portal.scraper import ScraperConfig, scrape_day, write_version
+from ov_assets_tests.support import configured_browser
 
 EXTRACTED = dt.datetime(2025, 10, 8, 9, 32, 21)
 UNSAFE_SGCS = ["../../x", "a/b", "R" * 300, "", " RE 22/10\x00..", "..", "."]
@@ -132,7 +133,8 @@ def test_scraping_unsafe_sgcs_from_the_replica_stays_in_the_landing_folder(tmp_p
         for rec, sgc in zip(portal.records("aire", day), UNSAFE_SGCS, strict=True):
             portal.set_fields("aire", rec["numero_radicado"], numero_reclamo_sgc=sgc)
             wanted[rec["numero_radicado"]] = sgc.strip()  # the scraper trims what the input shows
-        config = ScraperConfig("aire", portal.url("aire"), "u", "p", max_per_min=None, timeout_s=20, trace=False)
+        config = ScraperConfig("aire", portal.url("aire"), "u", "p", max_per_min=None, timeout_s=20, trace=False,
+                               browser_path=configured_browser())
         result = scrape_day(config, day, folder, set(), tmp_path / "artifacts")
     assert (result.written, result.failed) == (len(UNSAFE_SGCS), 0)
     assert {p for p in _tree(tmp_path / "a") if folder not in p.parents} == {tmp_path / "a" / "b", folder}

@@ -22,6 +22,7 @@ from ov_assets.portal import politeness
 from ov_assets.portal.politeness import LocalRateLimiter, PolitenessUnavailable, SharedRateLimiter
 from ov_assets.portal.scraper import ScraperConfig, scrape_day
 from ov_assets_tests.loadkit import login_roles, migrate, resource, run_together
+from ov_assets_tests.support import configured_browser
 
 USER, PASSWORD = "analista.ov", "Pw-politeness-no-en-trazas"
 DAYS = (dt.date(2025, 10, 8), dt.date(2025, 10, 9))
@@ -76,7 +77,7 @@ def test_unreachable_database_stops_the_scrape_before_the_portal_is_touched(tmp_
     down = PostgresResource(host="127.0.0.1", port=free_port(), user="ov", password="pg-secret-no-en-mensajes",
                             connect_timeout_s=2, retries=0, data_dir=str(tmp_path))
     with ReplicaPortal(per_day=3, username=USER, password=PASSWORD) as portal:
-        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, max_per_min=60, politeness_db=down)
+        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=60, politeness_db=down)
         with pytest.raises(PolitenessUnavailable) as info:
             scrape_day(config, DAYS[0], tmp_path / "landing", set(), tmp_path / "artifacts")
         assert portal.request_log() == [] and portal.stats["logins"] == 0
@@ -109,7 +110,7 @@ def test_two_concurrent_scrapes_of_one_portal_stay_under_the_limit_together(pg_c
                 portal.set_fields("aire", rec["numero_radicado"], numero_reclamo_sgc="")
 
         def run(day: dt.date) -> None:
-            config = ScraperConfig("aire", portal.url("aire"), USER, PASSWORD, max_per_min=per_min,
+            config = ScraperConfig("aire", portal.url("aire"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=per_min,
                                    politeness_db=pg, timeout_s=20, trace=False)
             results.append(scrape_day(config, day, folder, set(), tmp_path / f"artifacts-{day}"))
 
@@ -159,7 +160,7 @@ def test_database_lost_mid_scrape_stops_it_with_the_operator_message(pg_conninfo
         return True
 
     with ReplicaPortal(per_day=3, username=USER, password=PASSWORD) as portal:
-        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, max_per_min=600, politeness_db=pg,
+        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=600, politeness_db=pg,
                                timeout_s=20, trace=False)
         with pytest.raises(PolitenessUnavailable, match=r"\(OV_SCRAPER_MAX_PER_MIN\) is kept in PostgreSQL.*ov-assets migrate"):
             scrape_day(config, DAYS[0], folder, set(), tmp_path / "artifacts", only=lose_the_slots)
@@ -209,7 +210,7 @@ def _scrape_with_witness(conninfo: dict[str, Any], tmp_path: Path, end_backend_a
         conn.execute("UPDATE public.slot_fault SET end_backend_at = %s", (end_backend_at,))
     pg = _postgres(conninfo, tmp_path)
     with ReplicaPortal(per_day=PER_DAY, username=USER, password=PASSWORD) as portal:
-        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, max_per_min=6000, politeness_db=pg,
+        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=6000, politeness_db=pg,
                                timeout_s=20, trace=False)
         result = scrape_day(config, DAYS[0], tmp_path / "landing", set(), tmp_path / "artifacts")
         details = [r for r in portal.request_log() if re.fullmatch(r"/afinia/api/pqr/\d+", r.path.split("?")[0])]

@@ -23,7 +23,7 @@ from ov_assets.devkit.replica import Faults, ReplicaPortal
 from ov_assets.devkit.servers import free_port
 from ov_assets.portal.pages import LoginError
 from ov_assets.portal.scraper import ScraperConfig, ScrapeResult, describe_failures, scrape_day
-from ov_assets_tests.support import leaked, personal_search_terms
+from ov_assets_tests.support import configured_browser, leaked, personal_search_terms
 from ov_assets_tests.test_portal import _check_complete
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +45,7 @@ def portal() -> Iterator[ReplicaPortal]:
 def _config(portal: ReplicaPortal, empresa: str, **kw: object) -> ScraperConfig:
     kw.setdefault("max_per_min", None)
     kw.setdefault("timeout_s", 15)
+    kw.setdefault("browser_path", configured_browser())
     return ScraperConfig(empresa, portal.url(empresa), USER, PASSWORD, **kw)
 
 
@@ -76,7 +77,7 @@ def test_afinia_logs_in_through_its_script_driven_button(portal: ReplicaPortal, 
     assert portal.stats["login_failures"] == 0
     with pytest.raises(LoginError) as err:
         scrape_day(ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD + "x", max_per_min=None,
-                                 timeout_s=10), DAY, tmp_path / "other", set(), tmp_path / "artifacts2")
+                                 browser_path=configured_browser(), timeout_s=10), DAY, tmp_path / "other", set(), tmp_path / "artifacts2")
     assert "refused the login: check OV_AFINIA_USER and OV_AFINIA_PASSWORD" in str(err.value)
     assert PASSWORD not in str(err.value)
 
@@ -174,8 +175,9 @@ def test_dagster_materialize_against_a_standalone_faulty_replica(tmp_path: Path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OV_AFINIA_", "OV_AIRE_", "POSTGRES_", "AWS_"))}
     replica = subprocess.Popen(
-        [sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port), "--per-day", "37", "--seed", "5"],
-        cwd=REPO, env={**env, "OV_REPLICA_USER": USER, "OV_REPLICA_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)},
+        [sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port), "--per-day", "37", "--seed", "5",
+         "--user", USER, "--password", PASSWORD],
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -21,7 +21,7 @@ def test_failure_description_names_lost_pqrs_and_unwalked_lists() -> None:
 
 
 def test_result_as_the_command_line_prints_it_and_when_a_day_is_complete() -> None:
-    """``python -m ov_assets.portal.scraper`` prints ``to_dict()`` as JSON; a day is complete
+    """``ov-assets scrape`` prints ``to_dict()`` as JSON; a day is complete
     only with nothing failed and every PQR the listing announced seen."""
     failed = ScrapeResult("aire", "2025-10-09", listed=3, listed_total=3, failed=1, list_error="PortalError",
                           radicados_failed=["RAD-9"])

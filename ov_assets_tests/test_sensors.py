@@ -20,6 +20,7 @@ from ov_assets.defs.automation.sensors import landing_sensor
 from ov_assets.defs.resources import LandingResource
 from ov_assets.devkit.generator import write_day
 from ov_assets.landing.index import LandingIndex
+from ov_assets_tests.support import FilesOpened
 
 
 def _age(paths: list[Path], seconds: float = 60) -> None:
@@ -139,20 +140,22 @@ def test_cursor_forgets_what_left_the_window(data_dir: Path) -> None:
     assert json.loads(second.cursor)["sent"] == {}
 
 
-def test_thousands_of_files_are_cheap_and_replay_opens_nothing(data_dir: Path) -> None:
+def test_thousands_of_files_are_cheap_and_replay_opens_nothing(data_dir: Path, monkeypatch) -> None:
     files = []
     for i in range(8):
         files += write_day(data_dir, ("afinia", "aire")[i % 2], days_ago(1 + i // 2), n=120, broken=False).files
     _age(files)
     assert len(files) >= 2000
     index = LandingIndex(data_dir)
+    opened = FilesOpened(monkeypatch, index)
     plan = plan_landing_runs(index, None)
     assert len(plan.runs) == 8
-    assert index.files_opened == len(files)  # each new file opened once
+    assert opened.count == len(files)  # each new file opened once
     assert len(plan.cursor) < 200_000
     index2 = LandingIndex(data_dir)
+    opened2 = FilesOpened(monkeypatch, index2)
     replay = plan_landing_runs(index2, plan.cursor)
-    assert not replay.runs and index2.files_opened == 0
+    assert not replay.runs and opened2.count == 0
     # The tick's "indexed since" reads a range of an index, not the whole table (~1 KB a file).
     with closing(sqlite3.connect(index.path)) as db:
         steps = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + SINCE_SQL, ("x",))]

@@ -16,12 +16,12 @@ import dagster as dg
 import polars as pl
 
 from ov_assets.core import dictionary
+from ov_assets.core.checkpoints import checkpoint
 from ov_assets.core.contract import today_bogota
 from ov_assets.core.records import empty_frame
 from ov_assets.defs.checks import partition as checks_logic
 from ov_assets.defs.partitions import parse_partition_key, pqr_partitions
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
-from ov_assets.devkit.failpoints import barrier
 from ov_assets.landing.index import partition_frame
 from ov_assets.objects import archive
 from ov_assets.portal.scraper import ScrapeResult, describe_failures, scrape_day
@@ -289,7 +289,7 @@ def pqr_s3_objects(
     the bucket with the same SHA-256 are ``pre_existing``; nothing is overwritten (conditional
     puts). Objects left ``pending``/``error`` by an earlier run are retried here.
     """
-    barrier("archive")  # tests: a run killed between pqr_table and pqr_s3_objects
+    checkpoint("archive")  # tests: a run killed between pqr_table and pqr_s3_objects
     store = object_store.open()
     objects = archive.plan_objects(pqr_records, landing.root, object_store.layout, object_store.base_path)
     with postgres.connect() as conn:

@@ -1,1 +1,1 @@
-"""Demo and test support: the synthetic PQR generator, the replica portal and failpoints. Never imported by the runtime layers."""
+"""Demo and test support: the synthetic PQR generator, the replica portal, the servers. Never imported by the runtime layers."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ov_assets.core.contract import BOGOTA, BUSINESS_FIELDS, PERSONAL_FIELDS
+from ov_assets.core.contract import BOGOTA, BUSINESS_FIELDS
 from ov_assets.core.file_names import (
     attachment_file_name,
     format_ts,
@@ -116,11 +116,6 @@ def fake_pqr(empresa: str, day: dt.date, index: int, seed: int = 0) -> dict[str,
         "comentarios": "Cliente solicita respuesta por escrito." if rng.random() < 0.2 else "",
     }
     return {k: record[k] for k in BUSINESS_FIELDS}
-
-
-def personal_values(record: dict[str, Any]) -> set[str]:
-    """Every personal value of a record (for the tests that search logs for them)."""
-    return {str(record[f]) for f in PERSONAL_FIELDS if record.get(f)}
 
 
 @dataclass

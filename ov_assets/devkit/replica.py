@@ -13,8 +13,7 @@ every API and download request.
         portal.url("afinia")   # http://127.0.0.1:PORT/afinia  (login page: {url}/login)
 
 Run alone (for the demo): ``python -m ov_assets.devkit.replica --port 8765``; the user and
-password come from ``OV_REPLICA_USER`` / ``OV_REPLICA_PASSWORD`` (default ``demo`` / ``demo``:
-the replica guards nothing).
+password are ``--user`` / ``--password`` (default ``demo`` / ``demo``: the replica guards nothing).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import secrets
 import threading
 import time
@@ -354,10 +352,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--per-day", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--user", default="demo", help="the login the replica accepts")
+    ap.add_argument("--password", default="demo", help="its password (a test value, never a real one)")
     args = ap.parse_args(argv)
     portal = ReplicaPortal(per_day=args.per_day, seed=args.seed, port=args.port, host=args.host,
-                           username=os.environ.get("OV_REPLICA_USER", "demo"),
-                           password=os.environ.get("OV_REPLICA_PASSWORD", "demo"))
+                           username=args.user, password=args.password)
     portal.start()
     print(f"replica portal: {portal.url('afinia')} and {portal.url('aire')} (login page: <url>/login)", flush=True)
     try:

@@ -36,11 +36,10 @@ from ov_assets.core.contract import (
 # (the endings of names being written: such files are skipped, not reported)
 from ov_assets.core.file_names import FILE_RECORD, TEMPORARY_ENDINGS, parse_name
 from ov_assets.core.records import RULES_VERSION, FileOutcome, evaluate_parts
-from ov_assets.errors import ConfigurationError
 from ov_assets.fs import NotARegularFile, open_regular
 from ov_assets.landing.index_store import IndexRow, Outcome, RecordItem
+from ov_assets.settings import max_record_bytes
 
-DEFAULT_MAX_RECORD_BYTES = 8 * 2**20
 _CHUNK = 1 << 20
 _DAYS: dict[str, dt.date] = {}  # ISO day -> date, shared by the records of a day
 _TS_ANYWHERE = re.compile(r"(?<!\d)(\d{8}_\d{6})(?!\d)")
@@ -202,23 +201,6 @@ def _name_ts(name: str) -> str | None:
     """A ``{ts}`` anywhere in a name that follows no rule (its partition, CONTRACT §5)."""
     found = _TS_ANYWHERE.search(name)
     return found[1] if found else None
-
-
-def max_record_bytes() -> int:
-    """``OV_MAX_RECORD_BYTES``: the largest record file read (default 8 MiB; a real record is a
-    few KB, free text included): a larger one is rejected ``record_too_large`` unread, so one
-    file cannot take a worker's memory."""
-    raw = os.environ.get("OV_MAX_RECORD_BYTES", "").strip()
-    if not raw:
-        return DEFAULT_MAX_RECORD_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1024:
-        raise ConfigurationError(f"OV_MAX_RECORD_BYTES={raw!r}: give a number of bytes of at least 1024 "
-                                 f"(unset: {DEFAULT_MAX_RECORD_BYTES})")
-    return value
 
 
 def iso_date(iso_day: str) -> dt.date:

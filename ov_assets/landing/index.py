@@ -46,12 +46,14 @@ __all__ = ["IndexedFile", "LandingFolderUnavailable", "LandingIndex", "RefreshRe
 class RefreshResult:
     """What a refresh found: files listed, new and changed files (``IndexedFile`` lists, read
     from the index when first asked for: a refresh keeps only their names and partitions, not a
-    million rows no caller may look at), files removed."""
+    million rows no caller may look at), files removed, and files ``opened`` (read: new,
+    changed or evaluated again), which is the cost the index exists to keep small."""
 
     def __init__(self, scanned: int, store: IndexStore, empresa: str, found: list[pl.DataFrame],
-                 removed: int) -> None:
+                 removed: int, opened: int = 0) -> None:
         self.scanned = scanned
         self.removed = removed
+        self.opened = opened
         self._store = store
         self._empresa = empresa
         self._found = found  # frames of (name, partition_date, _changed)
@@ -79,7 +81,8 @@ class RefreshResult:
     def __repr__(self) -> str:
         changed = sum(frame["_changed"].sum() for frame in self._found)
         new = sum(frame.height for frame in self._found) - changed
-        return f"RefreshResult(scanned={self.scanned}, new={new}, changed={changed}, removed={self.removed})"
+        return (f"RefreshResult(scanned={self.scanned}, new={new}, changed={changed}, removed={self.removed}, "
+                f"opened={self.opened})")
 
 
 class LandingIndex:
@@ -89,7 +92,6 @@ class LandingIndex:
         self.data_dir = Path(data_dir)
         self.store = IndexStore(private_dir(self.data_dir / "state") / "landing_index.sqlite3")
         self.path = self.store.path
-        self.files_opened = 0  # how many landing files this object read (tests assert on it)
         self.frames = PartitionFrames(self.store, self._examine)
 
     def folder(self, empresa: str) -> Path:
@@ -160,9 +162,10 @@ class LandingIndex:
         cached = 0.0  # estimated bytes of ``frames``
         writes = 0  # transactions of this refresh (a batch that indexed files writes once)
         complete = not known  # every record file of the empresa is in ``frames`` (so far)
+        files_opened = 0
         for opened, found_files, frame in index_many(
                 os.fspath(self.path), folder, empresa, todo, previous, today, now):
-            self.files_opened += opened
+            files_opened += opened
             writes += opened > 0
             if found_files is not None:
                 found.append(found_files)
@@ -178,11 +181,10 @@ class LandingIndex:
         if frames:  # complete, and nobody else wrote: the frames are the whole index
             self.frames.keep(empresa, frames,
                              now_generation if complete and now_generation == generation + writes else None)
-        return RefreshResult(scanned, self.store, empresa, found, len(removed))
+        return RefreshResult(scanned, self.store, empresa, found, len(removed), files_opened)
 
     def _examine(self, empresa: str, name: str, today: dt.date) -> RecordItem | None:
-        """``examine_file`` in the empresa's folder, counted in ``files_opened``."""
-        self.files_opened += 1
+        """``examine_file`` in the empresa's folder (a partition frame's file without a stored outcome)."""
         return examine_file(self.folder(empresa), empresa, name, today)
 
     def partition_frame(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame:

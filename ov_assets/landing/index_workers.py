@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ov_assets.landing.examine import Examined, examine_guarded, iso_date, max_record_bytes, open_folder
+from ov_assets.landing.examine import Examined, examine_guarded, iso_date, open_folder
 from ov_assets.landing.index_store import connect, write_rows
+from ov_assets.settings import index_workers, max_record_bytes
 
 if TYPE_CHECKING:
     import polars as pl
@@ -46,17 +47,6 @@ class BatchResult(NamedTuple):
     opened: int
     found: pl.DataFrame | None
     frame: pl.DataFrame | None
-
-
-def workers() -> int:
-    """Worker processes of a large refresh: ``OV_INDEX_WORKERS``, else the CPUs, at most 4."""
-    configured = os.environ.get("OV_INDEX_WORKERS")
-    if configured:
-        try:
-            return max(1, int(configured))
-        except ValueError:
-            pass
-    return max(1, min(os.cpu_count() or 1, 4))
 
 
 # In a worker process: the lock the workers of a refresh write under, and its index connection.
@@ -90,7 +80,7 @@ def index_many(db_path: str, folder: str, empresa: str, names: list[str], previo
     def known(batch: list[str]) -> dict[str, Previous]:
         return {n: previous[n] for n in batch if n in previous} if previous else {}
 
-    count = workers()
+    count = index_workers()
     if count < 2 or len(names) < POOL_MIN_FILES:
         if batches:
             db = connect(db_path)

@@ -42,9 +42,9 @@ import orjson
 import polars as pl
 import psycopg
 
+from ov_assets.core.checkpoints import checkpoint
 from ov_assets.core.contract import EMPRESA_DISPLAY
 from ov_assets.core.file_names import landing_dir
-from ov_assets.devkit.failpoints import barrier
 from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets.fs import NotARegularFile
 from ov_assets.objects.stores import ConflictError, IntegrityError, ObjectExists, ObjectStore
@@ -201,7 +201,7 @@ def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None
         try:
             store.put(obj.key, obj.path, obj.sha256, content_type(obj.filename), _metadata(obj, registry_id),
                       only_if_absent=True)
-            barrier("s3_put")  # tests: a run killed after its put, before its registry write
+            checkpoint("s3_put")  # tests: a run killed after its put, before its registry write
             return outcome("uploaded")
         except ObjectExists:
             # Stored already: by this row's own put (a lost answer, a killed run), by an earlier

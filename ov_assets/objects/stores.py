@@ -16,19 +16,14 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from ov_assets.fs import open_landing, private_dir
 
 LOCAL_BUCKET = "local"
 CHUNK_SIZE = 1 << 20  # what a hash or a copy reads at a time
-
-# Called with every boto3 client ``ObjectStoreResource.open()`` creates (tests register
-# botocore event hooks through it, e.g. ``client.meta.events.register("before-call.s3.*", f)``).
-CLIENT_HOOKS: list[Callable[[Any], None]] = []
 
 
 def sha256_file(path: Path) -> str:

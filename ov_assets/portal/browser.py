@@ -31,21 +31,13 @@ DEBIAN_CHROMIUM = "/usr/bin/chromium"
 
 
 def resolve_browser_path(configured: str | None, playwright_default: str | None) -> str | None:
-    """The Chromium to launch: configured / OV_BROWSER_PATH, else Playwright's own browser when
-    it is installed (None lets Playwright pick it), else Debian's."""
-    path = configured or os.environ.get("OV_BROWSER_PATH")
-    if path:
-        return path
+    """The Chromium to launch: configured (the portal resource's ``OV_BROWSER_PATH``), else
+    Playwright's own browser when it is installed (None lets Playwright pick it), else Debian's."""
+    if configured:
+        return configured
     if playwright_default and os.path.exists(playwright_default):
         return None
     return DEBIAN_CHROMIUM
-
-
-def private_artifacts_dir(path: Path) -> Path:
-    """``path`` made and kept owner-only (0700): screenshots and traces show the portal's pages."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, stat.S_IRWXU)
-    return path
 
 
 def prune_artifacts(artifacts_dir: Path, retention_days: int | None = None) -> list[Path]:

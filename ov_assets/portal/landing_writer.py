@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ov_assets.core.contract import FINAL_STATUSES, ValidRecord, parse_extraction_ts, today_bogota, validate_record
+from ov_assets.core.contract import ValidRecord, parse_extraction_ts, today_bogota, validate_record
 from ov_assets.core.file_names import (
     FILE_RECORD,
     attachment_file_name,
@@ -39,17 +39,6 @@ class LandingState:
     @property
     def hashes(self) -> set[str]:
         return {rec.hash_registro for _, _, rec in self.latest.values()}
-
-    def open_days(self, since: dt.date | None = None, until: dt.date | None = None) -> set[dt.date]:
-        """Days (of ``fecha``) whose latest versions hold a PQR that is not final yet."""
-        out = set()
-        for _, _, rec in self.latest.values():
-            d = rec.fecha.date()
-            if rec.values["estado_solicitud"] not in FINAL_STATUSES and (since is None or d >= since) and (
-                until is None or d <= until
-            ):
-                out.add(d)
-        return out
 
 
 def landing_state(folder: Path, day: dt.date | None = None) -> LandingState:

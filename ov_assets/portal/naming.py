@@ -16,7 +16,6 @@ import stat
 from pathlib import Path
 
 from ov_assets.errors import OperatorError
-from ov_assets.fs import private_dir  # noqa: F401 - portal.scraper imports it from here until its split lands
 
 FILE_MODE = stat.S_IRUSR | stat.S_IWUSR  # 0600
 

@@ -3,7 +3,6 @@ and what it reports (``ScrapeResult``: counts and radicados, never personal data
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,7 +18,7 @@ class ScraperConfig:
     base_url: str
     username: str = field(repr=False)
     password: str = field(repr=False)
-    browser_path: str | None = None  # None: OV_BROWSER_PATH, else Playwright's browser, else Debian's
+    browser_path: str | None = None  # None: Playwright's browser, else Debian's (OV_BROWSER_PATH: the resource)
     concurrency: int = 4
     max_per_min: float | None = 120  # details opened per minute; None or 0 disables the limit
     headless: bool = True
@@ -35,29 +34,6 @@ class ScraperConfig:
         if self.empresa not in EMPRESAS:
             raise ValueError(f"unknown empresa {self.empresa!r}")
         self.concurrency = max(1, int(self.concurrency))
-
-    @classmethod
-    def from_env(cls, empresa: str, env: dict[str, str] | None = None, **overrides: Any) -> ScraperConfig:
-        """Read ``OV_{EMPRESA}_PORTAL_URL/_USER/_PASSWORD``, ``OV_BROWSER_PATH``,
-        ``OV_SCRAPER_CONCURRENCY`` and ``OV_SCRAPER_MAX_PER_MIN`` (CONTRACT §8). Raises KeyError
-        naming the missing variable (never its value) when the portal is not configured."""
-        env = dict(os.environ if env is None else env)
-        prefix = f"OV_{empresa.upper()}_"
-        missing = [f"{prefix}{k}" for k in ("PORTAL_URL", "USER", "PASSWORD") if not env.get(f"{prefix}{k}")]
-        if missing:
-            raise KeyError(f"portal not configured: {', '.join(missing)} unset")
-        max_per_min = env.get("OV_SCRAPER_MAX_PER_MIN", "120")
-        kwargs: dict[str, Any] = {
-            "empresa": empresa,
-            "base_url": env[f"{prefix}PORTAL_URL"],
-            "username": env[f"{prefix}USER"],
-            "password": env[f"{prefix}PASSWORD"],
-            "browser_path": env.get("OV_BROWSER_PATH") or None,
-            "concurrency": int(env.get("OV_SCRAPER_CONCURRENCY", "4")),
-            "max_per_min": (float(max_per_min) or None) if max_per_min else None,
-        }
-        kwargs.update(overrides)
-        return cls(**kwargs)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Extract one day of PQRs of one empresa from its Oficina Virtual portal (CONTRACT §9) into the
 landing folder (CONTRACT §2).
 
-    result = scrape_day(ScraperConfig.from_env("afinia"), day, landing_folder,
+    result = scrape_day(config, day, landing_folder,
                         known_hashes=landing_state(landing_folder).hashes, artifacts_dir=...)
 
 Flow: log in (in a separate, untraced browser context, so no trace ever holds the password;
@@ -21,28 +21,26 @@ Nothing here logs credentials or personal data: logs and results name radicados 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
-import json
 import logging
 import re
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import BrowserContext, Page, async_playwright
 
-from ov_assets.core.contract import BOGOTA, EMPRESAS, parse_fecha, today_bogota
+from ov_assets.core.contract import BOGOTA, parse_fecha, today_bogota
 from ov_assets.core.file_names import format_ts
+from ov_assets.fs import private_dir
 from ov_assets.portal import pages, politeness
 from ov_assets.portal.browser import (
     CHROMIUM_ARGS,
     DEBIAN_CHROMIUM,
     PortalSession,
     close_page,
-    private_artifacts_dir,
     private_file,
     prune_artifacts,
     resolve_browser_path,
@@ -54,8 +52,8 @@ from ov_assets.portal.scrape_types import ScraperConfig, ScrapeResult, describe_
 
 # The scraper's public face: callers import these from here, wherever they live.
 __all__ = ["CHROMIUM_ARGS", "DEBIAN_CHROMIUM", "FILTER_ATTEMPTS", "LandingState", "ListIncomplete", "ScrapeResult",
-           "ScraperConfig", "days_to_reextract", "describe_failures", "landing_state", "main", "prune_artifacts",
-           "reextract", "resolve_browser_path", "scrape_day", "write_version"]
+           "ScraperConfig", "describe_failures", "landing_state", "prune_artifacts",
+           "resolve_browser_path", "scrape_day", "write_version"]
 
 log = logging.getLogger("ov_assets.portal.scraper")
 
@@ -77,7 +75,7 @@ async def _scrape_day_async(
     started = time.monotonic()
     result = ScrapeResult(config.empresa, day.isoformat())
     timeout_ms = config.timeout_s * 1000
-    private_artifacts_dir(artifacts_dir)
+    private_dir(artifacts_dir)
     prune_artifacts(artifacts_dir)
     state_file = artifacts_dir / f"session-{config.empresa}.json"
     stamp = format_ts(dt.datetime.now(BOGOTA).replace(tzinfo=None))
@@ -343,61 +341,3 @@ def scrape_day(
     folder = Path(landing_folder)
     artifacts = Path(artifacts_dir) if artifacts_dir is not None else folder.parent.parent / "artifacts"
     return asyncio.run(_scrape_day_async(config, day, folder, set(known_hashes), artifacts, only))
-
-
-def days_to_reextract(state: LandingState, today: dt.date | None = None, window_days: int = 60) -> list[dt.date]:
-    """The days of the last ``window_days`` whose latest versions hold a PQR not final yet
-    (CONTRACT §10, the 03:00 re-extraction)."""
-    today = today or today_bogota()
-    return sorted(state.open_days(since=today - dt.timedelta(days=window_days - 1), until=today))
-
-
-def reextract(
-    config: ScraperConfig,
-    days: Iterable[dt.date],
-    landing_folder: Path,
-    known_hashes: Collection[str],
-    artifacts_dir: Path | None = None,
-    has_open: Callable[[dt.date], bool] | Collection[dt.date] | None = None,
-) -> list[ScrapeResult]:
-    """Scrape again the ``days`` that hold non-final PQRs (``has_open``: a predicate or a set of
-    days; None: every day given). Unchanged records write nothing (same hash)."""
-    if has_open is None:
-        wanted = list(days)
-    elif callable(has_open):
-        wanted = [d for d in days if has_open(d)]
-    else:
-        wanted = [d for d in days if d in has_open]
-    known = set(known_hashes)
-    results = []
-    for d in wanted:
-        res = scrape_day(config, d, landing_folder, known, artifacts_dir)
-        results.append(res)
-    return results
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m ov_assets.portal.scraper --empresa afinia --day 2025-10-08 --landing DIR``:
-    portal URL and credentials from the environment (CONTRACT §8)."""
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--empresa", required=True, choices=EMPRESAS)
-    ap.add_argument("--day", required=True, type=dt.date.fromisoformat)
-    ap.add_argument("--landing", required=True, type=Path)
-    ap.add_argument("--artifacts", type=Path)
-    ap.add_argument("--concurrency", type=int)
-    ap.add_argument("--max-per-min", type=float)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides: dict[str, Any] = {}
-    if args.concurrency:
-        overrides["concurrency"] = args.concurrency
-    if args.max_per_min is not None:
-        overrides["max_per_min"] = args.max_per_min or None
-    config = ScraperConfig.from_env(args.empresa, **overrides)
-    known = landing_state(args.landing).hashes
-    result = scrape_day(config, args.day, args.landing, known, args.artifacts)
-    print(json.dumps(result.to_dict()))
-
-
-if __name__ == "__main__":
-    main()

@@ -36,8 +36,8 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
+from ov_assets.core.checkpoints import checkpoint
 from ov_assets.core.contract import BUSINESS_FIELDS
-from ov_assets.devkit.failpoints import barrier
 from ov_assets.warehouse.audit import LoadCounts, record_audit, resolve_rejects, upsert_rejects
 from ov_assets.warehouse.tables import LOAD_COLUMNS, SCHEMA, TABLE_COLUMNS, lock_key, table_name
 
@@ -118,7 +118,7 @@ def _copy(conn: psycopg.Connection, target: sql.Composable, columns: sql.Composa
             if not halfway and sent + n > rows // 2:
                 cut, halfway = len(chunk) // 2, True
                 copy.write(chunk[:cut])
-                barrier("copy")  # tests: killed with about half the rows sent
+                checkpoint("copy")  # tests: killed with about half the rows sent
                 chunk = chunk[cut:]
             copy.write(chunk)
             sent += n
@@ -237,7 +237,7 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
         # First load of these radicados: the COPY goes straight into the table (what the floor
         # does), under a savepoint. A concurrent load of another partition that inserted one of
         # them since (its fecha moved) makes the COPY fail: undone, the general path runs.
-        barrier("insert")  # tests: a concurrent load inserts one of our radicados here
+        checkpoint("insert")  # tests: a concurrent load inserts one of our radicados here
         try:
             with conn.transaction():  # a savepoint
                 _copy(conn, table, _cols(LOAD_COLUMNS), stage_csv_chunks(winners), winners.height)
@@ -258,7 +258,7 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
             for day, (n,) in _replace_newer(conn, table, history, stage, run_id).items():
                 out[day].db_updated = n
         if winners.height > stored_total:
-            barrier("insert_new")  # tests: a load of another partition inserts one of ours here
+            checkpoint("insert_new")  # tests: a load of another partition inserts one of ours here
             inserted = _per_day(conn.execute(
                 sql.SQL(
                     "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} s "
@@ -355,7 +355,7 @@ def load_partitions(
         upsert_rejects(conn, part.filter(pl.col("status") == "rejected"))
         resolve_rejects(conn, part)
         record_audit(conn, run_id, started, out)
-        barrier("commit")  # tests: killed with everything written but not committed
+        checkpoint("commit")  # tests: killed with everything written but not committed
     return out
 
 

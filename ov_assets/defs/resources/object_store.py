@@ -13,7 +13,6 @@ from pydantic import Field
 
 from ov_assets.errors import ConfigurationError
 from ov_assets.fs import private_dir
-from ov_assets.objects import stores
 from ov_assets.objects.s3_store import S3ObjectStore
 from ov_assets.objects.stores import LocalObjectStore, ObjectStore
 
@@ -72,7 +71,5 @@ class ObjectStoreResource(dg.ConfigurableResource):
         )
         client = session.client("s3", endpoint_url=s3.endpoint_url or None, config=self.client_config(),
                                 use_ssl=s3.use_ssl, verify=s3.verify)
-        for hook in stores.CLIENT_HOOKS:
-            hook(client)
         return S3ObjectStore(client, self.bucket, self.kms_key_id, session.region_name,
                              self.multipart_threshold_mb << 20, self.multipart_chunksize_mb << 20)
