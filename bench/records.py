@@ -119,8 +119,14 @@ def generate(data_dir: Path, n: int) -> tuple[list[str], list[dt.date]]:
             days.append(day)
         rec = fake_pqr(EMPRESA, day, i % PER_DAY + 1, seed=7)
         ts = f"{day:%Y%m%d}_{10 + i % 10:02d}{i % 60:02d}00"
-        doc = dict(rec, record_number=i, sgc_number=rec["numero_reclamo_sgc"], extraction_timestamp=ts,
-                   page_url=f"https://replica.invalid/#/Detail/{i}", page_title="Detalle PQR")
+        doc = dict(
+            rec,
+            record_number=i,
+            sgc_number=rec["numero_reclamo_sgc"],
+            extraction_timestamp=ts,
+            page_url=f"https://replica.invalid/#/Detail/{i}",
+            page_title="Detalle PQR",
+        )
         name = record_file_name(rec["numero_reclamo_sgc"] or f"PQR_{i}_{ts}", ts)
         path = os.path.join(folder, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -156,8 +162,9 @@ def _min_batch(db_path: str, paths: list[str]) -> int:
         finally:
             os.close(fd)
         obj = orjson.loads(data)
-        rows.append((os.path.basename(p), len(data), hashlib.sha256(data).hexdigest(),
-                     orjson.dumps(list(obj.values()))))
+        rows.append(
+            (os.path.basename(p), len(data), hashlib.sha256(data).hexdigest(), orjson.dumps(list(obj.values())))
+        )
     _MIN_DB.execute("BEGIN IMMEDIATE")
     _MIN_DB.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", rows)
     _MIN_DB.execute("COMMIT")
@@ -177,7 +184,7 @@ def run_python_min(paths: list[str], work: Path) -> int:
     with sqlite3.connect(db_path) as db:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("CREATE TABLE files (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT, outcome BLOB)")
-    batches = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]
+    batches = [paths[i : i + 1000] for i in range(0, len(paths), 1000)]
     with multiprocessing.get_context("fork").Pool(2) as pool:
         return sum(pool.starmap(_min_batch, [(db_path, b) for b in batches]))
 
@@ -198,8 +205,16 @@ _N_NIC = re.compile(r"^\d{5,12}$")
 _N_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _N_PHONE = re.compile(r"^(\+?57)?(3\d{9}|60\d{8})$")
 _N_DOC = re.compile(r"^\d{3,15}(-\d)?$")
-_N_FORMATS = ("%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S",
-              "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S")
+_N_FORMATS = (
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+)
 
 
 def run_naive(paths: list[str], today: dt.date) -> int:
@@ -298,8 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="number of record files (default 100000)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measure (median), default 3")
-    ap.add_argument("--only", choices=("io_floor", "ours", "naive", "python_min"), action="append",
-                    help="measure only these (profiling; python_min is measured only when asked)")
+    ap.add_argument(
+        "--only",
+        choices=("io_floor", "ours", "naive", "python_min"),
+        action="append",
+        help="measure only these (profiling; python_min is measured only when asked)",
+    )
     ap.add_argument("--dir", help="work directory (default: a temporary one, deleted)")
     args = ap.parse_args(argv)
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ov-bench-"))
@@ -329,26 +348,37 @@ def main(argv: list[str] | None = None) -> int:
                         raise SystemExit(f"ours produced {count} rows for {args.n} files")
                     times[name].append(elapsed)
                     cpu[name].append(used)
-                    print(f"run {rep + 1} {name:9s} {elapsed:7.2f}s  {args.n / elapsed:10,.0f} records/s"
-                          f"  (main-process CPU {used:.2f}s)", file=sys.stderr)
+                    print(
+                        f"run {rep + 1} {name:9s} {elapsed:7.2f}s  {args.n / elapsed:10,.0f} records/s"
+                        f"  (main-process CPU {used:.2f}s)",
+                        file=sys.stderr,
+                    )
         rates = {k: args.n / statistics.median(v) for k, v in times.items()}
         peak = rss.peak
         load = os.getloadavg()[0]
         print(f"{'measure':10s} {'median s':>9s} {'records/s':>12s} {'vs io_floor':>12s} {'main CPU s':>11s}")
         for k, v in times.items():
             ratio = f"{rates[k] / rates['io_floor']:.2f}x" if "io_floor" in rates else "-"
-            print(f"{k:10s} {statistics.median(v):9.2f} {rates[k]:12,.0f} {ratio:>12s} {statistics.median(cpu[k]):11.2f}")
+            print(
+                f"{k:10s} {statistics.median(v):9.2f} {rates[k]:12,.0f} {ratio:>12s} {statistics.median(cpu[k]):11.2f}"
+            )
         if "ours" in rates and "naive" in rates:
             print(f"ours / naive: {rates['ours'] / rates['naive']:.1f}x")
-        print(f"peak RSS (this process + workers): {peak:.0f} MB; cpus: {os.cpu_count()}; "
-              f"load average at the end: {load:.1f}")
-        print(json.dumps({
-            "records": args.n,
-            "io_floor_per_s": round(rates.get("io_floor", 0)),
-            "ours_per_s": round(rates.get("ours", 0)),
-            "naive_per_s": round(rates.get("naive", 0)),
-            "peak_rss_mb": round(peak),
-        }))
+        print(
+            f"peak RSS (this process + workers): {peak:.0f} MB; cpus: {os.cpu_count()}; "
+            f"load average at the end: {load:.1f}"
+        )
+        print(
+            json.dumps(
+                {
+                    "records": args.n,
+                    "io_floor_per_s": round(rates.get("io_floor", 0)),
+                    "ours_per_s": round(rates.get("ours", 0)),
+                    "naive_per_s": round(rates.get("naive", 0)),
+                    "peak_rss_mb": round(peak),
+                }
+            )
+        )
     finally:
         if not args.dir:
             shutil.rmtree(base, ignore_errors=True)

@@ -39,9 +39,24 @@ def start_replica(per_day: int) -> tuple[subprocess.Popen, str]:
     """The replica in its own process, so it does not share the scraper's GIL."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port),
-                             "--per-day", str(per_day), "--user", USER, "--password", PASSWORD],
-                            env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ov_assets.devkit.replica",
+            "--port",
+            str(port),
+            "--per-day",
+            str(per_day),
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.readline()  # "replica portal: ..." once it listens
     base = f"http://127.0.0.1:{port}"
     urllib.request.urlopen(f"{base}/afinia/login").read()
@@ -70,10 +85,16 @@ def main() -> None:
         for r in range(args.rounds):
             order = ("serial", "parallel") if r % 2 == 0 else ("parallel", "serial")
             for mode in order:
-                cfg = ScraperConfig(args.empresa, f"{base}/{args.empresa}", USER, PASSWORD,
-                                    browser_path=settings.browser_path() or None,
-                                    concurrency=1 if mode == "serial" else args.parallel,
-                                    max_per_min=None, trace=args.trace)
+                cfg = ScraperConfig(
+                    args.empresa,
+                    f"{base}/{args.empresa}",
+                    USER,
+                    PASSWORD,
+                    browser_path=settings.browser_path() or None,
+                    concurrency=1 if mode == "serial" else args.parallel,
+                    max_per_min=None,
+                    trace=args.trace,
+                )
                 res = scrape_day(cfg, day, root / f"{mode}-{r}", set(), root / "artifacts")
                 if res.failed or res.written != args.per_day:
                     raise SystemExit(f"{mode} round {r}: written {res.written}, failed {res.failed}")
@@ -88,11 +109,22 @@ def main() -> None:
     for r, mode, conc, n, secs, rate in rows:
         print(f"{r:>5} {mode:>8} {conc:>5} {n:>5} {secs:>8.2f} {rate:>9.1f}")
     serial, parallel = statistics.median(rates["serial"]), statistics.median(rates["parallel"])
-    print(f"median: serial {serial:.1f}/min, parallel {parallel:.1f}/min "
-          f"({parallel / 6.5:.0f}x the old scraper's ~6.5/min)")
-    print(json.dumps({"serial_per_min": round(serial, 1), "parallel_per_min": round(parallel, 1),
-                      "concurrency": args.parallel, "faults": args.faults, "goal_per_min": 130,
-                      "goal_met": parallel >= 130}))
+    print(
+        f"median: serial {serial:.1f}/min, parallel {parallel:.1f}/min "
+        f"({parallel / 6.5:.0f}x the old scraper's ~6.5/min)"
+    )
+    print(
+        json.dumps(
+            {
+                "serial_per_min": round(serial, 1),
+                "parallel_per_min": round(parallel, 1),
+                "concurrency": args.parallel,
+                "faults": args.faults,
+                "goal_per_min": 130,
+                "goal_met": parallel >= 130,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,11 @@ def make_files(src: Path, n: int, big: int, seed: int = 7) -> list[PlannedObject
         path.parent.mkdir(parents=True, exist_ok=True)
         data = rng.randbytes(size)
         path.write_bytes(data)
-        objects.append(PlannedObject("afinia", radicado, f"RE{i:013d}", day, ftype, name, size,
-                                     hashlib.sha256(data).hexdigest(), path, key))
+        objects.append(
+            PlannedObject(
+                "afinia", radicado, f"RE{i:013d}", day, ftype, name, size, hashlib.sha256(data).hexdigest(), path, key
+            )
+        )
     return objects
 
 
@@ -81,14 +84,25 @@ class Bench:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         moto = Path(sys.executable).with_name("moto_server")
         # Own session, signals reset (a background shell may start it with SIGINT ignored).
-        self.moto = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, restore_signals=True,
-                                     preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
-                                                         signal.signal(signal.SIGTERM, signal.SIG_DFL)))
+        self.moto = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            restore_signals=True,
+            preexec_fn=lambda: (
+                signal.signal(signal.SIGINT, signal.SIG_DFL),
+                signal.signal(signal.SIGTERM, signal.SIG_DFL),
+            ),
+        )
         wait_for_port("127.0.0.1", self.port)
-        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                                   aws_access_key_id="bench", aws_secret_access_key="bench")
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
         self.pg = start_embedded_pg18(work)
         self.dbname = self.pg.create_database()
         self.conninfo = self.pg.conninfo(self.dbname)
@@ -123,21 +137,27 @@ class Bench:
             raise SystemExit(f"{bucket}: {len(missing)} objects missing, e.g. {sorted(missing)[:3]}")
         items = [{"Key": k} for k in keys]
         for i in range(0, len(items), 1000):
-            self.client.delete_objects(Bucket=bucket, Delete={"Objects": items[i:i + 1000], "Quiet": True})
+            self.client.delete_objects(Bucket=bucket, Delete={"Objects": items[i : i + 1000], "Quiet": True})
         self.client.delete_bucket(Bucket=bucket)
 
     def ours(self, bucket: str, objects: list[PlannedObject]) -> float:
-        res = ObjectStoreResource(bucket=bucket, data_dir=str(self.work), max_workers=self.args.workers,
-                                  s3=S3Resource(endpoint_url=self.endpoint, region_name=REGION,
-                                                aws_access_key_id="bench", aws_secret_access_key="bench"))
+        res = ObjectStoreResource(
+            bucket=bucket,
+            data_dir=str(self.work),
+            max_workers=self.args.workers,
+            s3=S3Resource(
+                endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id="bench", aws_secret_access_key="bench"
+            ),
+        )
         with psycopg.connect(**self.conninfo, autocommit=True) as conn:
             conn.execute("TRUNCATE data_general.s3_files_registry")
             start = time.perf_counter()
             store = res.open()
             counts, _ = archive_objects(conn, store, objects, self.args.workers)
             elapsed = time.perf_counter() - start
-            (verified,) = conn.execute("SELECT count(*) FROM data_general.s3_files_registry "
-                                       "WHERE upload_status = 'uploaded'").fetchone()
+            (verified,) = conn.execute(
+                "SELECT count(*) FROM data_general.s3_files_registry WHERE upload_status = 'uploaded'"
+            ).fetchone()
         if counts.s3_uploaded != len(objects) or verified != len(objects):
             raise SystemExit(f"ours: {counts}")
         return elapsed
@@ -145,8 +165,21 @@ class Bench:
     def awscli(self, bucket: str, src: Path) -> float:
         env = {**os.environ, **CREDS, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
         start = time.perf_counter()
-        subprocess.run([self.args.awscli, "s3", "sync", str(src), f"s3://{bucket}/", "--endpoint-url",
-                        self.endpoint, "--only-show-errors", "--no-progress"], check=True, env=env)
+        subprocess.run(
+            [
+                self.args.awscli,
+                "s3",
+                "sync",
+                str(src),
+                f"s3://{bucket}/",
+                "--endpoint-url",
+                self.endpoint,
+                "--only-show-errors",
+                "--no-progress",
+            ],
+            check=True,
+            env=env,
+        )
         return time.perf_counter() - start
 
     def sequential(self, bucket: str, objects: list[PlannedObject]) -> float:
@@ -163,12 +196,17 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=3, help="how many ~20 MB attachments among the N")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--awscli", default=os.environ.get("OV_BENCH_AWSCLI", "/work/awscli-venv/bin/aws"),
-                        help="awscli from PyPI in its own venv")
+    parser.add_argument(
+        "--awscli",
+        default=os.environ.get("OV_BENCH_AWSCLI", "/work/awscli-venv/bin/aws"),
+        help="awscli from PyPI in its own venv",
+    )
     args = parser.parse_args()
     if not Path(args.awscli).exists():
-        raise SystemExit(f"awscli not found at {args.awscli}: python -m venv /work/awscli-venv && "
-                         "/work/awscli-venv/bin/pip install awscli")
+        raise SystemExit(
+            f"awscli not found at {args.awscli}: python -m venv /work/awscli-venv && "
+            "/work/awscli-venv/bin/pip install awscli"
+        )
     os.environ.update(CREDS)
     work = Path(tempfile.mkdtemp(prefix="ov-bench-"))
     bench = None
@@ -195,14 +233,26 @@ def main() -> int:
         print(f"\n{len(objects)} objects, {total_mb:.0f} MB, moto_server on 127.0.0.1, median of {args.rounds}")
         print("| method | median s | objects/s | MB/s | runs (s) |")
         print("|---|---|---|---|---|")
-        labels = {"ours": f"ours ({args.workers} workers, SHA-256 verified)", "awscli": "aws s3 sync",
-                  "sequential": "sequential put_object"}
+        labels = {
+            "ours": f"ours ({args.workers} workers, SHA-256 verified)",
+            "awscli": "aws s3 sync",
+            "sequential": "sequential put_object",
+        }
         for m, t in med.items():
-            print(f"| {labels[m]} | {t:.2f} | {len(objects) / t:.1f} | {total_mb / t:.1f} | "
-                  f"{', '.join(f'{x:.2f}' for x in times[m])} |")
-        print(json.dumps({"objects": len(objects), "ours_per_s": round(len(objects) / med["ours"], 1),
-                          "awscli_per_s": round(len(objects) / med["awscli"], 1),
-                          "sequential_per_s": round(len(objects) / med["sequential"], 1)}))
+            print(
+                f"| {labels[m]} | {t:.2f} | {len(objects) / t:.1f} | {total_mb / t:.1f} | "
+                f"{', '.join(f'{x:.2f}' for x in times[m])} |"
+            )
+        print(
+            json.dumps(
+                {
+                    "objects": len(objects),
+                    "ours_per_s": round(len(objects) / med["ours"], 1),
+                    "awscli_per_s": round(len(objects) / med["awscli"], 1),
+                    "sequential_per_s": round(len(objects) / med["sequential"], 1),
+                }
+            )
+        )
         return 0
     finally:
         if bench is not None:

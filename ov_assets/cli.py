@@ -40,6 +40,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations of ``sql/`` (as the schema owner), or ``--list`` them with
     their state (applied / pending / changed) without changing anything."""
     from ov_assets.warehouse import adoption, migrations
+
     with _resources() as res, res.postgres.connect(migrate=False) as conn:
         postgres = res.postgres
         if not args.list:
@@ -63,8 +64,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_partitions(partition_keys: list[str], dagster_home: Path,
-                   resources: Mapping[str, object] | None = None) -> list[tuple[str, bool]]:
+def run_partitions(
+    partition_keys: list[str], dagster_home: Path, resources: Mapping[str, object] | None = None
+) -> list[tuple[str, bool]]:
     """Run ``pqr_pipeline_job`` for each partition in this process, recorded in the Dagster
     instance at ``dagster_home`` (so ``dagster dev`` on it shows the runs), with ``resources``
     in place of the definitions' own (the demo's data folder and replica size)."""
@@ -77,7 +79,10 @@ def run_partitions(partition_keys: list[str], dagster_home: Path,
     with dg.DagsterInstance.from_config(str(dagster_home.resolve())) as instance:
         for key in partition_keys:
             result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, resources=resources,
+                partition_key=key,
+                instance=instance,
+                raise_on_error=False,
+                resources=resources,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
             results.append((key, result.success))
@@ -89,7 +94,9 @@ def summary() -> str:
     lines = []
     with _resources() as res, res.postgres.connect() as conn:
         for empresa in EMPRESAS:
-            rows = conn.execute(f"SELECT count(*), count(*) FILTER (WHERE procesado_flag) FROM data_general.ov_{empresa}").fetchone()
+            rows = conn.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE procesado_flag) FROM data_general.ov_{empresa}"
+            ).fetchone()
             lines.append(f"data_general.ov_{empresa}: {rows[0]} rows ({rows[1]} with all files archived)")
         for status, n in conn.execute(
             "SELECT upload_status, count(*) FROM data_general.s3_files_registry GROUP BY 1 ORDER BY 1"
@@ -118,16 +125,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # each day's PQRs from it with the real scraper; a few broken files are dropped by hand
     # so the rejects show.
     resources = resources_from_env(data_dir=str(data_dir), replica_per_day=args.per_day)
-    print(f"1/3 broken demo files for {days[0]}..{days[-1]} into {data_dir}/downloads (PQRs come from the replica portal)")
+    print(
+        f"1/3 broken demo files for {days[0]}..{days[-1]} into {data_dir}/downloads (PQRs come from the replica portal)"
+    )
     for day in days:
         for empresa in EMPRESAS:
             generator.write_broken_files(data_dir, empresa, day)
     keys = [f"{d.isoformat()}|{e}" for d in days for e in EMPRESAS]
-    print(f"2/3 extracting from the replica portal and materializing raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for {len(keys)} partitions")
+    print(
+        f"2/3 extracting from the replica portal and materializing raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for {len(keys)} partitions"
+    )
     results = run_partitions(keys, home, resources)
     print("3/3 summary")
     print(summary())
-    print(f"\nOpen the UI: bash scripts/ui.sh  (DAGSTER_HOME={home}, OV_DATA_DIR={data_dir}), then http://127.0.0.1:3000")
+    print(
+        f"\nOpen the UI: bash scripts/ui.sh  (DAGSTER_HOME={home}, OV_DATA_DIR={data_dir}), then http://127.0.0.1:3000"
+    )
     return 0 if all(ok for _, ok in results) else 1
 
 
@@ -138,8 +151,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
     with _resources() as res, res.postgres.connect() as conn:
         store = res.object_store.open()
-        report = cleanup_landing(LandingIndex(_data_dir()), conn, store,
-                                 retention=args.retention_days, dry_run=args.dry_run)
+        report = cleanup_landing(
+            LandingIndex(_data_dir()), conn, store, retention=args.retention_days, dry_run=args.dry_run
+        )
     for path in report.deleted if args.verbose else []:
         print(f"  {'would delete' if args.dry_run else 'deleted'} {path.name}")
     for empresa, c in report.per_empresa.items():
@@ -162,8 +176,11 @@ def cmd_portal_check(args: argparse.Namespace) -> int:
     with dg.build_resources({"portal": resources_from_env()["portal"]}) as built:
         portal = built.portal
         prefix = f"OV_{args.empresa.upper()}_"
-        source = (f"local replica portal: no {prefix}PORTAL_URL/_USER/_PASSWORD set"
-                  if portal.uses_replica(args.empresa) else f"{prefix}PORTAL_URL")
+        source = (
+            f"local replica portal: no {prefix}PORTAL_URL/_USER/_PASSWORD set"
+            if portal.uses_replica(args.empresa)
+            else f"{prefix}PORTAL_URL"
+        )
         with portal.scraper_configs([args.empresa]) as config_for:
             config = config_for(args.empresa)
             return portal_check(config, day, Path(settings.data_dir()).resolve() / "artifacts", source=source)
@@ -187,8 +204,9 @@ def cmd_scrape(args: argparse.Namespace) -> int:
     with dg.build_resources({"portal": resources_from_env()["portal"]}) as built:
         portal = built.portal
         with portal.scraper_configs([args.empresa]) as config_for:
-            result = scrape_day(config_for(args.empresa), args.day, folder, landing_state(folder).hashes,
-                                portal.artifacts_dir)
+            result = scrape_day(
+                config_for(args.empresa), args.day, folder, landing_state(folder).hashes, portal.artifacts_dir
+            )
     print(json.dumps(result.to_dict()))
     return 0
 
@@ -207,11 +225,23 @@ def cmd_s3_setup(args: argparse.Namespace) -> int:
     if not bucket:
         raise ConfigurationError("s3-setup needs a bucket: set AWS_S3_BUCKET_NAME or pass --bucket")
     if args.print_policy:
-        print(json.dumps(bucket_setup.render(args.print_policy, bucket, res.base_path, res.s3.region_name or "",
-                                             args.account_id or "", res.kms_key_id), indent=2))
+        print(
+            json.dumps(
+                bucket_setup.render(
+                    args.print_policy,
+                    bucket,
+                    res.base_path,
+                    res.s3.region_name or "",
+                    args.account_id or "",
+                    res.kms_key_id,
+                ),
+                indent=2,
+            )
+        )
         return 0
     client = boto3.session.Session(profile_name=args.profile or None).client(
-        "s3", region_name=res.s3.region_name or None, endpoint_url=res.s3.endpoint_url or None)
+        "s3", region_name=res.s3.region_name or None, endpoint_url=res.s3.endpoint_url or None
+    )
     try:
         done = bucket_setup.apply(client, bucket, res.base_path, res.kms_key_id, dry_run=args.dry_run)
     except Exception as exc:
@@ -236,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--empresa", action="append", choices=EMPRESAS)
     p.set_defaults(fn=cmd_generate)
-    p = sub.add_parser("demo", help="extract the last days from the replica portal (plus broken files) and materialize both empresas")
+    p = sub.add_parser(
+        "demo", help="extract the last days from the replica portal (plus broken files) and materialize both empresas"
+    )
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--per-day", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -246,11 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retention-days", type=int, default=None, help="default: OV_RETENTION_DAYS or 30")
     p.add_argument("--verbose", action="store_true", help="list every file")
     p.set_defaults(fn=cmd_cleanup)
-    p = sub.add_parser("portal-check", help="probe an empresa's portal (login, list, filter, one detail) before "
-                       "enabling schedules; exit 0 only when everything the scraper needs is there")
+    p = sub.add_parser(
+        "portal-check",
+        help="probe an empresa's portal (login, list, filter, one detail) before "
+        "enabling schedules; exit 0 only when everything the scraper needs is there",
+    )
     p.add_argument("--empresa", required=True, choices=EMPRESAS)
-    p.add_argument("--day", type=dt.date.fromisoformat, default=None,
-                   help="YYYY-MM-DD, a day with PQRs (default: yesterday, Bogotá)")
+    p.add_argument(
+        "--day",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="YYYY-MM-DD, a day with PQRs (default: yesterday, Bogotá)",
+    )
     p.set_defaults(fn=cmd_portal_check)
     p = sub.add_parser("scrape", help="extract one day of an empresa's PQRs from its portal into the landing folder")
     p.add_argument("--empresa", required=True, choices=EMPRESAS)

@@ -31,7 +31,8 @@ class LandingFolderUnavailable(OperatorError):
     def __init__(self, empresa: str, folder: str, evidence: str) -> None:
         super().__init__(
             f"the landing folder of {empresa} ({folder}) is missing or empty, but {evidence}: is the folder "
-            "mounted (and OV_DATA_DIR right)? Nothing was changed or loaded.")
+            "mounted (and OV_DATA_DIR right)? Nothing was changed or loaded."
+        )
 
 
 # A connection that was working and is gone: fast shutdown / restart (57P01), crash (57P02),
@@ -39,11 +40,19 @@ class LandingFolderUnavailable(OperatorError):
 # unexpectedly", "SSL SYSCALL error: EOF detected"), which must not read as an SSL setup problem.
 LOST_SQLSTATES = {"57P01", "57P02", "08000", "08003", "08006"}
 _LOST_MARKERS = (
-    "server closed the connection unexpectedly", "connection has been closed unexpectedly",
-    "ssl syscall error", "eof detected", "the connection is lost", "the connection is closed",
-    "terminating connection due to administrator command", "terminating connection because of crash",
-    "connection reset by peer", "broken pipe", "could not receive data from server",
-    "could not send data to server", "server conn crashed",
+    "server closed the connection unexpectedly",
+    "connection has been closed unexpectedly",
+    "ssl syscall error",
+    "eof detected",
+    "the connection is lost",
+    "the connection is closed",
+    "terminating connection due to administrator command",
+    "terminating connection because of crash",
+    "connection reset by peer",
+    "broken pipe",
+    "could not receive data from server",
+    "could not send data to server",
+    "server conn crashed",
 )
 
 
@@ -69,8 +78,12 @@ def _ssl_failure(target: str, text: str) -> OperatorError | None:
             "certificate holds (for RDS the instance or cluster endpoint, not an IP address or a "
             "CNAME of your own)."
         )
-    if "certificate verify failed" in lowered or "unable to get local issuer certificate" in lowered \
-            or "self-signed certificate" in lowered or "self signed certificate" in lowered:
+    if (
+        "certificate verify failed" in lowered
+        or "unable to get local issuer certificate" in lowered
+        or "self-signed certificate" in lowered
+        or "self signed certificate" in lowered
+    ):
         return OperatorError(
             f"PostgreSQL {target}: SSL: the server's certificate could not be verified against "
             f"POSTGRES_SSLROOTCERT ({first}). Point POSTGRES_SSLROOTCERT at the CA bundle that "
@@ -132,15 +145,22 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
             )
         if "does not exist" in lowered and "database" in lowered:
             return OperatorError(
-                f"PostgreSQL {target}: the database in POSTGRES_DB does not exist. Create it or "
-                "fix POSTGRES_DB."
+                f"PostgreSQL {target}: the database in POSTGRES_DB does not exist. Create it or fix POSTGRES_DB."
             )
         if any(
             s in lowered
-            for s in ("could not connect", "connection refused", "could not translate host",
-                      "timeout expired", "no route to host", "name or service not known",
-                      "connection timed out", "the database system is starting up",
-                      "the database system is shutting down", "the database system is in recovery")
+            for s in (
+                "could not connect",
+                "connection refused",
+                "could not translate host",
+                "timeout expired",
+                "no route to host",
+                "name or service not known",
+                "connection timed out",
+                "the database system is starting up",
+                "the database system is shutting down",
+                "the database system is in recovery",
+            )
         ):
             return OperatorError(
                 f"PostgreSQL {target}: cannot connect. Check POSTGRES_HOST and POSTGRES_PORT, "
@@ -153,7 +173,8 @@ def translate_pg_error(exc: BaseException, target: str) -> BaseException:
             )
     if isinstance(exc, psycopg.Error) and (
         isinstance(exc, (psycopg.errors.IntegrityError, psycopg.errors.DataError))
-        or exc.diag.message_detail or exc.diag.context
+        or exc.diag.message_detail
+        or exc.diag.context
     ):
         # PostgreSQL's DETAIL may quote the offending row ("Failing row contains (...)"), its
         # CONTEXT the line a COPY was at (``COPY t, line 7: "..."``, whatever the error, a
@@ -215,9 +236,18 @@ def translate_aws_error(exc: BaseException, bucket: str, region: str | None = No
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         actual = _aws_region_hint(exc)
-        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
-                    "301", "TemporaryRedirect") or status == 301 or (
-                code in ("400", "BadRequest") and actual and actual != region):
+        if (
+            code
+            in (
+                "PermanentRedirect",
+                "AuthorizationHeaderMalformed",
+                "IllegalLocationConstraintException",
+                "301",
+                "TemporaryRedirect",
+            )
+            or status == 301
+            or (code in ("400", "BadRequest") and actual and actual != region)
+        ):
             hint = f" The bucket is in {actual}." if actual else ""
             return StoreAccessError(
                 f"AWS S3: bucket '{bucket}' is not in region {region or '(unset)'}.{hint} Set "
@@ -228,8 +258,13 @@ def translate_aws_error(exc: BaseException, bucket: str, region: str | None = No
                 f"AWS S3: bucket '{bucket}' does not exist. Check AWS_S3_BUCKET_NAME (and the "
                 "account and AWS_ENDPOINT_URL you are using)."
             )
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
-                    "TokenRefreshRequired"):
+        if code in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "InvalidToken",
+            "ExpiredToken",
+            "TokenRefreshRequired",
+        ):
             return StoreAccessError(
                 "AWS: the credentials are invalid or expired. Check AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (or renew the session/role credentials)."

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 # Never through a symbolic link, and never blocking on a FIFO.
-O_FLAGS = (os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-           | getattr(os, "O_NONBLOCK", 0))
+O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 PRIVATE_MODE = stat.S_IRWXU  # 0700: what is under $OV_DATA_DIR holds or leads to personal data
 LINK_DETAIL = "a symbolic link: links are never followed (copy the file itself into the folder)"

@@ -101,8 +101,9 @@ def max_record_bytes() -> int:
     except ValueError:
         value = 0
     if value < 1024:
-        raise ConfigurationError(f"OV_MAX_RECORD_BYTES={raw!r}: give a number of bytes of at least 1024 "
-                                 f"(unset: {DEFAULT_MAX_RECORD_BYTES})")
+        raise ConfigurationError(
+            f"OV_MAX_RECORD_BYTES={raw!r}: give a number of bytes of at least 1024 (unset: {DEFAULT_MAX_RECORD_BYTES})"
+        )
     return value
 
 

@@ -25,17 +25,25 @@ TODAY = dt.date(2025, 10, 9)
 
 
 def store_resource(endpoint: str, bucket: str, data_dir: Path, **kw: Any) -> ObjectStoreResource:
-    s3 = S3Resource(endpoint_url=endpoint, region_name="us-east-1",
-                    aws_access_key_id=kw.pop("key_id", "testing"),
-                    aws_secret_access_key=kw.pop("secret", "testing"))
+    s3 = S3Resource(
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=kw.pop("key_id", "testing"),
+        aws_secret_access_key=kw.pop("secret", "testing"),
+    )
     kw.setdefault("max_attempts", 2)
     resource_class = kw.pop("resource_class", ObjectStoreResource)
     return resource_class(bucket=bucket, data_dir=str(data_dir), s3=s3, **kw)
 
 
 def client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def frame_for(data_dir: Path, empresa: str = "afinia", day: dt.date = DAY) -> pl.DataFrame:
@@ -44,14 +52,22 @@ def frame_for(data_dir: Path, empresa: str = "afinia", day: dt.date = DAY) -> pl
     return partition_frame(index, empresa, day, TODAY)
 
 
-def prepare(data_dir: Path, conninfo: dict[str, Any], empresa: str = "afinia", day: dt.date = DAY,
-            n: int = 6, seed: int = 1, big: int = 0) -> pl.DataFrame:
+def prepare(
+    data_dir: Path,
+    conninfo: dict[str, Any],
+    empresa: str = "afinia",
+    day: dt.date = DAY,
+    n: int = 6,
+    seed: int = 1,
+    big: int = 0,
+) -> pl.DataFrame:
     """Landing files of one partition (``big`` bytes more in one attachment), its frame, and
     its rows loaded in the table (migrations applied)."""
     out = generator.write_day(data_dir, empresa, day, n=n, seed=seed)
     if big:
         attachment = next((p for p in out.files if "_adjunto_" in p.name), None) or next(
-            p for p in out.files if p.suffix == ".pdf")
+            p for p in out.files if p.suffix == ".pdf"
+        )
         attachment.write_bytes(attachment.read_bytes() + bytes(range(256)) * (big // 256))
     frame = frame_for(data_dir, empresa, day)
     with psycopg.connect(**conninfo, autocommit=True) as conn:

@@ -25,9 +25,14 @@ DAY_B = dt.date(2025, 10, 9)
 
 
 def make_resources(conninfo: dict[str, Any], data_dir: Path, bucket: str = "", endpoint: str = "") -> dict[str, Any]:
-    pg = PostgresResource(host=str(conninfo["host"]), port=int(conninfo["port"]), user=str(conninfo["user"]),
-                          password=str(conninfo.get("password") or ""), dbname=str(conninfo["dbname"]),
-                          data_dir=str(data_dir))
+    pg = PostgresResource(
+        host=str(conninfo["host"]),
+        port=int(conninfo["port"]),
+        user=str(conninfo["user"]),
+        password=str(conninfo.get("password") or ""),
+        dbname=str(conninfo["dbname"]),
+        data_dir=str(data_dir),
+    )
     s3 = S3Resource(endpoint_url=endpoint or None, region_name="us-east-1")
     return {
         "landing": LandingResource(data_dir=str(data_dir)),
@@ -42,20 +47,37 @@ def key(day: dt.date, empresa: str) -> str:
     return f"{day.isoformat()}|{empresa}"
 
 
-def materialize(resources: dict[str, Any], partition: str, assets: list | None = None,
-                selection: Any = None, instance: dg.DagsterInstance | None = None,
-                **kwargs: Any) -> dg.ExecuteInProcessResult:
-    return dg.materialize(assets or pqr_assets, resources=resources, partition_key=partition,
-                          selection=selection, instance=instance, raise_on_error=False, **kwargs)
+def materialize(
+    resources: dict[str, Any],
+    partition: str,
+    assets: list | None = None,
+    selection: Any = None,
+    instance: dg.DagsterInstance | None = None,
+    **kwargs: Any,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets or pqr_assets,
+        resources=resources,
+        partition_key=partition,
+        selection=selection,
+        instance=instance,
+        raise_on_error=False,
+        **kwargs,
+    )
 
 
-def materialize_range(resources: dict[str, Any], start: str, end: str, selection: Any = None,
-                      instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+def materialize_range(
+    resources: dict[str, Any], start: str, end: str, selection: Any = None, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
     """One run over a range of partitions (what a backfill chunk does)."""
-    return dg.materialize(pqr_assets, resources=resources, selection=selection, instance=instance,
-                          raise_on_error=False,
-                          tags={"dagster/asset_partition_range_start": start,
-                                "dagster/asset_partition_range_end": end})
+    return dg.materialize(
+        pqr_assets,
+        resources=resources,
+        selection=selection,
+        instance=instance,
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+    )
 
 
 def outcomes(result: dg.ExecuteInProcessResult, asset: str | None = None) -> dict[tuple[str, str | None], bool]:
@@ -73,11 +95,15 @@ def outcomes(result: dg.ExecuteInProcessResult, asset: str | None = None) -> dic
 
 
 def evaluation(result: dg.ExecuteInProcessResult, check_name: str, partition: str | None = None) -> Any:
-    found = [ev for ev in result.get_asset_check_evaluations()
-             if ev.check_name == check_name and (partition is None or ev.partition in (partition, None))]
-    assert found, f"no evaluation of {check_name} ({partition}) in {[e.check_name for e in result.get_asset_check_evaluations()]}"
-    return found[-1] if partition is None else next(
-        (e for e in found if e.partition == partition), found[-1])
+    found = [
+        ev
+        for ev in result.get_asset_check_evaluations()
+        if ev.check_name == check_name and (partition is None or ev.partition in (partition, None))
+    ]
+    assert found, (
+        f"no evaluation of {check_name} ({partition}) in {[e.check_name for e in result.get_asset_check_evaluations()]}"
+    )
+    return found[-1] if partition is None else next((e for e in found if e.partition == partition), found[-1])
 
 
 def meta(ev: Any, name: str) -> Any:
@@ -89,15 +115,21 @@ def connect(conninfo: dict[str, Any]) -> psycopg.Connection:
     return psycopg.connect(**conninfo, autocommit=True)
 
 
-def run_checks(checks: Iterable[Any], resources: dict[str, Any], partition: str | None = None,
-               instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+def run_checks(
+    checks: Iterable[Any],
+    resources: dict[str, Any],
+    partition: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
     """Run standalone asset checks alone (nothing is materialized)."""
     checks = list(checks)
-    job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*checks),
-                              partitions_def=_partitions_of(checks))
+    job = dg.define_asset_job(
+        "checks_only", selection=dg.AssetSelection.checks(*checks), partitions_def=_partitions_of(checks)
+    )
     defs = dg.Definitions(assets=pqr_assets, asset_checks=checks, jobs=[job], resources=resources)
     return defs.resolve_job_def("checks_only").execute_in_process(
-        partition_key=partition, instance=instance, raise_on_error=False)
+        partition_key=partition, instance=instance, raise_on_error=False
+    )
 
 
 def _partitions_of(checks: list[Any]) -> Any:
@@ -108,8 +140,9 @@ def _partitions_of(checks: list[Any]) -> Any:
     return None
 
 
-def write_newer_version(data_dir: Path, gen: Any, index: int = 0, estado: str = "Finalizado",
-                        minutes_later: int = 900) -> dict[str, Any]:
+def write_newer_version(
+    data_dir: Path, gen: Any, index: int = 0, estado: str = "Finalizado", minutes_later: int = 900
+) -> dict[str, Any]:
     """A later extraction of one generated PQR with a changed status (an update: a history row
     once loaded)."""
     from ov_assets.core.file_names import landing_dir
@@ -117,6 +150,7 @@ def write_newer_version(data_dir: Path, gen: Any, index: int = 0, estado: str = 
 
     record = dict(gen.records[index], estado_solicitud=estado, comentarios="Actualizado por prueba.")
     filed = dt.datetime.strptime(record["fecha"], "%Y/%m/%d %H:%M")
-    write_record_files(landing_dir(data_dir, gen.empresa), record, filed + dt.timedelta(minutes=minutes_later),
-                       100 + index)
+    write_record_files(
+        landing_dir(data_dir, gen.empresa), record, filed + dt.timedelta(minutes=minutes_later), 100 + index
+    )
     return record

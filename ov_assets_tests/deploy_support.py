@@ -32,8 +32,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-UNITS = {"code-server": "ov-code-server.service", "webserver": "ov-webserver.service",
-         "daemon": "ov-daemon.service"}
+UNITS = {"code-server": "ov-code-server.service", "webserver": "ov-webserver.service", "daemon": "ov-daemon.service"}
 
 # What systemd does before ExecStart and a shell does not: default SIGINT/SIGTERM dispositions
 # (a process started from a non-interactive shell may inherit them ignored, NOTES) and the
@@ -174,15 +173,17 @@ class Host:
     @property
     def mapping(self) -> list[tuple[str, str]]:
         """Host path prefixes -> where they are here, the most specific first."""
-        return [("/opt/ov-assets/.venv/bin", str(Path(sys.executable).parent)),
-                ("/opt/ov-assets", str(REPO)),
-                ("/etc/ov-assets", str(self.etc)),
-                ("/var/lib/ov-assets", str(self.state))]
+        return [
+            ("/opt/ov-assets/.venv/bin", str(Path(sys.executable).parent)),
+            ("/opt/ov-assets", str(REPO)),
+            ("/etc/ov-assets", str(self.etc)),
+            ("/var/lib/ov-assets", str(self.state)),
+        ]
 
     def map(self, text: str) -> str:
         for prefix, here in self.mapping:
             if text.startswith(prefix):
-                return here + text[len(prefix):]
+                return here + text[len(prefix) :]
         return text
 
     def path(self, host_path: str) -> Path:
@@ -193,8 +194,7 @@ class Host:
     def environment(self, unit: Unit) -> dict[str, str]:
         """What systemd gives the service: a clean environment, the unit's Environment=, then
         its EnvironmentFile= (which overrides)."""
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": str(self.state)}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(self.state)}
         # (values of the unit are paths, or lists of paths like PATH)
         env.update({k: ":".join(map(self.map, v.split(":"))) for k, v in unit.environment.items()})
         files = unit.environment_files
@@ -218,13 +218,20 @@ class Host:
 class Service:
     """One service's ExecStart running in its own session (a unit's control group here)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path,
-                 umask: str = "0022") -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path, umask: str = "0022"
+    ) -> None:
         self.name, self.argv, self.log = name, argv, log
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-c", _AS_SYSTEMD, umask, *argv], cwd=cwd, env=env,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _AS_SYSTEMD, umask, *argv],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -290,8 +297,11 @@ def wait_until(what: str, check: Any, timeout: float, *watch: Service, interval:
             last = e
         dead = [s for s in watch if not s.alive()]
         if dead or time.monotonic() > deadline:
-            logs = "\n".join(f"--- {s.name} ({'exited ' + str(s.proc.returncode) if not s.alive() else 'running'})"
-                             f"\n{s.tail()}" for s in watch)
-            raise AssertionError(f"{what}: {'a service exited' if dead else f'not after {timeout}s'}; "
-                                 f"last: {last!r}\n{logs}")
+            logs = "\n".join(
+                f"--- {s.name} ({'exited ' + str(s.proc.returncode) if not s.alive() else 'running'})\n{s.tail()}"
+                for s in watch
+            )
+            raise AssertionError(
+                f"{what}: {'a service exited' if dead else f'not after {timeout}s'}; last: {last!r}\n{logs}"
+            )
         time.sleep(interval)

@@ -54,8 +54,12 @@ def landing_frames(data_dir: Path, days: list[dt.date], empresas=EMPRESAS, n: in
 
 def resource(conninfo: Mapping[str, Any], **kw: Any) -> PostgresResource:
     return PostgresResource(
-        host=str(conninfo["host"]), port=int(conninfo["port"]), dbname=str(conninfo["dbname"]),
-        user=str(conninfo["user"]), password=str(conninfo.get("password") or ""), **kw,
+        host=str(conninfo["host"]),
+        port=int(conninfo["port"]),
+        dbname=str(conninfo["dbname"]),
+        user=str(conninfo["user"]),
+        password=str(conninfo.get("password") or ""),
+        **kw,
     )
 
 
@@ -67,14 +71,19 @@ def login_roles(conninfo: Mapping[str, Any], *groups: str) -> Iterator[dict[str,
     names = {group: f"{group}_test_{suffix}" for group in groups}
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         for group, name in names.items():
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-                sql.Identifier(name), sql.Literal(pw), sql.Identifier(group)))
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                    sql.Identifier(name), sql.Literal(pw), sql.Identifier(group)
+                )
+            )
     try:
         yield {group: {**conninfo, "user": name, "password": pw} for group, name in names.items()}
     finally:
         with psycopg.connect(**conninfo, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
-                         (list(names.values()),))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
+                (list(names.values()),),
+            )
             for name in names.values():
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
@@ -95,8 +104,15 @@ def partition_keys(frame: pl.DataFrame) -> list[tuple[str, dt.date]]:
     return [(empresa, day) for day, empresa in partitions_of(frame)]
 
 
-_ROW_COLS = (*BUSINESS_FIELDS, "hash_registro", "fecha_extraccion", "archivo_origen", "warnings",
-             "archivos_s3_urls", "procesado_flag")
+_ROW_COLS = (
+    *BUSINESS_FIELDS,
+    "hash_registro",
+    "fecha_extraccion",
+    "archivo_origen",
+    "warnings",
+    "archivos_s3_urls",
+    "procesado_flag",
+)
 
 
 def snapshot(conninfo: Mapping[str, Any]) -> dict[str, list[tuple]]:
@@ -106,13 +122,15 @@ def snapshot(conninfo: Mapping[str, Any]) -> dict[str, list[tuple]]:
     with psycopg.connect(**conninfo) as conn:
         for empresa in EMPRESAS:
             out[f"ov_{empresa}"] = conn.execute(
-                f"SELECT {cols} FROM data_general.ov_{empresa} ORDER BY numero_radicado").fetchall()
+                f"SELECT {cols} FROM data_general.ov_{empresa} ORDER BY numero_radicado"
+            ).fetchall()
             out[f"ov_{empresa}_history"] = conn.execute(
                 f"SELECT {cols} FROM data_general.ov_{empresa}_history ORDER BY numero_radicado, hash_registro"
             ).fetchall()
         out["ov_rejects"] = conn.execute(
             "SELECT empresa, partition_date, file_name, file_sha256, numero_radicado, reason_code, detail "
-            "FROM data_general.ov_rejects ORDER BY 1, 2, 3, 6").fetchall()
+            "FROM data_general.ov_rejects ORDER BY 1, 2, 3, 6"
+        ).fetchall()
         out["audit"] = conn.execute(
             "SELECT empresa, partition_date, count(*) FROM data_general.ov_load_audit GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
@@ -141,16 +159,31 @@ with psycopg.connect(**args["conninfo"], autocommit=True) as conn:
 """
 
 
-def start_loader(conninfo: Mapping[str, Any], frame_path: Path, partitions: list[tuple[dt.date, str]],
-                 barrier: str | None = None, barrier_dir: Path | None = None, run_id: str = "subprocess") -> subprocess.Popen:
+def start_loader(
+    conninfo: Mapping[str, Any],
+    frame_path: Path,
+    partitions: list[tuple[dt.date, str]],
+    barrier: str | None = None,
+    barrier_dir: Path | None = None,
+    run_id: str = "subprocess",
+) -> subprocess.Popen:
     env = subprocess_environment()
     if barrier:
         assert barrier_dir is not None
         env.update(hold_spec(barrier, barrier_dir))
-    args = {"conninfo": dict(conninfo), "frame": str(frame_path), "run_id": run_id,
-            "partitions": [(d.isoformat(), e) for d, e in partitions]}
-    return subprocess.Popen([sys.executable, "-c", _LOADER, json.dumps(args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = {
+        "conninfo": dict(conninfo),
+        "frame": str(frame_path),
+        "run_id": run_id,
+        "partitions": [(d.isoformat(), e) for d, e in partitions],
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", _LOADER, json.dumps(args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:

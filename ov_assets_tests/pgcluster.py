@@ -29,8 +29,9 @@ PASSWORD = "ov-test-" + uuid.uuid4().hex[:12]
 
 def _configure_flags(bindir: Path) -> str:
     try:
-        return subprocess.run([str(bindir / "pg_config"), "--configure"], check=True, capture_output=True,
-                              text=True, timeout=10).stdout
+        return subprocess.run(
+            [str(bindir / "pg_config"), "--configure"], check=True, capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -85,13 +86,28 @@ def _ca(cn: str):
     key = _key()
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -111,9 +127,13 @@ def make_certs(folder: Path, dns_names: tuple[str, ...] = ("localhost",)) -> Cer
     now = dt.datetime.now(dt.UTC)
     san = [x509.DNSName(n) for n in dns_names]
     cert = (
-        x509.CertificateBuilder().subject_name(_name(dns_names[0])).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(_name(dns_names[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -125,8 +145,7 @@ def make_certs(folder: Path, dns_names: tuple[str, ...] = ("localhost",)) -> Cer
     out.ca.write_bytes(ca_cert.public_bytes(pem))
     out.other_ca.write_bytes(other_cert.public_bytes(pem))
     out.server_cert.write_bytes(cert.public_bytes(pem))
-    out.server_key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
+    out.server_key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     out.server_key.chmod(0o600)  # PostgreSQL refuses a key others may read
     return out
 
@@ -169,22 +188,27 @@ class TempCluster:
 
     def conninfo(self, dbname: str = "postgres", host: str = "127.0.0.1", **extra: Any) -> dict[str, Any]:
         """psycopg keyword arguments (TCP, password) for ``dbname``."""
-        return {"host": host, "port": self.port, "user": "postgres", "password": PASSWORD, "dbname": dbname,
-                **extra}
+        return {"host": host, "port": self.port, "user": "postgres", "password": PASSWORD, "dbname": dbname, **extra}
 
     def admin(self, dbname: str = "postgres"):
         """A superuser connection over the Unix socket (no SSL, no password)."""
         import psycopg
 
-        return psycopg.connect(host=str(self.root), port=self.port, user="postgres", dbname=dbname,
-                               autocommit=True)
+        return psycopg.connect(host=str(self.root), port=self.port, user="postgres", dbname=dbname, autocommit=True)
 
     def _cmd(self, exe: str, *args: str, timeout: float = 60) -> str:
         kw: dict[str, Any] = {}
         if self.user is not None:
             kw = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
-        proc = subprocess.run([str(self.bindir / exe), *args], capture_output=True, text=True, timeout=timeout,
-                              cwd=str(self.root), env=self._env, **kw)
+        proc = subprocess.run(
+            [str(self.bindir / exe), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(self.root),
+            env=self._env,
+            **kw,
+        )
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
             raise RuntimeError(f"{exe} {' '.join(args)} failed ({proc.returncode}): {proc.stderr}\n{log}")
@@ -240,13 +264,31 @@ def temp_cluster(bindir: Path, ssl: bool = False) -> Iterator[TempCluster]:
         pwfile.write_text(PASSWORD + "\n")
         if user is not None:
             os.chown(pwfile, user.pw_uid, user.pw_gid)
-        cluster._cmd("initdb", "-D", str(cluster.pgdata), "-U", "postgres", "--pwfile", str(pwfile),
-                     "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-sync",
-                     "--no-instructions")
+        cluster._cmd(
+            "initdb",
+            "-D",
+            str(cluster.pgdata),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
         pwfile.unlink()
-        conf = [f"port = {cluster.port}", "listen_addresses = '127.0.0.1'",
-                f"unix_socket_directories = '{root}'", "fsync = off", "synchronous_commit = off",
-                "full_page_writes = off", "max_connections = 30", "shared_buffers = 32MB"]
+        conf = [
+            f"port = {cluster.port}",
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{root}'",
+            "fsync = off",
+            "synchronous_commit = off",
+            "full_page_writes = off",
+            "max_connections = 30",
+            "shared_buffers = 32MB",
+        ]
         hba = ["local all all trust"]
         if ssl:
             certs = make_certs(root)

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-ERROR_BODY = "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{code} (injected)</Message></Error>"
+ERROR_BODY = (
+    "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{code} (injected)</Message></Error>"
+)
 STATUS_CODES = {503: "ServiceUnavailable", 409: "ConditionalRequestConflict", 500: "InternalError"}
 
 

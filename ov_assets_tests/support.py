@@ -38,8 +38,9 @@ def personal_search_terms(records: Iterable[Mapping[str, Any]]) -> set[str]:
 def leaked(text: str, terms: Iterable[str]) -> list[str]:
     """The terms found in ``text``; numbers only as whole numbers (a 7-digit NIC may occur
     inside a float timestamp, before or after its point), anything else anywhere."""
-    return sorted(t for t in terms if (re.search(rf"(?<![0-9.]){re.escape(t)}(?![0-9])", text) if t.isdigit()
-                                       else t in text))
+    return sorted(
+        t for t in terms if (re.search(rf"(?<![0-9.]){re.escape(t)}(?![0-9])", text) if t.isdigit() else t in text)
+    )
 
 
 def event_log_text(instance: Any) -> str:
@@ -76,10 +77,7 @@ def sqlalchemy_url(conninfo: Mapping[str, Any], driver: str = "psycopg2") -> str
     host = str(conninfo["host"])
     db = quote(str(conninfo["dbname"]), safe="")
     if host.startswith("/"):
-        return (
-            f"postgresql+{driver}://{auth}/{db}?host={quote(host, safe='/')}"
-            f"&port={conninfo['port']}"
-        )
+        return f"postgresql+{driver}://{auth}/{db}?host={quote(host, safe='/')}&port={conninfo['port']}"
     return f"postgresql+{driver}://{auth}{host}:{conninfo['port']}/{db}"
 
 
@@ -104,13 +102,18 @@ def pipeline_resources(
     return {
         "landing": LandingResource(data_dir=str(data_dir)),
         "postgres": PostgresResource(
-            host=str(conninfo["host"]), port=int(conninfo["port"]), dbname=str(conninfo["dbname"]),
-            user=str(conninfo["user"]), password=str(conninfo.get("password") or ""),
+            host=str(conninfo["host"]),
+            port=int(conninfo["port"]),
+            dbname=str(conninfo["dbname"]),
+            user=str(conninfo["user"]),
+            password=str(conninfo.get("password") or ""),
             data_dir=str(data_dir),
         ),
         "object_store": ObjectStoreResource(
-            bucket=bucket or "", data_dir=str(data_dir),
-            s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"), **object_store,
+            bucket=bucket or "",
+            data_dir=str(data_dir),
+            s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
+            **object_store,
         ),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),
         # The landing folder is the source here; extraction has its own tests (test_portal*).

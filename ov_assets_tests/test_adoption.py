@@ -105,11 +105,38 @@ def build_old_world(conninfo: dict[str, Any], data_dir: Path, endpoint: str, buc
         pqr_index = pqrs.index((o.numero_radicado, o.numero_reclamo_sgc))
         old_value = o.numero_reclamo_sgc if pqr_index % 2 == 0 and o.numero_reclamo_sgc else o.numero_radicado
         uploaded = dt.datetime(2025, 10, 10, 9, 30)
-        old = (o.filename, bucket, key, f"https://{bucket}.s3.amazonaws.com/{key}", old_value, "Afinia", o.size,
-               o.file_type, archive.content_type(o.filename), "uploaded", "bot", o.sha256, uploaded, '{"from": "bot"}')
-        new = (o.filename, f"C:\\ov\\data\\{o.filename}", o.size, o.file_type, o.sha256, bucket, key,
-               f"https://{bucket}.s3.amazonaws.com/{key}", old_value, "afinia", archive.content_type(o.filename),
-               "subido" if i % 2 else "pre_existente", "bot", uploaded)
+        old = (
+            o.filename,
+            bucket,
+            key,
+            f"https://{bucket}.s3.amazonaws.com/{key}",
+            old_value,
+            "Afinia",
+            o.size,
+            o.file_type,
+            archive.content_type(o.filename),
+            "uploaded",
+            "bot",
+            o.sha256,
+            uploaded,
+            '{"from": "bot"}',
+        )
+        new = (
+            o.filename,
+            f"C:\\ov\\data\\{o.filename}",
+            o.size,
+            o.file_type,
+            o.sha256,
+            bucket,
+            key,
+            f"https://{bucket}.s3.amazonaws.com/{key}",
+            old_value,
+            "afinia",
+            archive.content_type(o.filename),
+            "subido" if i % 2 else "pre_existente",
+            "bot",
+            uploaded,
+        )
         if i % 4 in (1, 2, 3):
             old_rows.append(old)
         if i % 4 in (0, 3):
@@ -119,10 +146,42 @@ def build_old_world(conninfo: dict[str, Any], data_dir: Path, endpoint: str, buc
     s3.put_object(Bucket=bucket, Key=unknown_key, Body=b"%PDF-1.4 old")
     radicados[unknown_key] = None  # type: ignore[assignment]
     error_key = "raw_data/7000001/pqr_data_7000001_20240101.json"
-    new_rows.append(("unknown.pdf", "", 12, "adjunto", "e" * 64, bucket, unknown_key, None, UNKNOWN_RADICADO,
-                     "Air-e", "application/pdf", "pre_existente", "migracion", None))
-    old_rows.append(("pqr_data_7000001_20240101.json", bucket, error_key, None, "7000001", "afinia", None, "json",
-                     None, "error", "bot", None, None, None))
+    new_rows.append(
+        (
+            "unknown.pdf",
+            "",
+            12,
+            "adjunto",
+            "e" * 64,
+            bucket,
+            unknown_key,
+            None,
+            UNKNOWN_RADICADO,
+            "Air-e",
+            "application/pdf",
+            "pre_existente",
+            "migracion",
+            None,
+        )
+    )
+    old_rows.append(
+        (
+            "pqr_data_7000001_20240101.json",
+            bucket,
+            error_key,
+            None,
+            "7000001",
+            "afinia",
+            None,
+            "json",
+            None,
+            "error",
+            "bot",
+            None,
+            None,
+            None,
+        )
+    )
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         conn.execute(OLD_SCHEMA)
         with conn.cursor() as cur:
@@ -132,13 +191,22 @@ def build_old_world(conninfo: dict[str, Any], data_dir: Path, endpoint: str, buc
             cur.executemany(
                 "INSERT INTO data_general.ov_afinia (numero_radicado, fecha, numero_reclamo_sgc, hash_registro, "
                 "fecha_extraccion) VALUES (%s, %s, %s, %s, %s)",
-                [(r, dt.datetime.combine(DAY, dt.time(8)), s or None, f"{n:064x}", dt.datetime(2025, 10, 10))
-                 for n, (r, s) in enumerate(pqrs) if r != missing_pqr])
-        conn.execute("CREATE TABLE data_general.s3_files_registry_backup AS "
-                     "SELECT * FROM data_general.s3_files_registry WHERE id % 2 = 1")
-        conn.execute("INSERT INTO data_general.s3_files_registry_backup (id, filename, s3_bucket, s3_key, empresa, "
-                     "upload_status, file_hash) VALUES (900, 'only-in-backup.pdf', %s, 'raw_data/7000002/only-in-backup.pdf', "
-                     "'afinia', 'uploaded', %s)", (bucket, "f" * 64))
+                [
+                    (r, dt.datetime.combine(DAY, dt.time(8)), s or None, f"{n:064x}", dt.datetime(2025, 10, 10))
+                    for n, (r, s) in enumerate(pqrs)
+                    if r != missing_pqr
+                ],
+            )
+        conn.execute(
+            "CREATE TABLE data_general.s3_files_registry_backup AS "
+            "SELECT * FROM data_general.s3_files_registry WHERE id % 2 = 1"
+        )
+        conn.execute(
+            "INSERT INTO data_general.s3_files_registry_backup (id, filename, s3_bucket, s3_key, empresa, "
+            "upload_status, file_hash) VALUES (900, 'only-in-backup.pdf', %s, 'raw_data/7000002/only-in-backup.pdf', "
+            "'afinia', 'uploaded', %s)",
+            (bucket, "f" * 64),
+        )
     s3.put_object(Bucket=bucket, Key="raw_data/7000002/only-in-backup.pdf", Body=b"%PDF-1.4 backup")
     radicados["raw_data/7000002/only-in-backup.pdf"] = None  # type: ignore[assignment]
     return OldWorld(frame, planned, old_keys, missing_pqr, radicados, error_key)
@@ -166,12 +234,16 @@ def migrate(conninfo: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: p
     return captured.out
 
 
-SET_ASIDE = {"s3_files_registry": "s3_files_registry_old", "s3_files_registry_backup": "s3_files_registry_backup",
-             "registros_ov_s3": "registros_ov_s3"}
+SET_ASIDE = {
+    "s3_files_registry": "s3_files_registry_old",
+    "s3_files_registry_backup": "s3_files_registry_backup",
+    "registros_ov_s3": "registros_ov_s3",
+}
 
 
-def test_migrate_adopts_the_old_registries_and_loses_no_row(pg_conninfo, data_dir, s3_endpoint, s3_bucket,
-                                                            monkeypatch, capsys):
+def test_migrate_adopts_the_old_registries_and_loses_no_row(
+    pg_conninfo, data_dir, s3_endpoint, s3_bucket, monkeypatch, capsys
+):
     world = build_old_world(pg_conninfo, data_dir, s3_endpoint, s3_bucket)
     before = old_rows(pg_conninfo)
     assert all(before.values())
@@ -182,7 +254,10 @@ def test_migrate_adopts_the_old_registries_and_loses_no_row(pg_conninfo, data_di
     assert old_rows(pg_conninfo, SET_ASIDE) == before
     # Every key an old registry lists is known to the new registry, with its bucket and hash.
     reg = registry(pg_conninfo)
-    listed = {(r["s3_key"], r["s3_bucket"], r["file_hash"]) for r in before["s3_files_registry"] + before["s3_files_registry_backup"]}
+    listed = {
+        (r["s3_key"], r["s3_bucket"], r["file_hash"])
+        for r in before["s3_files_registry"] + before["s3_files_registry_backup"]
+    }
     listed |= {(r["clave_s3"], r["bucket_s3"], r["hash_archivo"]) for r in before["registros_ov_s3"] if r["clave_s3"]}
     assert listed
     for key, bucket, sha in listed:
@@ -209,19 +284,23 @@ def test_migrate_adopts_the_old_registries_and_loses_no_row(pg_conninfo, data_di
     assert registry(pg_conninfo) == reg and old_rows(pg_conninfo, SET_ASIDE) == before
     # The new registry is the one 001 creates (its index is not the old table's).
     with psycopg.connect(**pg_conninfo) as conn:
-        (indexed,) = conn.execute("SELECT indrelid::regclass::text FROM pg_index "
-                                  "WHERE indexrelid = 'data_general.s3_files_registry_pqr_idx'::regclass").fetchone()
+        (indexed,) = conn.execute(
+            "SELECT indrelid::regclass::text FROM pg_index "
+            "WHERE indexrelid = 'data_general.s3_files_registry_pqr_idx'::regclass"
+        ).fetchone()
     assert indexed == "data_general.s3_files_registry"
 
 
-def test_materialization_after_adoption_stores_nothing_twice(pg_conninfo18, data_dir, s3_endpoint, s3_bucket,
-                                                              monkeypatch, capsys):
+def test_materialization_after_adoption_stores_nothing_twice(
+    pg_conninfo18, data_dir, s3_endpoint, s3_bucket, monkeypatch, capsys
+):
     world = build_old_world(pg_conninfo18, data_dir, s3_endpoint, s3_bucket)
     migrate(pg_conninfo18, monkeypatch, capsys)
     objects_before = bucket_keys(s3_endpoint, s3_bucket)
     resources = pipeline_resources(pg_conninfo18, data_dir, s3_bucket, s3_endpoint)
-    result = dg.materialize(pqr_assets, resources=resources, partition_key=f"{DAY.isoformat()}|afinia",
-                            raise_on_error=False)
+    result = dg.materialize(
+        pqr_assets, resources=resources, partition_key=f"{DAY.isoformat()}|afinia", raise_on_error=False
+    )
     assert result.success, [e.message for e in result.all_events if e.is_failure]
 
     # Nothing stored: every landing file is an object the old system stored.
@@ -232,13 +311,19 @@ def test_materialization_after_adoption_stores_nothing_twice(pg_conninfo18, data
     assert not [k for k, r in reg.items() if r["upload_source"] != "migration"]
     # The table rows point at the old keys; the PQR the old table lacked is linked now.
     with psycopg.connect(**pg_conninfo18) as conn:
-        rows = dict(conn.execute("SELECT numero_radicado, archivos_s3_urls FROM data_general.ov_afinia "
-                                 "WHERE archivo_origen IS NOT NULL").fetchall())
-        flags = conn.execute("SELECT bool_and(procesado_flag) FROM data_general.ov_afinia "
-                             "WHERE archivo_origen IS NOT NULL").fetchone()
+        rows = dict(
+            conn.execute(
+                "SELECT numero_radicado, archivos_s3_urls FROM data_general.ov_afinia WHERE archivo_origen IS NOT NULL"
+            ).fetchall()
+        )
+        flags = conn.execute(
+            "SELECT bool_and(procesado_flag) FROM data_general.ov_afinia WHERE archivo_origen IS NOT NULL"
+        ).fetchone()
     assert flags == (True,)
     urls = {u["s3_url"] for listed in rows.values() for u in listed}
-    winner_files = {f["filename"] for files in world.frame.filter(pl.col("is_winner"))["files"].to_list() for f in files}
+    winner_files = {
+        f["filename"] for files in world.frame.filter(pl.col("is_winner"))["files"].to_list() for f in files
+    }
     assert urls == {f"s3://{s3_bucket}/{world.old_keys[o.key]}" for o in world.planned if o.filename in winner_files}
     for o in world.planned:
         assert reg[world.old_keys[o.key]]["numero_radicado"] == o.numero_radicado

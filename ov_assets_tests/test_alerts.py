@@ -17,8 +17,12 @@ from ov_assets.errors import OperatorError, StoreAccessError
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
 PARTITION = "2025-10-08|afinia"
-parts = dg.MultiPartitionsDefinition({"date": dg.StaticPartitionsDefinition(["2025-10-08"]),
-                                      "empresa": dg.StaticPartitionsDefinition(["afinia", "aire"])})
+parts = dg.MultiPartitionsDefinition(
+    {
+        "date": dg.StaticPartitionsDefinition(["2025-10-08"]),
+        "empresa": dg.StaticPartitionsDefinition(["afinia", "aire"]),
+    }
+)
 
 pytest_plugins = ("ov_assets_tests.alert_servers",)  # webhook, smtp_server
 
@@ -33,16 +37,19 @@ def operator_problem() -> None:
     raise OperatorError("PostgreSQL host:5432/ov: cannot connect. Check POSTGRES_HOST and POSTGRES_PORT.")
 
 
-def failed_context(asset: dg.AssetsDefinition, instance: dg.DagsterInstance,
-                   tags: dict[str, str] | None = None) -> dg.RunFailureSensorContext:
-    job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("pqr_landing_job", partitions_def=parts)]
-                         ).resolve_job_def("pqr_landing_job")
+def failed_context(
+    asset: dg.AssetsDefinition, instance: dg.DagsterInstance, tags: dict[str, str] | None = None
+) -> dg.RunFailureSensorContext:
+    job = dg.Definitions(
+        assets=[asset], jobs=[dg.define_asset_job("pqr_landing_job", partitions_def=parts)]
+    ).resolve_job_def("pqr_landing_job")
     result = job.execute_in_process(partition_key=PARTITION, instance=instance, raise_on_error=False, tags=tags)
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    return dg.build_run_status_sensor_context(sensor_name="run_failure_alerts", dagster_event=failure,
-                                              dagster_instance=instance, dagster_run=run).for_run_failure()
+    return dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts", dagster_event=failure, dagster_instance=instance, dagster_run=run
+    ).for_run_failure()
 
 
 @pytest.fixture
@@ -117,8 +124,9 @@ def test_delivery_failure_is_reported_without_the_url(instance, webhook) -> None
     assert "asked for by: no schedule or sensor" in alert.text()  # no ov/mode tag: launched by hand
     failed = deliver(alert, AlertSettings(slack_webhook_url=url))
     assert failed == ["slack (HTTPError)"]
-    dead = deliver(alert, AlertSettings(smtp_host="127.0.0.1", smtp_port=free_port(), alert_to=("a@example.org",),
-                                        timeout_s=2))
+    dead = deliver(
+        alert, AlertSettings(smtp_host="127.0.0.1", smtp_port=free_port(), alert_to=("a@example.org",), timeout_s=2)
+    )
     assert dead == ["email (ConnectionRefusedError)"]
 
 

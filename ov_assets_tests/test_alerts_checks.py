@@ -18,8 +18,12 @@ from ov_assets_tests.alert_servers import configure_channels
 
 PERSONAL = "María José Pérez Ñáñez 1045678912 mjperez@example.com"
 PARTITION = "2025-10-08|afinia"
-parts = dg.MultiPartitionsDefinition({"date": dg.StaticPartitionsDefinition(["2025-10-08"]),
-                                      "empresa": dg.StaticPartitionsDefinition(["afinia", "aire"])})
+parts = dg.MultiPartitionsDefinition(
+    {
+        "date": dg.StaticPartitionsDefinition(["2025-10-08"]),
+        "empresa": dg.StaticPartitionsDefinition(["afinia", "aire"]),
+    }
+)
 OUTCOME = {"passed": False, "severity": dg.AssetCheckSeverity.ERROR}
 
 pytest_plugins = ("ov_assets_tests.alert_servers",)  # webhook, smtp_server
@@ -29,17 +33,26 @@ pytest_plugins = ("ov_assets_tests.alert_servers",)  # webhook, smtp_server
 def watched() -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     yield dg.MaterializeResult()
     yield dg.AssetCheckResult(
-        check_name="rows_match", passed=OUTCOME["passed"], severity=OUTCOME["severity"],
+        check_name="rows_match",
+        passed=OUTCOME["passed"],
+        severity=OUTCOME["severity"],
         # numbers are sent; the text (as a careless check might write) never is
-        metadata={"missing": 3, "share": 0.25, "sample": PERSONAL, "flag": True})
+        metadata={"missing": 3, "share": 0.25, "sample": PERSONAL, "flag": True},
+    )
 
 
-job = dg.Definitions(assets=[watched], jobs=[dg.define_asset_job("watch_job", partitions_def=parts)]
-                     ).resolve_job_def("watch_job")
+job = dg.Definitions(assets=[watched], jobs=[dg.define_asset_job("watch_job", partitions_def=parts)]).resolve_job_def(
+    "watch_job"
+)
 
 
-def evaluate(instance: dg.DagsterInstance, passed: bool, at: dt.datetime,
-             severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR, cursor: str | None = None) -> str | None:
+def evaluate(
+    instance: dg.DagsterInstance,
+    passed: bool,
+    at: dt.datetime,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    cursor: str | None = None,
+) -> str | None:
     """Run the check at ``at`` (Bogotá; event timestamps follow the clock), then one tick of the
     sensor; returns the new cursor."""
     OUTCOME.update(passed=passed, severity=severity)

@@ -37,14 +37,27 @@ def test_heartbeat_follows_the_daemon_and_tick_errors_alert(webhook, tmp_path: P
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OV_", "DAGSTER_"))}
-    env |= {"DAGSTER_HOME": str(home), "OV_DATA_DIR": str(tmp_path / "data"),
-            "OV_HEARTBEAT_URL": f"{base}/ping/0f1e2d3c", "OV_HEARTBEAT_INTERVAL_SECONDS": str(INTERVAL),
-            "OV_ALERT_INTERVAL_SECONDS": str(INTERVAL), "OV_SLACK_WEBHOOK_URL": url, "PYTHONUNBUFFERED": "1"}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "OV_DATA_DIR": str(tmp_path / "data"),
+        "OV_HEARTBEAT_URL": f"{base}/ping/0f1e2d3c",
+        "OV_HEARTBEAT_INTERVAL_SECONDS": str(INTERVAL),
+        "OV_ALERT_INTERVAL_SECONDS": str(INTERVAL),
+        "OV_SLACK_WEBHOOK_URL": url,
+        "PYTHONUNBUFFERED": "1",
+    }
     log = tmp_path / "daemon.log"
     daemon = [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-f", str(DEFS)]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(daemon, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            daemon,
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         wait_until(lambda: len(receiver.pings) >= 3, 180, "three heartbeats", proc, log)
         assert set(receiver.pings) == {"/ping/0f1e2d3c"}

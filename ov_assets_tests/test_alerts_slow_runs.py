@@ -44,9 +44,15 @@ def add_run(instance: dg.DagsterInstance, at: dt.datetime, job: str, started: bo
     """A run stored at ``at`` (queued), and reported started then when ``started``; its config
     and a tag hold a personal value, as a careless launch could."""
     with time_machine.travel(at, tick=False):
-        run = instance.add_run(dg.DagsterRun(
-            job_name=job, status=dg.DagsterRunStatus.QUEUED, remote_job_origin=_origin(job), run_config={"ops": {"note": PERSONAL}},
-            tags={"dagster/partition": PARTITION, "ov/note": PERSONAL}))
+        run = instance.add_run(
+            dg.DagsterRun(
+                job_name=job,
+                status=dg.DagsterRunStatus.QUEUED,
+                remote_job_origin=_origin(job),
+                run_config={"ops": {"note": PERSONAL}},
+                tags={"dagster/partition": PARTITION, "ov/note": PERSONAL},
+            )
+        )
         if started:
             instance.report_dagster_event(_event(dg.DagsterEventType.RUN_START, job), run.run_id)
     return run.run_id

@@ -40,7 +40,9 @@ def expected(conninfo: dict[str, Any], day: dt.date) -> dict[str, dict[str, Any]
     """The day's figures counted in Python from every row (not by the summary's SQL)."""
     audit = rows(conninfo, "SELECT empresa, db_inserted, db_updated, finished_at FROM data_general.ov_load_audit")
     rejects = rows(conninfo, "SELECT empresa, reason_code, last_seen_at FROM data_general.ov_rejects")
-    registry = rows(conninfo, "SELECT empresa, upload_status, uploaded_at, updated_at FROM data_general.s3_files_registry")
+    registry = rows(
+        conninfo, "SELECT empresa, upload_status, uploaded_at, updated_at FROM data_general.s3_files_registry"
+    )
     out = {}
     for e in EMPRESAS:
         table = rows(conninfo, f"SELECT warnings, updated_at FROM data_general.ov_{e}")
@@ -49,11 +51,17 @@ def expected(conninfo: dict[str, Any], day: dt.date) -> dict[str, dict[str, Any]
             "loads": len(mine),
             "inserted": sum(a["db_inserted"] for a in mine),
             "updated": sum(a["db_updated"] for a in mine),
-            "rejects": dict(Counter(r["reason_code"] for r in rejects
-                                    if r["empresa"] == e and bogota(r["last_seen_at"]) == day)),
+            "rejects": dict(
+                Counter(r["reason_code"] for r in rejects if r["empresa"] == e and bogota(r["last_seen_at"]) == day)
+            ),
             "warnings": dict(Counter(w for t in table if bogota(t["updated_at"]) == day for w in t["warnings"])),
-            "stored": sum(1 for r in registry if r["empresa"] == e and r["upload_status"] in ("uploaded", "pre_existing")
-                          and bogota(r["uploaded_at"] or r["updated_at"]) == day),
+            "stored": sum(
+                1
+                for r in registry
+                if r["empresa"] == e
+                and r["upload_status"] in ("uploaded", "pre_existing")
+                and bogota(r["uploaded_at"] or r["updated_at"]) == day
+            ),
             "pending": sum(1 for r in registry if r["empresa"] == e and r["upload_status"] == "pending"),
             "error": sum(1 for r in registry if r["empresa"] == e and r["upload_status"] == "error"),
         }
@@ -69,12 +77,23 @@ def test_summary_numbers_equal_the_database(pg_conninfo18, data_dir: Path, webho
         generator.write_day(data_dir, empresa, DAY, n=8, seed=17)
     with dg.instance_for_test() as instance:
         for empresa in EMPRESAS:
-            dg.materialize(pqr_assets, resources=resources, partition_key=f"{DAY.isoformat()}|{empresa}",
-                           instance=instance, raise_on_error=True)
+            dg.materialize(
+                pqr_assets,
+                resources=resources,
+                partition_key=f"{DAY.isoformat()}|{empresa}",
+                instance=instance,
+                raise_on_error=True,
+            )
         # The day the loads happened (the audit's own clock, Bogotá), whatever today is.
-        [day] = {bogota(a["finished_at"]) for a in rows(pg_conninfo18, "SELECT finished_at FROM data_general.ov_load_audit")}
-        result = dg.materialize([ov_daily_summary], resources={"postgres": resources["postgres"]}, instance=instance,
-                                run_config={"ops": {"ov_daily_summary": {"config": {"day": day.isoformat()}}}})
+        [day] = {
+            bogota(a["finished_at"]) for a in rows(pg_conninfo18, "SELECT finished_at FROM data_general.ov_load_audit")
+        }
+        result = dg.materialize(
+            [ov_daily_summary],
+            resources={"postgres": resources["postgres"]},
+            instance=instance,
+            run_config={"ops": {"ov_daily_summary": {"config": {"day": day.isoformat()}}}},
+        )
         [mat] = result.asset_materializations_for_node("ov_daily_summary")
         meta = {k: v.value for k, v in mat.metadata.items()}
 

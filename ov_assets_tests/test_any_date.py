@@ -47,10 +47,17 @@ def test_date_sensitive_tests_pass_on_any_today(today: str, tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"} | {"OV_TEST_TODAY": today}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *DATE_SENSITIVE],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None, proc.stdout[-3000:] + proc.stderr[-3000:]
-    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None or c.find("error") is not None]
+    failed = [
+        c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None or c.find("error") is not None
+    ]
     assert proc.returncode == 0 and not failed, f"under today={today}: {failed}\n{proc.stdout[-4000:]}"
     # Only the PostgreSQL 15 variants may skip (when OV_TEST_PG15_DSN is unset), never a whole file.
     ran = [c for c in suite.iter("testcase") if c.find("skipped") is None]

@@ -51,8 +51,11 @@ def test_every_valid_version_stored_verified_and_linked(env, s3_endpoint, s3_buc
     # rejected files stay in the landing folder
     rejected = set(frame.filter(pl.col("status") == "rejected")["file_name"].to_list())
     assert rejected and not any(k.rsplit("/", 1)[1] in rejected for k in bucket_keys(s3_endpoint, s3_bucket))
-    prefix = (f"oficina-virtual/afinia/{DAY:%Y/%m/%d}/" if layout == "default"
-              else f"Central_De_Escritos/{EMPRESA_DISPLAY['afinia']}/01_raw_data/oficina_virtual/")
+    prefix = (
+        f"oficina-virtual/afinia/{DAY:%Y/%m/%d}/"
+        if layout == "default"
+        else f"Central_De_Escritos/{EMPRESA_DISPLAY['afinia']}/01_raw_data/oficina_virtual/"
+    )
     assert all(o.key.startswith(prefix) for o in objects)
     assert bucket_keys(s3_endpoint, s3_bucket) == {o.key for o in objects}
     reg = registry(conninfo)
@@ -65,12 +68,16 @@ def test_every_valid_version_stored_verified_and_linked(env, s3_endpoint, s3_buc
         head = c.head_object(Bucket=s3_bucket, Key=o.key)
         assert head["ServerSideEncryption"] == "AES256"
         assert head["Metadata"]["sha256"] == o.sha256 and head["Metadata"]["numero_radicado"] == o.numero_radicado
-        assert head["ContentType"] == {"json": "application/json", "pdf": "application/pdf",
-                                       "jpg": "image/jpeg"}[o.filename.rsplit(".", 1)[1]]
+        assert (
+            head["ContentType"]
+            == {"json": "application/json", "pdf": "application/pdf", "jpg": "image/jpeg"}[o.filename.rsplit(".", 1)[1]]
+        )
         body = c.get_object(Bucket=s3_bucket, Key=o.key)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == o.sha256 == hashlib.sha256(o.path.read_bytes()).hexdigest()
     with psycopg.connect(**conninfo) as conn:
-        rows = conn.execute("SELECT numero_radicado, archivos_s3_urls, procesado_flag FROM data_general.ov_afinia").fetchall()
+        rows = conn.execute(
+            "SELECT numero_radicado, archivos_s3_urls, procesado_flag FROM data_general.ov_afinia"
+        ).fetchall()
     assert rows and all(flag for _, _, flag in rows)
     for _radicado, urls, _ in rows:
         assert urls and all(u["s3_url"].startswith(f"s3://{s3_bucket}/{prefix}") for u in urls)
@@ -109,8 +116,9 @@ def test_pre_existing_and_tampered_objects(env, s3_endpoint, s3_bucket):
     assert registry(conninfo)[tampered.key]["attempts"] == 2
     # a winner whose object is in error is not marked processed
     with psycopg.connect(**conninfo) as conn:
-        (flag,) = conn.execute("SELECT procesado_flag FROM data_general.ov_afinia WHERE numero_radicado = %s",
-                               (tampered.numero_radicado,)).fetchone()
+        (flag,) = conn.execute(
+            "SELECT procesado_flag FROM data_general.ov_afinia WHERE numero_radicado = %s", (tampered.numero_radicado,)
+        ).fetchone()
     assert flag is False
 
 
@@ -129,8 +137,9 @@ def test_tampering_after_upload_is_reported_by_reconciliation(env, s3_endpoint, 
 def test_pending_objects_retried_after_endpoint_was_down(env, s3_endpoint, s3_bucket):
     data_dir, conninfo = env
     frame = prepare(data_dir, conninfo)
-    down = store_resource(f"http://127.0.0.1:{free_port()}", s3_bucket, data_dir, max_attempts=2,
-                          connect_timeout_s=1).open()
+    down = store_resource(
+        f"http://127.0.0.1:{free_port()}", s3_bucket, data_dir, max_attempts=2, connect_timeout_s=1
+    ).open()
     objects, counts, _ = _run(conninfo, down, frame, workers=2)
     assert counts.fatal and "cannot reach the endpoint" in counts.fatal and "AWS_ENDPOINT_URL" in counts.fatal
     assert counts.s3_uploaded == 0 and counts.s3_errors + counts.s3_not_attempted == len(objects)
@@ -156,8 +165,7 @@ def test_pending_objects_retried_after_endpoint_was_down(env, s3_endpoint, s3_bu
 def test_multipart_attachment_through_the_archive(env, s3_endpoint, s3_bucket):
     data_dir, conninfo = env
     frame = prepare(data_dir, conninfo, big=6 << 20)
-    store = store_resource(s3_endpoint, s3_bucket, data_dir, multipart_threshold_mb=5,
-                           multipart_chunksize_mb=5).open()
+    store = store_resource(s3_endpoint, s3_bucket, data_dir, multipart_threshold_mb=5, multipart_chunksize_mb=5).open()
     objects, counts, _ = _run(conninfo, store, frame)
     big = [o for o in objects if o.size > 5 << 20]
     assert big and counts.s3_uploaded == len(objects)

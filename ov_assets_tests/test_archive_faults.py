@@ -48,8 +48,15 @@ def _registry_is_true(conninfo: dict[str, Any], store: Any) -> None:
             assert verify_object(store, key, row["file_size"], row["file_hash"]) is None, key
 
 
-def _versions_kept_apart(conninfo: dict[str, Any], store: Any, frame: pl.DataFrame, data_dir: Path,
-                         first: Any, old_bytes: bytes, new_bytes: bytes) -> None:
+def _versions_kept_apart(
+    conninfo: dict[str, Any],
+    store: Any,
+    frame: pl.DataFrame,
+    data_dir: Path,
+    first: Any,
+    old_bytes: bytes,
+    new_bytes: bytes,
+) -> None:
     """``first``'s key still holds ``old_bytes``, its versioned key ``new_bytes``, the table
     links the versioned key, every stored row is true, and a rerun changes nothing."""
     new_sha = hashlib.sha256(new_bytes).hexdigest()
@@ -59,18 +66,21 @@ def _versions_kept_apart(conninfo: dict[str, Any], store: Any, frame: pl.DataFra
     assert c.get_object(Bucket=store.bucket, Key=new_key)["Body"].read() == new_bytes
     _registry_is_true(conninfo, store)
     with psycopg.connect(**conninfo) as conn:
-        (urls,) = conn.execute("SELECT archivos_s3_urls FROM data_general.ov_afinia WHERE numero_radicado = %s",
-                               (first.numero_radicado,)).fetchone()
+        (urls,) = conn.execute(
+            "SELECT archivos_s3_urls FROM data_general.ov_afinia WHERE numero_radicado = %s", (first.numero_radicado,)
+        ).fetchone()
     assert {u["s3_url"]: u["sha256"] for u in urls if u["filename"] == first.filename} == {
-        f"s3://{store.bucket}/{new_key}": new_sha}
+        f"s3://{store.bucket}/{new_key}": new_sha
+    }
     before, keys = registry(conninfo), bucket_keys(c.meta.endpoint_url, store.bucket)
     _, outcomes = _archive(conninfo, store, frame, data_dir)
     assert outcomes == [] and registry(conninfo) == before and bucket_keys(c.meta.endpoint_url, store.bucket) == keys
 
 
 @pytest.mark.parametrize("status", [503, 409])
-def test_transient_answers_are_retried(status: int, data_dir: Path, pg_conninfo18: dict[str, Any],
-                                       s3_endpoint: str, s3_bucket: str) -> None:
+def test_transient_answers_are_retried(
+    status: int, data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str
+) -> None:
     """S3 answering 503 twice (botocore's retries), or 409 ConditionalRequestConflict twice (a
     conditional write racing another: ours), then succeeding: every object uploaded."""
     frame = prepare(data_dir, pg_conninfo18, n=3)
@@ -84,8 +94,9 @@ def test_transient_answers_are_retried(status: int, data_dir: Path, pg_conninfo1
     _registry_is_true(pg_conninfo18, store)
 
 
-def test_put_whose_answer_is_lost_ends_uploaded(data_dir: Path, pg_conninfo18: dict[str, Any],
-                                                s3_endpoint: str, s3_bucket: str) -> None:
+def test_put_whose_answer_is_lost_ends_uploaded(
+    data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str
+) -> None:
     """The object is stored but the client never sees the answer: botocore sends the put again,
     S3 refuses it (the key is taken), and the object holds exactly this row's bytes with this
     row's metadata: our own upload, ``uploaded`` by the bot, never ``error`` (and not
@@ -101,25 +112,32 @@ def test_put_whose_answer_is_lost_ends_uploaded(data_dir: Path, pg_conninfo18: d
     _registry_is_true(pg_conninfo18, store)
 
 
-def test_an_object_stored_by_someone_else_stays_pre_existing(data_dir: Path, pg_conninfo18: dict[str, Any],
-                                                              s3_endpoint: str, s3_bucket: str) -> None:
+def test_an_object_stored_by_someone_else_stays_pre_existing(
+    data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str
+) -> None:
     """The same bytes already under the key, not put for this row (the old system's copy, a
     manual upload): ``pre_existing``, as before."""
     frame = prepare(data_dir, pg_conninfo18, n=3)
     objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
     first = objects[0]
-    client(s3_endpoint).put_object(Bucket=s3_bucket, Key=first.key, Body=first.path.read_bytes(),
-                                   Metadata={"sha256": first.sha256})
+    client(s3_endpoint).put_object(
+        Bucket=s3_bucket, Key=first.key, Body=first.path.read_bytes(), Metadata={"sha256": first.sha256}
+    )
     store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
     counts, _ = _archive(pg_conninfo18, store, frame, data_dir)
     assert (counts.s3_pre_existing, counts.s3_uploaded, counts.s3_errors) == (1, len(objects) - 1, 0)
     row = registry(pg_conninfo18)[first.key]
-    assert (row["upload_status"], row["upload_source"], row["file_hash"]) == ("pre_existing", "pre_existing", first.sha256)
+    assert (row["upload_status"], row["upload_source"], row["file_hash"]) == (
+        "pre_existing",
+        "pre_existing",
+        first.sha256,
+    )
     _registry_is_true(pg_conninfo18, store)
 
 
 def test_outcome_of_bytes_the_row_no_longer_describes_is_not_written(
-        data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str) -> None:
+    data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str
+) -> None:
     """While this run's put is in flight, another run re-registers the key for other bytes
     (its landing file was replaced): this run's ``uploaded`` is about other bytes than the row
     now describes, so it is not written to it."""
@@ -132,8 +150,9 @@ def test_outcome_of_bytes_the_row_no_longer_describes_is_not_written(
     def concurrent_registration(params: dict[str, Any], **_: Any) -> None:
         if params.get("Key") == victim.key:
             with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
-                conn.execute("UPDATE data_general.s3_files_registry SET file_hash = %s WHERE s3_key = %s",
-                             (other, victim.key))
+                conn.execute(
+                    "UPDATE data_general.s3_files_registry SET file_hash = %s WHERE s3_key = %s", (other, victim.key)
+                )
 
     store.client.meta.events.register("before-parameter-build.s3.PutObject", concurrent_registration)
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
@@ -143,8 +162,9 @@ def test_outcome_of_bytes_the_row_no_longer_describes_is_not_written(
     _registry_is_true(pg_conninfo18, store)
 
 
-def test_landing_file_replaced_by_hand_is_a_new_version(data_dir: Path, pg_conninfo18: dict[str, Any],
-                                                        s3_endpoint: str, s3_bucket: str) -> None:
+def test_landing_file_replaced_by_hand_is_a_new_version(
+    data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str
+) -> None:
     """Same name, other bytes after the upload: the first bytes keep their object and their
     ``uploaded`` row; the new bytes are stored under a key of their own (the name with a
     SHA-256 suffix) with a row of their own, linked from the table; nothing is overwritten,
@@ -153,8 +173,11 @@ def test_landing_file_replaced_by_hand_is_a_new_version(data_dir: Path, pg_conni
     store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
     _archive(pg_conninfo18, store, frame, data_dir)
     winners = {f["filename"] for fs in frame.filter(pl.col("is_winner"))["files"].to_list() for f in fs}
-    first = next(o for o in plan_objects(frame, data_dir, "default", "oficina-virtual")
-                 if o.file_type == "pdf" and o.filename in winners)
+    first = next(
+        o
+        for o in plan_objects(frame, data_dir, "default", "oficina-virtual")
+        if o.file_type == "pdf" and o.filename in winners
+    )
     old_bytes = first.path.read_bytes()
     first.path.write_bytes(old_bytes + b"\n% replaced by hand\n")
     new_sha = hashlib.sha256(first.path.read_bytes()).hexdigest()
@@ -167,12 +190,16 @@ def test_landing_file_replaced_by_hand_is_a_new_version(data_dir: Path, pg_conni
     assert new_key != first.key and new_key.endswith(".pdf") and new_sha[:16] in new_key
     assert (reg[first.key]["upload_status"], reg[first.key]["file_hash"]) == ("uploaded", first.sha256)
     assert (reg[new_key]["upload_status"], reg[new_key]["file_hash"], reg[new_key]["filename"]) == (
-        "uploaded", new_sha, first.filename)
+        "uploaded",
+        new_sha,
+        first.filename,
+    )
     _versions_kept_apart(pg_conninfo18, store, frame, data_dir, first, old_bytes, first.path.read_bytes())
 
 
 def test_own_put_of_earlier_bytes_keeps_its_row_and_the_new_bytes_get_their_own_key(
-        data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str) -> None:
+    data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str
+) -> None:
     """A run registered a file ``pending``, stored its bytes A under the row's id and was killed
     before writing the outcome; then the landing file was replaced by hand with bytes B. The
     next run finds its own object under the key: the row is recorded ``uploaded`` against A
@@ -199,15 +226,24 @@ def test_own_put_of_earlier_bytes_keeps_its_row_and_the_new_bytes_get_their_own_
     row, new_key = reg[first.key], versioned_key(first.key, sha_b)
     assert new_key != first.key and new_key.endswith(f"~{sha_b[:16]}.pdf")
     assert (row["id"], row["upload_status"], row["upload_source"], row["file_hash"], row["file_size"]) == (
-        ids[first.key], "uploaded", "bot", first.sha256, len(bytes_a))
+        ids[first.key],
+        "uploaded",
+        "bot",
+        first.sha256,
+        len(bytes_a),
+    )
     assert (reg[new_key]["upload_status"], reg[new_key]["file_hash"], reg[new_key]["filename"]) == (
-        "uploaded", sha_b, first.filename)
+        "uploaded",
+        sha_b,
+        first.filename,
+    )
     _versions_kept_apart(pg_conninfo18, store, frame, data_dir, first, bytes_a, bytes_b)
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])
-def test_landing_file_swapped_for_a_link_is_not_uploaded(where: str, data_dir: Path, pg_conninfo18: dict[str, Any],
-                                                          tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_landing_file_swapped_for_a_link_is_not_uploaded(
+    where: str, data_dir: Path, pg_conninfo18: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Indexed, then swapped for a symbolic link to the same bytes outside the folder: the link
     is never followed, so nothing is stored under its key; its row is ``error`` naming the
     file, and the other files are stored as usual."""
@@ -248,14 +284,16 @@ def test_copy_answered_409_is_retried(tmp_path: Path, s3_endpoint: str, s3_bucke
 
 
 def test_multipart_completion_whose_answer_is_lost_ends_uploaded(
-        data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str) -> None:
+    data_dir: Path, pg_conninfo18: dict[str, Any], s3_endpoint: str, s3_bucket: str
+) -> None:
     """CompleteMultipartUpload done, its answer lost, the completion sent again: the object is
     there with this row's bytes and metadata, so ``uploaded`` (never ``error``)."""
     frame = prepare(data_dir, pg_conninfo18, n=3, big=6 << 20)
     with fault_proxy(s3_endpoint) as (endpoint, proxy):
         proxy.faults.append(Fault("POST", "lose_answer", times=1, match=lambda p: "uploadId=" in p))
-        store = store_resource(endpoint, s3_bucket, data_dir, max_attempts=4, multipart_threshold_mb=5,
-                               multipart_chunksize_mb=5).open()
+        store = store_resource(
+            endpoint, s3_bucket, data_dir, max_attempts=4, multipart_threshold_mb=5, multipart_chunksize_mb=5
+        ).open()
         counts, outcomes = _archive(pg_conninfo18, store, frame, data_dir)
         assert [w for m, _, w in proxy.log if m == "POST"].count("answer lost") == 1
     assert counts.s3_errors == 0 and counts.s3_uploaded == len(outcomes)

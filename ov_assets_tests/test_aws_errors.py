@@ -24,8 +24,9 @@ def _put(store, tmp_path: Path):
     path.write_bytes(b"{}")
     import hashlib
 
-    store.put("oficina-virtual/a.json", path, hashlib.sha256(b"{}").hexdigest(), "application/json", {},
-              only_if_absent=True)
+    store.put(
+        "oficina-virtual/a.json", path, hashlib.sha256(b"{}").hexdigest(), "application/json", {}, only_if_absent=True
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -99,8 +100,15 @@ def test_access_denied(enforcing_moto, s3_endpoint, s3_bucket, tmp_path):
     import uuid
 
     make_user, enforce = enforcing_moto
-    key_id, secret = make_user(f"ov-other-{uuid.uuid4().hex[:8]}", {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::some-other-bucket/*"]}]})
+    key_id, secret = make_user(
+        f"ov-other-{uuid.uuid4().hex[:8]}",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::some-other-bucket/*"]}
+            ],
+        },
+    )
     store = store_resource(s3_endpoint, s3_bucket, tmp_path, key_id=key_id, secret=secret).open()
     enforce()
     with pytest.raises(StoreAccessError) as err:
@@ -122,10 +130,18 @@ def test_runtime_policy_suffices_when_enforced(enforcing_moto, s3_endpoint, s3_b
 
     frame = prepare(data_dir, pg_conninfo18, n=3, big=6 << 20)
     make_user, enforce = enforcing_moto
-    key_id, secret = make_user(f"ov-runtime-{uuid.uuid4().hex[:8]}",
-                               s3_setup.render("runtime", s3_bucket, "oficina-virtual"))
-    store = store_resource(s3_endpoint, s3_bucket, data_dir, key_id=key_id, secret=secret,
-                           multipart_threshold_mb=5, multipart_chunksize_mb=5).open()
+    key_id, secret = make_user(
+        f"ov-runtime-{uuid.uuid4().hex[:8]}", s3_setup.render("runtime", s3_bucket, "oficina-virtual")
+    )
+    store = store_resource(
+        s3_endpoint,
+        s3_bucket,
+        data_dir,
+        key_id=key_id,
+        secret=secret,
+        multipart_threshold_mb=5,
+        multipart_chunksize_mb=5,
+    ).open()
     enforce()
     objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
@@ -137,6 +153,7 @@ def test_runtime_policy_suffices_when_enforced(enforcing_moto, s3_endpoint, s3_b
 
 # -- wrong region: botocore parsing S3's real answers ------------------------------------------
 
+
 class _WrongRegion(BaseHTTPRequestHandler):
     """Answers like S3 does when a bucket in eu-west-1 is addressed as us-east-1."""
 
@@ -144,10 +161,12 @@ class _WrongRegion(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AuthorizationHeaderMalformed</Code>'
-                b"<Message>The authorization header is malformed; the region 'us-east-1' is wrong; "
-                b"expecting 'eu-west-1'</Message><Region>eu-west-1</Region><RequestId>R</RequestId>"
-                b"<HostId>H</HostId></Error>")
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AuthorizationHeaderMalformed</Code>'
+            b"<Message>The authorization header is malformed; the region 'us-east-1' is wrong; "
+            b"expecting 'eu-west-1'</Message><Region>eu-west-1</Region><RequestId>R</RequestId>"
+            b"<HostId>H</HostId></Error>"
+        )
         self.send_response(400)
         self.send_header("x-amz-bucket-region", "eu-west-1")
         self.send_header("Content-Type", "application/xml")
@@ -184,14 +203,24 @@ def test_wrong_region_from_botocores_real_exception(wrong_region_endpoint, tmp_p
 
 
 def test_permanent_redirect_shape_and_unknown_errors_pass_through():
-    redirect = ClientError({"Error": {"Code": "PermanentRedirect", "Endpoint": "b.s3.eu-west-1.amazonaws.com",
-                                      "Message": "The bucket you are attempting to access must be addressed "
-                                                 "using the specified endpoint."},
-                            "ResponseMetadata": {"HTTPStatusCode": 301,
-                                                 "HTTPHeaders": {"x-amz-bucket-region": "eu-west-1"}}},
-                           "PutObject")
+    redirect = ClientError(
+        {
+            "Error": {
+                "Code": "PermanentRedirect",
+                "Endpoint": "b.s3.eu-west-1.amazonaws.com",
+                "Message": "The bucket you are attempting to access must be addressed using the specified endpoint.",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 301, "HTTPHeaders": {"x-amz-bucket-region": "eu-west-1"}},
+        },
+        "PutObject",
+    )
     out = translate_aws_error(redirect, "b", "us-east-1")
     assert isinstance(out, StoreAccessError) and "The bucket is in eu-west-1" in str(out)
-    slow = ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                        "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+    slow = ClientError(
+        {
+            "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+            "ResponseMetadata": {"HTTPStatusCode": 503},
+        },
+        "PutObject",
+    )
     assert translate_aws_error(slow, "b", "us-east-1") is slow  # retried by botocore, not an operator's problem

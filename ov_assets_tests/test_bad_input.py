@@ -141,19 +141,25 @@ def test_random_json_objects_never_raise(obj: dict) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.fixed_dictionaries({k: st.just(v) for k, v in base_record(DAY, "5").items()}),
-       st.sampled_from(["nic", "fecha", "numero_radicado", "estado_solicitud", "cuerpo_reclamacion", "celular"]),
-       json_values)
+@given(
+    st.fixed_dictionaries({k: st.just(v) for k, v in base_record(DAY, "5").items()}),
+    st.sampled_from(["nic", "fecha", "numero_radicado", "estado_solicitud", "cuerpo_reclamacion", "celular"]),
+    json_values,
+)
 def test_random_values_in_a_real_record_never_raise(rec: dict, key: str, value: object) -> None:
     rec = dict(rec, **{key: value})
-    for data in (json.dumps(rec).encode(), json.dumps(rec, ensure_ascii=False, indent=1).encode("utf-8", "surrogatepass")):
+    for data in (
+        json.dumps(rec).encode(),
+        json.dumps(rec, ensure_ascii=False, indent=1).encode("utf-8", "surrogatepass"),
+    ):
         outcome = evaluate_file("X_data_20251008_100000.json", data, "0" * 64, TODAY)
         assert (outcome.record is None) != (outcome.reject is None)
         assert evaluate_parts("X_data_20251008_100000.json", data, "0" * 64, TODAY) == outcome.as_list()
 
 
-def test_fast_path_equals_evaluate_file_on_every_corpus_and_generated_file(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_path_equals_evaluate_file_on_every_corpus_and_generated_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The landing index evaluates files with ``evaluate_parts`` (a fast path for the usual
     record): for every broken, odd and generated file it must give what ``evaluate_file`` gives,
     and the usual record must really take the fast path."""
@@ -162,7 +168,8 @@ def test_fast_path_equals_evaluate_file_on_every_corpus_and_generated_file(tmp_p
     write_day(tmp_path, "afinia", DAY, n=60)  # (broken files too)
     folder = landing_dir(tmp_path, "afinia")
     files = [(c.name, c.data) for c in corpus(DAY)] + [
-        (p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.suffix == ".json"]
+        (p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.suffix == ".json"
+    ]
     assert len(files) > 100
     for name, data in files:
         assert evaluate_parts(name, data, "0" * 64, TODAY) == evaluate_file(name, data, "0" * 64, TODAY).as_list(), name

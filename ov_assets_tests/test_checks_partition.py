@@ -33,8 +33,10 @@ AFINIA, AIRE = key(DAY_A, "afinia"), key(DAY_A, "aire")
 @pytest.fixture
 def env(pg_conninfo18, data_dir, s3_endpoint, s3_bucket):
     # aire without second versions: the winner-fault test needs a partition where it is harmless
-    gens = {e: generator.write_day(data_dir, e, DAY_A, n=6, broken=False, versions=(e == "afinia"))
-            for e in ("afinia", "aire")}
+    gens = {
+        e: generator.write_day(data_dir, e, DAY_A, n=6, broken=False, versions=(e == "afinia"))
+        for e in ("afinia", "aire")
+    }
     res = make_resources(pg_conninfo18, data_dir, s3_bucket, s3_endpoint)
     assert materialize_range(res, AFINIA, AIRE).success
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
@@ -51,8 +53,16 @@ def test_clean_range_run_reports_every_check_per_partition(env):
     result, out = _range(res)
     assert result.success
     names = {n for n, _ in out}
-    assert names >= {"no_duplicate_winners", "required_fields_present", "reject_rate", "hash_registro_recomputes",
-                     "winners_in_table", "no_older_replacement", "objects_registered", "objects_match_bucket"}
+    assert names >= {
+        "no_duplicate_winners",
+        "required_fields_present",
+        "reject_rate",
+        "hash_registro_recomputes",
+        "winners_in_table",
+        "no_older_replacement",
+        "objects_registered",
+        "objects_match_bucket",
+    }
     for n in names - {"load_freshness"}:
         assert out.get((n, AFINIA)) is True and out.get((n, AIRE)) is True, n
 
@@ -104,7 +114,9 @@ def test_winner_marking_fault_is_caught_for_that_partition_only(env, monkeypatch
     monkeypatch.setattr(records, "mark_winners", every_valid_version_wins)
     result, out = _range(res)
     assert out[("no_duplicate_winners", AFINIA)] is False and out[("no_duplicate_winners", AIRE)] is True
-    assert gens["afinia"].records[0]["numero_radicado"] in meta(evaluation(result, "no_duplicate_winners", AFINIA), "failing")
+    assert gens["afinia"].records[0]["numero_radicado"] in meta(
+        evaluation(result, "no_duplicate_winners", AFINIA), "failing"
+    )
     monkeypatch.setattr(records, "mark_winners", original)
     assert _range(res)[1][("no_duplicate_winners", AFINIA)] is True
 
@@ -115,12 +127,17 @@ def test_winners_in_table_blocks_s3_objects_and_recovers(env):
     with connect(ci) as conn:
         # The stored row altered behind the pipeline's back, and a rogue trigger that silently
         # discards every later UPDATE of it: the load cannot put the winner back.
-        conn.execute(f"""UPDATE {T}.ov_afinia SET hash_registro = repeat('f', 64),
-                            fecha_extraccion = '2000-01-01' WHERE numero_radicado = %s""", (radicado,))
+        conn.execute(
+            f"""UPDATE {T}.ov_afinia SET hash_registro = repeat('f', 64),
+                            fecha_extraccion = '2000-01-01' WHERE numero_radicado = %s""",
+            (radicado,),
+        )
         conn.execute(f"""CREATE FUNCTION {T}.swallow() RETURNS trigger LANGUAGE plpgsql AS $$
                          BEGIN RETURN NULL; END $$""")
-        conn.execute(f"CREATE TRIGGER swallow BEFORE UPDATE ON {T}.ov_afinia FOR EACH ROW "
-                     f"WHEN (OLD.numero_radicado = '{radicado}') EXECUTE FUNCTION {T}.swallow()")
+        conn.execute(
+            f"CREATE TRIGGER swallow BEFORE UPDATE ON {T}.ov_afinia FOR EACH ROW "
+            f"WHEN (OLD.numero_radicado = '{radicado}') EXECUTE FUNCTION {T}.swallow()"
+        )
     result, out = _range(res)
     assert out[("winners_in_table", AFINIA)] is False and out[("winners_in_table", AIRE)] is True
     assert meta(evaluation(result, "winners_in_table", AFINIA), "failing") == [radicado]
@@ -139,22 +156,29 @@ def test_no_older_replacement_fails_when_history_is_newer(env):
     assert materialize(res, AIRE).success
     radicado = gens["aire"].records[0]["numero_radicado"]
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_aire_history SET fecha_extraccion = fecha_extraccion + interval '400 days' "
-                     "WHERE numero_radicado = %s", (radicado,))
+        conn.execute(
+            f"UPDATE {T}.ov_aire_history SET fecha_extraccion = fecha_extraccion + interval '400 days' "
+            "WHERE numero_radicado = %s",
+            (radicado,),
+        )
     result, out = _range(res)
     assert out[("no_older_replacement", AIRE)] is False and out[("no_older_replacement", AFINIA)] is True
     assert meta(evaluation(result, "no_older_replacement", AIRE), "failing") == [radicado]
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_aire_history SET fecha_extraccion = fecha_extraccion - interval '400 days' "
-                     "WHERE numero_radicado = %s", (radicado,))
+        conn.execute(
+            f"UPDATE {T}.ov_aire_history SET fecha_extraccion = fecha_extraccion - interval '400 days' "
+            "WHERE numero_radicado = %s",
+            (radicado,),
+        )
     assert _range(res)[1][("no_older_replacement", AIRE)] is True
 
 
 def test_objects_match_bucket_sees_a_deleted_object(env):
     res, ci, _, _, s3, bucket = env
     with connect(ci) as conn:
-        (s3_key,) = conn.execute(f"SELECT s3_key FROM {T}.s3_files_registry WHERE empresa = 'aire' "
-                                 "AND file_type = 'pdf' ORDER BY 1 LIMIT 1").fetchone()
+        (s3_key,) = conn.execute(
+            f"SELECT s3_key FROM {T}.s3_files_registry WHERE empresa = 'aire' AND file_type = 'pdf' ORDER BY 1 LIMIT 1"
+        ).fetchone()
     body = s3.get_object(Bucket=bucket, Key=s3_key)["Body"].read()
     s3.delete_object(Bucket=bucket, Key=s3_key)
     result, out = _range(res)  # the registry says uploaded: the asset skips it, the check re-reads the bucket
@@ -169,13 +193,17 @@ def test_objects_registered_does_not_trust_the_step(env):
     stored the object, the check re-reads the registry and fails for that partition only."""
     res, ci, *_ = env
     with connect(ci) as conn:
-        (s3_key,) = conn.execute(f"SELECT s3_key FROM {T}.s3_files_registry WHERE empresa = 'afinia' "
-                                 "AND file_type = 'pdf' ORDER BY 1 LIMIT 1").fetchone()
+        (s3_key,) = conn.execute(
+            f"SELECT s3_key FROM {T}.s3_files_registry WHERE empresa = 'afinia' "
+            "AND file_type = 'pdf' ORDER BY 1 LIMIT 1"
+        ).fetchone()
         conn.execute(f"UPDATE {T}.s3_files_registry SET upload_status = 'error' WHERE s3_key = %s", (s3_key,))
         conn.execute(f"""CREATE FUNCTION {T}.keep_pending() RETURNS trigger LANGUAGE plpgsql AS $$
                          BEGIN IF NEW.s3_key = '{s3_key}' THEN NEW.upload_status := 'pending'; END IF; RETURN NEW; END $$""")
-        conn.execute(f"CREATE TRIGGER keep_pending BEFORE UPDATE ON {T}.s3_files_registry "
-                     f"FOR EACH ROW EXECUTE FUNCTION {T}.keep_pending()")
+        conn.execute(
+            f"CREATE TRIGGER keep_pending BEFORE UPDATE ON {T}.s3_files_registry "
+            f"FOR EACH ROW EXECUTE FUNCTION {T}.keep_pending()"
+        )
     result, out = _range(res)
     assert out[("objects_registered", AFINIA)] is False and out[("objects_registered", AIRE)] is True
     assert meta(evaluation(result, "objects_registered", AFINIA), "failing") == [s3_key]

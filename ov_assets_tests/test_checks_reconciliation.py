@@ -18,10 +18,12 @@ T = "data_general"
 AFINIA, AIRE = key(DAY_A, "afinia"), key(DAY_A, "aire")
 
 
-def run_reconciliation(resources, partition: str | None = None, start: str | None = None,
-                       end: str | None = None) -> dg.ExecuteInProcessResult:
-    defs = dg.Definitions(assets=pqr_assets, asset_checks=checks.all_checks, jobs=[reconciliation_checks_job],
-                          resources=resources)
+def run_reconciliation(
+    resources, partition: str | None = None, start: str | None = None, end: str | None = None
+) -> dg.ExecuteInProcessResult:
+    defs = dg.Definitions(
+        assets=pqr_assets, asset_checks=checks.all_checks, jobs=[reconciliation_checks_job], resources=resources
+    )
     job = defs.resolve_job_def("reconciliation_checks_job")
     tags = checks.partition_range_tags(start, end) if start else checks.partition_tags(partition)
     result = job.execute_in_process(raise_on_error=False, tags=tags)
@@ -48,7 +50,9 @@ def _registered(ci, empresa: str, file_type: str = "pdf") -> tuple[str, str, int
     with connect(ci) as conn:
         return conn.execute(
             f"""SELECT s3_key, file_hash, file_size FROM {T}.s3_files_registry
-                WHERE empresa = %s AND file_type = %s ORDER BY s3_key LIMIT 1""", (empresa, file_type)).fetchone()
+                WHERE empresa = %s AND file_type = %s ORDER BY s3_key LIMIT 1""",
+            (empresa, file_type),
+        ).fetchone()
 
 
 def test_both_checks_pass_for_each_partition_and_in_a_range_run(loaded):
@@ -61,8 +65,9 @@ def test_both_checks_pass_for_each_partition_and_in_a_range_run(loaded):
         assert meta(evs["table_rows_registered"], "table_rows") > 0
     result = run_reconciliation(res, start=AFINIA, end=AIRE)
     by_part = {(ev.check_name, ev.partition): ev.passed for ev in result.get_asset_check_evaluations()}
-    assert by_part == {(n, p): True for n in ("registry_matches_bucket", "table_rows_registered")
-                       for p in (AFINIA, AIRE, None)}
+    assert by_part == {
+        (n, p): True for n in ("registry_matches_bucket", "table_rows_registered") for p in (AFINIA, AIRE, None)
+    }
 
 
 def test_deleted_object_fails_registry_matches_bucket_for_its_partition_only(loaded):
@@ -78,8 +83,9 @@ def test_deleted_object_fails_registry_matches_bucket_for_its_partition_only(loa
     assert verdicts(res, AIRE)["registry_matches_bucket"].passed
     # In a range run: one evaluation per partition, the summary names the failing one.
     result = run_reconciliation(res, start=AFINIA, end=AIRE)
-    by_part = {ev.partition: ev for ev in result.get_asset_check_evaluations()
-               if ev.check_name == "registry_matches_bucket"}
+    by_part = {
+        ev.partition: ev for ev in result.get_asset_check_evaluations() if ev.check_name == "registry_matches_bucket"
+    }
     assert not by_part[AFINIA].passed and by_part[AIRE].passed
     assert not by_part[None].passed and meta(by_part[None], "failing") == [AFINIA]
 
@@ -109,7 +115,8 @@ def test_registry_rows_left_pending_warn(loaded):
         (s3_key,) = conn.execute(
             f"""SELECT r.s3_key FROM {T}.s3_files_registry r JOIN {T}.ov_afinia t
                   ON t.numero_radicado = r.numero_radicado AND t.archivo_origen = r.filename
-                WHERE r.empresa = 'afinia' ORDER BY 1 LIMIT 1""").fetchone()
+                WHERE r.empresa = 'afinia' ORDER BY 1 LIMIT 1"""
+        ).fetchone()
         conn.execute(f"UPDATE {T}.s3_files_registry SET upload_status = 'pending' WHERE s3_key = %s", (s3_key,))
     evs = verdicts(res, AFINIA)
     ev = evs["registry_matches_bucket"]
@@ -128,7 +135,8 @@ def test_table_row_without_registry_row_fails_table_rows_registered(loaded):
     res, ci, *_ = loaded
     with connect(ci) as conn:
         radicado, archivo = conn.execute(
-            f"SELECT numero_radicado, archivo_origen FROM {T}.ov_aire ORDER BY 1 LIMIT 1").fetchone()
+            f"SELECT numero_radicado, archivo_origen FROM {T}.ov_aire ORDER BY 1 LIMIT 1"
+        ).fetchone()
         conn.execute(f"DELETE FROM {T}.s3_files_registry WHERE empresa = 'aire' AND filename = %s", (archivo,))
     ev = verdicts(res, AIRE)["table_rows_registered"]
     assert not ev.passed and meta(ev, "failing") == [radicado]
@@ -143,16 +151,21 @@ def test_listed_url_with_wrong_sha256_fails_table_rows_registered(loaded):
     with connect(ci) as conn:
         radicado, urls = conn.execute(
             f"SELECT numero_radicado, archivos_s3_urls FROM {T}.ov_afinia WHERE jsonb_array_length(archivos_s3_urls) > 1 "
-            "ORDER BY 1 LIMIT 1").fetchone()
+            "ORDER BY 1 LIMIT 1"
+        ).fetchone()
         bad = [dict(u, sha256="0" * 64) if i == 1 else u for i, u in enumerate(urls)]
-        conn.execute(f"UPDATE {T}.ov_afinia SET archivos_s3_urls = %s::jsonb WHERE numero_radicado = %s",
-                     (__import__("json").dumps(bad), radicado))
+        conn.execute(
+            f"UPDATE {T}.ov_afinia SET archivos_s3_urls = %s::jsonb WHERE numero_radicado = %s",
+            (__import__("json").dumps(bad), radicado),
+        )
     ev = verdicts(res, AFINIA)["table_rows_registered"]
     assert not ev.passed and meta(ev, "failing") == [radicado]
     assert "1_listed_urls_not_registered" in meta(ev, "problems_table")
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_afinia SET archivos_s3_urls = %s::jsonb WHERE numero_radicado = %s",
-                     (__import__("json").dumps(urls), radicado))
+        conn.execute(
+            f"UPDATE {T}.ov_afinia SET archivos_s3_urls = %s::jsonb WHERE numero_radicado = %s",
+            (__import__("json").dumps(urls), radicado),
+        )
     assert verdicts(res, AFINIA)["table_rows_registered"].passed
 
 
@@ -176,8 +189,12 @@ def test_multipart_object_is_verified_not_trusted_by_its_metadata(loaded):
     forged = bytes([body[0] ^ 0xFF]) + body[1:]
     upload = s3.create_multipart_upload(Bucket=bucket, Key=s3_key, Metadata={"sha256": sha})
     part = s3.upload_part(Bucket=bucket, Key=s3_key, UploadId=upload["UploadId"], PartNumber=1, Body=forged)
-    s3.complete_multipart_upload(Bucket=bucket, Key=s3_key, UploadId=upload["UploadId"],
-                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=s3_key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
     head = s3.head_object(Bucket=bucket, Key=s3_key)
     assert "-" in head["ETag"] and head["Metadata"]["sha256"] == sha and head["ContentLength"] == size
     ev = verdicts(res, AFINIA)["registry_matches_bucket"]

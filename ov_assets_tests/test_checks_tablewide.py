@@ -31,8 +31,9 @@ T = "data_general"
 
 
 def run_integrity(resources) -> dict[str, dg.AssetCheckEvaluation]:
-    defs = dg.Definitions(assets=pqr_assets, asset_checks=checks.all_checks, jobs=[integrity_checks_job],
-                          resources=resources)
+    defs = dg.Definitions(
+        assets=pqr_assets, asset_checks=checks.all_checks, jobs=[integrity_checks_job], resources=resources
+    )
     result = defs.resolve_job_def("integrity_checks_job").execute_in_process(raise_on_error=False)
     assert result.success
     # nothing is materialized by a checks-only job
@@ -72,12 +73,15 @@ def test_orphan_registry_row_fails_until_removed(loaded):
     res, ci = loaded
     with connect(ci) as conn:
         # Same SGC as a real row, but a radicado the table lacks: the join is on the radicado.
-        sgc = conn.execute(f"SELECT numero_reclamo_sgc FROM {T}.ov_aire WHERE numero_reclamo_sgc <> '' LIMIT 1").fetchone()[0]
+        sgc = conn.execute(
+            f"SELECT numero_reclamo_sgc FROM {T}.ov_aire WHERE numero_reclamo_sgc <> '' LIMIT 1"
+        ).fetchone()[0]
         conn.execute(
             f"""INSERT INTO {T}.s3_files_registry (empresa, numero_radicado, numero_reclamo_sgc, filename,
                     file_type, s3_bucket, s3_key, s3_url, upload_status)
                 VALUES ('aire', 'ORPHAN-0001', %s, 'x_data_20251008_100000.json', 'json', 'b', 'k/orphan', 's3://b/k/orphan', 'uploaded')""",
-            (sgc,))
+            (sgc,),
+        )
     ev = run_integrity(res)["no_orphan_registry_rows"]
     assert not ev.passed
     assert meta(ev, "failing") == ["aire:ORPHAN-0001"]
@@ -92,7 +96,8 @@ def test_deleted_table_row_leaves_orphans(loaded):
     with connect(ci) as conn:
         radicado = conn.execute(
             f"""SELECT t.numero_radicado FROM {T}.ov_afinia t WHERE NOT EXISTS
-                (SELECT 1 FROM {T}.ov_afinia_history h WHERE h.numero_radicado = t.numero_radicado) LIMIT 1""").fetchone()[0]
+                (SELECT 1 FROM {T}.ov_afinia_history h WHERE h.numero_radicado = t.numero_radicado) LIMIT 1"""
+        ).fetchone()[0]
         saved = conn.execute(f"SELECT * FROM {T}.ov_afinia WHERE numero_radicado = %s", (radicado,)).fetchone()
         cols = [d.name for d in conn.execute(f"SELECT * FROM {T}.ov_afinia LIMIT 0").description]
         conn.execute(f"DELETE FROM {T}.ov_afinia WHERE numero_radicado = %s", (radicado,))
@@ -100,8 +105,10 @@ def test_deleted_table_row_leaves_orphans(loaded):
     assert not ev.passed and meta(ev, "failing") == [f"afinia:{radicado}"]
     with connect(ci) as conn:
         placeholders = ", ".join(["%s"] * len(cols))
-        conn.execute(f"INSERT INTO {T}.ov_afinia ({', '.join(cols)}) OVERRIDING SYSTEM VALUE VALUES ({placeholders})",
-                     [psycopg.types.json.Jsonb(v) if isinstance(v, (list, dict)) else v for v in saved])
+        conn.execute(
+            f"INSERT INTO {T}.ov_afinia ({', '.join(cols)}) OVERRIDING SYSTEM VALUE VALUES ({placeholders})",
+            [psycopg.types.json.Jsonb(v) if isinstance(v, (list, dict)) else v for v in saved],
+        )
     assert run_integrity(res)["no_orphan_registry_rows"].passed
 
 
@@ -109,26 +116,34 @@ def test_history_without_current_row_and_history_newer_than_current(loaded):
     res, ci = loaded
     with connect(ci) as conn:
         radicado = _radicado_with_history(conn)
-        conn.execute(f"UPDATE {T}.ov_afinia_history SET numero_radicado = 'GHOST-1' WHERE numero_radicado = %s",
-                     (radicado,))
+        conn.execute(
+            f"UPDATE {T}.ov_afinia_history SET numero_radicado = 'GHOST-1' WHERE numero_radicado = %s", (radicado,)
+        )
     ev = run_integrity(res)["history_consistent"]
     assert not ev.passed
     assert meta(ev, "failing") == ["afinia:GHOST-1"] and meta(ev, "no_current_row") == 1
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_afinia_history SET numero_radicado = %s WHERE numero_radicado = 'GHOST-1'",
-                     (radicado,))
+        conn.execute(
+            f"UPDATE {T}.ov_afinia_history SET numero_radicado = %s WHERE numero_radicado = 'GHOST-1'", (radicado,)
+        )
     assert run_integrity(res)["history_consistent"].passed
 
     # A replaced version newer than the row that replaced it.
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_afinia_history SET fecha_extraccion = fecha_extraccion + interval '400 days' "
-                     "WHERE numero_radicado = %s", (radicado,))
+        conn.execute(
+            f"UPDATE {T}.ov_afinia_history SET fecha_extraccion = fecha_extraccion + interval '400 days' "
+            "WHERE numero_radicado = %s",
+            (radicado,),
+        )
     ev = run_integrity(res)["history_consistent"]
     assert not ev.passed
     assert meta(ev, "failing") == [f"afinia:{radicado}"] and meta(ev, "history_newer_than_current") == 1
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_afinia_history SET fecha_extraccion = fecha_extraccion - interval '400 days' "
-                     "WHERE numero_radicado = %s", (radicado,))
+        conn.execute(
+            f"UPDATE {T}.ov_afinia_history SET fecha_extraccion = fecha_extraccion - interval '400 days' "
+            "WHERE numero_radicado = %s",
+            (radicado,),
+        )
     assert run_integrity(res)["history_consistent"].passed
 
 
@@ -191,11 +206,15 @@ def test_freshness_fails_when_the_last_load_is_old(loaded):
     res, ci = loaded
     assert run_integrity(res)["load_freshness"].passed
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_load_audit SET finished_at = finished_at - interval '3 days' WHERE empresa = 'aire'")
+        conn.execute(
+            f"UPDATE {T}.ov_load_audit SET finished_at = finished_at - interval '3 days' WHERE empresa = 'aire'"
+        )
     ev = run_integrity(res)["load_freshness"]
     assert not ev.passed and meta(ev, "failing") == ["aire"]
     with connect(ci) as conn:
-        conn.execute(f"UPDATE {T}.ov_load_audit SET finished_at = finished_at + interval '3 days' WHERE empresa = 'aire'")
+        conn.execute(
+            f"UPDATE {T}.ov_load_audit SET finished_at = finished_at + interval '3 days' WHERE empresa = 'aire'"
+        )
     assert run_integrity(res)["load_freshness"].passed
 
 
@@ -206,11 +225,11 @@ def _bog(*args: int) -> dt.datetime:
 @pytest.mark.parametrize(
     ("now", "expected"),
     [
-        (_bog(2025, 10, 8, 9, 30), _bog(2025, 10, 8, 8)),      # Wednesday 09:30 -> 08:00 slot
-        (_bog(2025, 10, 8, 4, 30), _bog(2025, 10, 7, 22)),     # before grace ends -> yesterday 22:00
-        (_bog(2025, 10, 8, 5, 0), _bog(2025, 10, 8, 4)),       # Wednesday 05:00 -> 04:00 bulk
-        (_bog(2025, 10, 12, 15, 0), _bog(2025, 10, 11, 22)),   # Sunday -> Saturday 22:00
-        (_bog(2025, 10, 13, 3, 0), _bog(2025, 10, 11, 22)),    # Monday before the bulk -> Saturday
+        (_bog(2025, 10, 8, 9, 30), _bog(2025, 10, 8, 8)),  # Wednesday 09:30 -> 08:00 slot
+        (_bog(2025, 10, 8, 4, 30), _bog(2025, 10, 7, 22)),  # before grace ends -> yesterday 22:00
+        (_bog(2025, 10, 8, 5, 0), _bog(2025, 10, 8, 4)),  # Wednesday 05:00 -> 04:00 bulk
+        (_bog(2025, 10, 12, 15, 0), _bog(2025, 10, 11, 22)),  # Sunday -> Saturday 22:00
+        (_bog(2025, 10, 13, 3, 0), _bog(2025, 10, 11, 22)),  # Monday before the bulk -> Saturday
         (_bog(2025, 10, 13, 23, 30), _bog(2025, 10, 13, 22)),  # Monday 23:30 (integrity schedule)
     ],
 )

@@ -46,8 +46,12 @@ def _landing(data_dir: Path, empresa: str) -> set[str]:
     return {p.name for p in landing_dir(data_dir, empresa).iterdir()}
 
 
-def _setup(conninfo: dict[str, Any], data_dir: Path, bucket: str | None = None, endpoint: str | None = None,
-           ) -> tuple[dict[str, Any], generator.GeneratedDay, generator.GeneratedDay]:
+def _setup(
+    conninfo: dict[str, Any],
+    data_dir: Path,
+    bucket: str | None = None,
+    endpoint: str | None = None,
+) -> tuple[dict[str, Any], generator.GeneratedDay, generator.GeneratedDay]:
     resources = pipeline_resources(conninfo, data_dir, bucket, endpoint)
     old = generator.write_day(data_dir, "afinia", OLD, n=8)
     recent = generator.write_day(data_dir, "afinia", RECENT, n=4)
@@ -77,8 +81,9 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
     _set_age([stray], 90)
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
         # One record's JSON registered with another hash; another's PDF left in error.
-        conn.execute("UPDATE data_general.s3_files_registry SET file_hash = %s WHERE filename = %s",
-                     ("f" * 64, tampered))
+        conn.execute(
+            "UPDATE data_general.s3_files_registry SET file_hash = %s WHERE filename = %s", ("f" * 64, tampered)
+        )
         pdf = next(n for n in groups[errored] if n.endswith(".pdf"))
         conn.execute("UPDATE data_general.s3_files_registry SET upload_status = 'error' WHERE filename = %s", (pdf,))
     before = _landing(data_dir, "afinia")
@@ -110,7 +115,8 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
     # The objects are still in the store; the index forgot the deleted files.
     index = LandingIndex(data_dir)
     assert {r.name for r in index.record_files("afinia", OLD)} == {
-        n for n in after if n.endswith(".json") and any(n in g for g in groups.values())} | set(old.broken)
+        n for n in after if n.endswith(".json") and any(n in g for g in groups.values())
+    } | set(old.broken)
     # A second cleanup finds nothing more.
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
         assert cleanup_landing(LandingIndex(data_dir), conn, store, retention=30).files == 0
@@ -119,6 +125,7 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
     # lacks the deleted files, but its reports keep every winner, as written before the cleanup.
     _materialize(resources, OLD, "afinia")
     assert {k: p.read_bytes() for k, p in reports.items()} == reports_before
+
     # A newer version of a PQR whose files were deleted: the report takes it, keeps the others.
     def rows() -> dict[str, str]:
         return dict(pl.read_parquet(reports["parquet"]).select("numero_radicado", "hash_registro").iter_rows())
@@ -126,16 +133,18 @@ def test_cleanup_deletes_only_verified_old_files(pg_conninfo18: dict[str, Any], 
     earlier = rows()
     remaining = {r.numero_radicado for r in LandingIndex(data_dir).record_files("afinia", OLD)}
     gone_radicado = next(r for r in sorted(earlier) if r not in remaining)  # every version deleted
-    write_newer_version(data_dir, old, index=next(i for i, r in enumerate(old.records)
-                                                  if r["numero_radicado"] == gone_radicado))
+    write_newer_version(
+        data_dir, old, index=next(i for i, r in enumerate(old.records) if r["numero_radicado"] == gone_radicado)
+    )
     _materialize(resources, OLD, "afinia")
     now = rows()
     assert now[gone_radicado] != earlier[gone_radicado] and now == {**earlier, gone_radicado: now[gone_radicado]}
     assert pl.read_csv(reports["csv"], infer_schema=False).height == len(earlier)
 
 
-def test_cleanup_respects_retention_and_changed_bytes(pg_conninfo18: dict[str, Any], data_dir: Path,
-                                                      monkeypatch) -> None:
+def test_cleanup_respects_retention_and_changed_bytes(
+    pg_conninfo18: dict[str, Any], data_dir: Path, monkeypatch
+) -> None:
     resources, _old, _ = _setup(pg_conninfo18, data_dir)
     groups = _record_groups(data_dir, "afinia", OLD)
     store = resources["object_store"].open()
@@ -200,13 +209,15 @@ def test_retention_below_one_day_deletes_nothing(tmp_path: Path, monkeypatch) ->
 def _registered_key(conninfo: dict[str, Any], filename: str) -> tuple[str, str]:
     """(key, sha256) of a landing file's registry row."""
     with psycopg.connect(**conninfo) as conn:
-        return conn.execute("SELECT s3_key, file_hash FROM data_general.s3_files_registry WHERE filename = %s",
-                            (filename,)).fetchone()
+        return conn.execute(
+            "SELECT s3_key, file_hash FROM data_general.s3_files_registry WHERE filename = %s", (filename,)
+        ).fetchone()
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_file_whose_object_left_the_bucket_is_kept(where: str, pg_conninfo18: dict[str, Any], data_dir: Path,
-                                                   monkeypatch, capsys, request) -> None:
+def test_file_whose_object_left_the_bucket_is_kept(
+    where: str, pg_conninfo18: dict[str, Any], data_dir: Path, monkeypatch, capsys, request
+) -> None:
     """The registry says uploaded, but the object is gone, or holds other bytes (in S3: a
     multipart object whose sha256 metadata claims the registered hash): the landing file is
     the last copy and stays, also through ``ov-assets cleanup``; the report names it."""
@@ -233,8 +244,12 @@ def test_file_whose_object_left_the_bucket_is_kept(where: str, pg_conninfo18: di
         c.delete_object(Bucket=bucket, Key=gone_key)
         upload = c.create_multipart_upload(Bucket=bucket, Key=swapped_key, Metadata={"sha256": sha})
         part = c.upload_part(Bucket=bucket, Key=swapped_key, UploadId=upload["UploadId"], PartNumber=1, Body=body)
-        c.complete_multipart_upload(Bucket=bucket, Key=swapped_key, UploadId=upload["UploadId"],
-                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        c.complete_multipart_upload(
+            Bucket=bucket,
+            Key=swapped_key,
+            UploadId=upload["UploadId"],
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+        )
     else:
         (data_dir / "object_store" / gone_key).unlink()
         obj = data_dir / "object_store" / swapped_key
@@ -248,12 +263,16 @@ def test_file_whose_object_left_the_bucket_is_kept(where: str, pg_conninfo18: di
     assert f"kept, not proven in the bucket: {gone}" in out and f"kept, not proven in the bucket: {swapped}" in out
     assert "2 registered but not proven" in out
     # every other record of the day went (their objects are there)
-    assert not any(set(groups[n]) & after for n in names[2:]
-                   if not (set(groups[n]) & (set(groups[names[0]]) | set(groups[names[1]]))))
+    assert not any(
+        set(groups[n]) & after
+        for n in names[2:]
+        if not (set(groups[n]) & (set(groups[names[0]]) | set(groups[names[1]])))
+    )
 
 
 def test_portal_named_attachment_kept_while_another_days_version_is_not_archived(
-        pg_conninfo18: dict[str, Any], data_dir: Path) -> None:
+    pg_conninfo18: dict[str, Any], data_dir: Path
+) -> None:
     """A ``<uuid>.pdf`` named by documento_prueba of an old, archived version and of a version
     filed on another day (its fecha moved) that is not archived yet: the cleanup keeps it
     until that version is archived too."""
@@ -265,8 +284,9 @@ def test_portal_named_attachment_kept_while_another_days_version_is_not_archived
     proof = landing_dir(data_dir, "afinia") / record["documento_prueba"]
     other_day = OLD + dt.timedelta(days=3)
     moved = dict(record, fecha=f"{other_day:%Y/%m/%d} 10:00", estado_solicitud="Finalizado")
-    written = write_record_files(landing_dir(data_dir, "afinia"), moved,
-                                 dt.datetime.combine(other_day, dt.time(11, 0)), 200)
+    written = write_record_files(
+        landing_dir(data_dir, "afinia"), moved, dt.datetime.combine(other_day, dt.time(11, 0)), 200
+    )
     _set_age(written, 39)
     store = resources["object_store"].open()
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
@@ -279,8 +299,9 @@ def test_portal_named_attachment_kept_while_another_days_version_is_not_archived
     assert not proof.exists()
 
 
-def test_file_swapped_for_a_link_is_not_hashed_through_it(pg_conninfo18: dict[str, Any], data_dir: Path,
-                                                          s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+def test_file_swapped_for_a_link_is_not_hashed_through_it(
+    pg_conninfo18: dict[str, Any], data_dir: Path, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
     """A record file swapped for a symbolic link to its own bytes outside the folder after the
     cleanup's refresh (while it proves the files in the bucket): the link is never followed,
     so the file counts as changed and neither the link nor its target goes."""
@@ -306,8 +327,9 @@ def test_file_swapped_for_a_link_is_not_hashed_through_it(pg_conninfo18: dict[st
     assert report.kept_changed == 1 and victim not in report.deleted and report.files > 0
 
 
-def test_cleanup_that_empties_the_folder_succeeds(pg_conninfo18: dict[str, Any], data_dir: Path,
-                                                  monkeypatch, capsys) -> None:
+def test_cleanup_that_empties_the_folder_succeeds(
+    pg_conninfo18: dict[str, Any], data_dir: Path, monkeypatch, capsys
+) -> None:
     """Every file of an empresa archived and old: ``ov-assets cleanup`` empties its folder and
     succeeds; the index forgot exactly those files, so the next refresh and pqr_records take the
     empty folder for what it is (nothing to do), while files that vanish otherwise still mean

@@ -92,10 +92,12 @@ def test_concurrent_loads_equal_one_run(pg_conninfo, pg_server, data_dir, layout
     if layout == "same_partitions":
         plans = [parts, list(reversed(parts)), parts]
     else:
-        plans = [[p for p in parts if p[0] in days[:2]], [p for p in reversed(parts) if p[0] in days[1:]],
-                 [p for p in parts if p[0] in (days[0], days[2])]]
-    run_together([lambda plan=plan, i=i: _load(pg_conninfo, frame, plan, f"worker{i}")
-                  for i, plan in enumerate(plans)])
+        plans = [
+            [p for p in parts if p[0] in days[:2]],
+            [p for p in reversed(parts) if p[0] in days[1:]],
+            [p for p in parts if p[0] in (days[0], days[2])],
+        ]
+    run_together([lambda plan=plan, i=i: _load(pg_conninfo, frame, plan, f"worker{i}") for i, plan in enumerate(plans)])
     # Server-independent reference: one plain run on the embedded server.
     assert without_audit(snapshot(pg_conninfo)) == without_audit(_reference(pg_server, frame))
     with psycopg.connect(**pg_conninfo) as conn:

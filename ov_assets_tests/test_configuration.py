@@ -37,8 +37,12 @@ def environment_reads(tree: ast.AST) -> list[int]:
         elif isinstance(node, ast.ImportFrom) and node.module == "os":
             lines += [node.lineno for a in node.names if a.name in ENV_ATTRIBUTES]
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and node.attr in ENV_ATTRIBUTES
-                and isinstance(node.value, ast.Name) and node.value.id in os_names):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ENV_ATTRIBUTES
+            and isinstance(node.value, ast.Name)
+            and node.value.id in os_names
+        ):
             lines.append(node.lineno)
     return sorted(lines)
 
@@ -68,7 +72,8 @@ def variables_read(tree: ast.AST, where: str) -> set[str]:
         else:
             assert function in READERS, (
                 f"{where}:{call.lineno}: a settings reader called with a computed name outside a reader: "
-                "spell the variable out, so that README's table and this test can see it")
+                "spell the variable out, so that README's table and this test can see it"
+            )
     return names
 
 
@@ -76,7 +81,7 @@ def readme_table_variables() -> set[str]:
     """The variables named in the first column of README's configuration table."""
     readme = (REPO / "README.md").read_text()
     start = readme.index("\n## Configuration")
-    section = readme[start:readme.index("\n## ", start + 1)]
+    section = readme[start : readme.index("\n## ", start + 1)]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert rows, "README's configuration table has no rows"
     return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
@@ -91,12 +96,20 @@ def test_only_settings_reads_the_environment() -> None:
         if lines:
             offenders[str(path.relative_to(REPO))] = lines
     assert offenders == {}, f"read the environment through ov_assets.settings instead: {offenders}"
-    assert environment_reads(ast.parse(SETTINGS.read_text())), "settings reads the environment (else this test sees nothing)"
+    assert environment_reads(ast.parse(SETTINGS.read_text())), (
+        "settings reads the environment (else this test sees nothing)"
+    )
 
 
 def test_the_environment_check_sees_every_spelling() -> None:
-    for source in ("import os\nos.environ.get('X')", "import os\nos.getenv('X')", "import os as o\no.environ['X']",
-                   "from os import environ", "from os import getenv as g", "import os\nos.environ.update(X='1')"):
+    for source in (
+        "import os\nos.environ.get('X')",
+        "import os\nos.getenv('X')",
+        "import os as o\no.environ['X']",
+        "from os import environ",
+        "from os import getenv as g",
+        "import os\nos.environ.update(X='1')",
+    ):
         assert environment_reads(ast.parse(source)), source
     assert environment_reads(ast.parse("import os\nos.path.join('a')\nenv = {}\nenv.get('X')")) == []
 

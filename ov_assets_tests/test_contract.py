@@ -49,6 +49,7 @@ def rejected(obj: dict) -> Reject:
 
 # --- decoding -----------------------------------------------------------------------------------
 
+
 def test_utf8_with_and_without_bom_decode_alike() -> None:
     data = json.dumps(rec(), ensure_ascii=False).encode()
     plain, bom = decode_bytes(data), decode_bytes(b"\xef\xbb\xbf" + data)
@@ -68,19 +69,29 @@ def test_undecodable_bytes() -> None:
     assert decode_bytes(b'{"a": "\x81"}').code == "undecodable"  # 0x81 is undefined in cp1252
 
 
-@pytest.mark.parametrize("data,code", [
-    (b"", "empty_file"), (b" \n", "empty_file"), (b"{", "invalid_json"), (b"[]", "not_an_object"),
-    (b'"x"', "not_an_object"), (b'{"a": 1, "a": 2}', "invalid_json"),
-])
+@pytest.mark.parametrize(
+    "data,code",
+    [
+        (b"", "empty_file"),
+        (b" \n", "empty_file"),
+        (b"{", "invalid_json"),
+        (b"[]", "not_an_object"),
+        (b'"x"', "not_an_object"),
+        (b'{"a": 1, "a": 2}', "invalid_json"),
+    ],
+)
 def test_file_level_rejects(data: bytes, code: str) -> None:
     assert decode_bytes(data).code == code
 
 
-@pytest.mark.parametrize("broken,fixed", [
-    ("ReclamaciÃ³n", "Reclamación"),
-    ("Ã‘Ã¡Ã±ez PeÃ±aloza", "Ñáñez Peñaloza"),
-    ("FacturaciÃ³n de energÃ­a", "Facturación de energía"),
-])
+@pytest.mark.parametrize(
+    "broken,fixed",
+    [
+        ("ReclamaciÃ³n", "Reclamación"),
+        ("Ã‘Ã¡Ã±ez PeÃ±aloza", "Ñáñez Peñaloza"),
+        ("FacturaciÃ³n de energÃ­a", "Facturación de energía"),
+    ],
+)
 def test_mojibake_is_repaired_and_flagged(broken: str, fixed: str) -> None:
     assert canonical_with_flag(broken) == (fixed, True)
     out = valid(rec(cuerpo_reclamacion=broken))
@@ -88,9 +99,16 @@ def test_mojibake_is_repaired_and_flagged(broken: str, fixed: str) -> None:
     assert "text_repaired" in out.warnings
 
 
-@pytest.mark.parametrize("text", [
-    "“comillas” ‘curvas’ — guion", "&amp; &lt;b&gt; &#233;", "ﬁ ﬂ ｆｕｌｌ ① ²", "Ñáñez Peñaloza", "½ kWh ¿qué?",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "“comillas” ‘curvas’ — guion",
+        "&amp; &lt;b&gt; &#233;",
+        "ﬁ ﬂ ｆｕｌｌ ① ²",
+        "Ñáñez Peñaloza",
+        "½ kWh ¿qué?",
+    ],
+)
 def test_repair_changes_nothing_else(text: str) -> None:
     """No quote straightening, no entity unescaping, no NFKC; correct Spanish is not 'repaired'."""
     assert repair(text) == text
@@ -107,12 +125,23 @@ def test_nfc_is_not_a_repair() -> None:
 
 # --- canonical values ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw,expected", [
-    (None, ""), ("", ""), ("  a  b  ", "a b"), ("a\tb\nc\r\nd", "a b c d"),
-    ("a\x1cb\x1dc\x1ed\x1fe", "a b c d e"), ("a\u00a0b\u2003c\u3000d\u2028e", "a b c d e"),
-    ("e\x85f", "e…f"),  # a C1 control is cp1252 misread as Latin-1: ftfy.fix_encoding restores it
-    ("a\x0bb\x0cc", "a b c"), (123, "123"), (True, "True"), (1.5, "1.5"),
-])
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        (None, ""),
+        ("", ""),
+        ("  a  b  ", "a b"),
+        ("a\tb\nc\r\nd", "a b c d"),
+        ("a\x1cb\x1dc\x1ed\x1fe", "a b c d e"),
+        ("a\u00a0b\u2003c\u3000d\u2028e", "a b c d e"),
+        ("e\x85f", "e…f"),  # a C1 control is cp1252 misread as Latin-1: ftfy.fix_encoding restores it
+        ("a\x0bb\x0cc", "a b c"),
+        (123, "123"),
+        (True, "True"),
+        (1.5, "1.5"),
+    ],
+)
 def test_canonical(raw: object, expected: str) -> None:
     assert canonical(raw) == expected
 
@@ -132,10 +161,21 @@ def test_canonical_matches_the_contract_formula(text: str) -> None:
 
 # --- fecha ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [
-    "2025/10/08 09:32", "2025/10/08 09:32:00", "2025-10-08 09:32", "2025-10-08 09:32:00",
-    "2025-10-08T09:32", "2025-10-08T09:32:00", "08/10/2025 09:32", "08/10/2025 09:32:00", "  2025/10/08   09:32 ",
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2025/10/08 09:32",
+        "2025/10/08 09:32:00",
+        "2025-10-08 09:32",
+        "2025-10-08 09:32:00",
+        "2025-10-08T09:32",
+        "2025-10-08T09:32:00",
+        "08/10/2025 09:32",
+        "08/10/2025 09:32:00",
+        "  2025/10/08   09:32 ",
+    ],
+)
 def test_accepted_fecha_formats(raw: str) -> None:
     out = valid(rec(fecha=raw))
     assert out.values["fecha"] == "2025-10-08T09:32:00"
@@ -146,19 +186,38 @@ def test_fecha_seconds_kept() -> None:
     assert valid(rec(fecha="08/10/2025 09:32:17")).values["fecha"] == "2025-10-08T09:32:17"
 
 
-@pytest.mark.parametrize("raw", [
-    "ayer", "2025/10/08", "09:32", "2025/13/01 09:32", "2023/02/29 10:00", "2025/10/08 24:00", "2025/1/8 9:32",
-    "08-10-2025 09:32", "2025/10-08 09:32", "٢٠٢٥/١٠/٠٨ ٠٩:٣٢", "2025/10/08 09:32 PM", "20251008_093200",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ayer",
+        "2025/10/08",
+        "09:32",
+        "2025/13/01 09:32",
+        "2023/02/29 10:00",
+        "2025/10/08 24:00",
+        "2025/1/8 9:32",
+        "08-10-2025 09:32",
+        "2025/10-08 09:32",
+        "٢٠٢٥/١٠/٠٨ ٠٩:٣٢",
+        "2025/10/08 09:32 PM",
+        "20251008_093200",
+    ],
+)
 def test_bad_fecha(raw: str) -> None:
     out = rejected(rec(fecha=raw))
     assert out.code == "bad_fecha" and "fecha" in out.detail
     assert parse_fecha(raw.strip()) is None
 
 
-@pytest.mark.parametrize("raw,ok", [
-    ("2020/09/30 23:59", False), ("2020/10/01 00:00", True), ("2025/10/09 23:59", True), ("2025/10/10 00:00", False),
-])
+@pytest.mark.parametrize(
+    "raw,ok",
+    [
+        ("2020/09/30 23:59", False),
+        ("2020/10/01 00:00", True),
+        ("2025/10/09 23:59", True),
+        ("2025/10/10 00:00", False),
+    ],
+)
 def test_fecha_range(raw: str, ok: bool) -> None:
     out = validate_record(rec(fecha=raw), TODAY)
     if ok:
@@ -168,6 +227,7 @@ def test_fecha_range(raw: str, ok: bool) -> None:
 
 
 # --- hard rejects ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("field", REQUIRED_FIELDS)
 @pytest.mark.parametrize("value", ["<absent>", None, "", "   ", "\t\x1f\n"])
@@ -203,23 +263,45 @@ def test_other_fields_unbounded(field: str) -> None:
 
 # --- soft rules ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("field,value,warning", [
-    ("nic", "12345", None), ("nic", "123456789012", None), ("nic", "1234", "nic_invalid"),
-    ("nic", "1234567890123", "nic_invalid"), ("nic", "73O1245", "nic_invalid"), ("nic", "", None),
-    ("correo_electronico", "ana.perez+pqr@mail.example.co", None), ("correo_electronico", "ana@", "email_invalid"),
-    ("correo_electronico", "ana perez@example.com", "email_invalid"), ("correo_electronico", "ana@example", "email_invalid"),
-    ("celular", "3001234567", None), ("celular", "300 123 4567", None), ("celular", "+57 300 123 4567", None),
-    ("celular", "+573001234567", None), ("celular", "300-123-4567", None), ("celular", "(300) 123 4567", None),
-    ("celular", "2001234567", "celular_invalid"), ("celular", "300123456", "celular_invalid"),
-    ("celular", "30012345678", "celular_invalid"), ("celular", "+1 300 123 4567", "celular_invalid"),
-    ("celular", "5730012345", "celular_invalid"), ("celular", "tel 3001234567", "celular_invalid"),
-    ("telefono", "6053456789", None), ("telefono", "605 345 6789", None), ("telefono", "+57 601 234 5678", None),
-    ("telefono", "3456789", "telefono_invalid"), ("telefono", "6153456789", "telefono_invalid"),
-    ("telefono", "0000000000", "telefono_invalid"),
-    ("documento_identidad", "1045678912", None), ("documento_identidad", "900123456-7", None),
-    ("documento_identidad", "CC1045678912", "documento_invalid"), ("documento_identidad", "1.045.678.912", "documento_invalid"),
-    ("documento_identidad", "900123456-78", "documento_invalid"),
-])
+
+@pytest.mark.parametrize(
+    "field,value,warning",
+    [
+        ("nic", "12345", None),
+        ("nic", "123456789012", None),
+        ("nic", "1234", "nic_invalid"),
+        ("nic", "1234567890123", "nic_invalid"),
+        ("nic", "73O1245", "nic_invalid"),
+        ("nic", "", None),
+        ("correo_electronico", "ana.perez+pqr@mail.example.co", None),
+        ("correo_electronico", "ana@", "email_invalid"),
+        ("correo_electronico", "ana perez@example.com", "email_invalid"),
+        ("correo_electronico", "ana@example", "email_invalid"),
+        ("celular", "3001234567", None),
+        ("celular", "300 123 4567", None),
+        ("celular", "+57 300 123 4567", None),
+        ("celular", "+573001234567", None),
+        ("celular", "300-123-4567", None),
+        ("celular", "(300) 123 4567", None),
+        ("celular", "2001234567", "celular_invalid"),
+        ("celular", "300123456", "celular_invalid"),
+        ("celular", "30012345678", "celular_invalid"),
+        ("celular", "+1 300 123 4567", "celular_invalid"),
+        ("celular", "5730012345", "celular_invalid"),
+        ("celular", "tel 3001234567", "celular_invalid"),
+        ("telefono", "6053456789", None),
+        ("telefono", "605 345 6789", None),
+        ("telefono", "+57 601 234 5678", None),
+        ("telefono", "3456789", "telefono_invalid"),
+        ("telefono", "6153456789", "telefono_invalid"),
+        ("telefono", "0000000000", "telefono_invalid"),
+        ("documento_identidad", "1045678912", None),
+        ("documento_identidad", "900123456-7", None),
+        ("documento_identidad", "CC1045678912", "documento_invalid"),
+        ("documento_identidad", "1.045.678.912", "documento_invalid"),
+        ("documento_identidad", "900123456-78", "documento_invalid"),
+    ],
+)
 def test_soft_rules(field: str, value: str, warning: str | None) -> None:
     out = valid(rec(**{field: value}))
     expected = [warning] if warning else []
@@ -241,10 +323,26 @@ def test_warnings_are_codes_and_the_row_loads() -> None:
 
 # --- hash_registro ------------------------------------------------------------------------------
 
-_REF_FIELDS = ("nic", "fecha", "documento_identidad", "nombres_apellidos", "lectura", "correo_electronico",
-               "telefono", "celular", "tipo_pqr", "canal_respuesta", "documento_prueba", "cuerpo_reclamacion",
-               "numero_radicado", "estado_solicitud", "finalizar", "adjuntar_archivo", "numero_reclamo_sgc",
-               "comentarios")
+_REF_FIELDS = (
+    "nic",
+    "fecha",
+    "documento_identidad",
+    "nombres_apellidos",
+    "lectura",
+    "correo_electronico",
+    "telefono",
+    "celular",
+    "tipo_pqr",
+    "canal_respuesta",
+    "documento_prueba",
+    "cuerpo_reclamacion",
+    "numero_radicado",
+    "estado_solicitud",
+    "finalizar",
+    "adjuntar_archivo",
+    "numero_reclamo_sgc",
+    "comentarios",
+)
 
 
 def _reference_hash(obj: dict) -> str:
@@ -270,10 +368,19 @@ def test_field_order_is_the_contracts() -> None:
     assert BUSINESS_FIELDS == _REF_FIELDS
 
 
-@pytest.mark.parametrize("over", [
-    {}, {"fecha": "2025-10-08 09:32:00"}, {"fecha": "08/10/2025 09:32"}, {"nombres_apellidos": "  José\u0301\x1e Ñ "},
-    {"cuerpo_reclamacion": "ReclamaciÃ³n “x”"}, {"lectura": 12345}, {"comentarios": None}, {"finalizar": "😀"},
-])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        {"fecha": "2025-10-08 09:32:00"},
+        {"fecha": "08/10/2025 09:32"},
+        {"nombres_apellidos": "  José\u0301\x1e Ñ "},
+        {"cuerpo_reclamacion": "ReclamaciÃ³n “x”"},
+        {"lectura": 12345},
+        {"comentarios": None},
+        {"finalizar": "😀"},
+    ],
+)
 def test_hash_matches_reference(over: dict) -> None:
     obj = rec(**over)
     out = valid(obj)
@@ -292,8 +399,10 @@ def test_any_business_change_changes_the_hash(field: str) -> None:
 def test_status_change_is_an_update_and_metadata_is_not() -> None:
     a, b = valid(rec(estado_solicitud="Radicado")), valid(rec(estado_solicitud="Finalizado"))
     assert a.hash_registro != b.hash_registro
-    assert valid(rec(extraction_timestamp="20251009_000000", page_title="x", tabla_y="z")).hash_registro == \
-        valid(rec()).hash_registro
+    assert (
+        valid(rec(extraction_timestamp="20251009_000000", page_title="x", tabla_y="z")).hash_registro
+        == valid(rec()).hash_registro
+    )
     assert valid(rec(fecha="2025/10/08 09:33")).hash_registro != valid(rec()).hash_registro
 
 
@@ -310,8 +419,12 @@ def test_nul_character_in_a_value_rejects_the_record() -> None:
 
     from ov_assets.core.contract import Reject, validate_record
 
-    obj = {"numero_radicado": "202510080012345", "fecha": "2025/10/08 09:32", "estado_solicitud": "Finalizado",
-           "comentarios": "antes\u0000despues"}
+    obj = {
+        "numero_radicado": "202510080012345",
+        "fecha": "2025/10/08 09:32",
+        "estado_solicitud": "Finalizado",
+        "comentarios": "antes\u0000despues",
+    }
     out = validate_record(obj, _dt.date(2026, 1, 1))
     assert isinstance(out, Reject) and out.code == "undecodable" and "comentarios" in out.detail
     obj["comentarios"] = "antes despues"
@@ -319,6 +432,7 @@ def test_nul_character_in_a_value_rejects_the_record() -> None:
 
 
 # --- the fast paths compute exactly the same values -------------------------------------------
+
 
 def test_split_spaces_are_what_str_split_splits_on() -> None:
     import sys

@@ -28,8 +28,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def test_definitions_validate() -> None:
-    proc = subprocess.run([DAGSTER, "definitions", "validate", "-m", "ov_assets.definitions"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [DAGSTER, "definitions", "validate", "-m", "ov_assets.definitions"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "error" not in proc.stdout.lower()
 
@@ -38,8 +43,11 @@ def test_dagster_dev_serves_the_four_partitioned_assets(tmp_path: Path, data_dir
     env = {"DAGSTER_HOME": str(tmp_path / "home"), "OV_DATA_DIR": str(data_dir)}
     Path(env["DAGSTER_HOME"]).mkdir()
     with run_dagster_dev(REPO, env=env) as url:
-        data = graphql(url, """{ assetNodes { assetKey { path } isPartitioned
-                                  partitionKeysByDimension { name partitionKeys } } }""")
+        data = graphql(
+            url,
+            """{ assetNodes { assetKey { path } isPartitioned
+                                  partitionKeysByDimension { name partitionKeys } } }""",
+        )
         nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
         assert set(nodes) >= ASSETS
         for name in ASSETS:
@@ -58,12 +66,31 @@ def test_cli_materialize_loads_into_external_postgres_and_s3(
 ) -> None:
     day = dt.date(2025, 10, 8)
     gen = generator.write_day(data_dir, "afinia", day, n=5)
-    env = _env(**postgres_env(pg_conninfo18), AWS_S3_BUCKET_NAME=s3_bucket, AWS_ENDPOINT_URL=s3_endpoint,
-               AWS_REGION="us-east-1", OV_DATA_DIR=str(data_dir), DAGSTER_HOME=str(tmp_path))
+    env = _env(
+        **postgres_env(pg_conninfo18),
+        AWS_S3_BUCKET_NAME=s3_bucket,
+        AWS_ENDPOINT_URL=s3_endpoint,
+        AWS_REGION="us-east-1",
+        OV_DATA_DIR=str(data_dir),
+        DAGSTER_HOME=str(tmp_path),
+    )
     proc = subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "ov_assets.definitions", "--select", "pqr_records*",
-         "--partition", "2025-10-08|afinia"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "ov_assets.definitions",
+            "--select",
+            "pqr_records*",
+            "--partition",
+            "2025-10-08|afinia",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with psycopg.connect(**pg_conninfo18) as conn:
@@ -90,8 +117,11 @@ def test_demo_command_runs_and_is_idempotent(tmp_path: Path) -> None:
     assert "data_general.ov_afinia: 8 rows (8 with all files archived)" in first.stdout
     assert "data_general.ov_aire: 8 rows (8 with all files archived)" in first.stdout
     assert "ov_rejects: 16" in first.stdout
-    landed = [json.loads(p.read_text()) for p in (data / "downloads" / "afinia").rglob("*_data_*.json")
-              if not p.name.startswith("ROTO")]
+    landed = [
+        json.loads(p.read_text())
+        for p in (data / "downloads" / "afinia").rglob("*_data_*.json")
+        if not p.name.startswith("ROTO")
+    ]
     assert len(landed) == 8 and all(r["page_url"].startswith("http://127.0.0.1:") for r in landed)
     assert (data / "dagster_home").is_dir()
     stored = sorted(p.relative_to(data) for p in (data / "object_store").rglob("*") if p.is_file())
@@ -103,11 +133,15 @@ def test_demo_command_runs_and_is_idempotent(tmp_path: Path) -> None:
 
     def state() -> list[tuple]:
         with pg.connect() as conn:
-            return conn.execute(
-                "SELECT numero_radicado, hash_registro, updated_at FROM data_general.ov_afinia "
-                "UNION ALL SELECT numero_radicado, hash_registro, updated_at FROM data_general.ov_aire ORDER BY 1"
-            ).fetchall() + conn.execute(
-                "SELECT s3_key, file_hash, updated_at FROM data_general.s3_files_registry ORDER BY 1").fetchall()
+            return (
+                conn.execute(
+                    "SELECT numero_radicado, hash_registro, updated_at FROM data_general.ov_afinia "
+                    "UNION ALL SELECT numero_radicado, hash_registro, updated_at FROM data_general.ov_aire ORDER BY 1"
+                ).fetchall()
+                + conn.execute(
+                    "SELECT s3_key, file_hash, updated_at FROM data_general.s3_files_registry ORDER BY 1"
+                ).fetchall()
+            )
 
     before = state()
     assert len(before) > 8

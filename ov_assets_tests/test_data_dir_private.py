@@ -64,8 +64,9 @@ def test_demo_leaves_nothing_readable_by_others(tmp_path: Path) -> None:
         env["OV_BROWSER_PATH"] = os.environ["OV_BROWSER_PATH"]
     cmd = [str(Path(sys.executable).with_name("ov-assets")), "demo", "--days", "1", "--per-day", "3"]
     try:
-        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-                              preexec_fn=lambda: os.umask(0o022))
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, preexec_fn=lambda: os.umask(0o022)
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert any((data / "downloads").rglob("*_data_*.json")) and (data / "postgres").is_dir()
         found = open_to_others(data)

@@ -35,8 +35,14 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 SITE = DEPLOY / "nginx" / "ov-assets.conf"
 BROWSER = configured_browser() or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 USER = "analista"
 ASSETS = ("raw_pqr_files", "pqr_records", "pqr_table", "pqr_s3_objects")
 
@@ -58,26 +64,35 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ov-assets test proxy")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     crt, pem = folder / "tls.crt", folder / "tls.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     pem.chmod(0o600)
     return crt, pem
 
 
 def _htpasswd(path: Path, user: str, password: str) -> None:
     """The README's command: a SHA-512 crypt hash from `openssl passwd -6`, never the password."""
-    hashed = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True,
-                            text=True, check=True).stdout.strip()
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert hashed.startswith("$6$") and password not in hashed
     path.write_text(f"{user}:{hashed}\n")
     path.chmod(0o640)
@@ -106,10 +121,11 @@ def _site(folder: Path, nginx_dir: Path, http_port: int, https_port: int, web_po
 
 
 def _main_conf(folder: Path, site: Path) -> Path:
-    temps = "\n".join(f"    {kind}_temp_path {folder}/{kind};"
-                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temps = "\n".join(
+        f"    {kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     conf = folder / "nginx.conf"
-    conf.write_text(f"""{'user root;' if os.geteuid() == 0 else ''}
+    conf.write_text(f"""{"user root;" if os.geteuid() == 0 else ""}
 worker_processes 1;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log;
@@ -123,8 +139,9 @@ http {{
     return conf
 
 
-def _get(url: str, tls: ssl.SSLContext, auth: tuple[str, str] | None = None, data: bytes | None = None
-         ) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    url: str, tls: ssl.SSLContext, auth: tuple[str, str] | None = None, data: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
     headers = {"Content-Type": "application/json"} if data else {}
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
@@ -155,7 +172,7 @@ def _listening_addresses(port: int) -> set[str]:
             if len(raw) == 4:
                 found.add(str(ipaddress.IPv4Address(raw[::-1])))
             else:
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                 found.add(str(ipaddress.IPv6Address(words)))
     return found
 
@@ -165,10 +182,15 @@ def test_ui_only_through_tls_and_login(pg_server, pg_conninfo18, tmp_path) -> No
     password = secrets.token_urlsafe(18)
     dagster_db = pg_server.create_database(prefix="dagster")
     web_port, http_port, https_port = free_port(), free_port(), free_port()
-    host = Host(tmp_path / "host", {
-        "DAGSTER_POSTGRES_URL": sqlalchemy_url(pg_server.conninfo(dagster_db)), **postgres_env(pg_conninfo18),
-        "OV_CODE_SERVER_PORT": str(free_port()), "OV_WEBSERVER_PORT": str(web_port),
-    })
+    host = Host(
+        tmp_path / "host",
+        {
+            "DAGSTER_POSTGRES_URL": sqlalchemy_url(pg_server.conninfo(dagster_db)),
+            **postgres_env(pg_conninfo18),
+            "OV_CODE_SERVER_PORT": str(free_port()),
+            "OV_WEBSERVER_PORT": str(web_port),
+        },
+    )
     proxy_dir = tmp_path / "nginx"
     nginx_dir = proxy_dir / "etc"  # /etc/nginx/ov-assets
     nginx_dir.mkdir(parents=True)
@@ -183,24 +205,42 @@ def test_ui_only_through_tls_and_login(pg_server, pg_conninfo18, tmp_path) -> No
     https = f"https://127.0.0.1:{https_port}"
     try:
         with services(host, "code-server", "webserver") as svc:
-            proxy = Service("nginx", [*argv, "-g", "daemon off;"], dict(os.environ), proxy_dir,
-                            proxy_dir / "nginx.log")
+            proxy = Service("nginx", [*argv, "-g", "daemon off;"], dict(os.environ), proxy_dir, proxy_dir / "nginx.log")
             try:
                 watch = [*svc.values(), proxy]
                 wait_for_port("127.0.0.1", https_port, timeout=30)
                 # The webserver answers through the proxy once it has loaded the code server's
                 # definitions.
-                wait_until("webserver behind the proxy", lambda: b'"LOADED"' in _get(
-                    f"{https}/graphql", tls, (USER, password),
-                    json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries "
-                                         "{ loadStatus } } } }"}).encode())[2], 240, *watch)
+                wait_until(
+                    "webserver behind the proxy",
+                    lambda: (
+                        b'"LOADED"'
+                        in _get(
+                            f"{https}/graphql",
+                            tls,
+                            (USER, password),
+                            json.dumps(
+                                {
+                                    "query": "{ workspaceOrError { ... on Workspace { locationEntries "
+                                    "{ loadStatus } } } }"
+                                }
+                            ).encode(),
+                        )[2]
+                    ),
+                    240,
+                    *watch,
+                )
 
                 # The webserver itself listens on 127.0.0.1 only; nginx is the way in.
                 assert _listening_addresses(web_port) == {"127.0.0.1"}
 
                 # Without credentials, or with wrong ones: 401, for the UI and the API alike.
-                for path, body in (("/", None), ("/locations/ov_assets/asset-groups/oficina_virtual", None),
-                                   ("/graphql", b'{"query": "{ version }"}'), ("/server_info", None)):
+                for path, body in (
+                    ("/", None),
+                    ("/locations/ov_assets/asset-groups/oficina_virtual", None),
+                    ("/graphql", b'{"query": "{ version }"}'),
+                    ("/server_info", None),
+                ):
                     for auth in (None, (USER, password + "x"), ("nadie", password)):
                         status, headers, _ = _get(https + path, tls, auth, body)
                         assert status == 401, (path, auth and auth[0], status)
@@ -245,8 +285,11 @@ def _browser(https: str, password: str) -> None:
                 anonymous.new_page().goto(graph)
             anonymous.close()
 
-            context = browser.new_context(ignore_https_errors=True, viewport={"width": 1500, "height": 1000},
-                                          http_credentials={"username": USER, "password": password})
+            context = browser.new_context(
+                ignore_https_errors=True,
+                viewport={"width": 1500, "height": 1000},
+                http_credentials={"username": USER, "password": password},
+            )
             page = context.new_page()
             page.set_default_timeout(60_000)
             try:
@@ -255,8 +298,7 @@ def _browser(https: str, password: str) -> None:
                 for asset in ASSETS:
                     expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=120_000)
                 # Each node's partitions, read through the proxy's GraphQL by the page itself.
-                expect(page.get_by_text(re.compile(r"^[\d,]+ partitions$"))).to_have_count(len(ASSETS),
-                                                                                      timeout=120_000)
+                expect(page.get_by_text(re.compile(r"^[\d,]+ partitions$"))).to_have_count(len(ASSETS), timeout=120_000)
                 # "Join the Dagster community" shows on first load unless telemetry is off, as it
                 # is in deploy/dagster.yaml: dismissed if it is there, for the screenshot.
                 skip = page.get_by_role("button", name="Skip")

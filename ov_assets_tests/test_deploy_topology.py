@@ -66,15 +66,17 @@ def test_units_compose_and_image_run_the_same_commands() -> None:
         assert services_[name]["network_mode"] == "host"  # 127.0.0.1 is the host's, as with systemd
         # Same argv with the defaults, and with ports moved in the environment.
         for env in ({}, {"OV_CODE_SERVER_PORT": "5001", "OV_WEBSERVER_PORT": "5002"}):
-            assert ([expand(t, {**unit.environment, **env}) for t in unit.exec_start]
-                    == [expand(t, env) for t in services_[name]["command"]]), name
+            assert [expand(t, {**unit.environment, **env}) for t in unit.exec_start] == [
+                expand(t, env) for t in services_[name]["command"]
+            ], name
     for name in ("code-server", "webserver"):  # nothing of Dagster listens beyond 127.0.0.1
         argv = units[name].exec_start
         assert argv[argv.index("-h") + 1] == "127.0.0.1", name
     # The webserver and the daemon read the workspace that points at the code server.
     workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
-    assert workspace["load_from"] == [{"grpc_server": {"host": "127.0.0.1", "port": {"env": "OV_CODE_SERVER_PORT"},
-                                                       "location_name": "ov_assets"}}]
+    assert workspace["load_from"] == [
+        {"grpc_server": {"host": "127.0.0.1", "port": {"env": "OV_CODE_SERVER_PORT"}, "location_name": "ov_assets"}}
+    ]
     for name in ("webserver", "daemon"):
         argv = units[name].exec_start
         assert argv[argv.index("-w") + 1] == "/etc/ov-assets/workspace.yaml"
@@ -82,8 +84,14 @@ def test_units_compose_and_image_run_the_same_commands() -> None:
     # The env file template names every setting a production host needs, and holds no value
     # that is a secret.
     example = read_env_file(DEPLOY / "ov-assets.env.example")
-    for key in ("DAGSTER_POSTGRES_URL", "POSTGRES_HOST", "POSTGRES_PASSWORD", "AWS_S3_BUCKET_NAME",
-                "OV_AFINIA_PASSWORD", "OV_AIRE_PASSWORD"):
+    for key in (
+        "DAGSTER_POSTGRES_URL",
+        "POSTGRES_HOST",
+        "POSTGRES_PASSWORD",
+        "AWS_S3_BUCKET_NAME",
+        "OV_AFINIA_PASSWORD",
+        "OV_AIRE_PASSWORD",
+    ):
         assert key in example, key
     assert all(example[k] == "" for k in example if "PASSWORD" in k or k == "DAGSTER_POSTGRES_URL")
     # The instance: PostgreSQL storage, the run queue's tag limits, monitoring and retries.
@@ -99,8 +107,10 @@ def test_units_compose_and_image_run_the_same_commands() -> None:
 def test_readme_production_section_names_every_file_of_deploy() -> None:
     readme = (DEPLOY.parent / "README.md").read_text()
     start = readme.index("\n## Production\n")
-    section = readme[start:readme.index("\n## ", start + 1)]
-    files = sorted(str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    section = readme[start : readme.index("\n## ", start + 1)]
+    files = sorted(
+        str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
     assert files and [f for f in files if f"`{f}`" not in section] == []
 
 
@@ -111,8 +121,9 @@ def test_units_pass_systemd_analyze_verify() -> None:
     files = [str(DEPLOY / "systemd" / f) for f in (*UNITS.values(), "ov-assets.target")]
     out = subprocess.run(["systemd-analyze", "verify", *files], capture_output=True, text=True, timeout=120)
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-    unexpected = [line for line in lines
-                  if not (": Command /opt/ov-assets/.venv/bin/" in line and "is not executable" in line)]
+    unexpected = [
+        line for line in lines if not (": Command /opt/ov-assets/.venv/bin/" in line and "is not executable" in line)
+    ]
     assert unexpected == []
 
 
@@ -121,8 +132,10 @@ def test_units_pass_systemd_analyze_verify() -> None:
 
 
 def _runs(base: str) -> dict[str, dict[str, Any]]:
-    return {r["runId"]: {"status": r["status"], "tags": {t["key"]: t["value"] for t in r["tags"]}}
-            for r in graphql(base, _RUNS)["runsOrError"]["results"]}
+    return {
+        r["runId"]: {"status": r["status"], "tags": {t["key"]: t["value"] for t in r["tags"]}}
+        for r in graphql(base, _RUNS)["runsOrError"]["results"]
+    }
 
 
 def _server_id(base: str) -> str | None:
@@ -150,21 +163,33 @@ def _code_server_healthy(host: Host) -> bool:
 
 def _sensor_run(base: str, key: str) -> dict[str, Any] | None:
     """The landing sensor's run of ``key`` once it has finished (None before)."""
-    runs = [r for r in _runs(base).values()
-            if r["tags"].get("dagster/sensor_name") == "landing_sensor" and r["tags"].get("dagster/partition") == key]
+    runs = [
+        r
+        for r in _runs(base).values()
+        if r["tags"].get("dagster/sensor_name") == "landing_sensor" and r["tags"].get("dagster/partition") == key
+    ]
     done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
     return done[0] if done else None
 
 
 def _loaded(conninfo: dict[str, Any], bucket: str, s3: Any, day: dt.date, gen: Any) -> bool:
     with psycopg.connect(**conninfo, autocommit=True) as conn:
-        (rows,) = conn.execute("SELECT count(*) FROM data_general.ov_afinia WHERE numero_radicado = ANY(%s)",
-                               (sorted(gen.radicados),)).fetchone()
-        keys = [k for (k,) in conn.execute(
-            "SELECT s3_key FROM data_general.s3_files_registry WHERE s3_bucket = %s AND upload_status = 'uploaded' "
-            "AND numero_radicado = ANY(%s)", (bucket, sorted(gen.radicados))).fetchall()]
-    stored = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-              for o in page.get("Contents", [])}
+        (rows,) = conn.execute(
+            "SELECT count(*) FROM data_general.ov_afinia WHERE numero_radicado = ANY(%s)", (sorted(gen.radicados),)
+        ).fetchone()
+        keys = [
+            k
+            for (k,) in conn.execute(
+                "SELECT s3_key FROM data_general.s3_files_registry WHERE s3_bucket = %s AND upload_status = 'uploaded' "
+                "AND numero_radicado = ANY(%s)",
+                (bucket, sorted(gen.radicados)),
+            ).fetchall()
+        ]
+    stored = {
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    }
     return rows == len(gen.radicados) and len(keys) == len(gen.files) and set(keys) <= stored
 
 
@@ -174,11 +199,17 @@ def test_code_server_webserver_daemon_on_postgres(pg_server, pg_conninfo18, s3_e
     secrets = {
         "DAGSTER_POSTGRES_URL": sqlalchemy_url(pg_server.conninfo(dagster_db)),
         **postgres_env(pg_conninfo18),
-        "AWS_S3_BUCKET_NAME": s3_bucket, "AWS_ENDPOINT_URL": s3_endpoint, "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
-        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_S3_BUCKET_NAME": s3_bucket,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
         # Free ports instead of 4266/3000 (several test runs share this machine).
-        "OV_CODE_SERVER_PORT": str(free_port()), "OV_WEBSERVER_PORT": str(web_port),
+        "OV_CODE_SERVER_PORT": str(free_port()),
+        "OV_WEBSERVER_PORT": str(web_port),
         # OV_ENV stays unset: production would start the schedules, and a cron tick during the
         # test would extract from portals that are not configured here.
     }
@@ -194,8 +225,9 @@ def test_code_server_webserver_daemon_on_postgres(pg_server, pg_conninfo18, s3_e
         with services(host, "code-server", "webserver", "daemon") as svc:
             everything = list(svc.values())
             wait_until("code server healthy", lambda: _code_server_healthy(host), 180, *everything)
-            first_server = wait_until("webserver loaded ov_assets from the code server",
-                                      lambda: _server_id(base), 180, *everything)
+            first_server = wait_until(
+                "webserver loaded ov_assets from the code server", lambda: _server_id(base), 180, *everything
+            )
             daemons = wait_until("daemons healthy", lambda: _healthy_daemons(base), 180, *everything)
             assert {"SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR", "MONITORING"} <= {d["daemonType"] for d in daemons}
 
@@ -205,8 +237,12 @@ def test_code_server_webserver_daemon_on_postgres(pg_server, pg_conninfo18, s3_e
             key1 = str(partition_key(day1, "afinia"))
             run1 = wait_until(f"sensor run of {key1}", lambda: _sensor_run(base, key1), 300, *everything)
             assert run1["status"] == "SUCCESS", run1
-            wait_until("first drop in PostgreSQL and S3",
-                       lambda: _loaded(pg_conninfo18, s3_bucket, s3, day1, gen1), 60, *everything)
+            wait_until(
+                "first drop in PostgreSQL and S3",
+                lambda: _loaded(pg_conninfo18, s3_bucket, s3, day1, gen1),
+                60,
+                *everything,
+            )
 
             # 2. A redeploy: the code server restarted. The webserver and the daemon, not
             # restarted, reach the new server; the next drop loads too.
@@ -214,18 +250,26 @@ def test_code_server_webserver_daemon_on_postgres(pg_server, pg_conninfo18, s3_e
             svc["code-server"] = host.start("code-server")
             everything = list(svc.values())
             wait_until("code server healthy again", lambda: _code_server_healthy(host), 180, *everything)
-            second_server = wait_until("webserver on the new code server",
-                                       lambda: (s := _server_id(base)) not in (None, first_server) and s,
-                                       180, *everything)
+            second_server = wait_until(
+                "webserver on the new code server",
+                lambda: (s := _server_id(base)) not in (None, first_server) and s,
+                180,
+                *everything,
+            )
             assert second_server != first_server
             day2 = today_bogota() - dt.timedelta(days=2)
             gen2 = generator.write_day(data_dir, "afinia", day2, n=2, seed=2, versions=False, broken=False)
             key2 = str(partition_key(day2, "afinia"))
-            run2 = wait_until(f"sensor run of {key2} after the redeploy",
-                              lambda: _sensor_run(base, key2), 300, *everything)
+            run2 = wait_until(
+                f"sensor run of {key2} after the redeploy", lambda: _sensor_run(base, key2), 300, *everything
+            )
             assert run2["status"] == "SUCCESS", run2
-            wait_until("second drop in PostgreSQL and S3",
-                       lambda: _loaded(pg_conninfo18, s3_bucket, s3, day2, gen2), 60, *everything)
+            wait_until(
+                "second drop in PostgreSQL and S3",
+                lambda: _loaded(pg_conninfo18, s3_bucket, s3, day2, gen2),
+                60,
+                *everything,
+            )
             before = _runs(base)
             assert all(r["status"] == "SUCCESS" for r in before.values()), before
 
@@ -233,8 +277,9 @@ def test_code_server_webserver_daemon_on_postgres(pg_server, pg_conninfo18, s3_e
             svc["webserver"].stop()
             svc["webserver"] = host.start("webserver")
             everything = list(svc.values())
-            wait_until("restarted webserver loaded ov_assets", lambda: _server_id(base) == second_server,
-                       180, *everything)
+            wait_until(
+                "restarted webserver loaded ov_assets", lambda: _server_id(base) == second_server, 180, *everything
+            )
             after = _runs(base)
             assert {k: v["status"] for k, v in after.items()} == {k: v["status"] for k, v in before.items()}
             assert len(after) >= 2 and {r["tags"]["dagster/partition"] for r in after.values()} >= {key1, key2}

@@ -33,9 +33,11 @@ _LAUNCH = """
 mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } ... on Error { message } } }
 """
-_RUN_STATUS = 'query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
-_UNFINISHED = ('query { runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) '
-               '{ ... on Runs { results { runId } } } }')
+_RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+_UNFINISHED = (
+    "query { runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) "
+    "{ ... on Runs { results { runId } } } }"
+)
 
 _SENSORS = """
 query { sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: "ov_assets"}) {
@@ -45,9 +47,15 @@ query { sensorsOrError(repositorySelector: {repositoryName: "__repository__", re
 
 def launch_checks(base: str, partition: str) -> str:
     """Launch ``reconciliation_checks_job`` for one partition through the webserver's GraphQL."""
-    params = {"selector": {"repositoryLocationName": "ov_assets", "repositoryName": "__repository__",
-                           "jobName": "reconciliation_checks_job"}, "runConfigData": {},
-              "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in partition_tags(partition).items()]}}
+    params = {
+        "selector": {
+            "repositoryLocationName": "ov_assets",
+            "repositoryName": "__repository__",
+            "jobName": "reconciliation_checks_job",
+        },
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in partition_tags(partition).items()]},
+    }
     launched = graphql(base, _LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
@@ -79,10 +87,18 @@ def test_dropped_files_reach_postgres_and_the_store(pg_conninfo18: dict[str, Any
     alerting = {"OV_SLACK_WEBHOOK_URL": url, "OV_ALERT_INTERVAL_SECONDS": str(ALERT_INTERVAL)}
     with latency.pipeline_under_daemon(pg_conninfo18, tmp_path, log_path=log, extra_env=alerting) as (data_dir, base):
         # Every sensor is on without anyone turning it on: the landing sensor and the alerts.
-        states = {s["name"]: s["sensorState"]["status"]
-                  for s in graphql(base, _SENSORS)["sensorsOrError"]["results"]}
-        assert states == dict.fromkeys(("landing_sensor", "run_failure_alerts", "check_failure_alerts",
-                                        "tick_failure_alerts", "slow_run_alerts", "heartbeat"), "RUNNING")
+        states = {s["name"]: s["sensorState"]["status"] for s in graphql(base, _SENSORS)["sensorsOrError"]["results"]}
+        assert states == dict.fromkeys(
+            (
+                "landing_sensor",
+                "run_failure_alerts",
+                "check_failure_alerts",
+                "tick_failure_alerts",
+                "slow_run_alerts",
+                "heartbeat",
+            ),
+            "RUNNING",
+        )
 
         radicados, files = latency.drop(data_dir, days_back=0, n=3)
         seconds = latency.wait_for(pg_conninfo18, data_dir, radicados, files, timeout=240)
@@ -96,7 +112,8 @@ def test_dropped_files_reach_postgres_and_the_store(pg_conninfo18: dict[str, Any
         with psycopg.connect(**pg_conninfo18) as conn:
             s3_key, day = conn.execute(
                 "SELECT s3_key, metadata->>'partition_date' FROM data_general.s3_files_registry "
-                "WHERE empresa = 'afinia' AND file_type = 'pdf' ORDER BY s3_key LIMIT 1").fetchone()
+                "WHERE empresa = 'afinia' AND file_type = 'pdf' ORDER BY s3_key LIMIT 1"
+            ).fetchone()
         (data_dir / "object_store" / s3_key).unlink()
         partition = f"{day}|afinia"
         expected = f"[ov-assets] check failed (ERROR): registry_matches_bucket on pqr_s3_objects [{partition}]"
@@ -105,7 +122,8 @@ def test_dropped_files_reach_postgres_and_the_store(pg_conninfo18: dict[str, Any
         finished = time.monotonic()
         while not (alerts := [t for t in receiver.texts() if t.startswith(expected)]):
             assert time.monotonic() - finished < 2 * ALERT_INTERVAL, (
-                f"no check alert within {2 * ALERT_INTERVAL}s of the run; received: {receiver.texts()}")
+                f"no check alert within {2 * ALERT_INTERVAL}s of the run; received: {receiver.texts()}"
+            )
             time.sleep(0.2)
         print(f"check alert in Slack {time.monotonic() - finished:.1f}s after its run ended")
         [alert] = alerts
@@ -113,8 +131,10 @@ def test_dropped_files_reach_postgres_and_the_store(pg_conninfo18: dict[str, Any
 
     with psycopg.connect(**pg_conninfo18) as conn:
         runs = conn.execute("SELECT count(DISTINCT run_id) FROM data_general.ov_load_audit").fetchone()[0]
-        objects = conn.execute("SELECT count(*) FROM data_general.s3_files_registry "
-                               "WHERE upload_status = 'uploaded' AND s3_bucket = 'local'").fetchone()[0]
+        objects = conn.execute(
+            "SELECT count(*) FROM data_general.s3_files_registry "
+            "WHERE upload_status = 'uploaded' AND s3_bucket = 'local'"
+        ).fetchone()[0]
     assert runs >= 2  # one sensor run per affected partition
     assert objects == files + more_files
     assert len(list((data_dir / "object_store").rglob("*.json"))) == len(radicados) + len(more)

@@ -110,8 +110,17 @@ def test_data_dir_is_private_and_exported(data_dir):
 
 
 def test_developer_config_is_scrubbed():
-    for name in ("POSTGRES_HOST", "POSTGRES_PASSWORD", "AWS_S3_BUCKET_NAME", "AWS_ENDPOINT_URL",
-                 "OV_ENV", "OV_AFINIA_PORTAL_URL", "OV_AIRE_PORTAL_URL", "PGHOST", "DAGSTER_HOME"):
+    for name in (
+        "POSTGRES_HOST",
+        "POSTGRES_PASSWORD",
+        "AWS_S3_BUCKET_NAME",
+        "AWS_ENDPOINT_URL",
+        "OV_ENV",
+        "OV_AFINIA_PORTAL_URL",
+        "OV_AIRE_PORTAL_URL",
+        "PGHOST",
+        "DAGSTER_HOME",
+    ):
         assert name not in os.environ, name
 
 

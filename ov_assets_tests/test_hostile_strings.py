@@ -72,7 +72,10 @@ def _stored(conninfo: dict[str, Any]) -> dict[str, tuple[dict[str, str], str]]:
     cols = ", ".join("to_char(fecha, 'YYYY-MM-DD\"T\"HH24:MI:SS')" if f == "fecha" else f for f in BUSINESS_FIELDS)
     with psycopg.connect(**conninfo) as conn:
         rows = conn.execute(f"SELECT {cols}, hash_registro FROM data_general.ov_afinia").fetchall()
-    return {r[BUSINESS_FIELDS.index("numero_radicado")]: (dict(zip(BUSINESS_FIELDS, r[:-1], strict=True)), r[-1]) for r in rows}
+    return {
+        r[BUSINESS_FIELDS.index("numero_radicado")]: (dict(zip(BUSINESS_FIELDS, r[:-1], strict=True)), r[-1])
+        for r in rows
+    }
 
 
 def _assert_round_trip(conninfo: dict[str, Any], records: list[dict[str, Any]], frame: pl.DataFrame) -> None:
@@ -114,12 +117,15 @@ def test_nul_is_rejected_before_the_load_and_the_rest_loads(pg_conninfo, data_di
     nul = fake_pqr("afinia", DAY, 99, seed=21)
     folder = landing_dir(data_dir, "afinia")
     (folder / "NUL1_data_20251008_230000.json").write_text(
-        json.dumps(dict(nul, comentarios="before\u0000after")), encoding="utf-8")
+        json.dumps(dict(nul, comentarios="before\u0000after")), encoding="utf-8"
+    )
     migrate(pg_conninfo)
     frame = _frame(data_dir)
     with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
         counts = loading.load_partition(conn, "afinia", DAY, frame, "nul")
-        reasons = conn.execute("SELECT reason_code, detail FROM data_general.ov_rejects WHERE file_name = %s",
-                               ("NUL1_data_20251008_230000.json",)).fetchall()
+        reasons = conn.execute(
+            "SELECT reason_code, detail FROM data_general.ov_rejects WHERE file_name = %s",
+            ("NUL1_data_20251008_230000.json",),
+        ).fetchall()
     assert counts.db_inserted == len(records)
     assert reasons == [("undecodable", "field comentarios holds U+0000 (NUL), which PostgreSQL text cannot store")]

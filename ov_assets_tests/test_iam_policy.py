@@ -83,8 +83,11 @@ def needed(calls) -> list[tuple[str, str]]:
         if op not in OPERATION_TO_ACTIONS:
             raise AssertionError(f"operation {op} is not in the operation->IAM action table")
         for action, on in OPERATION_TO_ACTIONS[op]:
-            arn = {"object": f"arn:aws:s3:::{bucket}/{key}", "bucket": f"arn:aws:s3:::{bucket}",
-                   "source": f"arn:aws:s3:::{source}"}[on]
+            arn = {
+                "object": f"arn:aws:s3:::{bucket}/{key}",
+                "bucket": f"arn:aws:s3:::{bucket}",
+                "source": f"arn:aws:s3:::{source}",
+            }[on]
             out.append((action, arn))
     return out
 
@@ -107,8 +110,10 @@ def violations(policy: dict, calls, exceptions=DOCUMENTED_EXCEPTIONS) -> list[st
                 problems.append(f"statement {s.get('Sid')}: action {a!r} is a wildcard")
     used = needed(calls)
     for action, arn in sorted(set(used)):
-        if not any(action in _listed(s["Action"]) and any(fnmatch.fnmatchcase(arn, r) for r in _listed(s["Resource"]))
-                   for s in allows):
+        if not any(
+            action in _listed(s["Action"]) and any(fnmatch.fnmatchcase(arn, r) for r in _listed(s["Resource"]))
+            for s in allows
+        ):
             problems.append(f"not allowed: {action} on {arn}")
     granted = {a for s in allows for a in _listed(s["Action"])}
     for extra in sorted(granted - {a for a, _ in used} - exceptions):
@@ -117,19 +122,41 @@ def violations(policy: dict, calls, exceptions=DOCUMENTED_EXCEPTIONS) -> list[st
 
 
 def test_checker_catches_what_it_must():
-    calls = [("PutObject", "b", "oficina-virtual/x", ""), ("HeadObject", "b", "oficina-virtual/x", ""),
-             ("ListObjectsV2", "b", "", "")]
-    ok = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
-                         "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]},
-                        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::b"]}]}
+    calls = [
+        ("PutObject", "b", "oficina-virtual/x", ""),
+        ("HeadObject", "b", "oficina-virtual/x", ""),
+        ("ListObjectsV2", "b", "", ""),
+    ]
+    ok = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": ["arn:aws:s3:::b/oficina-virtual/*"],
+            },
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::b"]},
+        ]
+    }
     assert violations(ok, calls) == []
-    missing = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]}]}
-    assert violations(missing, calls) == ["not allowed: s3:GetObject on arn:aws:s3:::b/oficina-virtual/x",
-                                          "not allowed: s3:ListBucket on arn:aws:s3:::b"]
+    missing = {
+        "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]}]
+    }
+    assert violations(missing, calls) == [
+        "not allowed: s3:GetObject on arn:aws:s3:::b/oficina-virtual/x",
+        "not allowed: s3:ListBucket on arn:aws:s3:::b",
+    ]
     star = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": "*"}]}
     assert any("wildcard" in v for v in violations(star, calls))
-    extra = {"Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
-                            "Resource": ["arn:aws:s3:::b/oficina-virtual/*"]}, ok["Statement"][1]]}
+    extra = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+                "Resource": ["arn:aws:s3:::b/oficina-virtual/*"],
+            },
+            ok["Statement"][1],
+        ]
+    }
     assert violations(extra, calls) == ["granted but never used: s3:DeleteObject"]
     elsewhere = [("PutObject", "b", "other-prefix/x", "")]
     assert violations(ok, elsewhere + calls) == ["not allowed: s3:PutObject on arn:aws:s3:::b/other-prefix/x"]
@@ -160,8 +187,9 @@ def recorder():
     _RECORDERS.remove(rec)
 
 
-def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, pg_conninfo18, s3_endpoint,
-                                                                       s3_bucket, recorder):
+def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(
+    data_dir, pg_conninfo18, s3_endpoint, s3_bucket, recorder
+):
     import dagster as dg
 
     from ov_assets.defs.assets import pqr_assets
@@ -175,13 +203,24 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
     big = next(p for p in out.files if "_adjunto_" in p.name)
     big.write_bytes(big.read_bytes() * (1 + (6 << 20) // big.stat().st_size))  # multipart
     conninfo = pg_conninfo18
-    postgres = PostgresResource(host=conninfo["host"], port=int(conninfo["port"]), dbname=conninfo["dbname"],
-                                user=conninfo["user"], data_dir=str(data_dir))
+    postgres = PostgresResource(
+        host=conninfo["host"],
+        port=int(conninfo["port"]),
+        dbname=conninfo["dbname"],
+        user=conninfo["user"],
+        data_dir=str(data_dir),
+    )
     resources = {
         "landing": LandingResource(data_dir=str(data_dir)),
         "postgres": postgres,
-        "object_store": store_resource(s3_endpoint, s3_bucket, data_dir, multipart_threshold_mb=5,
-                                       multipart_chunksize_mb=5, resource_class=RecordingStoreResource),
+        "object_store": store_resource(
+            s3_endpoint,
+            s3_bucket,
+            data_dir,
+            multipart_threshold_mb=5,
+            multipart_chunksize_mb=5,
+            resource_class=RecordingStoreResource,
+        ),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),
         "portal": PortalResource(extract=False, data_dir=str(data_dir)),
     }
@@ -193,10 +232,14 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(data_dir, 
 
     # the same run again (idempotent) and the migration to the other layout
     assert dg.materialize(pqr_assets, partition_key=partition_key(DAY, "afinia"), resources=resources).success
-    moved = layout_migration_job.execute_in_process(resources={
-        "postgres": postgres,
-        "object_store": store_resource(s3_endpoint, s3_bucket, data_dir, layout="central",
-                                       resource_class=RecordingStoreResource)})
+    moved = layout_migration_job.execute_in_process(
+        resources={
+            "postgres": postgres,
+            "object_store": store_resource(
+                s3_endpoint, s3_bucket, data_dir, layout="central", resource_class=RecordingStoreResource
+            ),
+        }
+    )
     assert moved.success
     assert all(k.startswith("Central_De_Escritos/") for k in bucket_keys(s3_endpoint, s3_bucket))
     assert {"CopyObject", "DeleteObject", "HeadObject"} <= set(recorder.operations)
@@ -223,18 +266,23 @@ def test_s3_setup_applies_bucket_configuration_with_the_admin_policy(s3_endpoint
     tiering = rules["ov-assets-tiering"]
     assert tiering["Filter"]["Prefix"] == "oficina-virtual/"
     assert [(t["Days"], t["StorageClass"]) for t in tiering["Transitions"]] == [(30, "STANDARD_IA"), (90, "GLACIER")]
-    assert rules["ov-assets-abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 7
+    assert (
+        rules["ov-assets-abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        == 7
+    )
     enc = c.get_bucket_encryption(Bucket=s3_bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     admin = s3_setup.render("admin", s3_bucket)
     setup_calls = [c_ for c_ in rec.calls if c_[0].startswith("Put")]
-    problems = violations(admin, setup_calls, exceptions={a for s in admin["Statement"] for a in s["Action"]
-                                                          if ":Get" in a})
+    problems = violations(
+        admin, setup_calls, exceptions={a for s in admin["Statement"] for a in s["Action"] if ":Get" in a}
+    )
     assert problems == []
     # and the runtime policy grants none of it
     runtime = s3_setup.render("runtime", s3_bucket)
-    assert not ({a for s in runtime["Statement"] for a in s["Action"]}
-                & {a for s in admin["Statement"] for a in s["Action"]})
+    assert not (
+        {a for s in runtime["Statement"] for a in s["Action"]} & {a for s in admin["Statement"] for a in s["Action"]}
+    )
 
 
 def test_s3_setup_command_applies_to_the_configured_bucket(s3_endpoint, s3_bucket, data_dir, monkeypatch, capsys):

@@ -41,9 +41,12 @@ def test_production_instance_yaml_materializes_a_partition(pg_server, pg_conninf
             assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
             assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-            result = dg.materialize([raw_pqr_files, pqr_records, pqr_table], partition_key=key,
-                                    instance=instance,
-                                    resources={**resources_from_env(), "portal": PortalResource(extract=False)})
+            result = dg.materialize(
+                [raw_pqr_files, pqr_records, pqr_table],
+                partition_key=key,
+                instance=instance,
+                resources={**resources_from_env(), "portal": PortalResource(extract=False)},
+            )
             assert result.success
             mats = instance.fetch_materializations(dg.AssetKey("pqr_table"), limit=10).records
             assert [m.partition_key for m in mats] == [key]

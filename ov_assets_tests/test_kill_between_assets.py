@@ -25,9 +25,22 @@ KEY = "2025-10-08|afinia"
 
 def _materialize(env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [DAGSTER, "asset", "materialize", "-m", "ov_assets_tests.held_definitions", "--select", "pqr_records*",
-         "--partition", KEY],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "ov_assets_tests.held_definitions",
+            "--select",
+            "pqr_records*",
+            "--partition",
+            KEY,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -36,10 +49,12 @@ def _state(conninfo: dict[str, Any], data_dir: Path) -> dict[str, object]:
         table = conn.execute(
             "SELECT numero_radicado, hash_registro, procesado_flag, "
             "(SELECT array_agg(e->>'filename' ORDER BY e->>'filename') FROM jsonb_array_elements(archivos_s3_urls) e) "
-            "FROM data_general.ov_afinia ORDER BY 1").fetchall()
+            "FROM data_general.ov_afinia ORDER BY 1"
+        ).fetchall()
         history = conn.execute("SELECT count(*) FROM data_general.ov_afinia_history").fetchall()
         registry = conn.execute(
-            "SELECT s3_key, file_hash, upload_status FROM data_general.s3_files_registry ORDER BY 1").fetchall()
+            "SELECT s3_key, file_hash, upload_status FROM data_general.s3_files_registry ORDER BY 1"
+        ).fetchall()
     store = data_dir / "object_store"
     objects = sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file())
     return {"table": table, "history": history, "registry": registry, "objects": objects}
@@ -49,14 +64,11 @@ def _setup(tmp: Path, conninfo: dict[str, Any]) -> tuple[Path, dict[str, str]]:
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700)
     generator.write_day(data_dir, "afinia", dt.date(2025, 10, 8), n=6)
-    env = {**subprocess_environment(), **postgres_env(conninfo), "OV_DATA_DIR": str(data_dir),
-           "DAGSTER_HOME": str(tmp)}
+    env = {**subprocess_environment(), **postgres_env(conninfo), "OV_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(tmp)}
     return data_dir, env
 
 
-def test_killed_between_table_and_objects_then_rerun_equals_uninterrupted(
-    pg_server: Any, tmp_path: Path
-) -> None:
+def test_killed_between_table_and_objects_then_rerun_equals_uninterrupted(pg_server: Any, tmp_path: Path) -> None:
     ref_db, cut_db = pg_server.create_database(), pg_server.create_database()
     try:
         ref_info, cut_info = pg_server.conninfo(ref_db), pg_server.conninfo(cut_db)

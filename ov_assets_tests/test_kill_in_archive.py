@@ -24,23 +24,30 @@ def _state(conninfo: dict[str, Any], data_dir: Path, bucket: str | None, endpoin
     with psycopg.connect(**conninfo) as conn:
         registry = conn.execute(
             "SELECT s3_key, file_hash, upload_status, upload_source, attempts, last_error "
-            "FROM data_general.s3_files_registry ORDER BY 1").fetchall()
-        table = conn.execute("SELECT numero_radicado, procesado_flag, archivos_s3_urls IS NOT NULL "
-                             "FROM data_general.ov_afinia ORDER BY 1").fetchall()
+            "FROM data_general.s3_files_registry ORDER BY 1"
+        ).fetchall()
+        table = conn.execute(
+            "SELECT numero_radicado, procesado_flag, archivos_s3_urls IS NOT NULL "
+            "FROM data_general.ov_afinia ORDER BY 1"
+        ).fetchall()
     if bucket:
         c = client(endpoint)
         keys = [o["Key"] for o in c.list_objects_v2(Bucket=bucket).get("Contents", [])]
         objects = {k: c.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
     else:
         store = data_dir / "object_store"
-        objects = {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*")
-                   if p.is_file() and not p.name.endswith(".part")}  # (a killed writer's temporary file)
+        objects = {
+            str(p.relative_to(store)): p.read_bytes()
+            for p in store.rglob("*")
+            if p.is_file() and not p.name.endswith(".part")
+        }  # (a killed writer's temporary file)
     return {"registry": registry, "table": table, "objects": objects}
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_killed_in_the_middle_of_the_uploads_then_rerun_equals_uninterrupted(
-        where: str, pg_server: Any, tmp_path: Path, s3_endpoint: str) -> None:
+    where: str, pg_server: Any, tmp_path: Path, s3_endpoint: str
+) -> None:
     from ov_assets_tests.archive_support import client
 
     ref_db, cut_db = pg_server.create_database(), pg_server.create_database()

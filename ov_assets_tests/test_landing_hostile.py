@@ -100,7 +100,8 @@ def test_any_failure_of_one_file_is_its_reject(data_dir: Path, monkeypatch: pyte
     index.refresh("afinia", TODAY)
     rows = _rows(index)
     assert [(n, r["reject_code"], r["reject_detail"]) for n, r in rows.items() if r["status"] == "rejected"] == [
-        ("G1_data_20251008_100001.json", "unreadable", "the file could not be read or evaluated (RuntimeError)")]
+        ("G1_data_20251008_100001.json", "unreadable", "the file could not be read or evaluated (RuntimeError)")
+    ]
     assert sorted(r["numero_radicado"] for r in rows.values() if r["status"] == "valid") == ["700", "702"]
 
 
@@ -145,8 +146,14 @@ def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(data_dir: Path,
     index = LandingIndex(data_dir)
     # the batch a refresh hands its workers, listed when W was still a regular file
     opened, _, frame = index_workers.index_batch(
-        os.fspath(index.path), os.fspath(folder), "afinia", ["G_data_20251008_100000.json",
-                                                              "W_data_20251008_100000.json"], {}, TODAY, "t")
+        os.fspath(index.path),
+        os.fspath(folder),
+        "afinia",
+        ["G_data_20251008_100000.json", "W_data_20251008_100000.json"],
+        {},
+        TODAY,
+        "t",
+    )
     assert opened == 2 and frame is not None
     by_name = dict(zip(frame["file_name"], frame["reject_code"], strict=False))
     assert by_name == {"G_data_20251008_100000.json": None, "W_data_20251008_100000.json": "not_a_regular_file"}
@@ -218,9 +225,17 @@ def test_named_files_link_only_to_their_own_pqr(data_dir: Path) -> None:
     _put(folder, "RE2_20251008_100000.pdf", b"%PDF other PQR")
     _put(folder, "RE1_20251001_090000.pdf", b"%PDF same PQR, older version")
     _put(folder, uuid_pdf, b"%PDF portal name")
-    _put(folder, "RE1_data_20251008_100000.json", base_record(
-        DAY, "1", numero_reclamo_sgc="RE1", documento_prueba="RE2_20251008_100000.pdf",
-        adjuntar_archivo="RE1_20251001_090000.pdf"))
+    _put(
+        folder,
+        "RE1_data_20251008_100000.json",
+        base_record(
+            DAY,
+            "1",
+            numero_reclamo_sgc="RE1",
+            documento_prueba="RE2_20251008_100000.pdf",
+            adjuntar_archivo="RE1_20251001_090000.pdf",
+        ),
+    )
     _put(folder, "RE3_data_20251008_100000.json", base_record(DAY, "3", documento_prueba=uuid_pdf))
     index = LandingIndex(data_dir)
     index.refresh("afinia", TODAY)
@@ -235,7 +250,8 @@ def test_named_files_link_only_to_their_own_pqr(data_dir: Path) -> None:
     records = index.record_files("afinia", DAY)
     linked = index.linked_files("afinia", records)  # the cleanup's view: the same links
     assert {k: sorted(f.name for f in v) for k, v in linked.items()} == {
-        k: [f for f in v if f != k] for k, v in files.items()}
+        k: [f for f in v if f != k] for k, v in files.items()
+    }
 
 
 def test_unmounted_folder_is_an_error_not_every_file_removed(data_dir: Path) -> None:
@@ -267,11 +283,19 @@ def test_landing_sensor_keeps_the_other_empresa_running(data_dir: Path) -> None:
 
     def tick(cursor: str | None) -> dg.SensorResult:
         past = dt.datetime.now().timestamp() - 60  # stable for the sensor, which reads the clock
-        for path in (p for e in ("afinia", "aire") if landing_dir(data_dir, e).is_dir()
-                     for p in landing_dir(data_dir, e).iterdir() if p.stat().st_mtime > past):
+        for path in (
+            p
+            for e in ("afinia", "aire")
+            if landing_dir(data_dir, e).is_dir()
+            for p in landing_dir(data_dir, e).iterdir()
+            if p.stat().st_mtime > past
+        ):
             os.utime(path, (past, past))  # (only new files: a touched file is a new version)
-        context = dg.build_sensor_context(cursor=cursor, resources={"landing": LandingResource(data_dir=str(data_dir))},
-                                          repository_def=defs.get_repository_def())
+        context = dg.build_sensor_context(
+            cursor=cursor,
+            resources={"landing": LandingResource(data_dir=str(data_dir))},
+            repository_def=defs.get_repository_def(),
+        )
         return landing_sensor(context)
 
     write_day(data_dir, "afinia", DAY, n=3)
@@ -306,15 +330,21 @@ def test_frames_are_written_through_their_own_temporary_file(data_dir: Path) -> 
     path = manager._path("pqr_records", DAY, "afinia")
     path.parent.mkdir(parents=True)
     (path.parent / f".{path.name}.part").mkdir()  # another writer's temporary file, as a folder
-    context = dg.build_output_context(asset_key=dg.AssetKey("pqr_records"), partition_key=f"{DAY}|afinia",
-                                      asset_partitions_def=pqr_partitions)
+    context = dg.build_output_context(
+        asset_key=dg.AssetKey("pqr_records"), partition_key=f"{DAY}|afinia", asset_partitions_def=pqr_partitions
+    )
     manager.handle_output(context, frame)
     assert pl.read_parquet(path).equals(frame)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     other = manager._path("pqr_records", DAY + dt.timedelta(days=1), "afinia")  # folders made by the manager
-    manager.handle_output(dg.build_output_context(
-        asset_key=dg.AssetKey("pqr_records"), partition_key=f"{DAY + dt.timedelta(days=1)}|afinia",
-        asset_partitions_def=pqr_partitions), frame.clear())
+    manager.handle_output(
+        dg.build_output_context(
+            asset_key=dg.AssetKey("pqr_records"),
+            partition_key=f"{DAY + dt.timedelta(days=1)}|afinia",
+            asset_partitions_def=pqr_partitions,
+        ),
+        frame.clear(),
+    )
     assert [stat.S_IMODE(p.stat().st_mode) for p in (other, other.parent)] == [0o600, 0o700]
 
 
@@ -335,14 +365,38 @@ def test_files_under_the_data_dir_are_owner_only(data_dir: Path) -> None:
 # produces surrogates by default).
 surrogate_text = st.text(st.characters(codec=None, categories=("Cs", "Ll", "Lu", "Nd", "Zs", "Po")), max_size=12)
 # File names as bytes: any byte but "/" and NUL, often invalid UTF-8 (cp1252 accents).
-raw_names = st.lists(st.sampled_from([b"recl", b"\xe1", b"\xf3", b"\xff", b"_", b"20251008_100000", b"_data_",
-                                      b".json", b".pdf", b".JSON", b"n", b"\xc3\xb1", b"\xed\xa0\x80"]),
-                     min_size=1, max_size=8).map(b"".join).filter(lambda n: n not in (b".", b".."))
+raw_names = (
+    st.lists(
+        st.sampled_from(
+            [
+                b"recl",
+                b"\xe1",
+                b"\xf3",
+                b"\xff",
+                b"_",
+                b"20251008_100000",
+                b"_data_",
+                b".json",
+                b".pdf",
+                b".JSON",
+                b"n",
+                b"\xc3\xb1",
+                b"\xed\xa0\x80",
+            ]
+        ),
+        min_size=1,
+        max_size=8,
+    )
+    .map(b"".join)
+    .filter(lambda n: n not in (b".", b".."))
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(["nombres_apellidos", "cuerpo_reclamacion", "numero_radicado", "fecha", "clave_nueva"]),
-       surrogate_text)
+@given(
+    st.sampled_from(["nombres_apellidos", "cuerpo_reclamacion", "numero_radicado", "fecha", "clave_nueva"]),
+    surrogate_text,
+)
 def test_surrogates_anywhere_never_raise(field: str, value: str) -> None:
     rec = dict(base_record(DAY, "5"), **{field: value})
     lone = any(0xD800 <= ord(c) <= 0xDFFF for c in value)
@@ -353,8 +407,11 @@ def test_surrogates_anywhere_never_raise(field: str, value: str) -> None:
     if lone and field in BUSINESS_FIELDS and value.strip():
         assert isinstance(checked, Reject) and checked.code in ("unencodable_value", "bad_fecha")
     # escaped ("\\ud800"), escaped behind a 2**70 integer, and raw (CESU bytes: not UTF-8, read as cp1252)
-    for data, escaped in ((json.dumps(rec).encode(), True), (json.dumps({"big": 2**70, **rec}).encode(), True),
-                          (json.dumps(rec, ensure_ascii=False).encode("utf-8", "surrogatepass"), False)):
+    for data, escaped in (
+        (json.dumps(rec).encode(), True),
+        (json.dumps({"big": 2**70, **rec}).encode(), True),
+        (json.dumps(rec, ensure_ascii=False).encode("utf-8", "surrogatepass"), False),
+    ):
         decoded = decode_bytes(data)
         outcome = evaluate_file("X_data_20251008_100000.json", data, "0" * 64, TODAY)
         assert (outcome.record is None) != (outcome.reject is None)
@@ -366,11 +423,13 @@ def test_surrogates_anywhere_never_raise(field: str, value: str) -> None:
             assert outcome.reject == decoded
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(raw_names, min_size=1, max_size=6, unique=True), st.lists(surrogate_text, max_size=3))
-def test_any_names_and_contents_are_indexed(tmp_path_factory: pytest.TempPathFactory, names: list[bytes],
-                                            texts: list[str]) -> None:
+def test_any_names_and_contents_are_indexed(
+    tmp_path_factory: pytest.TempPathFactory, names: list[bytes], texts: list[str]
+) -> None:
     data_dir = tmp_path_factory.mktemp("hyp")
     folder = landing_dir(data_dir, "afinia")
     for i, name in enumerate(names):
@@ -392,5 +451,7 @@ def test_any_names_and_contents_are_indexed(tmp_path_factory: pytest.TempPathFac
 
 def _days(index: LandingIndex) -> set[dt.date]:
     with sqlite3.connect(index.path) as db:
-        return {dt.date.fromisoformat(d) for (d,) in db.execute("SELECT DISTINCT partition_date FROM files "
-                                                                "WHERE partition_date IS NOT NULL")}
+        return {
+            dt.date.fromisoformat(d)
+            for (d,) in db.execute("SELECT DISTINCT partition_date FROM files WHERE partition_date IS NOT NULL")
+        }

@@ -38,6 +38,7 @@ def _days(index: LandingIndex) -> dict[str, str | None]:
 
 # --- routing ----------------------------------------------------------------------------------
 
+
 def test_partition_routing(data_dir: Path) -> None:
     folder = landing_dir(data_dir, "afinia")
     other = dt.date(2025, 10, 1)
@@ -50,13 +51,16 @@ def test_partition_routing(data_dir: Path) -> None:
     index = LandingIndex(data_dir)
     index.refresh("afinia", TODAY)
     assert _days(index) == {
-        "A_data_20251001_100000.json": DAY.isoformat(), "B_data_20251001_100000.json": DAY.isoformat(),
-        "C_data_20251001_100000.json": other.isoformat(), "D_data_20251001_100000.json": other.isoformat(),
+        "A_data_20251001_100000.json": DAY.isoformat(),
+        "B_data_20251001_100000.json": DAY.isoformat(),
+        "C_data_20251001_100000.json": other.isoformat(),
+        "D_data_20251001_100000.json": other.isoformat(),
         "sin_fecha.json": "2025-10-04",
     }
 
 
 # --- incremental behaviour --------------------------------------------------------------------
+
 
 def test_unchanged_files_never_reopened(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = landing_dir(data_dir, "afinia")
@@ -143,8 +147,11 @@ _TEMPLATE = json.dumps(base_record(DAY, "@R@", fecha="@F@", extraction_timestamp
 
 
 def _record_bytes(radicado: str, day: dt.date, ts: str) -> bytes:
-    return (_TEMPLATE.replace(b"@R@", radicado.encode()).replace(b"@F@", f"{day:%Y/%m/%d} 09:30".encode())
-            .replace(b"@T@", ts.encode()))
+    return (
+        _TEMPLATE.replace(b"@R@", radicado.encode())
+        .replace(b"@F@", f"{day:%Y/%m/%d} 09:30".encode())
+        .replace(b"@T@", ts.encode())
+    )
 
 
 def _write(folder: str, name: str, data: bytes) -> None:
@@ -170,7 +177,11 @@ def _fill(folder: Path, total: int, days: list[dt.date], per_record_extra: int =
         for k in range(per_record_extra):
             if n >= total:
                 break
-            _write(f, f"{sgc}_{ts}.pdf" if k == 0 else f"{sgc}_adjunto_{k}_{ts}.jpg", b"%PDF-1.4 x" if k == 0 else b"\xff\xd8")
+            _write(
+                f,
+                f"{sgc}_{ts}.pdf" if k == 0 else f"{sgc}_adjunto_{k}_{ts}.jpg",
+                b"%PDF-1.4 x" if k == 0 else b"\xff\xd8",
+            )
             n += 1
         i += 1
     return n
@@ -187,8 +198,9 @@ def _new_partition_files(folder: Path, day: dt.date, count: int) -> list[str]:
     return names
 
 
-def _cost_of_new_partition_files(data_dir: Path, folder_size: int,
-                                 monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, float, pl.DataFrame]:
+def _cost_of_new_partition_files(
+    data_dir: Path, folder_size: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, int, float, pl.DataFrame]:
     """Fill the landing folder with ``folder_size`` files (indexed), then add 250 record files
     (+250 PDFs) to one partition and change one of its old files: return (files opened by
     refresh, files opened by partition_frame, seconds, frame)."""
@@ -218,8 +230,9 @@ def _cost_of_new_partition_files(data_dir: Path, folder_size: int,
     return by_refresh, opened.count - by_refresh, elapsed, frame
 
 
-def test_scale_200k_files_opens_only_the_partitions_new_files(data_dir: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scale_200k_files_opens_only_the_partitions_new_files(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PROVES cost proportional to the partition (issue 3): with 200,000 files already indexed,
     materializing one partition after 500 new files (250 records + 250 PDFs) and one changed file
     landed in it opens exactly those 501 files, in the refresh, and nothing more in
@@ -236,6 +249,7 @@ def test_scale_200k_files_opens_only_the_partitions_new_files(data_dir: Path, tm
 
 
 # --- a full first refresh finishes its partitions from what it evaluated ------------------------
+
 
 def _eight_records(folder: Path) -> None:
     for i in range(8):

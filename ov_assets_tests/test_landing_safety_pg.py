@@ -37,7 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 
-def _materialize(resources: dict[str, Any], assets: list[Any], day: dt.date, empresa: str = "afinia") -> dg.ExecuteInProcessResult:
+def _materialize(
+    resources: dict[str, Any], assets: list[Any], day: dt.date, empresa: str = "afinia"
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(assets, resources=resources, partition_key=f"{day}|{empresa}", raise_on_error=False)
 
 
@@ -90,8 +92,9 @@ def test_unmounted_landing_folder_stops_pqr_records(pg_conninfo18: dict[str, Any
         assert {k: p.read_bytes() for k, p in reports.items()} == before
 
 
-def test_cli_hostile_landing_folder(pg_conninfo18: dict[str, Any], data_dir: Path, s3_endpoint: str,
-                                    s3_bucket: str, tmp_path: Path) -> None:
+def test_cli_hostile_landing_folder(
+    pg_conninfo18: dict[str, Any], data_dir: Path, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
     """The acceptance run of issue 21, as the judge runs it: a surrogate file, a non-UTF-8 name
     and a symbolic link to a record outside the folder beside 80 good records of both empresas."""
     good = {e: generator.write_day(data_dir, e, DAY, n=40, broken=False, seed=21) for e in ("afinia", "aire")}
@@ -107,31 +110,59 @@ def test_cli_hostile_landing_folder(pg_conninfo18: dict[str, Any], data_dir: Pat
     (outside / "RE6660000000001_20251008_130000.pdf").write_bytes(b"%PDF-1.4 outside the landing folder")
     os.symlink(target, afinia / target.name)
     os.symlink(outside / "RE6660000000001_20251008_130000.pdf", afinia / "RE6660000000001_20251008_130000.pdf")
-    env = {**os.environ, **postgres_env(pg_conninfo18), "AWS_S3_BUCKET_NAME": s3_bucket,
-           "AWS_ENDPOINT_URL": s3_endpoint, "AWS_REGION": "us-east-1", "OV_DATA_DIR": str(data_dir),
-           "DAGSTER_HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        **postgres_env(pg_conninfo18),
+        "AWS_S3_BUCKET_NAME": s3_bucket,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_REGION": "us-east-1",
+        "OV_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(tmp_path),
+    }
     for empresa in ("afinia", "aire"):
         proc = subprocess.run(
-            [DAGSTER, "asset", "materialize", "-m", "ov_assets.definitions", "--select", "pqr_records*",
-             "--partition", f"{DAY}|{empresa}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+            [
+                DAGSTER,
+                "asset",
+                "materialize",
+                "-m",
+                "ov_assets.definitions",
+                "--select",
+                "pqr_records*",
+                "--partition",
+                f"{DAY}|{empresa}",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with psycopg.connect(**pg_conninfo18) as conn:
         for empresa, gen in good.items():
             loaded = {r for (r,) in conn.execute(f"SELECT numero_radicado FROM data_general.ov_{empresa}")}
             assert loaded == gen.radicados  # every good record, nothing else (no 2025100866666)
-        rejects = {(e, n, c) for e, n, c in conn.execute(
-            "SELECT empresa, file_name, reason_code FROM data_general.ov_rejects")}
+        rejects = {
+            (e, n, c) for e, n, c in conn.execute("SELECT empresa, file_name, reason_code FROM data_general.ov_rejects")
+        }
         registry = conn.execute("SELECT filename, s3_key, file_hash FROM data_general.s3_files_registry").fetchall()
     bad_name = BAD_NAME.decode("utf-8", "backslashreplace")
-    assert rejects == {("afinia", "S999_data_20251008_120000.json", "unencodable_value"),
-                       ("afinia", bad_name, "bad_file_name"), ("aire", bad_name, "bad_file_name"),
-                       ("afinia", target.name, "not_a_regular_file"),
-                       ("afinia", "RE6660000000001_20251008_130000.pdf", "not_a_regular_file")}
+    assert rejects == {
+        ("afinia", "S999_data_20251008_120000.json", "unencodable_value"),
+        ("afinia", bad_name, "bad_file_name"),
+        ("aire", bad_name, "bad_file_name"),
+        ("afinia", target.name, "not_a_regular_file"),
+        ("afinia", "RE6660000000001_20251008_130000.pdf", "not_a_regular_file"),
+    }
     assert not [r for r in registry if "RE666" in r[0] or "RE666" in r[1]]
     outside_hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in outside.iterdir()}
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket)
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket)
+        for o in page.get("Contents", [])
+    ]
     assert len(keys) == len(registry) > 4 * 40
     stored = {hashlib.sha256(s3.get_object(Bucket=s3_bucket, Key=k)["Body"].read()).hexdigest() for k in keys}
     assert not stored & outside_hashes  # the link's target was neither read nor uploaded

@@ -42,11 +42,16 @@ def private_imports(path: Path, package: Path = PACKAGE) -> list[str]:
             source = _absolute(path, node, package)
             if source.split(".")[0] != "ov_assets" or source == _module_name(path, package):
                 continue
-            found += [f"{source}.{a.name}" for a in node.names
-                      if a.name.startswith("_") and not a.name.startswith("__")]
+            found += [
+                f"{source}.{a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")
+            ]
         elif isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.startswith("ov_assets.")
-                      and any(p.startswith("_") and not p.startswith("__") for p in a.name.split("."))]
+            found += [
+                a.name
+                for a in node.names
+                if a.name.startswith("ov_assets.")
+                and any(p.startswith("_") and not p.startswith("__") for p in a.name.split("."))
+            ]
     return found
 
 
@@ -56,8 +61,11 @@ def test_no_module_imports_another_modules_private_names() -> None:
 
 
 def test_no_module_over_the_line_limit() -> None:
-    sizes = {str(p.relative_to(PACKAGE.parent)): n for p in _modules()
-             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    sizes = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in _modules()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert not sizes, f"modules over {MAX_LINES} lines (split them by concern): {sizes}"
 
 
@@ -67,10 +75,16 @@ def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
     sub = tmp_path / "ov_assets" / "pkg"
     sub.mkdir(parents=True)
     probe = sub / "mod.py"
-    probe.write_text("from ov_assets.core.contract import _hidden, public\n"
-                     "from .other import _secret\n"
-                     "from ov_assets.pkg.mod import _own\n"
-                     "import ov_assets._internal\n"
-                     "from os import _exit\n", encoding="utf-8")
+    probe.write_text(
+        "from ov_assets.core.contract import _hidden, public\n"
+        "from .other import _secret\n"
+        "from ov_assets.pkg.mod import _own\n"
+        "import ov_assets._internal\n"
+        "from os import _exit\n",
+        encoding="utf-8",
+    )
     assert private_imports(probe, tmp_path / "ov_assets") == [
-        "ov_assets.core.contract._hidden", "ov_assets.pkg.other._secret", "ov_assets._internal"]
+        "ov_assets.core.contract._hidden",
+        "ov_assets.pkg.other._secret",
+        "ov_assets._internal",
+    ]

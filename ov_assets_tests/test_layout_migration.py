@@ -34,6 +34,7 @@ class CrashingStore:
             if self._left < 0:
                 raise Crash(name)
             return attr(*args, **kwargs)
+
         return call
 
 
@@ -52,8 +53,17 @@ def _migrate(conninfo, store, layout="central", workers=1):
 
 
 def _assert_all_in(conninfo, endpoint, bucket, objects, layout):
-    expected = {object_key(layout, "oficina-virtual", o.empresa, o.partition_date,
-                           o.numero_reclamo_sgc or o.numero_radicado, o.filename): o for o in objects}
+    expected = {
+        object_key(
+            layout,
+            "oficina-virtual",
+            o.empresa,
+            o.partition_date,
+            o.numero_reclamo_sgc or o.numero_radicado,
+            o.filename,
+        ): o
+        for o in objects
+    }
     assert bucket_keys(endpoint, bucket) == set(expected)
     reg = registry(conninfo)
     assert set(reg) == set(expected)
@@ -65,18 +75,19 @@ def _assert_all_in(conninfo, endpoint, bucket, objects, layout):
         head = c.head_object(Bucket=bucket, Key=key)
         assert head["ServerSideEncryption"] == "AES256" and head["Metadata"]["sha256"] == o.sha256
     with psycopg.connect(**conninfo) as conn:
-        urls = [u["s3_url"] for (us,) in conn.execute("SELECT archivos_s3_urls FROM data_general.ov_afinia")
-                for u in us]
+        urls = [
+            u["s3_url"] for (us,) in conn.execute("SELECT archivos_s3_urls FROM data_general.ov_afinia") for u in us
+        ]
     assert urls and all(u.removeprefix(f"s3://{bucket}/") in expected for u in urls)
 
 
 @pytest.mark.parametrize("crash_at", [("copy", 3), ("delete", 2)])
-def test_migration_resumes_after_interruption_and_is_idempotent(data_dir, pg_conninfo18, s3_endpoint,
-                                                                s3_bucket, crash_at):
+def test_migration_resumes_after_interruption_and_is_idempotent(
+    data_dir, pg_conninfo18, s3_endpoint, s3_bucket, crash_at
+):
     conninfo = pg_conninfo18
     frame = prepare(data_dir, conninfo, big=6 << 20)
-    store = store_resource(s3_endpoint, s3_bucket, data_dir, multipart_threshold_mb=5,
-                           multipart_chunksize_mb=5).open()
+    store = store_resource(s3_endpoint, s3_bucket, data_dir, multipart_threshold_mb=5, multipart_chunksize_mb=5).open()
     objects = _archive(conninfo, store, frame, data_dir, "default")
 
     with pytest.raises(Crash):
@@ -117,8 +128,14 @@ def test_migration_never_overwrites_a_foreign_object(data_dir, pg_conninfo18, s3
     store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
     objects = _archive(conninfo, store, frame, data_dir, "default")
     victim = objects[0]
-    dst = object_key("central", "oficina-virtual", victim.empresa, victim.partition_date,
-                     victim.numero_reclamo_sgc or victim.numero_radicado, victim.filename)
+    dst = object_key(
+        "central",
+        "oficina-virtual",
+        victim.empresa,
+        victim.partition_date,
+        victim.numero_reclamo_sgc or victim.numero_radicado,
+        victim.filename,
+    )
     client(s3_endpoint).put_object(Bucket=s3_bucket, Key=dst, Body=b"someone else's")
     counts = _migrate(conninfo, store, workers=2)
     assert len(counts.errors) == 1 and "different bytes" in counts.errors[0]
@@ -155,8 +172,13 @@ def test_layout_migration_job_runs_in_dagster(data_dir, pg_conninfo18, s3_endpoi
     frame = prepare(data_dir, conninfo, n=3)
     store_res = store_resource(s3_endpoint, s3_bucket, data_dir, layout="central")
     objects = _archive(conninfo, store_res.open(), frame, data_dir, "default")
-    postgres = PostgresResource(host=conninfo["host"], port=int(conninfo["port"]), dbname=conninfo["dbname"],
-                                user=conninfo["user"], data_dir=str(data_dir))
+    postgres = PostgresResource(
+        host=conninfo["host"],
+        port=int(conninfo["port"]),
+        dbname=conninfo["dbname"],
+        user=conninfo["user"],
+        data_dir=str(data_dir),
+    )
     result = layout_migration_job.execute_in_process(resources={"postgres": postgres, "object_store": store_res})
     assert result.success
     assert result.output_for_node("migrate_object_layout")["moved"] == len(objects)
@@ -172,7 +194,9 @@ def test_a_database_error_is_reported_without_the_rows_values(data_dir, pg_conni
     _archive(conninfo, store, frame, data_dir, "default")
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         # Any update of a table row now fails, quoting the whole row in its DETAIL.
-        conn.execute("ALTER TABLE data_general.ov_afinia ADD CONSTRAINT frozen CHECK (updated_at < '2000-01-01') NOT VALID")
+        conn.execute(
+            "ALTER TABLE data_general.ov_afinia ADD CONSTRAINT frozen CHECK (updated_at < '2000-01-01') NOT VALID"
+        )
         names = [n for (n,) in conn.execute("SELECT nombres_apellidos FROM data_general.ov_afinia") if n]
     counts = _migrate(conninfo, store)
     assert names and counts.errors

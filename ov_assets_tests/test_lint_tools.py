@@ -39,7 +39,8 @@ def _tool(name: str) -> str:
 
 def test_ruff_fails_on_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text(textwrap.dedent("""\
+    bad.write_text(
+        textwrap.dedent("""\
         import os
         import json
 
@@ -49,7 +50,9 @@ def test_ruff_fails_on_a_violation(tmp_path: Path) -> None:
                 return sum(values)
             except Exception:
                 return 0
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     good = tmp_path / "good.py"
     good.write_text('"""Clean."""\n\nVALUE = 1\n', encoding="utf-8")
     ruff = [_tool("ruff"), "check", "--no-cache", "--config", str(PYPROJECT), "--output-format", "concise"]
@@ -66,7 +69,8 @@ def test_ruff_fails_on_a_violation(tmp_path: Path) -> None:
 
 def test_mypy_fails_on_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text(textwrap.dedent("""\
+    bad.write_text(
+        textwrap.dedent("""\
         def untyped(x):
             return x
 
@@ -76,7 +80,9 @@ def test_mypy_fails_on_a_violation(tmp_path: Path) -> None:
 
 
         COUNT: int = "three"  # type: ignore
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     good = tmp_path / "good.py"
     good.write_text("def typed(n: int) -> str:\n    return str(n)\n", encoding="utf-8")
     mypy = [_tool("mypy"), "--config-file", str(PYPROJECT), "--cache-dir", str(tmp_path / ".mypy_cache")]
@@ -110,16 +116,19 @@ def _lint_imports(work: Path, *contracts: str) -> subprocess.CompletedProcess[st
     return _run(cmd, work, env)
 
 
-@pytest.mark.parametrize(("planted", "contract", "expected"), [
-    # core importing an upper layer
-    ("from ov_assets.defs import partitions\n", "layers", "ov_assets.core.planted -> ov_assets.defs.partitions"),
-    # a layer importing one above it among the I/O packages
-    ("from ov_assets.landing import cleanup\n", "layers", "ov_assets.core.planted -> ov_assets.landing.cleanup"),
-    # Dagster below defs
-    ("import dagster\n", "dagster-in-defs", "ov_assets.core.planted -> dagster"),
-    # the runtime importing the tests
-    ("import ov_assets_tests\n", "no-test-support", "ov_assets.core.planted -> ov_assets_tests"),
-])
+@pytest.mark.parametrize(
+    ("planted", "contract", "expected"),
+    [
+        # core importing an upper layer
+        ("from ov_assets.defs import partitions\n", "layers", "ov_assets.core.planted -> ov_assets.defs.partitions"),
+        # a layer importing one above it among the I/O packages
+        ("from ov_assets.landing import cleanup\n", "layers", "ov_assets.core.planted -> ov_assets.landing.cleanup"),
+        # Dagster below defs
+        ("import dagster\n", "dagster-in-defs", "ov_assets.core.planted -> dagster"),
+        # the runtime importing the tests
+        ("import ov_assets_tests\n", "no-test-support", "ov_assets.core.planted -> ov_assets_tests"),
+    ],
+)
 def test_lint_imports_fails_on_a_violation(tmp_path: Path, planted: str, contract: str, expected: str) -> None:
     work = _package_copy(tmp_path)
     (work / "ov_assets" / "core" / "planted.py").write_text(planted, encoding="utf-8")
@@ -162,5 +171,4 @@ def test_the_bench_check_sees_imports(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("import os\nfrom ov_assets_tests.support import x\n", encoding="utf-8")
     (tmp_path / "b.py").write_text("def f():\n    import ov_assets_tests.pgcluster as p\n", encoding="utf-8")
     (tmp_path / "c.py").write_text("from ov_assets.devkit import servers\n", encoding="utf-8")
-    assert bench_test_imports(tmp_path) == {"a.py": ["ov_assets_tests.support"],
-                                            "b.py": ["ov_assets_tests.pgcluster"]}
+    assert bench_test_imports(tmp_path) == {"a.py": ["ov_assets_tests.support"], "b.py": ["ov_assets_tests.pgcluster"]}

@@ -44,7 +44,9 @@ def _with_moved_radicado(frame: pl.DataFrame) -> pl.DataFrame:
     """A winner of the first day re-extracted later with its fecha on the last day: the same
     radicado is a winner in two partitions of one range."""
     first, last = frame["partition_date"].min(), frame["partition_date"].max()
-    row = frame.filter((pl.col("partition_date") == first) & (pl.col("empresa") == "afinia") & pl.col("is_winner")).head(1)
+    row = frame.filter(
+        (pl.col("partition_date") == first) & (pl.col("empresa") == "afinia") & pl.col("is_winner")
+    ).head(1)
     moved = row.with_columns(
         pl.lit(last).alias("partition_date"),
         pl.lit("Anulado").alias("estado_solicitud"),
@@ -84,8 +86,10 @@ def test_range_mixes_stored_and_new_partitions(pg_conninfo, data_dir):
     keys = partition_keys(frame)
     _range(pg_conninfo, frame, keys=keys[:2])  # first day of both empresas
     counts = _range(pg_conninfo, frame, run_id="rest")
-    winners = {(e, d): n for e, d, n in frame.filter(pl.col("is_winner"))
-                   .group_by("empresa", "partition_date").len().iter_rows()}
+    winners = {
+        (e, d): n
+        for e, d, n in frame.filter(pl.col("is_winner")).group_by("empresa", "partition_date").len().iter_rows()
+    }
     for key, c in counts.items():
         n = winners.get(key, 0)
         expected = (0, 0, n) if key in keys[:2] else (n, 0, 0)
@@ -106,11 +110,20 @@ def test_overlapping_ranges_at_once_equal_one_run(pg_conninfo, data_dir):
     frame = landing_frames(data_dir, days, n=8)
     migrate(pg_conninfo)
     keys = partition_keys(frame)
-    plans = [[k for k in keys if k[1] in days[:3]], [k for k in keys if k[1] in days[1:]],
-             [k for k in keys if k[1] in (days[0], days[3])], keys]
-    run_together([lambda plan=plan, i=i: _range(pg_conninfo, frame, keys=list(reversed(plan)) if i % 2 else plan,
-                                                run_id=f"w{i}")
-                  for i, plan in enumerate(plans)])
+    plans = [
+        [k for k in keys if k[1] in days[:3]],
+        [k for k in keys if k[1] in days[1:]],
+        [k for k in keys if k[1] in (days[0], days[3])],
+        keys,
+    ]
+    run_together(
+        [
+            lambda plan=plan, i=i: _range(
+                pg_conninfo, frame, keys=list(reversed(plan)) if i % 2 else plan, run_id=f"w{i}"
+            )
+            for i, plan in enumerate(plans)
+        ]
+    )
     with psycopg.connect(**pg_conninfo) as conn:
         (inserted,) = conn.execute("SELECT sum(db_inserted) FROM data_general.ov_load_audit").fetchone()
         (hist,) = conn.execute("SELECT count(*) FROM data_general.ov_afinia_history").fetchone()
@@ -135,8 +148,11 @@ def test_fast_path_falls_back_when_a_radicado_appears_meanwhile(pg_conninfo, dat
     try:
         wait_for_file(barrier / "insert.reached", proc)
         with psycopg.connect(**pg_conninfo) as conn:  # an adopted old-system row: older than anything
-            conn.execute("INSERT INTO data_general.ov_afinia (numero_radicado, fecha, estado_solicitud, hash_registro) "
-                         "VALUES (%s, %s, 'Viejo', %s)", (target["numero_radicado"], target["fecha_dt"], "o" * 64))
+            conn.execute(
+                "INSERT INTO data_general.ov_afinia (numero_radicado, fecha, estado_solicitud, hash_registro) "
+                "VALUES (%s, %s, 'Viejo', %s)",
+                (target["numero_radicado"], target["fecha_dt"], "o" * 64),
+            )
         (barrier / "insert.release").touch()
         out, err = proc.communicate(timeout=60)
     finally:
@@ -177,8 +193,9 @@ def test_reload_inside_caller_transaction_restores_planner_settings(pg_conninfo,
         conn.execute("SET LOCAL enable_mergejoin = off")  # the caller's own choice must survive
         loading.load_partitions(conn, keys, frame, "first")
         again = loading.load_partitions(conn, keys, frame, "again")  # the staged, general path
-        settings = conn.execute("SELECT current_setting('enable_hashjoin'), "
-                                "current_setting('enable_mergejoin')").fetchone()
+        settings = conn.execute(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')"
+        ).fetchone()
     assert settings == ("on", "off")
     assert sum(c.db_duplicates for c in again.values()) == frame.filter(pl.col("is_winner")).height
     assert sum(c.db_inserted + c.db_updated for c in again.values()) == 0
@@ -195,7 +212,11 @@ def test_new_radicado_raced_by_another_partition_keeps_the_newer_version(pg_conn
     frame = landing_frames(data_dir, days_back(2), empresas=("afinia",), n=6)
     migrate(pg_conninfo)
     first, last = sorted(frame["partition_date"].unique())
-    older = frame.filter((pl.col("partition_date") == first) & pl.col("is_winner")).sort("numero_radicado").row(0, named=True)
+    older = (
+        frame.filter((pl.col("partition_date") == first) & pl.col("is_winner"))
+        .sort("numero_radicado")
+        .row(0, named=True)
+    )
     newer = pl.DataFrame([older], schema=frame.schema).with_columns(
         pl.lit(last).alias("partition_date"),
         pl.lit("Anulado").alias("estado_solicitud"),
@@ -228,11 +249,15 @@ def test_new_radicado_raced_by_another_partition_keeps_the_newer_version(pg_conn
     expected = (0, 1, stored_before) if held == "newer" else (0, 0, stored_before)
     assert f'"inserted": {expected[0]}, "updated": {expected[1]}, "duplicates": {expected[2]}' in out
     with psycopg.connect(**pg_conninfo) as conn:
-        row = conn.execute("SELECT hash_registro, archivo_origen FROM data_general.ov_afinia WHERE numero_radicado = %s",
-                           (older["numero_radicado"],)).fetchone()
+        row = conn.execute(
+            "SELECT hash_registro, archivo_origen FROM data_general.ov_afinia WHERE numero_radicado = %s",
+            (older["numero_radicado"],),
+        ).fetchone()
         hist = conn.execute("SELECT hash_registro FROM data_general.ov_afinia_history").fetchall()
-        (skipped,) = conn.execute("SELECT db_duplicates FROM data_general.ov_load_audit WHERE partition_date = %s "
-                                  "AND run_id = 'subprocess'", (held_day,)).fetchone()
+        (skipped,) = conn.execute(
+            "SELECT db_duplicates FROM data_general.ov_load_audit WHERE partition_date = %s AND run_id = 'subprocess'",
+            (held_day,),
+        ).fetchone()
     assert row == ("m" * 64, "ZZ_data_moved_0001.json")
     assert hist == ([(older["hash_registro"],)] if held == "newer" else [])
     assert skipped == stored_before + (held == "older")

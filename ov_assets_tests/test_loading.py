@@ -53,7 +53,8 @@ def test_first_load_then_reload_is_idempotent(pg_conninfo, frame):
     assert all(n == 2 for *_, n in after["audit"])  # one audit row per partition and run
     with psycopg.connect(**pg_conninfo) as conn:
         (moved,) = conn.execute(
-            "SELECT count(*) FROM data_general.ov_rejects WHERE last_seen_at > first_seen_at").fetchone()
+            "SELECT count(*) FROM data_general.ov_rejects WHERE last_seen_at > first_seen_at"
+        ).fetchone()
         assert moved == len(after["ov_rejects"])
         audit = conn.execute(
             "SELECT sum(db_inserted), sum(db_duplicates) FROM data_general.ov_load_audit WHERE run_id = 'run2'"
@@ -85,11 +86,14 @@ def test_newer_version_updates_with_history_older_never_wins(pg_conninfo, frame)
     with psycopg.connect(**pg_conninfo) as conn:
         cur = conn.execute(
             f"SELECT estado_solicitud, archivo_origen FROM data_general.ov_{empresa} WHERE numero_radicado = %s",
-            (target["numero_radicado"],)).fetchone()
+            (target["numero_radicado"],),
+        ).fetchone()
         assert cur == ("Anulado", "ZZ_data_newer_0001.json")
         hist = conn.execute(
             f"SELECT estado_solicitud, archivo_origen, replaced_by_run FROM data_general.ov_{empresa}_history "
-            "WHERE numero_radicado = %s", (target["numero_radicado"],)).fetchall()
+            "WHERE numero_radicado = %s",
+            (target["numero_radicado"],),
+        ).fetchall()
         assert hist == [(target["estado_solicitud"], target["file_name"], "newer")]
 
 
@@ -101,7 +105,11 @@ def test_dry_run_writes_nothing_and_reports_counts(pg_conninfo, frame):
     dry = _load_all(pg_conninfo, frame, dry_run=True)
     assert snapshot(pg_conninfo) == before  # not even an audit row
     real = _load_all(pg_conninfo, frame)
-    assert (dry.db_inserted, dry.db_updated, dry.db_duplicates) == (real.db_inserted, real.db_updated, real.db_duplicates)
+    assert (dry.db_inserted, dry.db_updated, dry.db_duplicates) == (
+        real.db_inserted,
+        real.db_updated,
+        real.db_duplicates,
+    )
     assert dry.db_inserted > 0 and dry.db_duplicates > 0
 
 
@@ -161,7 +169,7 @@ def test_text_array_literal_round_trips_any_value(pg_conninfo18):
     """The existence check sends the radicados as one array literal built by polars: whatever a
     value holds (quotes, backslashes, commas, braces, spaces, NULL-looking text), PostgreSQL
     must read back exactly the same values, or a stored radicado would be missed."""
-    values = ['20240101100001', 'a"b', 'c\\d', 'e,f', '{g}', ' h ', 'NULL', '', 'ñ€😀', '\\"']
+    values = ["20240101100001", 'a"b', "c\\d", "e,f", "{g}", " h ", "NULL", "", "ñ€😀", '\\"']
     with psycopg.connect(**pg_conninfo18) as conn:
         (back,) = conn.execute("SELECT %s::text[]", (loading.text_array(pl.Series(values)),)).fetchone()
         (empty,) = conn.execute("SELECT %s::text[]", (loading.text_array(pl.Series([], dtype=pl.String)),)).fetchone()
@@ -186,8 +194,10 @@ def test_reject_resolved_when_the_same_file_later_loads(pg_conninfo, data_dir):
         frame = landing_frames(data_dir, days, empresas=("aire",), n=3)
         _load_all(pg_conninfo, frame, run_id=run_id)
         with psycopg.connect(**pg_conninfo) as conn:
-            return conn.execute("SELECT reason_code, resolved_at IS NOT NULL FROM data_general.ov_rejects "
-                                "WHERE file_name = %s", (broken.name,)).fetchall()
+            return conn.execute(
+                "SELECT reason_code, resolved_at IS NOT NULL FROM data_general.ov_rejects WHERE file_name = %s",
+                (broken.name,),
+            ).fetchall()
 
     assert load("first") == [("bad_fecha", False)]
     bad = broken.read_bytes()
@@ -195,13 +205,18 @@ def test_reject_resolved_when_the_same_file_later_loads(pg_conninfo, data_dir):
     assert load("fixed") == [("bad_fecha", True)]
     before = snapshot(pg_conninfo)
     with psycopg.connect(**pg_conninfo) as conn:
-        resolved_at = conn.execute("SELECT resolved_at FROM data_general.ov_rejects WHERE file_name = %s",
-                                   (broken.name,)).fetchone()
+        resolved_at = conn.execute(
+            "SELECT resolved_at FROM data_general.ov_rejects WHERE file_name = %s", (broken.name,)
+        ).fetchone()
     assert load("again") == [("bad_fecha", True)]
     assert without_audit(snapshot(pg_conninfo)) == without_audit(before)
     with psycopg.connect(**pg_conninfo) as conn:  # idempotent: resolved once
-        assert conn.execute("SELECT resolved_at FROM data_general.ov_rejects WHERE file_name = %s",
-                            (broken.name,)).fetchone() == resolved_at
+        assert (
+            conn.execute(
+                "SELECT resolved_at FROM data_general.ov_rejects WHERE file_name = %s", (broken.name,)
+            ).fetchone()
+            == resolved_at
+        )
     broken.write_bytes(b"")  # broken otherwise: a new reason opens, the old one stays resolved
     assert sorted(load("empty")) == [("bad_fecha", True), ("empty_file", False)]
     broken.write_bytes(bad)  # broken as before: that reason opens again

@@ -89,8 +89,10 @@ def test_retry_after_a_lost_commit_ack_appends_no_second_audit_row(pg_conninfo18
     winners = frame.filter(pl.col("is_winner")).height
     assert sum(c.db_duplicates for c in counts.values()) == winners  # the retry found it all committed
     with psycopg.connect(**pg_conninfo18) as conn:
-        audit = conn.execute("SELECT empresa, partition_date, db_inserted FROM data_general.ov_load_audit "
-                             "WHERE run_id = 'run-lost-ack' ORDER BY 2").fetchall()
+        audit = conn.execute(
+            "SELECT empresa, partition_date, db_inserted FROM data_general.ov_load_audit "
+            "WHERE run_id = 'run-lost-ack' ORDER BY 2"
+        ).fetchall()
         (rows,) = conn.execute("SELECT count(*) FROM data_general.ov_afinia").fetchone()
     # One row per partition, and it is the committed load's: everything inserted.
     assert [(e, d) for e, d, _ in audit] == keys

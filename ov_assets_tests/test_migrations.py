@@ -42,7 +42,9 @@ def _columns(conn, table):
         name: (dtype, length)
         for name, dtype, length in conn.execute(
             "SELECT column_name, data_type, character_maximum_length FROM information_schema.columns "
-            "WHERE table_schema = 'data_general' AND table_name = %s", (table,))
+            "WHERE table_schema = 'data_general' AND table_name = %s",
+            (table,),
+        )
     }
 
 
@@ -54,15 +56,43 @@ def test_adopts_old_shape_tables_and_replaces_adopted_rows_with_history(pg_conni
     with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
         conn.execute(OLD_SHAPE.format(t="ov_afinia"))
         conn.execute(OLD_SHAPE.format(t="ov_aire").replace("CREATE SCHEMA data_general;", ""))
-        rows = [(winner["numero_radicado"], winner["fecha_dt"], "7301245", "1045678912", "old@example.com",
-                 "6053456789", "3001234567", "Radicado", "a" * 64, later, '[{"s3_url": "s3://old/x.json"}]', True),
-                ("201901010000001", dt.datetime(2021, 1, 1, 8), "1", "2", "x@example.com", "", "", "Finalizado",
-                 "b" * 64, later, None, False)]
+        rows = [
+            (
+                winner["numero_radicado"],
+                winner["fecha_dt"],
+                "7301245",
+                "1045678912",
+                "old@example.com",
+                "6053456789",
+                "3001234567",
+                "Radicado",
+                "a" * 64,
+                later,
+                '[{"s3_url": "s3://old/x.json"}]',
+                True,
+            ),
+            (
+                "201901010000001",
+                dt.datetime(2021, 1, 1, 8),
+                "1",
+                "2",
+                "x@example.com",
+                "",
+                "",
+                "Finalizado",
+                "b" * 64,
+                later,
+                None,
+                False,
+            ),
+        ]
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO data_general.ov_afinia (numero_radicado, fecha, nic, documento_identidad, "
                 "correo_electronico, telefono, celular, estado_solicitud, hash_registro, fecha_extraccion, "
-                "archivos_s3_urls, procesado_flag) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+                "archivos_s3_urls, procesado_flag) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
 
         assert migrations.apply_all(conn) == [m.version for m in migrations.available()]
         cols = _columns(conn, "ov_afinia")
@@ -73,8 +103,10 @@ def test_adopts_old_shape_tables_and_replaces_adopted_rows_with_history(pg_conni
             assert cols[c][0] == "text", c
         assert cols["warnings"][0] == "jsonb" and cols["updated_at"][0] == "timestamp with time zone"
         assert conn.execute("SELECT count(*) FROM data_general.ov_afinia").fetchone() == (2,)
-        kept = conn.execute("SELECT id, nic, archivos_s3_urls, procesado_flag, archivo_origen FROM data_general.ov_afinia "
-                            "WHERE numero_radicado = '201901010000001'").fetchone()
+        kept = conn.execute(
+            "SELECT id, nic, archivos_s3_urls, procesado_flag, archivo_origen FROM data_general.ov_afinia "
+            "WHERE numero_radicado = '201901010000001'"
+        ).fetchone()
         assert kept == (2, "1", None, False, None)
         assert migrations.apply_all(conn) == []  # idempotent
 
@@ -84,7 +116,9 @@ def test_adopts_old_shape_tables_and_replaces_adopted_rows_with_history(pg_conni
         assert counts.db_updated == 1 and counts.db_skipped_older == 0
         row = conn.execute(
             "SELECT hash_registro, archivo_origen, estado_solicitud, id FROM data_general.ov_afinia "
-            "WHERE numero_radicado = %s", (winner["numero_radicado"],)).fetchone()
+            "WHERE numero_radicado = %s",
+            (winner["numero_radicado"],),
+        ).fetchone()
         assert row == (winner["hash_registro"], winner["file_name"], winner["estado_solicitud"], 1)
         hist = conn.execute(
             "SELECT hash_registro, archivo_origen, nic, replaced_by_run FROM data_general.ov_afinia_history"
@@ -154,9 +188,11 @@ def test_loader_role_loads_but_cannot_delete_or_alter_and_analyst_only_reads(pg_
         (n,) = conn.execute("SELECT count(*) FROM data_general.ov_pqr_masked").fetchone()
         assert n > 0
         conn.execute("SELECT count(*) FROM data_general.ov_load_audit, data_general.s3_files_registry")
-        for stmt in ("INSERT INTO data_general.ov_rejects (empresa, partition_date, file_name, reason_code) "
-                     "VALUES ('afinia', '2025-01-01', 'x', 'y')",
-                     "UPDATE data_general.ov_afinia SET procesado_flag = TRUE"):
+        for stmt in (
+            "INSERT INTO data_general.ov_rejects (empresa, partition_date, file_name, reason_code) "
+            "VALUES ('afinia', '2025-01-01', 'x', 'y')",
+            "UPDATE data_general.ov_afinia SET procesado_flag = TRUE",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(stmt)
 
@@ -167,6 +203,8 @@ def test_loader_with_pending_migrations_is_told_to_run_them(pg_conninfo, login_r
     (sql_dir / "999_later.sql").write_text("CREATE TABLE data_general.later (x int);\n")
     monkeypatch.setattr(migrations, "SQL_DIR", sql_dir)
     monkeypatch.setattr(migrations.ensure_current, "__defaults__", (sql_dir,))
-    with (psycopg.connect(**login_roles["loader"], autocommit=True) as conn,
-          pytest.raises(OperatorError, match=r"pending: 999_later.*ov-assets migrate")):
+    with (
+        psycopg.connect(**login_roles["loader"], autocommit=True) as conn,
+        pytest.raises(OperatorError, match=r"pending: 999_later.*ov-assets migrate"),
+    ):
         migrations.ensure_current(conn)

@@ -49,8 +49,14 @@ def findings(lines: Iterable[tuple[str, str]]) -> list[str]:
 
 def added_lines() -> list[tuple[str, str]]:
     """Every line added by any commit reachable from any ref, with its file."""
-    log = subprocess.run(["git", "log", "-p", "--all", "--no-ext-diff", "--no-color", "--format=commit %H"],
-                         cwd=ROOT, capture_output=True, text=True, errors="replace", check=True).stdout
+    log = subprocess.run(
+        ["git", "log", "-p", "--all", "--no-ext-diff", "--no-color", "--format=commit %H"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=True,
+    ).stdout
     out, path = [], "?"
     for line in log.splitlines():
         if line.startswith("+++ "):

@@ -91,15 +91,14 @@ def test_put_never_follows_a_symbolic_link(where, tmp_path, request):
 
 
 def test_multipart_sends_part_checksums_and_verifies_composite(s3_endpoint, s3_bucket, tmp_path):
-    store = store_resource(s3_endpoint, s3_bucket, tmp_path, multipart_threshold_mb=5,
-                           multipart_chunksize_mb=5).open()
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path, multipart_threshold_mb=5, multipart_chunksize_mb=5).open()
     data = os.urandom((5 << 20) * 2 + 12345)
     path, sha = _file(tmp_path, "big.jpg", data)
     store.put("k/big.jpg", path, sha, "image/jpeg", {"empresa": "aire"})
     head = client(s3_endpoint).head_object(Bucket=s3_bucket, Key="k/big.jpg", ChecksumMode="ENABLED")
     assert "-" in head["ETag"]  # really multipart
     assert head["ServerSideEncryption"] == "AES256" and head["Metadata"]["sha256"] == sha
-    parts = [data[i:i + (5 << 20)] for i in range(0, len(data), 5 << 20)]
+    parts = [data[i : i + (5 << 20)] for i in range(0, len(data), 5 << 20)]
     composite = base64.b64encode(hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).digest()).decode()
     assert head["ChecksumSHA256"].split("-")[0] == composite
     stored = store.head("k/big.jpg")
@@ -108,8 +107,7 @@ def test_multipart_sends_part_checksums_and_verifies_composite(s3_endpoint, s3_b
 
 
 def test_copy_computes_full_sha256_and_refuses_taken_keys(s3_endpoint, s3_bucket, tmp_path):
-    store = store_resource(s3_endpoint, s3_bucket, tmp_path, multipart_threshold_mb=5,
-                           multipart_chunksize_mb=5).open()
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path, multipart_threshold_mb=5, multipart_chunksize_mb=5).open()
     data = os.urandom((5 << 20) + 10)
     path, sha = _file(tmp_path, "big.jpg", data)
     store.put("old/big.jpg", path, sha, "image/jpeg", {"empresa": "aire"})
@@ -161,8 +159,14 @@ def test_local_store_is_owner_only(tmp_path):
     try:
         store = ObjectStoreResource(data_dir=str(data_dir)).open()
         path, sha = _file(tmp_path, "a.pdf", b"abc")
-        store.put("oficina-virtual/afinia/2025/10/08/RE1/a.pdf", path, sha, "application/pdf",
-                  {"empresa": "afinia"}, only_if_absent=True)
+        store.put(
+            "oficina-virtual/afinia/2025/10/08/RE1/a.pdf",
+            path,
+            sha,
+            "application/pdf",
+            {"empresa": "afinia"},
+            only_if_absent=True,
+        )
         store.copy("oficina-virtual/afinia/2025/10/08/RE1/a.pdf", "Central/RE1/a.pdf", sha)
     finally:
         os.umask(previous)

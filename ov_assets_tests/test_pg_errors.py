@@ -38,15 +38,16 @@ def test_unknown_database(pg_conninfo):
 
 
 def test_unreachable_host():
-    pg = resource({"host": "127.0.0.1", "port": free_port(), "dbname": "x", "user": "x"}, retries=1,
-                  connect_timeout_s=2)
+    pg = resource(
+        {"host": "127.0.0.1", "port": free_port(), "dbname": "x", "user": "x"}, retries=1, connect_timeout_s=2
+    )
     with pytest.raises(OperatorError, match=r"cannot connect. Check POSTGRES_HOST and POSTGRES_PORT"):
         pg.run(lambda conn: None)
 
 
 def test_missing_relation_says_run_the_migrations(pg_conninfo, data_dir):
     frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
-    (day, empresa), = partitions_of(frame)
+    ((day, empresa),) = partitions_of(frame)
     pg = resource(pg_conninfo, retries=0)
     with pytest.raises(OperatorError, match=r"Run the migrations: `ov-assets migrate`"):
         pg.run(lambda conn: loading.load_partition(conn, empresa, day, frame, "r"), migrate=False)
@@ -72,7 +73,7 @@ def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, req
     retry on a new connection completes it, and exactly one audit row is written."""
     frame = landing_frames(data_dir, days_back(1), empresas=("afinia",), n=8)
     migrate(pg_conninfo)
-    (day, empresa), = partitions_of(frame)
+    ((day, empresa),) = partitions_of(frame)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     listener = hold_at("commit", barrier)  # the load thread stops before COMMIT
@@ -92,10 +93,13 @@ def test_load_survives_a_terminated_backend(pg_conninfo, data_dir, tmp_path, req
     with psycopg.connect(**pg_conninfo, autocommit=True) as admin:
         (pid,) = admin.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ov-assets' "
-            "AND state = 'idle in transaction'").fetchone()
+            "AND state = 'idle in transaction'"
+        ).fetchone()
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        wait_until(lambda: admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-                                         (pid,)).fetchone() == (0,), what="backend gone")
+        wait_until(
+            lambda: admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (0,),
+            what="backend gone",
+        )
     (barrier / "commit.release").touch()
     t.join(timeout=120)
     assert "error" not in result, result.get("error")
@@ -127,8 +131,10 @@ def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     # Any error during a COPY carries the line it was at in its CONTEXT: here a trigger's.
     with pytest.raises(WithheldDataError) as info, postgres.connect() as conn:
         conn.execute("CREATE TEMP TABLE c (a text)")
-        conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                     "$$ BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$")
+        conn.execute(
+            "CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$"
+        )
         conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON c FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()")
         with conn.cursor().copy("COPY c (a) FROM STDIN") as copy:
             copy.write_row(("María José Pérez Ñáñez",))
@@ -137,8 +143,10 @@ def test_row_values_in_a_database_error_are_withheld(pg_conninfo18) -> None:
     assert "María" in str(info.value.__context__)  # (what was withheld)
 
 
-_DEADLOCK = ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01', MESSAGE = 'deadlock detected', "
-             "DETAIL = 'Process 1 waits for ShareLock on transaction 2; blocked by process 3.'; END $$")
+_DEADLOCK = (
+    "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01', MESSAGE = 'deadlock detected', "
+    "DETAIL = 'Process 1 waits for ShareLock on transaction 2; blocked by process 3.'; END $$"
+)
 
 
 def test_a_deadlock_is_retried_though_its_detail_is_withheld(pg_conninfo18) -> None:
@@ -169,7 +177,7 @@ def _held_partition(conninfo, data_dir):
     """A migrated database, one partition's frame, and another session holding that
     partition's lock (a load that is still running): (frame, day, empresa, holder)."""
     frame = landing_frames(data_dir, days_back(1), empresas=("aire",), n=3)
-    (day, empresa), = partitions_of(frame)
+    ((day, empresa),) = partitions_of(frame)
     migrate(conninfo)
     holder = psycopg.connect(**conninfo, autocommit=True)
     holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (loading.lock_key(empresa, day),))
@@ -206,8 +214,11 @@ def test_lock_timeout_after_the_retries_says_what_to_do(pg_conninfo, data_dir):
         return loading.load_partition(conn, empresa, day, frame, "r")
 
     try:
-        with pytest.raises(OperatorError, match=r"lock_timeout.*another load holds this partition.*"
-                                                r"Nothing was written\. Wait for it to finish and rerun.*pg_blocking_pids") as e:
+        with pytest.raises(
+            OperatorError,
+            match=r"lock_timeout.*another load holds this partition.*"
+            r"Nothing was written\. Wait for it to finish and rerun.*pg_blocking_pids",
+        ) as e:
             resource(pg_conninfo, lock_timeout_ms=100, retries=2).run(load)
     finally:
         holder.close()
@@ -223,12 +234,20 @@ def test_production_requires_verify_full(sslmode, monkeypatch, data_dir):
     certificate (unset is libpq's prefer), naming what to set."""
     from ov_assets.defs.resources import resources_from_env
 
-    for name, value in {"OV_ENV": "production", "POSTGRES_HOST": "db.example.invalid", "POSTGRES_SSLMODE": sslmode,
-                        "POSTGRES_USER": "ov", "POSTGRES_PASSWORD": "not-a-real-one"}.items():
+    for name, value in {
+        "OV_ENV": "production",
+        "POSTGRES_HOST": "db.example.invalid",
+        "POSTGRES_SSLMODE": sslmode,
+        "POSTGRES_USER": "ov",
+        "POSTGRES_PASSWORD": "not-a-real-one",
+    }.items():
         monkeypatch.setenv(name, value)
     pg = resources_from_env()["postgres"]
-    with pytest.raises(ConfigurationError, match=r"OV_ENV=production requires POSTGRES_SSLMODE=verify-full.*"
-                                                 r"OV_ALLOW_INSECURE_DB=1") as e:
+    with pytest.raises(
+        ConfigurationError,
+        match=r"OV_ENV=production requires POSTGRES_SSLMODE=verify-full.*"
+        r"OV_ALLOW_INSECURE_DB=1",
+    ) as e:
         pg.conninfo()
     assert "not-a-real-one" not in str(e.value)
     monkeypatch.setenv("POSTGRES_SSLMODE", "verify-full")
@@ -238,8 +257,11 @@ def test_production_requires_verify_full(sslmode, monkeypatch, data_dir):
 def test_production_insecure_opt_out_is_loud(monkeypatch, caplog, data_dir):
     from ov_assets.defs.resources import resources_from_env
 
-    for name, value in {"OV_ENV": "production", "POSTGRES_HOST": "optout.example.invalid",
-                        "OV_ALLOW_INSECURE_DB": "1"}.items():
+    for name, value in {
+        "OV_ENV": "production",
+        "POSTGRES_HOST": "optout.example.invalid",
+        "OV_ALLOW_INSECURE_DB": "1",
+    }.items():
         monkeypatch.setenv(name, value)
     info = resources_from_env()["postgres"].conninfo()
     assert "sslmode" not in info

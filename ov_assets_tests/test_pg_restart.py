@@ -79,8 +79,15 @@ def _cluster(request: pytest.FixtureRequest, ssl: bool) -> TempCluster:
 
 def _settings(cluster: TempCluster, dbname: str, retries: int) -> dict[str, Any]:
     """POSTGRES_* as an operator sets them: verify-full against the CA when the server has SSL."""
-    out: dict[str, Any] = {"host": "127.0.0.1", "port": cluster.port, "dbname": dbname, "user": "postgres",
-                           "password": cluster.conninfo()["password"], "retries": retries, "connect_timeout_s": 5}
+    out: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": cluster.port,
+        "dbname": dbname,
+        "user": "postgres",
+        "password": cluster.conninfo()["password"],
+        "retries": retries,
+        "connect_timeout_s": 5,
+    }
     if cluster.certs is not None:
         out.update(host="localhost", sslmode="verify-full", sslrootcert=str(cluster.certs.ca))
     return out
@@ -103,12 +110,20 @@ class Load:
         env = subprocess_environment()
         if barrier:
             env.update(hold_spec(barrier, self.barriers))
-        args = {"frame": str(self.frame_path), "run_id": run_id,
-                "keys": [(e, d.isoformat()) for e, d in self.keys],
-                "resource": _settings(self.cluster, self.dbname, retries)}
+        args = {
+            "frame": str(self.frame_path),
+            "run_id": run_id,
+            "keys": [(e, d.isoformat()) for e, d in self.keys],
+            "resource": _settings(self.cluster, self.dbname, retries),
+        }
         with open(self.stderr, "w") as err:
-            return subprocess.Popen([sys.executable, "-c", _LOADER, json.dumps(args)], env=env, text=True,
-                                    stdout=subprocess.PIPE, stderr=err)
+            return subprocess.Popen(
+                [sys.executable, "-c", _LOADER, json.dumps(args)],
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
 
     def log(self) -> str:
         return self.stderr.read_text(errors="replace")
@@ -150,8 +165,11 @@ def _restart_at(load: Load, proc: subprocess.Popen, point: str) -> None:
     (load.barriers / f"{point}.release").touch()
 
 
-@pytest.mark.parametrize(("point", "ssl"), [("copy", False), ("commit", False), ("copy", True), ("commit", True)],
-                         ids=["copy", "commit", "copy-ssl", "commit-ssl"])
+@pytest.mark.parametrize(
+    ("point", "ssl"),
+    [("copy", False), ("commit", False), ("copy", True), ("commit", True)],
+    ids=["copy", "commit", "copy-ssl", "commit-ssl"],
+)
 def test_restart_during_load_is_retried(request, frame, tmp_path, point: str, ssl: bool) -> None:
     """A restart while the load's transaction is open: the retry on a new connection redoes the
     whole transaction and the result is exactly an uninterrupted run's."""
@@ -203,8 +221,11 @@ def test_server_down_when_the_load_starts_then_back(plain_cluster: TempCluster, 
     plain_cluster.stop()
     try:
         proc = load.start(retries=8)
-        wait_until(lambda: "transient failure" in load.log() or proc.poll() is not None, timeout=30,
-                   what="the loader retrying its connection")
+        wait_until(
+            lambda: "transient failure" in load.log() or proc.poll() is not None,
+            timeout=30,
+            what="the loader retrying its connection",
+        )
     finally:
         plain_cluster.start()
     _out, _ = proc.communicate(timeout=60)

@@ -22,15 +22,30 @@ from ov_assets_tests.support import event_log_text, leaked, personal_search_term
 
 DAY = dt.date(2025, 10, 8)
 KEY = "2025-10-08|afinia"
-FIELDS = ("nic", "fecha", "documento_identidad", "nombres_apellidos", "lectura", "correo_electronico",
-          "telefono", "celular", "tipo_pqr", "canal_respuesta", "documento_prueba", "cuerpo_reclamacion",
-          "numero_radicado", "estado_solicitud", "finalizar", "adjuntar_archivo", "numero_reclamo_sgc",
-          "comentarios")
+FIELDS = (
+    "nic",
+    "fecha",
+    "documento_identidad",
+    "nombres_apellidos",
+    "lectura",
+    "correo_electronico",
+    "telefono",
+    "celular",
+    "tipo_pqr",
+    "canal_respuesta",
+    "documento_prueba",
+    "cuerpo_reclamacion",
+    "numero_radicado",
+    "estado_solicitud",
+    "finalizar",
+    "adjuntar_archivo",
+    "numero_reclamo_sgc",
+    "comentarios",
+)
 
 
 def run(resources: dict[str, Any], key: str = KEY, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInJobResult:
-    result = dg.materialize(pqr_assets, resources=resources, partition_key=key, instance=instance,
-                            raise_on_error=False)
+    result = dg.materialize(pqr_assets, resources=resources, partition_key=key, instance=instance, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     return result
 
@@ -47,19 +62,30 @@ def bucket_objects(endpoint: str, bucket: str) -> dict[str, dict[str, Any]]:
         for obj in page.get("Contents", []):
             head = s3.head_object(Bucket=bucket, Key=obj["Key"])
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            out[obj["Key"]] = {"etag": head["ETag"], "modified": head["LastModified"],
-                               "sha256": hashlib.sha256(body).hexdigest(), "size": len(body),
-                               "sse": head.get("ServerSideEncryption"), "meta": head.get("Metadata", {})}
+            out[obj["Key"]] = {
+                "etag": head["ETag"],
+                "modified": head["LastModified"],
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "size": len(body),
+                "sse": head.get("ServerSideEncryption"),
+                "meta": head.get("Metadata", {}),
+            }
     return out
 
 
 def snapshot(conninfo: dict[str, Any]) -> dict[str, list[tuple]]:
     return {
-        "table": query(conninfo, "SELECT numero_radicado, hash_registro, updated_at, archivos_s3_urls::text, "
-                                 "procesado_flag FROM data_general.ov_afinia ORDER BY 1"),
+        "table": query(
+            conninfo,
+            "SELECT numero_radicado, hash_registro, updated_at, archivos_s3_urls::text, "
+            "procesado_flag FROM data_general.ov_afinia ORDER BY 1",
+        ),
         "history": query(conninfo, "SELECT * FROM data_general.ov_afinia_history ORDER BY 1"),
-        "registry": query(conninfo, "SELECT s3_key, file_hash, upload_status, updated_at, attempts "
-                                    "FROM data_general.s3_files_registry ORDER BY 1"),
+        "registry": query(
+            conninfo,
+            "SELECT s3_key, file_hash, upload_status, updated_at, attempts "
+            "FROM data_general.s3_files_registry ORDER BY 1",
+        ),
     }
 
 
@@ -97,8 +123,11 @@ def test_full_partition_run_is_correct_and_idempotent(
 
     # Every valid version's files are in the bucket byte for byte, encrypted, and registered.
     objects = bucket_objects(s3_endpoint, s3_bucket)
-    registry = query(pg_conninfo, "SELECT s3_key, file_hash, file_size, upload_status, s3_url, empresa, "
-                                  "numero_radicado FROM data_general.s3_files_registry")
+    registry = query(
+        pg_conninfo,
+        "SELECT s3_key, file_hash, file_size, upload_status, s3_url, empresa, "
+        "numero_radicado FROM data_general.s3_files_registry",
+    )
     assert {r[0] for r in registry} == set(objects)
     for key, sha, size, status, url, _empresa, radicado in registry:
         assert status == "uploaded"
@@ -121,8 +150,11 @@ def test_full_partition_run_is_correct_and_idempotent(
     import polars as pl
 
     processed = data_dir / "processed"
-    assert {p.name for p in processed.iterdir()} >= {"afinia_consolidated_20251008.csv",
-                                                     "afinia_consolidated_20251008.parquet", "afinia_rejects_20251008.csv"}
+    assert {p.name for p in processed.iterdir()} >= {
+        "afinia_consolidated_20251008.csv",
+        "afinia_consolidated_20251008.parquet",
+        "afinia_rejects_20251008.csv",
+    }
     assert not [p for p in processed.iterdir() if p.name.endswith(".part")]  # no temporary file left
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in processed.iterdir()), "reports are owner-only"
     csv = pl.read_csv(processed / "afinia_consolidated_20251008.csv", infer_schema=False)
@@ -137,8 +169,11 @@ def test_full_partition_run_is_correct_and_idempotent(
     assert snapshot(pg_conninfo) == before
     assert bucket_objects(s3_endpoint, s3_bucket) == objects
     mat = rerun.asset_materializations_for_node("pqr_table")[0]
-    assert (mat.metadata["db_inserted"].value, mat.metadata["db_updated"].value,
-            mat.metadata["db_duplicates"].value) == (0, 0, len(latest))
+    assert (
+        mat.metadata["db_inserted"].value,
+        mat.metadata["db_updated"].value,
+        mat.metadata["db_duplicates"].value,
+    ) == (0, 0, len(latest))
     assert mat.metadata["dagster/row_count"].value == len(latest)
     assert query(pg_conninfo, "SELECT count(*) FROM data_general.ov_load_audit") == [(2,)]
     seen = query(pg_conninfo, "SELECT bool_and(last_seen_at > first_seen_at) FROM data_general.ov_rejects")
@@ -149,9 +184,7 @@ def _record_with(day: dt.date, **changes: str) -> dict[str, Any]:
     return dict(generator.fake_pqr("afinia", day, 1), **changes)
 
 
-def test_later_version_updates_row_and_writes_one_history_row(
-    pg_conninfo: dict[str, Any], data_dir: Path
-) -> None:
+def test_later_version_updates_row_and_writes_one_history_row(pg_conninfo: dict[str, Any], data_dir: Path) -> None:
     folder = landing_dir(data_dir, "afinia")
     folder.mkdir(parents=True)
     first = _record_with(DAY, estado_solicitud="En trámite")
@@ -166,7 +199,9 @@ def test_later_version_updates_row_and_writes_one_history_row(
     assert mat.metadata["db_updated"].value == 1
     (row,) = query(pg_conninfo, "SELECT hash_registro, estado_solicitud, fecha_extraccion FROM data_general.ov_afinia")
     assert row == (reference_hash(second), "Finalizado", dt.datetime(2025, 10, 9, 8, 0))
-    history = query(pg_conninfo, "SELECT hash_registro, estado_solicitud, replaced_by_run FROM data_general.ov_afinia_history")
+    history = query(
+        pg_conninfo, "SELECT hash_registro, estado_solicitud, replaced_by_run FROM data_general.ov_afinia_history"
+    )
     assert history == [(reference_hash(first), "En trámite", result.run_id)]
     # The local object store holds both versions' files, the row lists the winner's.
     (urls,) = query(pg_conninfo, "SELECT archivos_s3_urls FROM data_general.ov_afinia")[0]
@@ -213,8 +248,9 @@ def test_production_refuses_every_fallback(monkeypatch: pytest.MonkeyPatch, data
     # database even when the landing folder already holds files.
     generator.write_day(data_dir, "afinia", DAY, n=2, broken=False)
     for selection, variable in (("raw_pqr_files", "OV_AFINIA_PORTAL_URL"), ("pqr_records*", "POSTGRES_HOST")):
-        result = dg.materialize(pqr_assets, resources=resources, partition_key=KEY, selection=selection,
-                                raise_on_error=False)
+        result = dg.materialize(
+            pqr_assets, resources=resources, partition_key=KEY, selection=selection, raise_on_error=False
+        )
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert variable in str(failure.step_failure_data.error)

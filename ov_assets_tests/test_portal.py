@@ -125,12 +125,21 @@ def test_day_of_37_over_4_pages_rerun_and_reextraction(portal, tmp_path, caplog)
     assert result.complete and not result.failure_artifacts and not result.missing_labels
     _check_complete(portal, "afinia", DAY_37, folder)
     assert not [p for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".part")]
-    assert sum(1 for r in portal.records("afinia", DAY_37) for _ in portal.attachments("afinia", DAY_37)[r["numero_radicado"]]) > 5
+    assert (
+        sum(
+            1
+            for r in portal.records("afinia", DAY_37)
+            for _ in portal.attachments("afinia", DAY_37)[r["numero_radicado"]]
+        )
+        > 5
+    )
 
     # Rerun of a complete day: writes nothing, and reuses the saved session (no new login).
     before = sorted(p.name for p in folder.iterdir())
     logins = portal.stats["logins"]
-    again = scrape_day(_config(portal, "afinia", concurrency=2), DAY_37, folder, landing_state(folder).hashes, artifacts)
+    again = scrape_day(
+        _config(portal, "afinia", concurrency=2), DAY_37, folder, landing_state(folder).hashes, artifacts
+    )
     assert (again.listed, again.written, again.unchanged, again.failed) == (37, 0, 37, 0)
     assert sorted(p.name for p in folder.iterdir()) == before
     assert portal.stats["logins"] == logins and again.relogins == 0
@@ -159,8 +168,15 @@ def test_aire_variant_and_bad_password(portal, tmp_path):
     docs = _check_complete(portal, "aire", DAY_AIRE, folder)
     assert all(rad[8] == "2" for rad in docs)  # Air-e's radicados, not Afinia's
 
-    bad = ScraperConfig("aire", portal.url("aire"), USER, "wrong-" + PASSWORD, max_per_min=None, timeout_s=10,
-                        browser_path=configured_browser())
+    bad = ScraperConfig(
+        "aire",
+        portal.url("aire"),
+        USER,
+        "wrong-" + PASSWORD,
+        max_per_min=None,
+        timeout_s=10,
+        browser_path=configured_browser(),
+    )
     assert PASSWORD not in repr(bad) and USER not in repr(bad)
     with pytest.raises(LoginError) as err:
         scrape_day(bad, DAY_AIRE, tmp_path / "other", set(), tmp_path / "artifacts2")
@@ -168,8 +184,15 @@ def test_aire_variant_and_bad_password(portal, tmp_path):
     assert "refused the login: check OV_AIRE_USER and OV_AIRE_PASSWORD" in str(err.value)
 
     # Nothing listening there: the message says which setting to check, not "login failed".
-    unreachable = ScraperConfig("aire", f"http://127.0.0.1:{free_port()}", USER, PASSWORD, max_per_min=None,
-                                browser_path=configured_browser(), timeout_s=10)
+    unreachable = ScraperConfig(
+        "aire",
+        f"http://127.0.0.1:{free_port()}",
+        USER,
+        PASSWORD,
+        max_per_min=None,
+        browser_path=configured_browser(),
+        timeout_s=10,
+    )
     with pytest.raises(LoginError) as err:
         scrape_day(unreachable, DAY_AIRE, tmp_path / "nowhere", set(), tmp_path / "artifacts3")
     assert "cannot reach the aire portal's login page" in str(err.value)
@@ -182,7 +205,9 @@ def test_faults_are_survived_and_failures_leave_private_artifacts(tmp_path, capl
     with ReplicaPortal(per_day=_per_day, seed=7, username=USER, password=PASSWORD) as portal:
         records = portal.records("afinia", DAY_FAULTS)
         broken_forever = records[5]["numero_radicado"]
-        portal.set_faults(Faults(delay_s=0.05, fail_every=7, expire_every=13, fail_radicados=frozenset({broken_forever})))
+        portal.set_faults(
+            Faults(delay_s=0.05, fail_every=7, expire_every=13, fail_radicados=frozenset({broken_forever}))
+        )
         folder, artifacts = tmp_path / "landing", tmp_path / "artifacts"
         result = scrape_day(_config(portal, "afinia"), DAY_FAULTS, folder, set(), artifacts)
         stats = portal.stats
@@ -220,12 +245,22 @@ def test_killed_midway_then_rerun_completes_without_duplicates(portal, tmp_path)
     folder, artifacts = landing_dir(data_dir, "afinia"), data_dir / "artifacts" / "scraper"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OV_AFINIA", "OV_SCRAPER", "OV_ENV"))}
     # Slow enough (politeness limit) that the kill lands in the middle of the day.
-    env.update(OV_AFINIA_PORTAL_URL=portal.url("afinia"), OV_AFINIA_USER=USER, OV_AFINIA_PASSWORD=PASSWORD,
-               OV_DATA_DIR=str(data_dir), OV_SCRAPER_CONCURRENCY="2", OV_SCRAPER_MAX_PER_MIN="300",
-               PYTHONPATH=str(REPO))
+    env.update(
+        OV_AFINIA_PORTAL_URL=portal.url("afinia"),
+        OV_AFINIA_USER=USER,
+        OV_AFINIA_PASSWORD=PASSWORD,
+        OV_DATA_DIR=str(data_dir),
+        OV_SCRAPER_CONCURRENCY="2",
+        OV_SCRAPER_MAX_PER_MIN="300",
+        PYTHONPATH=str(REPO),
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "ov_assets.cli", "scrape", "--empresa", "afinia", "--day", DAY_KILL.isoformat()],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -250,8 +285,13 @@ def test_killed_midway_then_rerun_completes_without_duplicates(portal, tmp_path)
 
 
 def test_portal_settings_from_the_environment_and_artifact_retention(tmp_path, monkeypatch):
-    for name in ("OV_AIRE_PORTAL_URL", "OV_AIRE_USER", "OV_AIRE_PASSWORD", "OV_SCRAPER_CONCURRENCY",
-                 "OV_SCRAPER_MAX_PER_MIN"):
+    for name in (
+        "OV_AIRE_PORTAL_URL",
+        "OV_AIRE_USER",
+        "OV_AIRE_PASSWORD",
+        "OV_SCRAPER_CONCURRENCY",
+        "OV_SCRAPER_MAX_PER_MIN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OV_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OV_ENV", "production")
@@ -263,8 +303,10 @@ def test_portal_settings_from_the_environment_and_artifact_retention(tmp_path, m
     monkeypatch.setenv("OV_AIRE_PASSWORD", PASSWORD)
     monkeypatch.setenv("OV_SCRAPER_CONCURRENCY", "2")
     monkeypatch.setenv("OV_SCRAPER_MAX_PER_MIN", "0")
-    with dg.build_resources({"portal": resources_from_env()["portal"]}) as built, \
-            built.portal.scraper_configs(["aire"]) as config_for:
+    with (
+        dg.build_resources({"portal": resources_from_env()["portal"]}) as built,
+        built.portal.scraper_configs(["aire"]) as config_for,
+    ):
         cfg = config_for("aire")
     assert (cfg.base_url, cfg.password, cfg.concurrency, cfg.max_per_min) == ("https://x.invalid", PASSWORD, 2, None)
     assert PASSWORD not in repr(cfg)

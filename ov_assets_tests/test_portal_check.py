@@ -25,9 +25,22 @@ from ov_assets_tests.support import leaked, personal_search_terms
 
 DAY = dt.date(2025, 10, 8)
 USER, PASSWORD = "analista.ov", "Pw-check-no-en-salida"
-SELECTORS = (pages.USER_INPUT, pages.PASSWORD_INPUT, pages.FILTER_ESTADO, pages.FILTER_DESDE, pages.FILTER_HASTA,
-             pages.SEARCH_BUTTON, pages.RESULT_ROWS, pages.RESULT_CELL, pages.RANGE_LABEL, pages.NEXT_BUTTON,
-             pages.EYE_LINK, pages.DETAIL_LABEL, pages.SGC_INPUT, pages.ATTACHMENT_LINK)
+SELECTORS = (
+    pages.USER_INPUT,
+    pages.PASSWORD_INPUT,
+    pages.FILTER_ESTADO,
+    pages.FILTER_DESDE,
+    pages.FILTER_HASTA,
+    pages.SEARCH_BUTTON,
+    pages.RESULT_ROWS,
+    pages.RESULT_CELL,
+    pages.RANGE_LABEL,
+    pages.NEXT_BUTTON,
+    pages.EYE_LINK,
+    pages.DETAIL_LABEL,
+    pages.SGC_INPUT,
+    pages.ATTACHMENT_LINK,
+)
 
 
 class _RenamingProxy:
@@ -81,8 +94,11 @@ class _RenamingProxy:
 
 def _not_found(out: str) -> list[str]:
     """The report's lines of required checks that are not found."""
-    return [line for line in out.splitlines()
-            if line.split(" ")[0] in ("missing", "different", "unverified") and "(optional)" not in line]
+    return [
+        line
+        for line in out.splitlines()
+        if line.split(" ")[0] in ("missing", "different", "unverified") and "(optional)" not in line
+    ]
 
 
 @pytest.fixture
@@ -125,9 +141,12 @@ def test_ready_on_the_replica_it_starts_itself(data_dir: Path, capsys: pytest.Ca
     assert list(artifacts.glob("portal-check-*")) == [recent] and not old.exists()
 
 
-def test_not_ready_naming_the_renamed_selector(renamed_sgc_portal: tuple[ReplicaPortal, _RenamingProxy],
-                                               data_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_ready_naming_the_renamed_selector(
+    renamed_sgc_portal: tuple[ReplicaPortal, _RenamingProxy],
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     portal, proxy = renamed_sgc_portal
     monkeypatch.setenv("OV_AIRE_PORTAL_URL", f"{proxy.base_url}/aire")
     monkeypatch.setenv("OV_AIRE_USER", USER)
@@ -147,7 +166,8 @@ def test_not_ready_naming_the_renamed_selector(renamed_sgc_portal: tuple[Replica
 
 
 def test_portal_check_screenshots_are_pruned_with_the_scrapers_artifacts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """They show the portal's pages as the scraper's failure screenshots do: same retention
     (OV_RETENTION_DAYS); other files of the folder are not the pruning's business."""
     monkeypatch.setenv("OV_RETENTION_DAYS", "7")
@@ -163,11 +183,26 @@ def test_the_probe_uses_only_public_names_of_the_page_code() -> None:
     """The probe runs the scraper's own page code; a private name of ``pages`` (or of any other
     ov_assets module) may change without notice, so the probe reaches for none."""
     tree = ast.parse(Path(probe.__file__).read_text(encoding="utf-8"))
-    modules = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-               and (node.module or "").startswith("ov_assets") for alias in node.names}
-    private = [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
-               if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
-               and node.attr.startswith("_") and not node.attr.startswith("__")]
-    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                and (node.module or "").startswith("ov_assets") for alias in node.names if alias.name.startswith("_")]
+    modules = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ov_assets")
+        for alias in node.names
+    }
+    private = [
+        f"{node.value.id}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in modules
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    ]
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ov_assets")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
     assert private == [] and imported == []

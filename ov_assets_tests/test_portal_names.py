@@ -26,15 +26,20 @@ UNSAFE_SGCS = ["../../x", "a/b", "R" * 300, "", " RE 22/10\x00..", "..", "."]
 
 def _record(radicado: str, sgc: str) -> dict[str, str]:
     rec = dict.fromkeys(BUSINESS_FIELDS, "")
-    rec.update(numero_radicado=radicado, fecha="2025/10/08 09:00", estado_solicitud="Radicado",
-               numero_reclamo_sgc=sgc)
+    rec.update(numero_radicado=radicado, fecha="2025/10/08 09:00", estado_solicitud="Radicado", numero_reclamo_sgc=sgc)
     return rec
 
 
 def _write(folder: Path, radicado: str, sgc: str, position: int = 1, pdf: bytes = b"%PDF-1.4 x") -> list[Path]:
-    return write_version(folder, _record(radicado, sgc), EXTRACTED, position, pdf,
-                         [("foto medidor.jpg", b"jpg-" + radicado.encode())],
-                         f"http://portal.invalid/#/Detail/{radicado}")
+    return write_version(
+        folder,
+        _record(radicado, sgc),
+        EXTRACTED,
+        position,
+        pdf,
+        [("foto medidor.jpg", b"jpg-" + radicado.encode())],
+        f"http://portal.invalid/#/Detail/{radicado}",
+    )
 
 
 def _tree(root: Path) -> set[Path]:
@@ -133,8 +138,16 @@ def test_scraping_unsafe_sgcs_from_the_replica_stays_in_the_landing_folder(tmp_p
         for rec, sgc in zip(portal.records("aire", day), UNSAFE_SGCS, strict=True):
             portal.set_fields("aire", rec["numero_radicado"], numero_reclamo_sgc=sgc)
             wanted[rec["numero_radicado"]] = sgc.strip()  # the scraper trims what the input shows
-        config = ScraperConfig("aire", portal.url("aire"), "u", "p", max_per_min=None, timeout_s=20, trace=False,
-                               browser_path=configured_browser())
+        config = ScraperConfig(
+            "aire",
+            portal.url("aire"),
+            "u",
+            "p",
+            max_per_min=None,
+            timeout_s=20,
+            trace=False,
+            browser_path=configured_browser(),
+        )
         result = scrape_day(config, day, folder, set(), tmp_path / "artifacts")
     assert (result.written, result.failed) == (len(UNSAFE_SGCS), 0)
     assert {p for p in _tree(tmp_path / "a") if folder not in p.parents} == {tmp_path / "a" / "b", folder}

@@ -39,8 +39,9 @@ def test_portal_key_ignores_credentials_case_and_trailing_slash() -> None:
     assert politeness.portal_key("http://127.0.0.1:8765/aire") != politeness.portal_key("http://127.0.0.1:8765/afinia")
 
 
-def test_slots_are_spaced_across_limiters_with_their_own_connections(pg_conninfo18: dict[str, Any],
-                                                                       tmp_path: Path) -> None:
+def test_slots_are_spaced_across_limiters_with_their_own_connections(
+    pg_conninfo18: dict[str, Any], tmp_path: Path
+) -> None:
     """Two limiters of one portal (as two runs would hold) in two threads: every slot they take
     is one step after the previous one, whoever took it; another portal is not slowed."""
     pg = _postgres(pg_conninfo18, tmp_path)
@@ -74,10 +75,25 @@ def test_slots_are_spaced_across_limiters_with_their_own_connections(pg_conninfo
 
 
 def test_unreachable_database_stops_the_scrape_before_the_portal_is_touched(tmp_path: Path) -> None:
-    down = PostgresResource(host="127.0.0.1", port=free_port(), user="ov", password="pg-secret-no-en-mensajes",
-                            connect_timeout_s=2, retries=0, data_dir=str(tmp_path))
+    down = PostgresResource(
+        host="127.0.0.1",
+        port=free_port(),
+        user="ov",
+        password="pg-secret-no-en-mensajes",
+        connect_timeout_s=2,
+        retries=0,
+        data_dir=str(tmp_path),
+    )
     with ReplicaPortal(per_day=3, username=USER, password=PASSWORD) as portal:
-        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=60, politeness_db=down)
+        config = ScraperConfig(
+            "afinia",
+            portal.url("afinia"),
+            USER,
+            PASSWORD,
+            browser_path=configured_browser(),
+            max_per_min=60,
+            politeness_db=down,
+        )
         with pytest.raises(PolitenessUnavailable) as info:
             scrape_day(config, DAYS[0], tmp_path / "landing", set(), tmp_path / "artifacts")
         assert portal.request_log() == [] and portal.stats["logins"] == 0
@@ -94,8 +110,9 @@ def test_without_a_database_the_limit_is_per_process_and_says_so(caplog: pytest.
     assert isinstance(politeness.limiter_for("https://portal.invalid", None, None), politeness.NoLimit)
 
 
-def test_two_concurrent_scrapes_of_one_portal_stay_under_the_limit_together(pg_conninfo18: dict[str, Any],
-                                                                              tmp_path: Path) -> None:
+def test_two_concurrent_scrapes_of_one_portal_stay_under_the_limit_together(
+    pg_conninfo18: dict[str, Any], tmp_path: Path
+) -> None:
     """Two runs (a backfill beside a schedule, say) scrape two days of one portal at once, each
     with its own database connections: the detail requests (what the limit gates) the portal
     receives from both together never exceed OV_SCRAPER_MAX_PER_MIN. Nothing of either day is
@@ -110,8 +127,17 @@ def test_two_concurrent_scrapes_of_one_portal_stay_under_the_limit_together(pg_c
                 portal.set_fields("aire", rec["numero_radicado"], numero_reclamo_sgc="")
 
         def run(day: dt.date) -> None:
-            config = ScraperConfig("aire", portal.url("aire"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=per_min,
-                                   politeness_db=pg, timeout_s=20, trace=False)
+            config = ScraperConfig(
+                "aire",
+                portal.url("aire"),
+                USER,
+                PASSWORD,
+                browser_path=configured_browser(),
+                max_per_min=per_min,
+                politeness_db=pg,
+                timeout_s=20,
+                trace=False,
+            )
             results.append(scrape_day(config, day, folder, set(), tmp_path / f"artifacts-{day}"))
 
         run_together([lambda d=day: run(d) for day in DAYS], timeout=300)
@@ -126,8 +152,9 @@ def test_two_concurrent_scrapes_of_one_portal_stay_under_the_limit_together(pg_c
     assert min(spans) >= (k - 2) * step, f"{k} detail requests within {min(spans):.2f}s"
 
 
-def test_raw_pqr_files_takes_its_slots_from_the_pipeline_database(pg_conninfo18: dict[str, Any],
-                                                                  data_dir: Path) -> None:
+def test_raw_pqr_files_takes_its_slots_from_the_pipeline_database(
+    pg_conninfo18: dict[str, Any], data_dir: Path
+) -> None:
     """The asset passes its PostgreSQL to the scraper: the slots of the portal it extracted from
     (here the replica it starts) are in ``portal_request_slots``."""
     import dagster as dg
@@ -137,8 +164,11 @@ def test_raw_pqr_files_takes_its_slots_from_the_pipeline_database(pg_conninfo18:
     from ov_assets.defs.resources import LandingResource, PortalResource
 
     portal = PortalResource(replica_per_day=3, data_dir=str(data_dir), max_per_min=600)
-    resources = {"landing": LandingResource(data_dir=str(data_dir)), "portal": portal,
-                 "postgres": _postgres(pg_conninfo18, data_dir)}
+    resources = {
+        "landing": LandingResource(data_dir=str(data_dir)),
+        "portal": portal,
+        "postgres": _postgres(pg_conninfo18, data_dir),
+    }
     result = dg.materialize([raw_pqr_files], partition_key=partition_key(DAYS[0], "afinia"), resources=resources)
     assert result.success
     with psycopg.connect(**pg_conninfo18) as conn:
@@ -146,8 +176,9 @@ def test_raw_pqr_files_takes_its_slots_from_the_pipeline_database(pg_conninfo18:
     assert len(rows) == 1 and re.fullmatch(r"http://127\.0\.0\.1:\d+/afinia", rows[0][0])
 
 
-def test_database_lost_mid_scrape_stops_it_with_the_operator_message(pg_conninfo18: dict[str, Any],
-                                                                      tmp_path: Path) -> None:
+def test_database_lost_mid_scrape_stops_it_with_the_operator_message(
+    pg_conninfo18: dict[str, Any], tmp_path: Path
+) -> None:
     """The slots become unavailable after the start (here their table goes away once the list is
     read): the scrape stops with PolitenessUnavailable instead of counting every PQR as failed,
     and nothing is written without a slot."""
@@ -160,9 +191,20 @@ def test_database_lost_mid_scrape_stops_it_with_the_operator_message(pg_conninfo
         return True
 
     with ReplicaPortal(per_day=3, username=USER, password=PASSWORD) as portal:
-        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=600, politeness_db=pg,
-                               timeout_s=20, trace=False)
-        with pytest.raises(PolitenessUnavailable, match=r"\(OV_SCRAPER_MAX_PER_MIN\) is kept in PostgreSQL.*ov-assets migrate"):
+        config = ScraperConfig(
+            "afinia",
+            portal.url("afinia"),
+            USER,
+            PASSWORD,
+            browser_path=configured_browser(),
+            max_per_min=600,
+            politeness_db=pg,
+            timeout_s=20,
+            trace=False,
+        )
+        with pytest.raises(
+            PolitenessUnavailable, match=r"\(OV_SCRAPER_MAX_PER_MIN\) is kept in PostgreSQL.*ov-assets migrate"
+        ):
             scrape_day(config, DAYS[0], folder, set(), tmp_path / "artifacts", only=lose_the_slots)
         assert not [r for r in portal.request_log() if re.fullmatch(r"/afinia/api/pqr/\d+", r.path.split("?")[0])]
     assert not folder.exists() or not list(folder.iterdir())
@@ -201,7 +243,9 @@ CREATE TRIGGER witness_slot BEFORE INSERT ON data_general.portal_request_slots
 """
 
 
-def _scrape_with_witness(conninfo: dict[str, Any], tmp_path: Path, end_backend_at: int | None) -> tuple[Any, list[int], int]:
+def _scrape_with_witness(
+    conninfo: dict[str, Any], tmp_path: Path, end_backend_at: int | None
+) -> tuple[Any, list[int], int]:
     """Scrape one day of PER_DAY details with the shared limiter; (result, backend pid of each
     slot taken, detail requests the portal received)."""
     migrate(conninfo)
@@ -210,8 +254,17 @@ def _scrape_with_witness(conninfo: dict[str, Any], tmp_path: Path, end_backend_a
         conn.execute("UPDATE public.slot_fault SET end_backend_at = %s", (end_backend_at,))
     pg = _postgres(conninfo, tmp_path)
     with ReplicaPortal(per_day=PER_DAY, username=USER, password=PASSWORD) as portal:
-        config = ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD, browser_path=configured_browser(), max_per_min=6000, politeness_db=pg,
-                               timeout_s=20, trace=False)
+        config = ScraperConfig(
+            "afinia",
+            portal.url("afinia"),
+            USER,
+            PASSWORD,
+            browser_path=configured_browser(),
+            max_per_min=6000,
+            politeness_db=pg,
+            timeout_s=20,
+            trace=False,
+        )
         result = scrape_day(config, DAYS[0], tmp_path / "landing", set(), tmp_path / "artifacts")
         details = [r for r in portal.request_log() if re.fullmatch(r"/afinia/api/pqr/\d+", r.path.split("?")[0])]
     with psycopg.connect(**conninfo) as conn:
@@ -224,16 +277,19 @@ def _no_ov_assets_backend_left(conninfo: dict[str, Any]) -> bool:
     test database is left; False if one stays."""
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         for _ in range(200):
-            (left,) = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
-                                   "application_name = 'ov-assets'", (conninfo["dbname"],)).fetchone()
+            (left,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'ov-assets'",
+                (conninfo["dbname"],),
+            ).fetchone()
             if not left:
                 return True
             time.sleep(0.05)
     return False
 
 
-def test_a_scrape_takes_every_slot_on_one_connection_and_closes_it(pg_conninfo18: dict[str, Any],
-                                                                   tmp_path: Path) -> None:
+def test_a_scrape_takes_every_slot_on_one_connection_and_closes_it(
+    pg_conninfo18: dict[str, Any], tmp_path: Path
+) -> None:
     """On RDS each connection is a TLS handshake: the slots of a whole scrape (every detail
     request, from concurrent workers) are taken by one server backend, gone after the scrape."""
     result, pids, details = _scrape_with_witness(pg_conninfo18, tmp_path, None)
@@ -243,8 +299,9 @@ def test_a_scrape_takes_every_slot_on_one_connection_and_closes_it(pg_conninfo18
     assert _no_ov_assets_backend_left(pg_conninfo18)
 
 
-def test_a_lost_slots_connection_is_replaced_once_and_the_scrape_goes_on(pg_conninfo18: dict[str, Any],
-                                                                        tmp_path: Path) -> None:
+def test_a_lost_slots_connection_is_replaced_once_and_the_scrape_goes_on(
+    pg_conninfo18: dict[str, Any], tmp_path: Path
+) -> None:
     """The server ends the limiter's backend at its third slot (restart, failover, idle timeout):
     the limiter connects once more and the scrape completes on that second connection."""
     result, pids, details = _scrape_with_witness(pg_conninfo18, tmp_path, 3)
@@ -254,8 +311,7 @@ def test_a_lost_slots_connection_is_replaced_once_and_the_scrape_goes_on(pg_conn
     assert _no_ov_assets_backend_left(pg_conninfo18)
 
 
-def test_a_closed_limiter_takes_no_slot_and_holds_no_connection(pg_conninfo18: dict[str, Any],
-                                                                tmp_path: Path) -> None:
+def test_a_closed_limiter_takes_no_slot_and_holds_no_connection(pg_conninfo18: dict[str, Any], tmp_path: Path) -> None:
     """A worker still in its slot when the scrape ends (its thread outlives a cancelled task)
     cannot open the connection again behind the scrape's back."""
     limiter = politeness.limiter_for("https://portal.invalid", 120, _postgres(pg_conninfo18, tmp_path))

@@ -34,8 +34,7 @@ NEXT = "button[ng-click*='next()']"
 
 @pytest.fixture(scope="module")
 def portal() -> Iterator[ReplicaPortal]:
-    with ReplicaPortal(per_day={DAY: 37, NEXT_DAY: 4, "default": 0}, seed=3, username=USER,
-                       password=PASSWORD) as p:
+    with ReplicaPortal(per_day={DAY: 37, NEXT_DAY: 4, "default": 0}, seed=3, username=USER, password=PASSWORD) as p:
         yield p
 
 
@@ -112,7 +111,9 @@ def test_request_log_records_api_requests_in_order() -> None:
         urllib.request.urlopen(f"{portal.url('afinia')}/login").read()  # a page, not an API request
         log = portal.request_log()
         assert [(r.empresa, r.method, r.path.split("?")[0]) for r in log] == [
-            ("afinia", "GET", "/afinia/api/pqr"), ("aire", "GET", "/aire/api/pqr")]
+            ("afinia", "GET", "/afinia/api/pqr"),
+            ("aire", "GET", "/aire/api/pqr"),
+        ]
         assert before <= log[0].at <= log[1].at <= time.time()
         served = json.loads(urllib.request.urlopen(f"{portal.base_url}/__admin/requests").read())
         assert [tuple(r.values()) for r in served["requests"]] == [tuple(r) for r in log]
@@ -218,8 +219,10 @@ def test_label_moves_at_once_rows_with_the_answer_and_failed_xhr_keeps_them(page
         assert page.locator(RANGE_LABEL).text_content() == "11 - 20 de 37"
         assert _radicados(page) == first_page
         assert page.locator("md-progress-linear").is_visible()
-    page.wait_for_function("([sel, old]) => document.querySelector(sel).textContent.trim() !== old",
-                           arg=[f"{RESULT_ROWS} td.md-cell", first_page[0]])
+    page.wait_for_function(
+        "([sel, old]) => document.querySelector(sel).textContent.trim() !== old",
+        arg=[f"{RESULT_ROWS} td.md-cell", first_page[0]],
+    )
     second_page = _radicados(page)
     assert len(second_page) == 10 and not set(second_page) & set(first_page)
     # A failed XHR: a toast, the label moved on, the old rows stay.

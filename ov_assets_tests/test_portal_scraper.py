@@ -37,8 +37,7 @@ NEXT_DAY = DAY + dt.timedelta(days=1)
 @pytest.fixture
 def portal() -> Iterator[ReplicaPortal]:
     # The day of 37 PQRs (4 pages) has a neighbour: an unfiltered list shows both.
-    with ReplicaPortal(per_day={DAY: 37, NEXT_DAY: 10, "default": 0}, seed=11, username=USER,
-                       password=PASSWORD) as p:
+    with ReplicaPortal(per_day={DAY: 37, NEXT_DAY: 10, "default": 0}, seed=11, username=USER, password=PASSWORD) as p:
         yield p
 
 
@@ -76,8 +75,21 @@ def test_afinia_logs_in_through_its_script_driven_button(portal: ReplicaPortal, 
     _assert_day_saved(portal, "afinia", tmp_path / "landing", result)
     assert portal.stats["login_failures"] == 0
     with pytest.raises(LoginError) as err:
-        scrape_day(ScraperConfig("afinia", portal.url("afinia"), USER, PASSWORD + "x", max_per_min=None,
-                                 browser_path=configured_browser(), timeout_s=10), DAY, tmp_path / "other", set(), tmp_path / "artifacts2")
+        scrape_day(
+            ScraperConfig(
+                "afinia",
+                portal.url("afinia"),
+                USER,
+                PASSWORD + "x",
+                max_per_min=None,
+                browser_path=configured_browser(),
+                timeout_s=10,
+            ),
+            DAY,
+            tmp_path / "other",
+            set(),
+            tmp_path / "artifacts2",
+        )
     assert "refused the login: check OV_AFINIA_USER and OV_AFINIA_PASSWORD" in str(err.value)
     assert PASSWORD not in str(err.value)
 
@@ -116,7 +128,10 @@ def test_rows_are_read_only_after_their_answer(portal: ReplicaPortal, tmp_path: 
 
 @pytest.mark.parametrize("empresa", ["afinia", "aire"])
 def test_day_of_37_with_http_500s_and_expiring_sessions(
-    portal: ReplicaPortal, tmp_path: Path, empresa: str, caplog: pytest.LogCaptureFixture,
+    portal: ReplicaPortal,
+    tmp_path: Path,
+    empresa: str,
+    caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """10% of the XHRs answer 500 and the session expires every few seconds (60 s on the live
@@ -135,7 +150,8 @@ def test_day_of_37_with_http_500s_and_expiring_sessions(
 
 
 def test_a_filter_that_never_takes_fails_the_day_and_saves_nothing_of_other_days(
-    portal: ReplicaPortal, tmp_path: Path,
+    portal: ReplicaPortal,
+    tmp_path: Path,
 ) -> None:
     portal.set_faults(Faults(ignore_date_filter=True))
     folder = tmp_path / "landing"
@@ -175,10 +191,25 @@ def test_dagster_materialize_against_a_standalone_faulty_replica(tmp_path: Path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OV_AFINIA_", "OV_AIRE_", "POSTGRES_", "AWS_"))}
     replica = subprocess.Popen(
-        [sys.executable, "-m", "ov_assets.devkit.replica", "--port", str(port), "--per-day", "37", "--seed", "5",
-         "--user", USER, "--password", PASSWORD],
-        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ov_assets.devkit.replica",
+            "--port",
+            str(port),
+            "--per-day",
+            "37",
+            "--seed",
+            "5",
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         replica.stdout.readline()  # listening
@@ -186,14 +217,33 @@ def test_dagster_materialize_against_a_standalone_faulty_replica(tmp_path: Path)
         faults = json.dumps({"fail_rate": 0.1, "session_ttl_s": 4.0}).encode()
         urllib.request.urlopen(urllib.request.Request(f"{base}/__admin/faults", faults, method="POST")).read()
         data = tmp_path / "data"
-        run_env = {**env, "OV_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "home"),
-                   "OV_AIRE_PORTAL_URL": f"{base}/aire", "OV_AIRE_USER": USER, "OV_AIRE_PASSWORD": PASSWORD,
-                   "OV_SCRAPER_MAX_PER_MIN": "0"}
+        run_env = {
+            **env,
+            "OV_DATA_DIR": str(data),
+            "DAGSTER_HOME": str(tmp_path / "home"),
+            "OV_AIRE_PORTAL_URL": f"{base}/aire",
+            "OV_AIRE_USER": USER,
+            "OV_AIRE_PASSWORD": PASSWORD,
+            "OV_SCRAPER_MAX_PER_MIN": "0",
+        }
         (tmp_path / "home").mkdir()
         proc = subprocess.run(
-            [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "ov_assets.definitions",
-             "--select", "raw_pqr_files", "--partition", f"{DAY}|aire"],
-            cwd=REPO, env=run_env, capture_output=True, text=True, timeout=900,
+            [
+                str(Path(sys.executable).with_name("dagster")),
+                "asset",
+                "materialize",
+                "-m",
+                "ov_assets.definitions",
+                "--select",
+                "raw_pqr_files",
+                "--partition",
+                f"{DAY}|aire",
+            ],
+            cwd=REPO,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         stats = json.loads(urllib.request.urlopen(f"{base}/__admin").read())["stats"]

@@ -72,11 +72,19 @@ def _winners_by_sorting(frame: pl.DataFrame) -> set[tuple[str, str]]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(
-    st.sampled_from(["afinia", "aire"]), st.sampled_from([DAY, TODAY]), st.sampled_from(["R1", "R2", "R3"]),
-    st.sampled_from(["valid", "valid", "rejected"]),
-    st.none() | st.datetimes(min_value=dt.datetime(2025, 10, 8), max_value=dt.datetime(2025, 10, 8, 0, 0, 3)),
-    st.text(alphabet="aAbñ_Z9é\u00ff\U0001f600", min_size=1, max_size=4)), max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["afinia", "aire"]),
+            st.sampled_from([DAY, TODAY]),
+            st.sampled_from(["R1", "R2", "R3"]),
+            st.sampled_from(["valid", "valid", "rejected"]),
+            st.none() | st.datetimes(min_value=dt.datetime(2025, 10, 8), max_value=dt.datetime(2025, 10, 8, 0, 0, 3)),
+            st.text(alphabet="aAbñ_Z9é\u00ff\U0001f600", min_size=1, max_size=4),
+        ),
+        max_size=40,
+    )
+)
 def test_winners_match_the_plain_rule(rows: list[tuple]) -> None:
     """``mark_winners`` (two windows over a frame sorted by file name) picks exactly what the
     plain sort-based rule picks, on random versions: equal extraction times, missing ones,
@@ -86,14 +94,23 @@ def test_winners_match_the_plain_rule(rows: list[tuple]) -> None:
     unique = list({(r[0], r[5]): r for r in rows}.values())  # one version per (empresa, file name)
     frame = pl.DataFrame(
         [(*r, False) for r in unique],
-        schema={"empresa": pl.String(), "partition_date": pl.Date(), "numero_radicado": pl.String(),
-                "status": pl.String(), "fecha_extraccion": pl.Datetime("us"), "file_name": pl.String(),
-                "is_winner": pl.Boolean()}, orient="row")
+        schema={
+            "empresa": pl.String(),
+            "partition_date": pl.Date(),
+            "numero_radicado": pl.String(),
+            "status": pl.String(),
+            "fecha_extraccion": pl.Datetime("us"),
+            "file_name": pl.String(),
+            "is_winner": pl.Boolean(),
+        },
+        orient="row",
+    )
     marked = mark_winners(frame)
     assert marked.height == frame.height
     assert set(marked.filter(pl.col("is_winner")).select("empresa", "file_name").rows()) == _winners_by_sorting(frame)
     assert marked.select("empresa", "partition_date", "file_name").rows() == sorted(
-        frame.select("empresa", "partition_date", "file_name").rows())
+        frame.select("empresa", "partition_date", "file_name").rows()
+    )
 
 
 def test_latest_extraction_timestamp_wins_over_file_name(data_dir: Path) -> None:
@@ -155,18 +172,27 @@ def test_one_winner_per_radicado(data_dir: Path) -> None:
 
 # --- linked files ------------------------------------------------------------------------------
 
+
 def test_record_linked_with_pdf_and_attachments(data_dir: Path) -> None:
     folder = landing_dir(data_dir, "afinia")
     folder.mkdir(parents=True)
-    record = {k: v for k, v in base_record(DAY, "R9", numero_reclamo_sgc="RE0810202510009",
-                                           documento_prueba="3f2b9c1e-8a47-4c8e-9d55-0b7e6a1c2d3f.pdf").items()
-              if k in BUSINESS_FIELDS}
+    record = {
+        k: v
+        for k, v in base_record(
+            DAY, "R9", numero_reclamo_sgc="RE0810202510009", documento_prueba="3f2b9c1e-8a47-4c8e-9d55-0b7e6a1c2d3f.pdf"
+        ).items()
+        if k in BUSINESS_FIELDS
+    }
     written = write_record_files(folder, record, dt.datetime(2025, 10, 8, 10, 0), 9, attachment=b"\xff\xd8jpeg")
     # a second version shares the portal-named proof file but not the PDF of the first
     write_record_files(folder, dict(record, estado_solicitud="Cerrado"), dt.datetime(2025, 10, 8, 11, 0), 9)
     # an unrelated file of another record is not linked
-    write_record_files(folder, dict(record, numero_radicado="R10", numero_reclamo_sgc="RE0810202510010",
-                                    documento_prueba=""), dt.datetime(2025, 10, 8, 10, 0), 10)
+    write_record_files(
+        folder,
+        dict(record, numero_radicado="R10", numero_reclamo_sgc="RE0810202510010", documento_prueba=""),
+        dt.datetime(2025, 10, 8, 10, 0),
+        10,
+    )
     frame = _frame(data_dir)
     row = frame.filter(pl.col("file_name") == written[0].name).row(0, named=True)
     got = {f["filename"]: f for f in row["files"]}
@@ -183,12 +209,22 @@ def test_record_linked_with_pdf_and_attachments(data_dir: Path) -> None:
 
 # --- consolidated CSV / Parquet ----------------------------------------------------------------
 
+
 @pytest.fixture
 def consolidated(data_dir: Path) -> tuple[pl.DataFrame, dict[str, Path]]:
     write_day(data_dir, "afinia", DAY, n=25)
-    _put(data_dir, "Q_data_20251008_200000.json",
-         base_record(DAY, "Q1", comentarios='Dijo: "no pagaré", luego; ok\\n', cuerpo_reclamacion="Línea 1\nLínea 2 😀",
-                     nic="1", extraction_timestamp="20251008_200000"))
+    _put(
+        data_dir,
+        "Q_data_20251008_200000.json",
+        base_record(
+            DAY,
+            "Q1",
+            comentarios='Dijo: "no pagaré", luego; ok\\n',
+            cuerpo_reclamacion="Línea 1\nLínea 2 😀",
+            nic="1",
+            extraction_timestamp="20251008_200000",
+        ),
+    )
     frame = _frame(data_dir)
     return frame, write_consolidated(data_dir, "afinia", DAY, frame)
 
@@ -241,7 +277,8 @@ def test_rejects_listed_with_reasons(consolidated: tuple[pl.DataFrame, dict[str,
         rows = list(csv.DictReader(f))
     expected = frame.filter(pl.col("status") == "rejected")
     assert {(r["file_name"], r["reject_code"]) for r in rows} == set(
-        zip(expected["file_name"].to_list(), expected["reject_code"].to_list(), strict=True))
+        zip(expected["file_name"].to_list(), expected["reject_code"].to_list(), strict=True)
+    )
     assert {r["reject_code"] for r in rows} == {"empty_file", "invalid_json", "not_an_object", "bad_fecha"}
     assert all(r["reject_detail"] for r in rows)
 

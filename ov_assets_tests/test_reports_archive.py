@@ -35,8 +35,11 @@ def test_reports_of_the_day_reach_the_bucket_once(
     prefix = "oficina-virtual/reports/afinia/2025/10/08/"
     listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix=prefix).get("Contents", [])
     names = {o["Key"].removeprefix(prefix) for o in listed}
-    assert {"afinia_consolidated_20251008.csv", "afinia_consolidated_20251008.parquet",
-            "afinia_rejects_20251008.csv"} <= names
+    assert {
+        "afinia_consolidated_20251008.csv",
+        "afinia_consolidated_20251008.parquet",
+        "afinia_rejects_20251008.csv",
+    } <= names
     assert any("audit" in n for n in names)
     local = data_dir / "processed" / "afinia_consolidated_20251008.csv"
     body = s3.get_object(Bucket=s3_bucket, Key=prefix + local.name)["Body"].read()
@@ -72,7 +75,9 @@ def test_loads_since_the_last_archive_are_exported_too(
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
 
     def stored(day: dt.date, path: Path) -> bytes:
-        return s3.get_object(Bucket=s3_bucket, Key=report_key("oficina-virtual", "afinia", day, path.name))["Body"].read()
+        return s3.get_object(Bucket=s3_bucket, Key=report_key("oficina-virtual", "afinia", day, path.name))[
+            "Body"
+        ].read()
 
     with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
         first = archive_reports(conn, store, data_dir, "oficina-virtual", DAY, ("afinia",))
@@ -94,7 +99,9 @@ def test_loads_since_the_last_archive_are_exported_too(
         start = dt.datetime.combine(audit_day, dt.time(), BOGOTA)
         (loads,) = conn.execute(
             "SELECT count(*) FROM data_general.ov_load_audit WHERE partition_date = %s "
-            "AND finished_at >= %s AND finished_at < %s", (earlier, start, start + dt.timedelta(days=1))).fetchone()
+            "AND finished_at >= %s AND finished_at < %s",
+            (earlier, start, start + dt.timedelta(days=1)),
+        ).fetchone()
         assert loads >= 1 and audit.count(f",afinia,{earlier.isoformat()},") == loads  # the new load included
 
         again = archive_reports(conn, store, data_dir, "oficina-virtual", DAY + dt.timedelta(days=1), ("afinia",))

@@ -31,8 +31,9 @@ def at(day: dt.date, hour: int, minute: int = 0, tz: dt.tzinfo = BOGOTA) -> dt.d
 def evaluate(schedule: dg.ScheduleDefinition, when: dt.datetime, **resources: object) -> list[dg.RunRequest]:
     from ov_assets.definitions import defs
 
-    context = dg.build_schedule_context(scheduled_execution_time=when, resources=resources or None,
-                                        repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        scheduled_execution_time=when, resources=resources or None, repository_def=defs.get_repository_def()
+    )
     data = schedule.evaluate_tick(context)
     return list(data.run_requests or [])
 
@@ -47,8 +48,13 @@ def ticks(schedule: dg.ScheduleDefinition, start: dt.datetime, n: int) -> list[d
 
 
 def postgres_resource(conninfo: dict) -> PostgresResource:
-    return PostgresResource(host=str(conninfo["host"]), port=int(conninfo["port"]), dbname=conninfo["dbname"],
-                            user=conninfo["user"], password=conninfo.get("password") or "")
+    return PostgresResource(
+        host=str(conninfo["host"]),
+        port=int(conninfo["port"]),
+        dbname=conninfo["dbname"],
+        user=conninfo["user"],
+        password=conninfo.get("password") or "",
+    )
 
 
 # --- when each schedule fires ----------------------------------------------------------------------
@@ -63,7 +69,9 @@ def test_bulk_fires_mon_sat_at_0400_bogota_never_sunday() -> None:
     got = ticks(S.pqr_bulk_schedule, at(SATURDAY, 4, 1), 2)
     # Saturday 04:01 -> next is Monday 04:00 Bogotá (09:00 UTC): Sunday has no bulk run.
     assert [t.astimezone(BOGOTA).replace(tzinfo=None) for t in got] == [
-        dt.datetime(2025, 10, 13, 4, 0), dt.datetime(2025, 10, 14, 4, 0)]
+        dt.datetime(2025, 10, 13, 4, 0),
+        dt.datetime(2025, 10, 14, 4, 0),
+    ]
     assert got[0].astimezone(UTC).hour == 9
 
 
@@ -79,14 +87,20 @@ def test_nightly_and_weekly_ticks() -> None:
         return [t.astimezone(BOGOTA).replace(tzinfo=None) for t in ticks(schedule, start, n)]
 
     assert local(S.pqr_reextraction_schedule, at(SATURDAY, 12), 2) == [
-        dt.datetime(2025, 10, 12, 3), dt.datetime(2025, 10, 13, 3)]  # every day, Sunday too
+        dt.datetime(2025, 10, 12, 3),
+        dt.datetime(2025, 10, 13, 3),
+    ]  # every day, Sunday too
     assert local(S.verification_schedule, at(SUNDAY, 4, 30), 2) == [
-        dt.datetime(2025, 10, 12, 5), dt.datetime(2025, 10, 12, 6)]
+        dt.datetime(2025, 10, 12, 5),
+        dt.datetime(2025, 10, 12, 6),
+    ]
     assert local(S.s3_retry_schedule, at(SUNDAY, 23, 30), 1) == [dt.datetime(2025, 10, 13, 0)]
     assert local(S.integrity_checks_schedule, at(SUNDAY, 12), 1) == [dt.datetime(2025, 10, 12, 23, 30)]
     assert local(S.reports_archive_schedule, at(SUNDAY, 23, 31), 1) == [dt.datetime(2025, 10, 12, 23, 45)]
     assert local(S.landing_cleanup_schedule, at(MONDAY, 0), 2) == [
-        dt.datetime(2025, 10, 12, 2), dt.datetime(2025, 10, 19, 2)]
+        dt.datetime(2025, 10, 12, 2),
+        dt.datetime(2025, 10, 19, 2),
+    ]
 
 
 # --- what each schedule asks for ---------------------------------------------------------------------
@@ -105,7 +119,9 @@ def test_bulk_monday_0400_yesterday_and_today_both_empresas() -> None:
 
 def test_bulk_tick_given_in_utc_uses_the_bogota_day() -> None:
     # 09:00 UTC is 04:00 in Bogotá, same day; 03:00 UTC on Tuesday is still Monday in Bogotá.
-    assert keys(evaluate(S.pqr_bulk_schedule, at(MONDAY, 9, tz=UTC))) == keys(evaluate(S.pqr_bulk_schedule, at(MONDAY, 4)))
+    assert keys(evaluate(S.pqr_bulk_schedule, at(MONDAY, 9, tz=UTC))) == keys(
+        evaluate(S.pqr_bulk_schedule, at(MONDAY, 4))
+    )
     late = evaluate(S.pqr_bulk_schedule, dt.datetime(2025, 10, 7, 3, 0, tzinfo=UTC))
     assert keys(late)[-1] == "2025-10-06|aire"
 
@@ -139,7 +155,9 @@ def test_incremental_saturday_2200_today_plus_partitions_with_new_files(data_dir
     future = dt.datetime.now(BOGOTA) + dt.timedelta(days=3)
     future_tick = at(future.date(), 22) if future.weekday() != 6 else at(future.date() + dt.timedelta(days=1), 22)
     assert keys(evaluate(S.pqr_incremental_schedule, future_tick, landing=landing)) == [
-        f"{future_tick.date()}|afinia", f"{future_tick.date()}|aire"]
+        f"{future_tick.date()}|afinia",
+        f"{future_tick.date()}|aire",
+    ]
 
 
 def test_incremental_previous_tick() -> None:
@@ -157,25 +175,38 @@ def test_incremental_growing_file_waits(data_dir) -> None:
 
 def _insert(conn: psycopg.Connection, empresa: str, rows: list[tuple[str, dt.datetime, str]]) -> None:
     for radicado, fecha, estado in rows:
-        conn.execute(f"INSERT INTO data_general.ov_{empresa} (numero_radicado, fecha, estado_solicitud, hash_registro) "
-                     "VALUES (%s, %s, %s, %s)", (radicado, fecha, estado, uuid.uuid4().hex))
+        conn.execute(
+            f"INSERT INTO data_general.ov_{empresa} (numero_radicado, fecha, estado_solicitud, hash_registro) "
+            "VALUES (%s, %s, %s, %s)",
+            (radicado, fecha, estado, uuid.uuid4().hex),
+        )
 
 
 def test_reextraction_0300_last_60_days_with_non_final_pqrs(pg_conninfo18) -> None:
     postgres = postgres_resource(pg_conninfo18)
     today = dt.date(2025, 10, 12)  # a Sunday: re-extraction runs every day
     with postgres.connect() as conn:
-        _insert(conn, "afinia", [
-            ("A1", dt.datetime(2025, 10, 12, 1, 0), "Radicado"),  # today: included
-            ("A2", dt.datetime(2025, 8, 14, 9, 0), "En trámite"),  # 59 days ago: included
-            ("A3", dt.datetime(2025, 8, 13, 9, 0), "En trámite"),  # 60 days ago: outside
-            ("A4", dt.datetime(2025, 9, 1, 9, 0), "Finalizado"),  # final: not re-extracted
-            ("A5", dt.datetime(2025, 9, 2, 9, 0), "Cerrado"),
-            ("A6", dt.datetime(2025, 9, 3, 23, 59), "Pendiente"),
-        ])
-        _insert(conn, "aire", [("B1", dt.datetime(2025, 9, 3, 0, 0), "Pendiente"),
-                               ("B2", dt.datetime(2025, 9, 3, 10, 0), "Radicado"),
-                               ("B3", dt.datetime(2025, 10, 1, 10, 0), "Anulado")])
+        _insert(
+            conn,
+            "afinia",
+            [
+                ("A1", dt.datetime(2025, 10, 12, 1, 0), "Radicado"),  # today: included
+                ("A2", dt.datetime(2025, 8, 14, 9, 0), "En trámite"),  # 59 days ago: included
+                ("A3", dt.datetime(2025, 8, 13, 9, 0), "En trámite"),  # 60 days ago: outside
+                ("A4", dt.datetime(2025, 9, 1, 9, 0), "Finalizado"),  # final: not re-extracted
+                ("A5", dt.datetime(2025, 9, 2, 9, 0), "Cerrado"),
+                ("A6", dt.datetime(2025, 9, 3, 23, 59), "Pendiente"),
+            ],
+        )
+        _insert(
+            conn,
+            "aire",
+            [
+                ("B1", dt.datetime(2025, 9, 3, 0, 0), "Pendiente"),
+                ("B2", dt.datetime(2025, 9, 3, 10, 0), "Radicado"),
+                ("B3", dt.datetime(2025, 10, 1, 10, 0), "Anulado"),
+            ],
+        )
     requests = evaluate(S.pqr_reextraction_schedule, at(today, 3), postgres=postgres)
     assert keys(requests) == ["2025-08-14|afinia", "2025-09-03|afinia", "2025-09-03|aire", "2025-10-12|afinia"]
     assert {r.tags["ov/mode"] for r in requests} == {"reextraction"}
@@ -186,8 +217,11 @@ def test_reextraction_skips_when_everything_is_final(pg_conninfo18) -> None:
     postgres = postgres_resource(pg_conninfo18)
     from ov_assets.definitions import defs
 
-    context = dg.build_schedule_context(scheduled_execution_time=at(MONDAY, 3), resources={"postgres": postgres},
-                                        repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        scheduled_execution_time=at(MONDAY, 3),
+        resources={"postgres": postgres},
+        repository_def=defs.get_repository_def(),
+    )
     data = S.pqr_reextraction_schedule.evaluate_tick(context)
     assert not data.run_requests and data.skip_message
 
@@ -197,8 +231,17 @@ def _register(conn: psycopg.Connection, empresa: str, day: dt.date, status: str,
         """INSERT INTO data_general.s3_files_registry (empresa, numero_radicado, filename, file_type, file_hash,
                s3_bucket, s3_key, s3_url, upload_status, metadata)
            VALUES (%s, %s, %s, 'json', %s, 'local', %s, %s, %s, %s::jsonb)""",
-        (empresa, "R" + key, key, "0" * 64, key, "file:///" + key, status,
-         f'{{"partition_date": "{day.isoformat()}"}}'))
+        (
+            empresa,
+            "R" + key,
+            key,
+            "0" * 64,
+            key,
+            "file:///" + key,
+            status,
+            f'{{"partition_date": "{day.isoformat()}"}}',
+        ),
+    )
 
 
 def test_s3_retry_hourly_only_partitions_pending_or_error(pg_conninfo18) -> None:
@@ -223,12 +266,19 @@ def test_verification_hourly_recent_and_changed_partitions(pg_conninfo18) -> Non
     with postgres.connect() as conn:
         _register(conn, "afinia", dt.date(2025, 9, 1), "pending", "k1")
         _register(conn, "aire", dt.date(2025, 9, 2), "uploaded", "k2")
-        conn.execute("UPDATE data_general.s3_files_registry SET updated_at = %s WHERE s3_key = 'k2'",
-                     (now - dt.timedelta(days=3),))
+        conn.execute(
+            "UPDATE data_general.s3_files_registry SET updated_at = %s WHERE s3_key = 'k2'",
+            (now - dt.timedelta(days=3),),
+        )
     requests = evaluate(S.verification_schedule, now, postgres=postgres)
     today, yesterday = now.date(), now.date() - dt.timedelta(days=1)
-    assert keys(requests) == ["2025-09-01|afinia", f"{yesterday}|afinia", f"{yesterday}|aire",
-                              f"{today}|afinia", f"{today}|aire"]
+    assert keys(requests) == [
+        "2025-09-01|afinia",
+        f"{yesterday}|afinia",
+        f"{yesterday}|aire",
+        f"{today}|afinia",
+        f"{today}|aire",
+    ]
     assert S.verification_schedule.job_name == "reconciliation_checks_job"
 
 
@@ -250,8 +300,18 @@ def test_schedules_are_stopped_by_default_outside_production() -> None:
     assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in S.all_schedules)
 
 
-@pytest.mark.parametrize("job", ["pqr_pipeline_job", "pqr_landing_job", "pqr_s3_retry_job", "integrity_checks_job",
-                                 "reconciliation_checks_job", "reports_archive_job", "landing_cleanup_job"])
+@pytest.mark.parametrize(
+    "job",
+    [
+        "pqr_pipeline_job",
+        "pqr_landing_job",
+        "pqr_s3_retry_job",
+        "integrity_checks_job",
+        "reconciliation_checks_job",
+        "reports_archive_job",
+        "landing_cleanup_job",
+    ],
+)
 def test_targets_resolve_in_the_definitions(job: str) -> None:
     from ov_assets.definitions import defs
 

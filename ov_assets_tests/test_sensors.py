@@ -32,8 +32,11 @@ def _age(paths: list[Path], seconds: float = 60) -> None:
 def tick(data_dir: Path, cursor: str | None) -> dg.SensorResult:
     from ov_assets.definitions import defs
 
-    context = dg.build_sensor_context(cursor=cursor, resources={"landing": LandingResource(data_dir=str(data_dir))},
-                                      repository_def=defs.get_repository_def())
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        resources={"landing": LandingResource(data_dir=str(data_dir))},
+        repository_def=defs.get_repository_def(),
+    )
     return landing_sensor(context)
 
 

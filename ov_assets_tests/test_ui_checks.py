@@ -18,8 +18,14 @@ from ov_assets_tests.support import configured_browser
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 BROWSER = configured_browser() or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PARTITION = key(DAY_A, "afinia")
 
 _RUNS = """query($p: String!) { runsOrError(filter: {tags: [{key: "dagster/partition", value: $p}]}) {
@@ -34,8 +40,11 @@ def _wait_for_ui_run(base: str, before: set[str], timeout: float = 300.0) -> dic
     """The run launched from the dialog (not one the landing sensor started) reaches SUCCESS."""
     deadline = time.monotonic() + timeout
     while True:
-        runs = [r for r in _runs(base) if r["runId"] not in before
-                and not any(t["key"] == "dagster/sensor_name" for t in r["tags"])]
+        runs = [
+            r
+            for r in _runs(base)
+            if r["runId"] not in before and not any(t["key"] == "dagster/sensor_name" for t in r["tags"])
+        ]
         done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
         if done:
             return done[0]
@@ -52,8 +61,10 @@ def test_materialize_a_partition_from_the_ui_and_see_its_checks_pass(pg_conninfo
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**postgres_env(pg_conninfo18), "OV_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
-    with run_dagster_dev(REPO, env=env, log_path=ARTIFACTS / "ui_checks_dagster_dev.log") as base, \
-            sync_playwright() as p:
+    with (
+        run_dagster_dev(REPO, env=env, log_path=ARTIFACTS / "ui_checks_dagster_dev.log") as base,
+        sync_playwright() as p,
+    ):
         browser = p.chromium.launch(executable_path=BROWSER, args=ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.set_default_timeout(60_000)
@@ -83,9 +94,13 @@ def test_materialize_a_partition_from_the_ui_and_see_its_checks_pass(pg_conninfo
             page.screenshot(path=str(ARTIFACTS / "ui_checks_2_run.png"))
             assert run["status"] == "SUCCESS", run
 
-            for asset, names in (("pqr_table", ("winners_in_table", "no_older_replacement")),
-                                 ("pqr_records", ("no_duplicate_winners", "required_fields_present",
-                                                  "reject_rate", "hash_registro_recomputes"))):
+            for asset, names in (
+                ("pqr_table", ("winners_in_table", "no_older_replacement")),
+                (
+                    "pqr_records",
+                    ("no_duplicate_winners", "required_fields_present", "reject_rate", "hash_registro_recomputes"),
+                ),
+            ):
                 page.goto(f"{base}/assets/{asset}?view=checks")
                 for name in names:
                     page.get_by_text(name, exact=True).first.click(timeout=120_000)

@@ -33,18 +33,21 @@ PQR_TABLES = ("ov_afinia", "ov_aire", "ov_afinia_history", "ov_aire_history", "o
 def test_docs_file_is_what_the_dictionary_generates() -> None:
     docs = ROOT / dictionary_render.DOCS_PATH
     assert docs.read_text(encoding="utf-8") == dictionary_render.markdown(), (
-        "docs/data-dictionary.md is stale: run python scripts/data_dictionary.py")
+        "docs/data-dictionary.md is stale: run python scripts/data_dictionary.py"
+    )
 
 
 def test_latest_migration_comments_equal_the_dictionary() -> None:
     texts = [m.sql for m in migrations.available()]
-    assert any(m.version.startswith("008_") and dictionary_render.BEGIN_MARKER in m.sql
-               for m in migrations.available())
+    assert any(m.version.startswith("008_") and dictionary_render.BEGIN_MARKER in m.sql for m in migrations.available())
     assert dictionary_render.latest_block(texts) == dictionary_render.comments_sql(), (
-        "the dictionary changed: add a migration holding `python scripts/data_dictionary.py --sql`")
+        "the dictionary changed: add a migration holding `python scripts/data_dictionary.py --sql`"
+    )
     # the comparison can fail: a changed description is noticed
-    assert dictionary_render.latest_block([*texts, "-- BEGIN data dictionary x\n-- END data dictionary"]) \
+    assert (
+        dictionary_render.latest_block([*texts, "-- BEGIN data dictionary x\n-- END data dictionary"])
         != dictionary_render.comments_sql()
+    )
 
 
 def test_dictionary_agrees_with_the_contract() -> None:
@@ -57,8 +60,16 @@ def test_dictionary_agrees_with_the_contract() -> None:
     assert {"lectura", "documento_prueba", "adjuntar_archivo", "finalizar"} <= personal  # free text, file names
     masked = {c.name for c in dictionary.OV_PQR_MASKED.columns}
     assert not masked & personal and not dictionary.personal_columns("ov_pqr_masked")
-    assert {"nic", "fecha", "estado_solicitud", "tipo_pqr", "canal_respuesta", "warnings",
-            "archivos_count", "adjuntos_count"} <= masked
+    assert {
+        "nic",
+        "fecha",
+        "estado_solicitud",
+        "tipo_pqr",
+        "canal_respuesta",
+        "warnings",
+        "archivos_count",
+        "adjuntos_count",
+    } <= masked
     assert [name for name, _, _ in dictionary.FRAME_COLUMNS] == list(FRAME_SCHEMA)
     for rel in dictionary.RELATIONS:
         assert rel.description and all(c.description for c in rel.columns), rel.name
@@ -74,7 +85,8 @@ def _schema_of(asset: dg.AssetsDefinition, key: str) -> dg.TableSchema:
 def test_assets_column_schemas_carry_the_descriptions() -> None:
     table = _schema_of(assets.pqr_table, "pqr_table")
     assert [(c.name, c.type, c.description) for c in table.columns] == [
-        (c.name, c.type, c.description) for c in dictionary.relation("ov_afinia").columns]
+        (c.name, c.type, c.description) for c in dictionary.relation("ov_afinia").columns
+    ]
     records = _schema_of(assets.pqr_records, "pqr_records")
     assert [(c.name, c.type, c.description) for c in records.columns] == list(dictionary.FRAME_COLUMNS)
     assert all(c.description for c in records.columns)
@@ -91,11 +103,14 @@ def _catalog(conn: psycopg.Connection) -> dict[str, tuple[str, str | None, list[
     for oid, name, kind, comment in conn.execute(
         "SELECT c.oid, c.relname, CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END, "
         "obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'p')", (dictionary.SCHEMA,)):
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'p')",
+        (dictionary.SCHEMA,),
+    ):
         cols = conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod), col_description(attrelid, attnum) "
             "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            (oid,)).fetchall()
+            (oid,),
+        ).fetchall()
         out[name] = (kind, comment, cols)
     return out
 
@@ -104,8 +119,10 @@ def test_every_table_view_and_column_has_the_dictionarys_comment(pg_conninfo) ->
     migrate(pg_conninfo)
     with psycopg.connect(**pg_conninfo) as conn:
         catalog = _catalog(conn)
-    expected = {r.name: (r.kind, r.description, [(c.name, c.type, c.description) for c in r.columns])
-                for r in dictionary.RELATIONS}
+    expected = {
+        r.name: (r.kind, r.description, [(c.name, c.type, c.description) for c in r.columns])
+        for r in dictionary.RELATIONS
+    }
     assert sorted(catalog) == sorted(expected)
     for name, want in expected.items():
         assert catalog[name] == want, name
@@ -130,16 +147,22 @@ def _personal_values(winners: pl.DataFrame) -> set[str]:
 def test_views_and_who_reads_them(pg_conninfo, data_dir) -> None:
     migrate(pg_conninfo)
     winners = _load(pg_conninfo, data_dir)
-    files = [{"file_type": t, "filename": f"x.{t}", "s3_url": f"s3://b/x.{t}", "sha256": "0" * 64}
-             for t in ("json", "pdf", "attachment")]
+    files = [
+        {"file_type": t, "filename": f"x.{t}", "s3_url": f"s3://b/x.{t}", "sha256": "0" * 64}
+        for t in ("json", "pdf", "attachment")
+    ]
     with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
         (linked,) = conn.execute(
             "UPDATE data_general.ov_aire SET archivos_s3_urls = %s::jsonb "
             "WHERE id = (SELECT min(id) FROM data_general.ov_aire) RETURNING numero_radicado",
-            (json.dumps(files),)).fetchone()
-        base = sorted(conn.execute(
-            "SELECT 'afinia', numero_radicado, nombres_apellidos FROM data_general.ov_afinia "
-            "UNION ALL SELECT 'aire', numero_radicado, nombres_apellidos FROM data_general.ov_aire").fetchall())
+            (json.dumps(files),),
+        ).fetchone()
+        base = sorted(
+            conn.execute(
+                "SELECT 'afinia', numero_radicado, nombres_apellidos FROM data_general.ov_afinia "
+                "UNION ALL SELECT 'aire', numero_radicado, nombres_apellidos FROM data_general.ov_aire"
+            ).fetchall()
+        )
     assert sorted(set(winners.select("empresa", "numero_radicado").iter_rows())) == [(e, r) for e, r, _ in base]
 
     with loadkit.login_roles(pg_conninfo, ANALYST, PERSONAL) as users:
@@ -150,8 +173,11 @@ def test_views_and_who_reads_them(pg_conninfo, data_dir) -> None:
             for table in PQR_TABLES:
                 for column in ("nombres_apellidos", "nic"):
                     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                        conn.execute(sql.SQL("SELECT {} FROM {}.{}").format(
-                            sql.Identifier(column), sql.Identifier(dictionary.SCHEMA), sql.Identifier(table)))
+                        conn.execute(
+                            sql.SQL("SELECT {} FROM {}.{}").format(
+                                sql.Identifier(column), sql.Identifier(dictionary.SCHEMA), sql.Identifier(table)
+                            )
+                        )
             for ex in dictionary_render.EXAMPLES:
                 if ex.role == ANALYST:
                     conn.execute(ex.sql)
@@ -159,8 +185,9 @@ def test_views_and_who_reads_them(pg_conninfo, data_dir) -> None:
                     with pytest.raises(psycopg.errors.InsufficientPrivilege):
                         conn.execute(ex.sql)
         with psycopg.connect(**users[PERSONAL], autocommit=True) as conn:
-            union = sorted(conn.execute(
-                "SELECT empresa, numero_radicado, nombres_apellidos FROM data_general.ov_pqr").fetchall())
+            union = sorted(
+                conn.execute("SELECT empresa, numero_radicado, nombres_apellidos FROM data_general.ov_pqr").fetchall()
+            )
             conn.execute("SELECT nombres_apellidos FROM data_general.ov_afinia_history")
             assert conn.execute("SELECT count(*) FROM data_general.ov_pqr_masked").fetchone() == (len(base),)
             for ex in dictionary_render.EXAMPLES:

@@ -48,10 +48,25 @@ def _venv_with(wheel: Path, work: Path) -> Path:
     venv = work / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=work)
     python = venv / "bin" / "python"
-    purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=work).strip())
+    purelib = Path(
+        _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=work).strip()
+    )
     (purelib / "zz_project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
-          str(wheel)], cwd=work)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        cwd=work,
+    )
     return venv
 
 
@@ -69,9 +84,15 @@ def test_wheel_installs_migrates_and_runs_the_demo(tmp_path: Path, pg_conninfo18
     data_dir = tmp_path / "ov-data"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DAGSTER_HOME", "OV_DATA_DIR")}
     env |= postgres_env(pg_conninfo18) | {"OV_DATA_DIR": str(data_dir)}
-    where = _run([str(venv / "bin" / "python"), "-c",
-                  "import ov_assets, ov_assets.warehouse.migrations as m; print(ov_assets.__file__); print(m.SQL_DIR)"],
-                 cwd=run_dir, env=env).split()
+    where = _run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import ov_assets, ov_assets.warehouse.migrations as m; print(ov_assets.__file__); print(m.SQL_DIR)",
+        ],
+        cwd=run_dir,
+        env=env,
+    ).split()
     assert all(Path(p).is_relative_to(venv) for p in where), where
 
     ov_assets = str(venv / "bin" / "ov-assets")
@@ -86,10 +107,12 @@ def test_wheel_installs_migrates_and_runs_the_demo(tmp_path: Path, pg_conninfo18
     assert "data_general.ov_afinia: 2 rows (2 with all files archived)" in demo
     assert "data_general.ov_aire: 2 rows (2 with all files archived)" in demo
     with psycopg.connect(**pg_conninfo18) as conn:
-        (rows,) = conn.execute("SELECT (SELECT count(*) FROM data_general.ov_afinia)"
-                               " + (SELECT count(*) FROM data_general.ov_aire)").fetchone()
-        (uploaded,) = conn.execute("SELECT count(*) FROM data_general.s3_files_registry"
-                                   " WHERE upload_status IN ('uploaded', 'pre_existing')").fetchone()
+        (rows,) = conn.execute(
+            "SELECT (SELECT count(*) FROM data_general.ov_afinia) + (SELECT count(*) FROM data_general.ov_aire)"
+        ).fetchone()
+        (uploaded,) = conn.execute(
+            "SELECT count(*) FROM data_general.s3_files_registry WHERE upload_status IN ('uploaded', 'pre_existing')"
+        ).fetchone()
     assert rows == 4 and uploaded >= 8  # a JSON and a PDF at least per PQR
     assert any((data_dir / "object_store").rglob("*.json"))
     assert (data_dir / "dagster_home").is_dir()  # the demo's runs, for dagster dev on the same data

@@ -33,9 +33,7 @@ run() {
 }
 
 run "ruff check" "$VENV/bin/ruff" check "$@" .
-# Disabled until the tree has been formatted once (`ruff format`, by the lead in one commit):
-# today it would list most files. Enable it by removing the `#` below.
-# run "ruff format" "$VENV/bin/ruff" format --check .
+run "ruff format" "$VENV/bin/ruff" format --check .
 run "mypy" "$VENV/bin/mypy"
 # lint-imports finds the packages through the venv's editable install (its caches ignore themselves).
 run "lint-imports" "$VENV/bin/lint-imports" --no-logo

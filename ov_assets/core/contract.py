@@ -139,13 +139,14 @@ EXTRACTION_TS_FORMAT = "%Y%m%d_%H%M%S"
 # Text without any of them skips ftfy: correct Spanish text ("Ibáñez") never pays for it.
 _SPANISH_LETTERS = "áéíóúüñÁÉÍÓÚÜÑ"
 _SPANISH = _SPANISH_LETTERS + "¿¡"
-_MAYBE_MOJIBAKE = re.compile(
-    f"[^\x00-\x7f{_SPANISH}]|[¿¡][^\x00-\x7f]|[^\x00-\x7f][¿¡]|[áéíüñ][ÁÉÍÜÑ]")
+_MAYBE_MOJIBAKE = re.compile(f"[^\x00-\x7f{_SPANISH}]|[¿¡][^\x00-\x7f]|[^\x00-\x7f][¿¡]|[áéíüñ][ÁÉÍÜÑ]")
 # Every character ``str.split()`` splits on (``str.isspace()``), the plain space aside; a test
 # checks the list against Python's own. A value holding none of them, and no leading, trailing
 # or double space, is already in canonical whitespace form.
-SPLIT_SPACES = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
-                "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+SPLIT_SPACES = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _SPLIT_SPACE = re.compile(f"[{SPLIT_SPACES}]")
 # The first test of ``_MAYBE_MOJIBAKE`` alone (one character class: fast); the others only
 # matter when an inverted mark or an upper-case accented letter is present at all.
@@ -167,8 +168,11 @@ def _maybe_mojibake(text: str) -> bool:
     if "¿" in text or "¡" in text or "Á" in text or "É" in text or "Í" in text or "Ü" in text or "Ñ" in text:
         return _MAYBE_MOJIBAKE.search(text) is not None
     return False
+
+
 _FECHA_YMD = re.compile(
-    r"([0-9]{4})(?:/([0-9]{2})/([0-9]{2}) |-([0-9]{2})-([0-9]{2})[ T])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
+    r"([0-9]{4})(?:/([0-9]{2})/([0-9]{2}) |-([0-9]{2})-([0-9]{2})[ T])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?"
+)
 _FECHA_DMY = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
 _EXTRACTION_TS = re.compile(r"[0-9]{8}_[0-9]{6}")
 
@@ -227,8 +231,9 @@ def parse_extraction_ts(text: str | None) -> dt.datetime | None:
     if not text or text.__class__ is not str or not _EXTRACTION_TS.fullmatch(text):
         return None
     try:
-        return dt.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]),
-                           int(text[9:11]), int(text[11:13]), int(text[13:15]))
+        return dt.datetime(
+            int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]), int(text[13:15])
+        )
     except ValueError:
         return None
 
@@ -283,8 +288,14 @@ def canonical_fast(obj: dict[str, Any]) -> list[str] | None:
     if not joined.isascii() and (_maybe_mojibake(joined) or not unicodedata.is_normalized("NFC", joined)):
         return None
     vals = joined.split("\x00")
-    if (_SPLIT_SPACE.search(joined) or "  " in joined or " \x00" in joined or "\x00 " in joined
-            or joined[:1] == " " or joined[-1:] == " "):
+    if (
+        _SPLIT_SPACE.search(joined)
+        or "  " in joined
+        or " \x00" in joined
+        or "\x00 " in joined
+        or joined[:1] == " "
+        or joined[-1:] == " "
+    ):
         return [" ".join(v.split()) for v in vals]
     return vals
 
@@ -324,7 +335,9 @@ def validate_record(obj: dict[str, Any], today: dt.date) -> ValidRecord | Reject
         return checked
     # A tuple here: mypy narrows a `__class__ is` test (kept: the hot path) only where it holds.
     fecha, warnings, hreg = checked  # type: ignore[misc]  # not a Reject (tested above)
-    return ValidRecord(values=dict(zip(BUSINESS_FIELDS, vals, strict=True)), fecha=fecha, hash_registro=hreg, warnings=warnings)
+    return ValidRecord(
+        values=dict(zip(BUSINESS_FIELDS, vals, strict=True)), fecha=fecha, hash_registro=hreg, warnings=warnings
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -366,8 +379,9 @@ _PHONES_AT = (("telefono", _FIELD_INDEX["telefono"]), ("celular", _FIELD_INDEX["
 _I_DOCUMENTO = _FIELD_INDEX["documento_identidad"]
 
 
-def check_values(vals: list[str], obj: dict[str, Any], today: dt.date, repaired: bool
-                 ) -> tuple[dt.datetime, list[str], str] | Reject:
+def check_values(
+    vals: list[str], obj: dict[str, Any], today: dt.date, repaired: bool
+) -> tuple[dt.datetime, list[str], str] | Reject:
     """The rules of CONTRACT §4 on the 18 canonical values of a record (``vals``, in
     ``BUSINESS_FIELDS`` order; its ``fecha`` is set to the canonical form) and its raw keys
     (``obj``): a ``Reject``, or (fecha, warning codes, ``hash_registro``). The one home of the

@@ -47,8 +47,9 @@ def comments_sql() -> str:
     for rel, col, description in comment_rows():
         if _TAG in description:
             raise ValueError(f"description of {rel}.{col} holds {_TAG}")
-        values.append(f"        ({sql_literal(rel)}, {'NULL' if col is None else sql_literal(col)}, "
-                      f"{sql_literal(description)})")
+        values.append(
+            f"        ({sql_literal(rel)}, {'NULL' if col is None else sql_literal(col)}, {sql_literal(description)})"
+        )
     body = ",\n".join(values)
     return f"""{BEGIN_MARKER}: generated from ov_assets/core/dictionary.py by scripts/data_dictionary.py
 DO {_TAG}
@@ -98,32 +99,52 @@ _OPEN = ", ".join(sql_literal(s) for s in sorted(FINAL_STATUSES))
 _BOGOTA_NOW = "(now() AT TIME ZONE 'America/Bogota')"  # fecha is Bogotá local time, without zone
 
 EXAMPLES: tuple[Example, ...] = (
-    Example("PQRs per week and status, last 8 weeks", ANALYST_ROLE, f"""\
+    Example(
+        "PQRs per week and status, last 8 weeks",
+        ANALYST_ROLE,
+        f"""\
 SELECT empresa, date_trunc('week', fecha)::date AS week, estado_solicitud, count(*) AS pqrs
 FROM {SCHEMA}.ov_pqr_masked
 WHERE fecha >= date_trunc('week', {_BOGOTA_NOW}) - interval '8 weeks'
 GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3;"""),
-    Example("Open PQRs filed more than 15 days ago", ANALYST_ROLE, f"""\
+ORDER BY 1, 2, 3;""",
+    ),
+    Example(
+        "Open PQRs filed more than 15 days ago",
+        ANALYST_ROLE,
+        f"""\
 SELECT empresa, numero_radicado, fecha, tipo_pqr, estado_solicitud
 FROM {SCHEMA}.ov_pqr_masked
 WHERE estado_solicitud NOT IN ({_OPEN})
   AND fecha < {_BOGOTA_NOW} - interval '15 days'
-ORDER BY fecha;"""),
-    Example("A customer's PQRs by NIC", ANALYST_ROLE, f"""\
+ORDER BY fecha;""",
+    ),
+    Example(
+        "A customer's PQRs by NIC",
+        ANALYST_ROLE,
+        f"""\
 SELECT empresa, numero_radicado, fecha, tipo_pqr, estado_solicitud, archivos_count
 FROM {SCHEMA}.ov_pqr_masked
 WHERE nic = '7301245'
-ORDER BY fecha DESC;"""),
-    Example("Warnings by code and empresa", ANALYST_ROLE, f"""\
+ORDER BY fecha DESC;""",
+    ),
+    Example(
+        "Warnings by code and empresa",
+        ANALYST_ROLE,
+        f"""\
 SELECT empresa, w.code, count(*) AS pqrs
 FROM {SCHEMA}.ov_pqr_masked, jsonb_array_elements_text(warnings) AS w(code)
 GROUP BY 1, 2
-ORDER BY 3 DESC;"""),
-    Example("Contact details of one PQR (need to know)", PERSONAL_ROLE, f"""\
+ORDER BY 3 DESC;""",
+    ),
+    Example(
+        "Contact details of one PQR (need to know)",
+        PERSONAL_ROLE,
+        f"""\
 SELECT nombres_apellidos, correo_electronico, celular, cuerpo_reclamacion
 FROM {SCHEMA}.ov_pqr
-WHERE empresa = 'afinia' AND numero_radicado = '202510080012345';"""),
+WHERE empresa = 'afinia' AND numero_radicado = '202510080012345';""",
+    ),
 )
 
 
@@ -132,10 +153,17 @@ def _cell(text: str) -> str:
 
 
 def _relation_md(rel: Relation) -> list[str]:
-    lines = [f"### `{SCHEMA}.{rel.name}` ({rel.kind})", "", rel.description, "",
-             "| column | type | personal | description |", "|---|---|---|---|"]
-    lines += [f"| `{c.name}` | {c.type} | {'yes' if c.personal else ''} | {_cell(c.description)} |"
-              for c in rel.columns]
+    lines = [
+        f"### `{SCHEMA}.{rel.name}` ({rel.kind})",
+        "",
+        rel.description,
+        "",
+        "| column | type | personal | description |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{c.name}` | {c.type} | {'yes' if c.personal else ''} | {_cell(c.description)} |" for c in rel.columns
+    ]
     return [*lines, ""]
 
 

@@ -22,9 +22,7 @@ _RECORD_OLD = re.compile(rf"pqr_data_(?P<sgc>.+)_{_TS}\.json")
 _RECORD = re.compile(rf"(?P<sgc>.+)_data_{_TS}\.json")
 _ATTACHMENT = re.compile(rf"(?P<sgc>.+)_adjunto(?:_\d+)?_{_TS}\.(?P<ext>[A-Za-z0-9]+)")
 _PDF = re.compile(rf"(?P<sgc>.+)_{_TS}\.pdf")
-_PORTAL_NAME = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\.[A-Za-z0-9]+"
-)
+_PORTAL_NAME = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\.[A-Za-z0-9]+")
 # Names that are being written (the scraper writes aside, then renames): a leading dot, or
 # these endings (also before a final newline, as a regex ``$`` would allow).
 TEMPORARY_ENDINGS = (".part", ".tmp", "~", ".part\n", ".tmp\n", "~\n")

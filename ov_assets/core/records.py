@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +40,12 @@ from ov_assets.core.file_names import FILE_RECORD, parse_name
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _FIELD_VALUES = operator.itemgetter(*BUSINESS_FIELDS)
-_OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
-               (b"\xfe\xff", "UTF-16"))
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
 # Bump when a rule of CONTRACT §4 changes: outcomes cached in the landing index under another
 # version are evaluated again from the file.
 RULES_VERSION = 3  # 3: unencodable_value, record_too_large and the landing index's file-level codes
@@ -149,8 +154,14 @@ def _decode_careful(data: bytes) -> tuple[dict[str, Any], list[str]] | Reject:
 
 
 def _json_type(value: Any) -> str:
-    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 @dataclass
@@ -198,9 +209,15 @@ class FileOutcome:
             return None
         if version != RULES_VERSION:
             return None
-        out = cls(name, sha256, size, numero_radicado=radicado, referenced=refs,
-                  fecha_extraccion=dt.datetime.fromisoformat(extracted) if extracted else None,
-                  fecha_day=dt.date.fromisoformat(day) if day else None)
+        out = cls(
+            name,
+            sha256,
+            size,
+            numero_radicado=radicado,
+            referenced=refs,
+            fecha_extraccion=dt.datetime.fromisoformat(extracted) if extracted else None,
+            fecha_day=dt.date.fromisoformat(day) if day else None,
+        )
         if values is not None:
             vals = dict(zip(BUSINESS_FIELDS, values, strict=True))
             out.record = ValidRecord(vals, dt.datetime.fromisoformat(vals["fecha"]), hreg, warnings)
@@ -268,10 +285,17 @@ def evaluate_parts(name: str, data: bytes, sha256: str, today: dt.date) -> list[
         if checked.__class__ is not Reject:
             fecha, warnings, hreg = checked  # type: ignore[misc]  # not a Reject
             extracted = _extraction_time(name, obj)  # type: ignore[arg-type]  # obj is not None
-            return [RULES_VERSION, vals, hreg, warnings, None, vals[_I_RADICADO],
-                    extracted.isoformat() if extracted else None,
-                    [v for v in (vals[_I_DOCUMENTO_PRUEBA], vals[_I_ADJUNTAR]) if v],
-                    fecha.date().isoformat()]
+            return [
+                RULES_VERSION,
+                vals,
+                hreg,
+                warnings,
+                None,
+                vals[_I_RADICADO],
+                extracted.isoformat() if extracted else None,
+                [v for v in (vals[_I_DOCUMENTO_PRUEBA], vals[_I_ADJUNTAR]) if v],
+                fecha.date().isoformat(),
+            ]
     return evaluate_file(name, data, sha256, today).as_list()
 
 
@@ -288,7 +312,8 @@ def _extraction_time(name: str, obj: dict[str, Any]) -> dt.datetime | None:
 # The per-file columns of a partition frame: what the landing index's workers build for the
 # files they evaluate, so that the main process only adds linked files and winners.
 BASE_SCHEMA: dict[str, pl.DataType] = {
-    k: (pl.String() if k == "warnings" else v) for k, v in FRAME_SCHEMA.items()
+    k: (pl.String() if k == "warnings" else v)
+    for k, v in FRAME_SCHEMA.items()
     if k not in ("empresa", "partition_date", "files", "is_winner", "fecha_dt")
 }
 # Linked files per record file (``owner``), in the order they appear in its ``files`` list.
@@ -296,7 +321,7 @@ LINKED_SCHEMA = {"owner": pl.String(), **FILE_STRUCT.to_schema()}
 
 
 def base_frame(
-    items: list[tuple[str, str, int, list[Any]]],
+    items: Sequence[tuple[str, str, int, Sequence[Any]]],
     fallback_extraction: dict[str, dt.datetime] | None = None,
     extra: dict[str, tuple[list[Any], pl.DataType]] | None = None,
 ) -> pl.DataFrame:
@@ -337,8 +362,9 @@ def base_frame(
     return pl.DataFrame(cols, schema=schema)
 
 
-def finish_frame(empresa: str, partition_date: dt.date | None, base: pl.DataFrame,
-                 linked: pl.DataFrame | None) -> pl.DataFrame:
+def finish_frame(
+    empresa: str, partition_date: dt.date | None, base: pl.DataFrame, linked: pl.DataFrame | None
+) -> pl.DataFrame:
     """A partition frame (``FRAME_SCHEMA``, winners marked) from its per-file columns
     (``base_frame``) and its records' linked files (``LINKED_SCHEMA``). Each valid record's
     ``files`` list holds its own JSON file, then its linked files in the given order. Other
@@ -349,28 +375,44 @@ def finish_frame(empresa: str, partition_date: dt.date | None, base: pl.DataFram
     if base.is_empty():
         return empty_frame()
     valid = pl.col("status") == "valid"
-    own = pl.struct(pl.lit(FILE_RECORD).alias("file_type"), pl.col("file_name").alias("filename"),
-                    pl.col("file_size").alias("size"), pl.col("file_sha256").alias("sha256"))
+    own = pl.struct(
+        pl.lit(FILE_RECORD).alias("file_type"),
+        pl.col("file_name").alias("filename"),
+        pl.col("file_size").alias("size"),
+        pl.col("file_sha256").alias("sha256"),
+    )
     frame = base.lazy().with_columns(  # one query plan, collected once
         pl.lit(empresa, pl.String()).alias("empresa"),
         (pl.col("_day") if partition_date is None else pl.lit(partition_date, pl.Date())).alias("partition_date"),
         pl.col("fecha").str.to_datetime("%Y-%m-%dT%H:%M:%S", time_unit="us", strict=False).alias("fecha_dt"),
-        pl.when(pl.col("warnings") == "").then(pl.lit([], pl.List(pl.String())))
-        .otherwise(pl.col("warnings").str.split(",")).alias("warnings"),
+        pl.when(pl.col("warnings") == "")
+        .then(pl.lit([], pl.List(pl.String())))
+        .otherwise(pl.col("warnings").str.split(","))
+        .alias("warnings"),
     )
     if linked is None or linked.is_empty():
         frame = frame.with_columns(
-            pl.when(valid).then(pl.concat_list(own)).otherwise(pl.lit([], pl.List(FILE_STRUCT))).alias("files"))
+            pl.when(valid).then(pl.concat_list(own)).otherwise(pl.lit([], pl.List(FILE_STRUCT))).alias("files")
+        )
     else:
-        owned = pl.concat([
-            frame.filter(valid).select(pl.col("file_name").alias("owner"), own.alias("f"), pl.lit(-1, pl.Int64()).alias("_k")),
-            linked.lazy().join(frame.filter(valid).select(pl.col("file_name").alias("owner")), on="owner", how="semi")
-            .select("owner", pl.struct(*FILE_STRUCT.to_schema()).alias("f"),
-                    pl.int_range(0, pl.len(), dtype=pl.Int64()).alias("_k")),
-        ])
+        owned = pl.concat(
+            [
+                frame.filter(valid).select(
+                    pl.col("file_name").alias("owner"), own.alias("f"), pl.lit(-1, pl.Int64()).alias("_k")
+                ),
+                linked.lazy()
+                .join(frame.filter(valid).select(pl.col("file_name").alias("owner")), on="owner", how="semi")
+                .select(
+                    "owner",
+                    pl.struct(*FILE_STRUCT.to_schema()).alias("f"),
+                    pl.int_range(0, pl.len(), dtype=pl.Int64()).alias("_k"),
+                ),
+            ]
+        )
         files = owned.sort("owner", "_k").group_by("owner", maintain_order=True).agg(pl.col("f").alias("files"))
         frame = frame.join(files, left_on="file_name", right_on="owner", how="left").with_columns(
-            pl.col("files").fill_null(pl.lit([], pl.List(FILE_STRUCT))))
+            pl.col("files").fill_null(pl.lit([], pl.List(FILE_STRUCT)))
+        )
     frame = frame.with_columns(pl.lit(False).alias("is_winner")).select(list(FRAME_SCHEMA)).cast(FRAME_SCHEMA)  # type: ignore[arg-type]  # polars types the keys as str | selector (invariant)
     return mark_winners(frame.collect())
 
@@ -392,8 +434,11 @@ def mark_winners(frame: pl.DataFrame) -> pl.DataFrame:
         .sort("empresa", "partition_date", "file_name")
         .with_row_index("_row")
         .with_columns((valid & ((extracted == latest) | latest.is_null())).fill_null(False).alias("_top"))
-        .with_columns((pl.col("_top") & (pl.col("_row") == pl.col("_row").filter(pl.col("_top")).max().over(key)))
-                      .fill_null(False).alias("is_winner"))
+        .with_columns(
+            (pl.col("_top") & (pl.col("_row") == pl.col("_row").filter(pl.col("_top")).max().over(key)))
+            .fill_null(False)
+            .alias("is_winner")
+        )
         .drop("_row", "_top")
         .collect()
     )

@@ -6,7 +6,6 @@ range of them (backfills run ranges in one run), and is idempotent (CONTRACT §6
 Metadata carries counts and codes only, never personal data.
 """
 
-
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -52,9 +51,11 @@ _FRAME_DESCRIPTIONS = {name: description for name, _, description in dictionary.
 
 RAW_CHECK_SPECS = [
     dg.AssetCheckSpec(
-        "portal_yielded_pqrs", asset="raw_pqr_files", partitions_def=pqr_partitions,
+        "portal_yielded_pqrs",
+        asset="raw_pqr_files",
+        partitions_def=pqr_partitions,
         description="WARN when a Monday-Saturday extraction lists zero PQRs for an empresa: the "
-                    "portal usually changed (selectors, login, filters) rather than nobody filing.",
+        "portal usually changed (selectors, login, filters) rather than nobody filing.",
     )
 ]
 
@@ -91,8 +92,13 @@ def raw_pqr_files(
             for day, empresa in parts:
                 index.refresh(empresa, today)
                 known = index.latest_hashes(empresa, [day], today) | _table_hashes(postgres, empresa, day)
-                result = scrape_day(config_for(empresa), day, landing.root_for(empresa), known_hashes=known,
-                                    artifacts_dir=portal.artifacts_dir)
+                result = scrape_day(
+                    config_for(empresa),
+                    day,
+                    landing.root_for(empresa),
+                    known_hashes=known,
+                    artifacts_dir=portal.artifacts_dir,
+                )
                 results[(day, empresa)] = result
                 context.log.info(
                     f"{empresa} {day}: listed {result.listed} of {result.listed_total} over "
@@ -117,26 +123,29 @@ def raw_pqr_files(
                 "failure_artifacts": dg.MetadataValue.json(sorted(x for r in failed for x in r.failure_artifacts)),
             },
         )
-    yield dg.MaterializeResult(metadata={
-        "dagster/row_count": records + linked,
-        "record_files": records,
-        "linked_files": linked,
-        "extraction": "portal" if portal.extract else "disabled (landing folder only)",
-        "pqrs_listed": sum(r.listed for r in results.values()),
-        "pqrs_written": sum(r.written for r in results.values()),
-        "pqrs_unchanged": sum(r.unchanged for r in results.values()),
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": records + linked,
+            "record_files": records,
+            "linked_files": linked,
+            "extraction": "portal" if portal.extract else "disabled (landing folder only)",
+            "pqrs_listed": sum(r.listed for r in results.values()),
+            "pqrs_written": sum(r.written for r in results.values()),
+            "pqrs_unchanged": sum(r.unchanged for r in results.values()),
+        }
+    )
     verdicts = {}
     for day, empresa in parts:
         scraped = results.get((day, empresa))
         if scraped is None:
-            verdicts[(day, empresa)] = checks_logic.Verdict(True, {"extraction": "not run"},
-                                                            dg.AssetCheckSeverity.WARN)
+            verdicts[(day, empresa)] = checks_logic.Verdict(True, {"extraction": "not run"}, dg.AssetCheckSeverity.WARN)
         else:
             silent = day.weekday() < 6 and scraped.listed_total == 0
             verdicts[(day, empresa)] = checks_logic.Verdict(
-                not silent, {"listed_total": scraped.listed_total, "weekday": day.strftime("%A")},
-                dg.AssetCheckSeverity.WARN)
+                not silent,
+                {"listed_total": scraped.listed_total, "weekday": day.strftime("%A")},
+                dg.AssetCheckSeverity.WARN,
+            )
     yield from checks_logic.emit(context, "raw_pqr_files", "portal_yielded_pqrs", verdicts)
 
 
@@ -162,8 +171,9 @@ def _table_hashes(postgres: PostgresResource, empresa: str, day: dt.date) -> set
     check_specs=checks_logic.RECORDS_CHECK_SPECS,
     metadata={"dagster/column_schema": RECORDS_SCHEMA},
 )
-def pqr_records(context: dg.AssetExecutionContext, landing: LandingResource,
-                postgres: PostgresResource) -> Iterator[dg.Output | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+def pqr_records(
+    context: dg.AssetExecutionContext, landing: LandingResource, postgres: PostgresResource
+) -> Iterator[dg.Output | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     """Every record file of the partition decoded, validated and hashed (CONTRACT §4), with
     its PDF and attachments linked and the winning version per numero_radicado marked.
 
@@ -220,7 +230,9 @@ class PqrTableConfig(dg.Config):
     output_required=False,  # a dry run materializes nothing
     metadata={"dagster/column_schema": TABLE_SCHEMA},
 )
-def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_records: pl.DataFrame, postgres: PostgresResource) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+def pqr_table(
+    context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_records: pl.DataFrame, postgres: PostgresResource
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     """The winners upserted into ``data_general.ov_{empresa}``, history rows for updates,
     rejects in ``ov_rejects``, one ``ov_load_audit`` row per partition.
 
@@ -258,8 +270,9 @@ def pqr_table(context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_rec
     if config.dry_run:
         # Nothing was written, so nothing is materialized: the counts are an observation, the
         # table checks are not evaluated and downstream steps (the object store) are skipped.
-        yield dg.AssetObservation(asset_key=context.asset_key, metadata=metadata,
-                                  description="dry run: what a materialization would write")
+        yield dg.AssetObservation(
+            asset_key=context.asset_key, metadata=metadata, description="dry run: what a materialization would write"
+        )
         return
     yield dg.MaterializeResult(metadata=metadata)
     yield from checks_logic.table_checks(context, postgres, pqr_records)
@@ -300,25 +313,33 @@ def pqr_s3_objects(
         # that says what to fix; everything not yet stored stays ``pending`` for a later run.
         raise dg.Failure(
             description=counts.fatal,
-            metadata={"s3_uploaded": counts.s3_uploaded, "s3_errors": counts.s3_errors,
-                      "s3_not_attempted": counts.s3_not_attempted},
+            metadata={
+                "s3_uploaded": counts.s3_uploaded,
+                "s3_errors": counts.s3_errors,
+                "s3_not_attempted": counts.s3_not_attempted,
+            },
         )
     if counts.s3_errors:
         # Registered as ``error`` (retried by later runs); the run fails so a person hears of it.
         raise dg.Failure(
             description=f"{counts.s3_errors} of {len(objects)} objects could not be stored",
-            metadata={"reasons": dg.MetadataValue.json(archive.errors_summary(outcomes)),
-                      "s3_uploaded": counts.s3_uploaded, "s3_errors": counts.s3_errors},
+            metadata={
+                "reasons": dg.MetadataValue.json(archive.errors_summary(outcomes)),
+                "s3_uploaded": counts.s3_uploaded,
+                "s3_errors": counts.s3_errors,
+            },
         )
-    yield dg.MaterializeResult(metadata={
-        "dagster/row_count": len(objects),
-        "s3_uploaded": counts.s3_uploaded,
-        "s3_pre_existing": counts.s3_pre_existing,
-        "s3_already_registered": counts.s3_already_registered,
-        "s3_errors": counts.s3_errors,
-        "rows_linked": linked,
-        "bucket": store.bucket,
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(objects),
+            "s3_uploaded": counts.s3_uploaded,
+            "s3_pre_existing": counts.s3_pre_existing,
+            "s3_already_registered": counts.s3_already_registered,
+            "s3_errors": counts.s3_errors,
+            "rows_linked": linked,
+            "bucket": store.bucket,
+        }
+    )
     yield from checks_logic.s3_checks(context, postgres, store, pqr_records, object_store)
 
 

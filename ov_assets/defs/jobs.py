@@ -1,6 +1,5 @@
 """Jobs: the whole graph per partition, and parts of it that schedules and sensors target."""
 
-
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
@@ -54,9 +53,13 @@ class ReportsArchiveConfig(dg.Config):
 
 
 @dg.op(tags={"kind": "s3"}, pool="ov_s3")  # (writes to the bucket: the uploads' pool)
-def archive_reports(context: dg.OpExecutionContext, config: ReportsArchiveConfig,
-                    postgres: PostgresResource, object_store: ObjectStoreResource,
-                    landing: LandingResource) -> None:
+def archive_reports(
+    context: dg.OpExecutionContext,
+    config: ReportsArchiveConfig,
+    postgres: PostgresResource,
+    object_store: ObjectStoreResource,
+    landing: LandingResource,
+) -> None:
     """Store the day's consolidated CSV/Parquet, rejects and audit export of both empresas
     under ``{S3_BASE_PATH}/reports/{empresa}/{yyyy}/{mm}/{dd}/``."""
     from ov_assets.core.contract import today_bogota
@@ -65,9 +68,11 @@ def archive_reports(context: dg.OpExecutionContext, config: ReportsArchiveConfig
     day = dt.date.fromisoformat(config.day) if config.day else today_bogota()
     with postgres.connect() as conn:
         out = archive(conn, object_store.open(), landing.root, object_store.base_path, day)
-    context.log.info(f"reports of {day} and of {out.loads_exported} loads since the last archive "
-                     f"({out.partitions} partitions): {len(out.stored)} stored, {len(out.unchanged)} unchanged, "
-                     f"{len(out.missing)} not produced")
+    context.log.info(
+        f"reports of {day} and of {out.loads_exported} loads since the last archive "
+        f"({out.partitions} partitions): {len(out.stored)} stored, {len(out.unchanged)} unchanged, "
+        f"{len(out.missing)} not produced"
+    )
     if out.missing:
         context.log.warning(f"reports not produced for {day}: {', '.join(k.rsplit('/', 1)[-1] for k in out.missing)}")
 
@@ -78,29 +83,41 @@ class CleanupConfig(dg.Config):
 
 
 @dg.op(tags={"kind": "file"})
-def cleanup_landing(context: dg.OpExecutionContext, config: CleanupConfig, postgres: PostgresResource,
-                    object_store: ObjectStoreResource, landing: LandingResource) -> None:
+def cleanup_landing(
+    context: dg.OpExecutionContext,
+    config: CleanupConfig,
+    postgres: PostgresResource,
+    object_store: ObjectStoreResource,
+    landing: LandingResource,
+) -> None:
     """Delete landing files verified in the registry and older than the retention."""
     from ov_assets.landing.cleanup import cleanup_landing as cleanup
 
     store = object_store.open()
     with postgres.connect() as conn:
-        report = cleanup(landing.index(), conn, store, retention=config.retention_days or None,
-                         dry_run=config.dry_run)
+        report = cleanup(landing.index(), conn, store, retention=config.retention_days or None, dry_run=config.dry_run)
     context.log.info(report.summary())
     if report.unproven:
-        context.log.warning(f"kept {len(report.unproven)} landing files the bucket does not hold as registered: "
-                            f"{', '.join(report.unproven[:20])}")
+        context.log.warning(
+            f"kept {len(report.unproven)} landing files the bucket does not hold as registered: "
+            f"{', '.join(report.unproven[:20])}"
+        )
 
 
-@dg.job(tags={"ov/mode": "reports"}, executor_def=dg.in_process_executor,
-        description="Daily 23:45: archive of the day's reports to the object store.")
+@dg.job(
+    tags={"ov/mode": "reports"},
+    executor_def=dg.in_process_executor,
+    description="Daily 23:45: archive of the day's reports to the object store.",
+)
 def reports_archive_job() -> None:
     archive_reports()
 
 
-@dg.job(tags={"ov/mode": "cleanup", "ov/landing-cleanup": "weekly"}, executor_def=dg.in_process_executor,
-        description="Sunday 02:00: delete landing files already verified in the object store.")
+@dg.job(
+    tags={"ov/mode": "cleanup", "ov/landing-cleanup": "weekly"},
+    executor_def=dg.in_process_executor,
+    description="Sunday 02:00: delete landing files already verified in the object store.",
+)
 def landing_cleanup_job() -> None:
     cleanup_landing()
 
@@ -113,18 +130,24 @@ reconciliation_checks_job = dg.define_asset_job(
     # (no partitions_def: Dagster drops it for a job of checks only; its runs carry partition
     # tags instead, see checks.partition_tags)
     description="Checks only, for chosen partitions: s3_files_registry vs the bucket and the "
-                "table's rows vs the registry. Materializes nothing.",
+    "table's rows vs the registry. Materializes nothing.",
 )
 integrity_checks_job = dg.define_asset_job(
     "integrity_checks_job",
     selection=dg.AssetSelection.checks(*_checks.tablewide_checks),
     description="Table-wide checks (daily 23:30): duplicate keys, orphan registry rows, history "
-                "vs current rows, load freshness. Materializes nothing.",
+    "vs current rows, load freshness. Materializes nothing.",
 )
 
 all_jobs: "list[dg.JobDefinition | UnresolvedAssetJobDefinition]" = [
-    pqr_pipeline_job, reconciliation_checks_job, pqr_landing_job, pqr_s3_retry_job, integrity_checks_job,
-    reports_archive_job, landing_cleanup_job]
+    pqr_pipeline_job,
+    reconciliation_checks_job,
+    pqr_landing_job,
+    pqr_s3_retry_job,
+    integrity_checks_job,
+    reports_archive_job,
+    landing_cleanup_job,
+]
 
 
 # Layout migration (ov_assets.objects.layout_migration does the work).
@@ -135,27 +158,37 @@ class LayoutMigrationConfig(dg.Config):
 
 
 @dg.op(tags={"kind": "s3"}, pool="ov_s3")  # (writes to the bucket: the uploads' pool)
-def migrate_object_layout(context: dg.OpExecutionContext, config: LayoutMigrationConfig,
-                          postgres: PostgresResource, object_store: ObjectStoreResource) -> dict[str, Any]:
+def migrate_object_layout(
+    context: dg.OpExecutionContext,
+    config: LayoutMigrationConfig,
+    postgres: PostgresResource,
+    object_store: ObjectStoreResource,
+) -> dict[str, Any]:
     """Copy, verify, re-register, delete: every registered object moves to the target layout.
     Resumable (rerun after any interruption) and idempotent (a finished row is skipped)."""
     layout = config.target_layout or object_store.layout
     if layout != object_store.layout:
-        context.log.warning(f"target layout {layout!r} differs from OV_S3_LAYOUT={object_store.layout!r}: "
-                            "pipeline runs will keep writing the configured layout")
+        context.log.warning(
+            f"target layout {layout!r} differs from OV_S3_LAYOUT={object_store.layout!r}: "
+            "pipeline runs will keep writing the configured layout"
+        )
     store = object_store.open()
     with postgres.connect() as conn:
         counts = migrate_layout(conn, store, layout, object_store.base_path, object_store.max_workers)
     metadata = counts.as_metadata()
     context.log.info(f"layout migration to {layout} in {store.bucket}: {metadata}")
     if counts.errors:
-        raise dg.Failure(description=f"{len(counts.errors)} objects could not be moved; rerun after fixing them",
-                         metadata={**metadata, "first_errors": dg.MetadataValue.json(counts.errors[:20])})
+        raise dg.Failure(
+            description=f"{len(counts.errors)} objects could not be moved; rerun after fixing them",
+            metadata={**metadata, "first_errors": dg.MetadataValue.json(counts.errors[:20])},
+        )
     return metadata
 
 
-@dg.job(description="Move every registered object to the target key layout (CONTRACT §7): copy, verify "
-                    "the SHA-256, update the registry and table links, delete the old key. Resumable.")
+@dg.job(
+    description="Move every registered object to the target key layout (CONTRACT §7): copy, verify "
+    "the SHA-256, update the registry and table links, delete the old key. Resumable."
+)
 def layout_migration_job() -> None:
     migrate_object_layout()
 

@@ -27,14 +27,52 @@ from ov_assets.core.file_names import (
 from ov_assets.fs import private_dir
 
 FIRST_NAMES = (
-    "María José", "José Ángel", "Andrés Felipe", "Sebastián", "Nicolás", "Lucía", "Ángela",
-    "Óscar Iván", "Jesús Alberto", "Inés", "Ramón", "Julián David", "Ximena", "Yésica",
-    "Camilo Andrés", "Dayana", "Yuliana", "Héctor", "Matías", "Valentina", "Martín Elías",
+    "María José",
+    "José Ángel",
+    "Andrés Felipe",
+    "Sebastián",
+    "Nicolás",
+    "Lucía",
+    "Ángela",
+    "Óscar Iván",
+    "Jesús Alberto",
+    "Inés",
+    "Ramón",
+    "Julián David",
+    "Ximena",
+    "Yésica",
+    "Camilo Andrés",
+    "Dayana",
+    "Yuliana",
+    "Héctor",
+    "Matías",
+    "Valentina",
+    "Martín Elías",
 )
 LAST_NAMES = (
-    "Pérez", "Gómez", "Rodríguez", "Ñáñez", "Martínez", "Hernández", "Díaz", "Muñoz",
-    "Peñaloza", "Castaño", "Londoño", "Ibáñez", "Mendoza", "Barrios", "Cárdenas", "Zúñiga",
-    "Ospina", "Guzmán", "De la Hoz", "Villalobos", "Montaño", "Solórzano", "Acuña",
+    "Pérez",
+    "Gómez",
+    "Rodríguez",
+    "Ñáñez",
+    "Martínez",
+    "Hernández",
+    "Díaz",
+    "Muñoz",
+    "Peñaloza",
+    "Castaño",
+    "Londoño",
+    "Ibáñez",
+    "Mendoza",
+    "Barrios",
+    "Cárdenas",
+    "Zúñiga",
+    "Ospina",
+    "Guzmán",
+    "De la Hoz",
+    "Villalobos",
+    "Montaño",
+    "Solórzano",
+    "Acuña",
 )
 TIPOS = ("Reclamo", "Petición", "Queja", "Recurso de reposición")
 CANALES = ("Correo electrónico", "Dirección física", "Notificación en oficina")
@@ -48,8 +86,20 @@ BODIES = (
     "Reclamación por cobro de energía reactiva que no corresponde a mi predio.",
     "El transformador del barrio está en mal estado y hay cortes cada noche.",
 )
-MESES = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
-         "septiembre", "octubre", "noviembre", "diciembre")
+MESES = (
+    "enero",
+    "febrero",
+    "marzo",
+    "abril",
+    "mayo",
+    "junio",
+    "julio",
+    "agosto",
+    "septiembre",
+    "octubre",
+    "noviembre",
+    "diciembre",
+)
 EMAIL_DOMAINS = ("example.com", "correo.example.co", "mail.example.org")
 
 # A minimal, valid one-page PDF (no personal data in it).
@@ -211,8 +261,7 @@ def write_day(
         out.files += write_record_files(folder, record, first, i, attachment)
         out.records.append(record)
         if versions and i % 4 == 0 and record["estado_solicitud"] != "Finalizado":
-            later = dict(record, estado_solicitud="Finalizado",
-                         comentarios="Respuesta enviada al cliente.")
+            later = dict(record, estado_solicitud="Finalizado", comentarios="Respuesta enviada al cliente.")
             second = extraction_time_for(filed, rng.randint(180, 600), now)
             if second > first:
                 out.files += write_record_files(folder, later, second, i, attachment)
@@ -235,8 +284,9 @@ def write_broken_files(data_dir: Path, empresa: str, day: dt.date) -> dict[Path,
         f"ROTO2_data_{ts}.json": (b'{"numero_radicado": "1", "fecha": ', "invalid_json"),
         f"ROTO3_data_{ts}.json": (b"[1, 2, 3]", "not_an_object"),
         f"ROTO4_data_{ts}.json": (
-            json.dumps({"numero_radicado": f"{day:%Y%m%d}9000001", "fecha": "ayer",
-                        "estado_solicitud": "Radicado"}).encode(),
+            json.dumps(
+                {"numero_radicado": f"{day:%Y%m%d}9000001", "fecha": "ayer", "estado_solicitud": "Radicado"}
+            ).encode(),
             "bad_fecha",
         ),
     }
@@ -250,7 +300,11 @@ def write_broken_files(data_dir: Path, empresa: str, day: dt.date) -> dict[Path,
 
 
 def write_days(
-    data_dir: Path, days: list[dt.date], empresas: tuple[str, ...], n: int = 10, seed: int = 0,
+    data_dir: Path,
+    days: list[dt.date],
+    empresas: tuple[str, ...],
+    n: int = 10,
+    seed: int = 0,
     broken: bool = True,
 ) -> list[GeneratedDay]:
     return [write_day(data_dir, e, d, n=n, seed=seed, broken=broken) for d in days for e in empresas]

@@ -52,8 +52,18 @@ from ov_assets.devkit.replica_state import (
 )
 
 # What tests and the demo import from here, though it lives in the two modules beside.
-__all__ = ["ENCODED_FLAG", "LIST_PATH", "PASSWORD_INPUT", "USER_INPUT", "Attachment", "Faults", "LoggedRequest",
-           "ReplicaPortal", "detail_id_for", "main"]
+__all__ = [
+    "ENCODED_FLAG",
+    "LIST_PATH",
+    "PASSWORD_INPUT",
+    "USER_INPUT",
+    "Attachment",
+    "Faults",
+    "LoggedRequest",
+    "ReplicaPortal",
+    "detail_id_for",
+    "main",
+]
 
 LIST_PATH = "Listado-Radicación-PQR"
 
@@ -61,8 +71,16 @@ LIST_PATH = "Listado-Radicación-PQR"
 class ReplicaPortal:
     """The replica portal on 127.0.0.1, served from a background thread."""
 
-    def __init__(self, per_day: PerDay = 25, seed: int = 0, username: str = "demo", password: str = "demo",
-                 faults: Faults | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        per_day: PerDay = 25,
+        seed: int = 0,
+        username: str = "demo",
+        password: str = "demo",
+        faults: Faults | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.state = ReplicaState(per_day, seed, username, password, faults or Faults())
         self._host, self._port = host, port
         self._server: ThreadingHTTPServer | None = None
@@ -238,8 +256,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._html("<h1>404</h1>", 404)
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
         user, password = form.get(USER_INPUT, ""), posted_password(empresa, form)
-        ok = password is not None and secrets.compare_digest(user.encode(), self.state.username.encode()) and (
-            secrets.compare_digest(password.encode(), self.state.password.encode()))
+        ok = (
+            password is not None
+            and secrets.compare_digest(user.encode(), self.state.username.encode())
+            and (secrets.compare_digest(password.encode(), self.state.password.encode()))
+        )
         back = return_url(empresa, query)
         if not ok:
             with self.state.lock:
@@ -299,11 +320,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json({"error": "internal error"}, 500)
             with state.lock:
                 state.stats["details"] += 1
-            return self._json({
-                "id": pqr.detail_id,
-                "fields": pqr.fields,
-                "adjuntos": [{"nombre": a.name, "n": i} for i, a in enumerate(pqr.attachments)],
-            })
+            return self._json(
+                {
+                    "id": pqr.detail_id,
+                    "fields": pqr.fields,
+                    "adjuntos": [{"nombre": a.name, "n": i} for i, a in enumerate(pqr.attachments)],
+                }
+            )
         return self._json({"error": "not found"}, 404)
 
     def _download(self, empresa: str, rest: list[str]) -> None:
@@ -316,8 +339,9 @@ class _Handler(BaseHTTPRequestHandler):
             att = pqr.attachments[k]
             with state.lock:
                 state.stats["downloads"] += 1
-            return self._send(200, att.data, att.content_type,
-                              {"Content-Disposition": f'attachment; filename="{att.name}"'})
+            return self._send(
+                200, att.data, att.content_type, {"Content-Disposition": f'attachment; filename="{att.name}"'}
+            )
         return self._json({"error": "not found"}, 404)
 
     def _api_list(self, empresa: str, query: dict[str, list[str]]) -> None:
@@ -339,11 +363,13 @@ class _Handler(BaseHTTPRequestHandler):
             chunk[0] = self.state.listing(empresa, desde, hasta, arg("estado"), page - 1)[1][-1]
         with self.state.lock:
             self.state.stats["list_pages"] += 1
-        self._json({
-            "total": total,
-            "page": page,
-            "rows": [{"id": p.detail_id, **{f: p.fields[f] for _, f in LIST_COLUMNS}} for p in chunk],
-        })
+        self._json(
+            {
+                "total": total,
+                "page": page,
+                "rows": [{"id": p.detail_id, **{f: p.fields[f] for _, f in LIST_COLUMNS}} for p in chunk],
+            }
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -355,8 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--user", default="demo", help="the login the replica accepts")
     ap.add_argument("--password", default="demo", help="its password (a test value, never a real one)")
     args = ap.parse_args(argv)
-    portal = ReplicaPortal(per_day=args.per_day, seed=args.seed, port=args.port, host=args.host,
-                           username=args.user, password=args.password)
+    portal = ReplicaPortal(
+        per_day=args.per_day, seed=args.seed, port=args.port, host=args.host, username=args.user, password=args.password
+    )
     portal.start()
     print(f"replica portal: {portal.url('afinia')} and {portal.url('aire')} (login page: <url>/login)", flush=True)
     try:

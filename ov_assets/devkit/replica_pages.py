@@ -113,13 +113,16 @@ def login_page(empresa: str, back: str, error: bool) -> str:
     display = html.escape(EMPRESA_DISPLAY[empresa])
     action = f"/{empresa}/login" + (f"?returnurl={urllib.parse.quote(back, safe='')}" if back else "")
     if empresa == "afinia":
-        submit = ('<button type="button" class="btn btn-primary" id="dnn_ctr_Login_Login_DNN_btnIngresar" '
-                  'onclick="return ovLogin(this)">Iniciar sesión</button>')
+        submit = (
+            '<button type="button" class="btn btn-primary" id="dnn_ctr_Login_Login_DNN_btnIngresar" '
+            'onclick="return ovLogin(this)">Iniciar sesión</button>'
+        )
     else:
-        submit = ('<a id="dnn_ctr_Login_Login_DNN_cmdLogin" class="dnnPrimaryAction" '
-                  'href="javascript:__doPostBack(\'dnn$ctr$Login$Login_DNN$cmdLogin\',\'\')">Ingresar</a>')
-    msg = ('<div class="dnnFormMessage dnnFormValidationSummary">Usuario o contraseña incorrectos</div>'
-           if error else "")
+        submit = (
+            '<a id="dnn_ctr_Login_Login_DNN_cmdLogin" class="dnnPrimaryAction" '
+            "href=\"javascript:__doPostBack('dnn$ctr$Login$Login_DNN$cmdLogin','')\">Ingresar</a>"
+        )
+    msg = '<div class="dnnFormMessage dnnFormValidationSummary">Usuario o contraseña incorrectos</div>' if error else ""
     return f"""<!doctype html><html lang="es"><head><meta charset="utf-8"><title>Oficina Virtual {display} - Ingreso</title>
 <style>{_STYLE}</style></head><body>
 <form method="post" action="{html.escape(action)}" id="Form" autocomplete="off">
@@ -165,12 +168,15 @@ def app_page(empresa: str, debounce_ms: int = 500) -> str:
 <h2>¡Nuevo! Paga tu factura en línea</h2><p>Promoción de la temporada.</p></div></div>"""
     estados = "".join(f'<md-option value="{html.escape(e)}">{html.escape(e)}</md-option>' for e in ESTADOS)
     columns = "".join(f'<th class="md-column">{html.escape(c)}</th>' for c, _ in LIST_COLUMNS)
-    config = json.dumps({
-        "api": f"/{empresa}/api",
-        "login": f"/{empresa}/login",
-        "columns": [f for _, f in LIST_COLUMNS],
-        "labels": [[label, f] for label, f in DETAIL_LABELS],
-    }, ensure_ascii=False)
+    config = json.dumps(
+        {
+            "api": f"/{empresa}/api",
+            "login": f"/{empresa}/login",
+            "columns": [f for _, f in LIST_COLUMNS],
+            "labels": [[label, f] for label, f in DETAIL_LABELS],
+        },
+        ensure_ascii=False,
+    )
     picker = """<md-datepicker ng-model="filtros.{model}"><button class="md-datepicker-button md-icon-button" type="button" aria-label="Abrir calendario">&#128197;</button><div class="md-datepicker-input-container"><input class="md-datepicker-input" type="text" placeholder="YYYY-MM-DD"></div></md-datepicker>"""
     return rf"""<!doctype html><html lang="es" ng-app="ovApp"><head><meta charset="utf-8">
 <title>Oficina Virtual {display}</title><style>{_STYLE}</style></head><body>

@@ -87,12 +87,18 @@ def detail_id_for(empresa: str, day: dt.date, index: int) -> int:
 def _attachments(empresa: str, day: dt.date, index: int, seed: int, fields: dict[str, str]) -> list[Attachment]:
     out = []
     if fields["documento_prueba"]:
-        out.append(Attachment(fields["documento_prueba"], "application/pdf",
-                              pdf_bytes(f"Prueba {fields['numero_radicado']}")))
+        out.append(
+            Attachment(fields["documento_prueba"], "application/pdf", pdf_bytes(f"Prueba {fields['numero_radicado']}"))
+        )
     rng = seeded_rng(seed, "replica-attachment", empresa, day.isoformat(), index)
     if rng.random() < 0.35:
-        out.append(Attachment("foto_medidor.jpg", "image/jpeg",
-                              b"\xff\xd8\xff\xe0" + rng.randbytes(rng.randint(1_000, 4_000)) + b"\xff\xd9"))
+        out.append(
+            Attachment(
+                "foto_medidor.jpg",
+                "image/jpeg",
+                b"\xff\xd8\xff\xe0" + rng.randbytes(rng.randint(1_000, 4_000)) + b"\xff\xd9",
+            )
+        )
     return out
 
 
@@ -109,8 +115,16 @@ class ReplicaState:
         self.lock = threading.Lock()
         self.sessions: dict[str, tuple[str, float]] = {}  # token -> (empresa, created)
         self.api_requests = 0
-        self.stats: dict[str, int] = {"logins": 0, "login_failures": 0, "api": 0, "errors_500": 0,
-                                      "expired": 0, "details": 0, "downloads": 0, "list_pages": 0}
+        self.stats: dict[str, int] = {
+            "logins": 0,
+            "login_failures": 0,
+            "api": 0,
+            "errors_500": 0,
+            "expired": 0,
+            "details": 0,
+            "downloads": 0,
+            "list_pages": 0,
+        }
         self.overrides: dict[tuple[str, str], dict[str, str]] = {}
         self.requests: list[LoggedRequest] = []
         self._cache: dict[tuple[str, dt.date], list[ReplicaPqr]] = {}
@@ -130,8 +144,9 @@ class ReplicaState:
                 base = []
                 for i in range(1, self.count(empresa, day) + 1):
                     f = fake_pqr(empresa, day, i, self.seed)
-                    base.append(ReplicaPqr(detail_id_for(empresa, day, i), i, f,
-                                     _attachments(empresa, day, i, self.seed, f)))
+                    base.append(
+                        ReplicaPqr(detail_id_for(empresa, day, i), i, f, _attachments(empresa, day, i, self.seed, f))
+                    )
                 self._cache[key] = base
             out = []
             for p in base:
@@ -140,7 +155,9 @@ class ReplicaState:
         # The portal lists the newest first.
         return sorted(out, key=lambda p: (p.fields["fecha"], p.fields["numero_radicado"]), reverse=True)
 
-    def listing(self, empresa: str, desde: dt.date, hasta: dt.date, estado: str, page: int) -> tuple[int, list[ReplicaPqr]]:
+    def listing(
+        self, empresa: str, desde: dt.date, hasta: dt.date, estado: str, page: int
+    ) -> tuple[int, list[ReplicaPqr]]:
         """(total, the page's rows) of the PQRs filed from ``desde`` to ``hasta``, newest first.
         Days are generated only when the page reaches them, so an unfiltered search (every day
         since the portal opened) stays cheap."""
@@ -153,7 +170,7 @@ class ReplicaState:
                 day = self.day(empresa, d)
                 if estado:
                     day = [p for p in day if p.fields["estado_solicitud"] == estado]
-                rows += day[max(0, start - total): max(0, stop - total)]
+                rows += day[max(0, start - total) : max(0, stop - total)]
                 n = len(day)
             total += n
             d -= dt.timedelta(days=1)

@@ -97,13 +97,10 @@ class PgServer:
 
         with self.connect(autocommit=True) as conn:
             conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         self._created.discard(name)
 
 
@@ -292,8 +289,7 @@ def run_dagster_dev(
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(
-                    f"dagster dev exited with {proc.returncode} before answering; log "
-                    f"{log_file}:\n{_tail(log_file)}"
+                    f"dagster dev exited with {proc.returncode} before answering; log {log_file}:\n{_tail(log_file)}"
                 )
             try:
                 _http_get(f"{base}/server_info")
@@ -326,9 +322,7 @@ class GraphQLError(RuntimeError):
         self.data = data
 
 
-def graphql(
-    url: str, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 60.0
-) -> dict[str, Any]:
+def graphql(url: str, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
     """POST a GraphQL query; return `data`. `url` is the base URL or the /graphql endpoint.
 
     Raises GraphQLError when the response carries `errors`.
@@ -383,11 +377,7 @@ def wait_for_code_locations(url: str, timeout: float = 120.0) -> list[str]:
             last = ws
             entries = ws.get("locationEntries") or []
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                errors = [
-                    e
-                    for e in entries
-                    if (e.get("locationOrLoadError") or {}).get("__typename") == "PythonError"
-                ]
+                errors = [e for e in entries if (e.get("locationOrLoadError") or {}).get("__typename") == "PythonError"]
                 if errors:
                     msgs = "\n".join(
                         f"{e['name']}: {e['locationOrLoadError'].get('message')}\n"
@@ -401,5 +391,3 @@ def wait_for_code_locations(url: str, timeout: float = 120.0) -> list[str]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"code locations not loaded after {timeout}s: {last}")
         time.sleep(0.25)
-
-

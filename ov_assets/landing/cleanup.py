@@ -69,13 +69,15 @@ class CleanupReport:
 
     def summary(self) -> str:
         verb = "would free" if self.dry_run else "freed"
-        return (f"cleanup{' (dry run)' if self.dry_run else ''}: {verb} {self.files} files, "
-                f"{self.bytes} bytes, of {self.records} records older than {self.retention_days} days; "
-                f"kept {self.kept_not_verified} old records not verified in the registry, "
-                f"{self.kept_not_in_bucket} registered but not proven in the bucket "
-                f"(check the reconciliation checks; the hourly retry uploads them again), "
-                f"{self.kept_changed} files changed since indexing, "
-                f"{self.kept_named_elsewhere} named by a version not archived yet")
+        return (
+            f"cleanup{' (dry run)' if self.dry_run else ''}: {verb} {self.files} files, "
+            f"{self.bytes} bytes, of {self.records} records older than {self.retention_days} days; "
+            f"kept {self.kept_not_verified} old records not verified in the registry, "
+            f"{self.kept_not_in_bucket} registered but not proven in the bucket "
+            f"(check the reconciliation checks; the hourly retry uploads them again), "
+            f"{self.kept_changed} files changed since indexing, "
+            f"{self.kept_named_elsewhere} named by a version not archived yet"
+        )
 
 
 def _hashed(path: Path) -> tuple[os.stat_result, str] | None:
@@ -98,11 +100,16 @@ def _same_file(path: Path, st: os.stat_result) -> bool:
     except FileNotFoundError:
         return False
     return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) == (
-        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+    )
 
 
-def _registered(conn: psycopg.Connection, empresa: str, bucket: str,
-                files: list[IndexedFile]) -> dict[tuple[str, str], list[str]]:
+def _registered(
+    conn: psycopg.Connection, empresa: str, bucket: str, files: list[IndexedFile]
+) -> dict[tuple[str, str], list[str]]:
     """(filename, sha256) -> the keys of ``bucket`` the registry says hold those bytes."""
     out: dict[tuple[str, str], list[str]] = defaultdict(list)
     names = sorted({f.name for f in files})
@@ -111,15 +118,16 @@ def _registered(conn: psycopg.Connection, empresa: str, bucket: str,
             f"""SELECT filename, file_hash, s3_key FROM {SCHEMA}.s3_files_registry
                 WHERE empresa = %s AND s3_bucket = %s AND filename = ANY(%s)
                   AND upload_status = ANY(%s) AND file_hash IS NOT NULL ORDER BY id""",
-            (empresa, bucket, names[i:i + _BATCH], list(DONE_STATUSES)),
+            (empresa, bucket, names[i : i + _BATCH], list(DONE_STATUSES)),
         ).fetchall()
         for name, h, key in rows:
             out[(name, str(h).strip())].append(key)
     return out
 
 
-def _proven(store: ObjectStore, registered: dict[tuple[str, str], list[str]],
-            files: list[IndexedFile]) -> set[tuple[str, str]]:
+def _proven(
+    store: ObjectStore, registered: dict[tuple[str, str], list[str]], files: list[IndexedFile]
+) -> set[tuple[str, str]]:
     """The (filename, sha256) of ``files`` the bucket proves it holds under a registered key."""
     wanted = sorted({(f.name, f.sha256, f.size) for f in files})
 
@@ -131,8 +139,9 @@ def _proven(store: ObjectStore, registered: dict[tuple[str, str], list[str]],
         return {(n, s) for (n, s, _), ok in zip(wanted, pool.map(proof, wanted), strict=True) if ok}
 
 
-def _archived(conn: psycopg.Connection, index: LandingIndex, empresa: str, bucket: str,
-              records: list[IndexedFile]) -> set[str]:
+def _archived(
+    conn: psycopg.Connection, index: LandingIndex, empresa: str, bucket: str, records: list[IndexedFile]
+) -> set[str]:
     """Record files (of any day) that are valid and whose every file is registered stored."""
     valid = [r for r in records if r.status == "valid"]
     linked = index.linked_files(empresa, valid)
@@ -165,8 +174,11 @@ def cleanup_landing(
         folder = index.folder(empresa)
         counts = {"files": 0, "bytes": 0, "records": 0}
         # Files named by versions of more than one day (one read of the index per empresa).
-        across_days = {name: recs for name, recs in index.records_naming(empresa).items()
-                       if len({r.partition_date for r in recs}) > 1}
+        across_days = {
+            name: recs
+            for name, recs in index.records_naming(empresa).items()
+            if len({r.partition_date for r in recs}) > 1
+        }
         for offset in range((last_day - FIRST_DAY).days + 1):
             day = FIRST_DAY + dt.timedelta(days=offset)
             records = index.record_files(empresa, day)
@@ -179,14 +191,18 @@ def cleanup_landing(
                 owners[rec.name].add(rec.name)
                 for f in linked.get(rec.name, []):
                     owners[f.name].add(rec.name)
-            old = [r for r in records if r.status == "valid" and r.mtime_ns < cutoff_ns
-                   and all(f.mtime_ns < cutoff_ns for f in linked.get(r.name, []))]
+            old = [
+                r
+                for r in records
+                if r.status == "valid"
+                and r.mtime_ns < cutoff_ns
+                and all(f.mtime_ns < cutoff_ns for f in linked.get(r.name, []))
+            ]
             if not old:
                 continue
             old_files = [f for r in old for f in (r, *linked.get(r.name, []))]
             registered = _registered(conn, empresa, store.bucket, old_files)
-            candidates = [r for r in old if all((f.name, f.sha256) in registered
-                                                for f in (r, *linked.get(r.name, [])))]
+            candidates = [r for r in old if all((f.name, f.sha256) in registered for f in (r, *linked.get(r.name, [])))]
             report.kept_not_verified += len(old) - len(candidates)
             proven = _proven(store, registered, [f for r in candidates for f in (r, *linked.get(r.name, []))])
             deletable: set[str] = set()
@@ -200,8 +216,11 @@ def cleanup_landing(
             # Versions of other days naming this day's files (documento_prueba, adjuntar_archivo):
             # a file goes only when each of them is archived too.
             day_names = {r.name for r in records}
-            elsewhere = {name: [r for r in across_days[name] if r.name not in day_names]
-                         for name in owners if name in across_days}
+            elsewhere = {
+                name: [r for r in across_days[name] if r.name not in day_names]
+                for name in owners
+                if name in across_days
+            }
             others = {r.name: r for recs in elsewhere.values() for r in recs}
             archived = _archived(conn, index, empresa, store.bucket, list(others.values())) if others else set()
             files_by_name = {f.name: f for r in old for f in (r, *linked.get(r.name, []))}

@@ -87,8 +87,15 @@ def examine_guarded(dir_fd: int, name: str, cap: int, out: Examined) -> None:
         _examine(dir_fd, name, cap, out)
     except Exception as exc:  # noqa: BLE001 - kept as the file's reason (its class: no content)
         with suppress(OSError):  # gone since the listing: the next refresh drops it
-            _reject_into(dir_fd, name, stored_name(name), None, UNREADABLE,
-                         f"the file could not be read or evaluated ({type(exc).__name__})", out)
+            _reject_into(
+                dir_fd,
+                name,
+                stored_name(name),
+                None,
+                UNREADABLE,
+                f"the file could not be read or evaluated ({type(exc).__name__})",
+                out,
+            )
 
 
 def _examine(dir_fd: int, name: str, cap: int, out: Examined) -> None:
@@ -99,15 +106,28 @@ def _examine(dir_fd: int, name: str, cap: int, out: Examined) -> None:
     if stored[:1] == "." or stored.endswith(TEMPORARY_ENDINGS):
         return  # being written (the scraper writes aside, then renames)
     if stored is not name:
-        _reject_into(dir_fd, name, stored, None, BAD_FILE_NAME,
-                     "the file name is not valid UTF-8 (a cp1252 name from a Windows zip?): the file "
-                     "was not read; rename it", out)
+        _reject_into(
+            dir_fd,
+            name,
+            stored,
+            None,
+            BAD_FILE_NAME,
+            "the file name is not valid UTF-8 (a cp1252 name from a Windows zip?): the file was not read; rename it",
+            out,
+        )
         return
     parsed = parse_name(name)
     if parsed is None:
-        _reject_into(dir_fd, name, name, None, UNKNOWN_NAME,
-                     "the name is none of the landing folder's (CONTRACT §2): the file was not read; "
-                     "rename it if it is a PQR file, else move it out of the folder", out)
+        _reject_into(
+            dir_fd,
+            name,
+            name,
+            None,
+            UNKNOWN_NAME,
+            "the name is none of the landing folder's (CONTRACT §2): the file was not read; "
+            "rename it if it is a PQR file, else move it out of the folder",
+            out,
+        )
         return
     try:  # relative to the folder: one path component, and never through a symbolic link
         fd, st = open_regular(name, dir_fd)
@@ -117,32 +137,74 @@ def _examine(dir_fd: int, name: str, cap: int, out: Examined) -> None:
         _reject_into(dir_fd, name, name, parsed.ts, NOT_A_REGULAR_FILE, exc.detail, out, exc.st)
         return
     except OSError as exc:
-        _reject_into(dir_fd, name, name, parsed.ts, UNREADABLE,
-                     f"the file could not be opened ({errno.errorcode.get(exc.errno or 0, 'OSError')})", out)
+        _reject_into(
+            dir_fd,
+            name,
+            name,
+            parsed.ts,
+            UNREADABLE,
+            f"the file could not be opened ({errno.errorcode.get(exc.errno or 0, 'OSError')})",
+            out,
+        )
         return
     try:
         if parsed.kind != FILE_RECORD:
             sha, size = _hash_fd(fd)
-            out.rows.append(IndexRow(out.empresa, name, size, st.st_mtime_ns, sha, parsed.kind, parsed.link_key,
-                                     None, None, None, None, "[]", out.now, None, None))
+            out.rows.append(
+                IndexRow(
+                    out.empresa,
+                    name,
+                    size,
+                    st.st_mtime_ns,
+                    sha,
+                    parsed.kind,
+                    parsed.link_key,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "[]",
+                    out.now,
+                    None,
+                    None,
+                )
+            )
             return
         data = _read_fd(fd, st.st_size, cap) if st.st_size <= cap else None
         if data is None or len(data) > cap:  # (or it grew past the cap since fstat)
             os.lseek(fd, 0, os.SEEK_SET)
             sha, size = _hash_fd(fd)
-            _reject_into(dir_fd, name, name, parsed.ts, RECORD_TOO_LARGE,
-                         f"the record file has {size} bytes, above OV_MAX_RECORD_BYTES ({cap}): not read",
-                         out, st, sha, size)
+            _reject_into(
+                dir_fd,
+                name,
+                name,
+                parsed.ts,
+                RECORD_TOO_LARGE,
+                f"the record file has {size} bytes, above OV_MAX_RECORD_BYTES ({cap}): not read",
+                out,
+                st,
+                sha,
+                size,
+            )
             return
     finally:
         os.close(fd)
     sha = hashlib.sha256(data).hexdigest()
-    _record_into(name, parsed.link_key, parsed.ts, st, sha, len(data),
-                 evaluate_parts(name, data, sha, out.today), out)
+    _record_into(name, parsed.link_key, parsed.ts, st, sha, len(data), evaluate_parts(name, data, sha, out.today), out)
 
 
-def _reject_into(dir_fd: int, name: str, stored: str, ts: str | None, code: str, detail: str, out: Examined,
-                 st: os.stat_result | None = None, sha: str = "", size: int | None = None) -> None:
+def _reject_into(
+    dir_fd: int,
+    name: str,
+    stored: str,
+    ts: str | None,
+    code: str,
+    detail: str,
+    out: Examined,
+    st: os.stat_result | None = None,
+    sha: str = "",
+    size: int | None = None,
+) -> None:
     """A file rejected before its content was evaluated: a record-frame row (kind ``json``, so
     it reaches ``ov_rejects`` through its partition like a rejected record file) holding the
     reason, linked to nothing. ``stored``: the name as the index keeps it; ``sha`` "" when the
@@ -154,8 +216,16 @@ def _reject_into(dir_fd: int, name: str, stored: str, ts: str | None, code: str,
     _record_into(stored, None, ts if ts is not None else _name_ts(stored), st, sha, size, parts, out)
 
 
-def _record_into(name: str, link_key: str | None, ts: str | None, st: os.stat_result, sha: str, size: int,
-                 parts: list[Any], out: Examined) -> None:
+def _record_into(
+    name: str,
+    link_key: str | None,
+    ts: str | None,
+    st: os.stat_result,
+    sha: str,
+    size: int,
+    parts: list[Any],
+    out: Examined,
+) -> None:
     """Append the index row and record-frame item of a record file (or of a file rejected as
     one) whose outcome is ``parts`` (``FileOutcome.as_list()``). Partition: its fecha's day,
     else the ``{ts}`` of its name, else its mtime's day (CONTRACT §5)."""
@@ -169,12 +239,29 @@ def _record_into(name: str, link_key: str | None, ts: str | None, st: os.stat_re
         day = iso_date(iso_day)
     else:
         named = parse_extraction_ts(ts)
-        day = (named.date() if named and FIRST_DAY <= named.date() <= out.today
-               else dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, BOGOTA).date())
+        day = (
+            named.date()
+            if named and FIRST_DAY <= named.date() <= out.today
+            else dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, BOGOTA).date()
+        )
         iso_day = day.isoformat()
-    row = IndexRow(out.empresa, name, size, st.st_mtime_ns, sha, FILE_RECORD, link_key, iso_day,
-                   outcome.numero_radicado, hreg, status, orjson.dumps(refs).decode() if refs else "[]",
-                   out.now, orjson.dumps(parts), RULES_VERSION)
+    row = IndexRow(
+        out.empresa,
+        name,
+        size,
+        st.st_mtime_ns,
+        sha,
+        FILE_RECORD,
+        link_key,
+        iso_day,
+        outcome.numero_radicado,
+        hreg,
+        status,
+        orjson.dumps(refs).decode() if refs else "[]",
+        out.now,
+        orjson.dumps(parts),
+        RULES_VERSION,
+    )
     out.rows.append(row)  # (all that may fail is done: the lists stay aligned)
     out.items.append(RecordItem(name, sha, size, outcome))
     out.links.append(link_key)

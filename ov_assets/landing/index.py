@@ -49,8 +49,9 @@ class RefreshResult:
     million rows no caller may look at), files removed, and files ``opened`` (read: new,
     changed or evaluated again), which is the cost the index exists to keep small."""
 
-    def __init__(self, scanned: int, store: IndexStore, empresa: str, found: list[pl.DataFrame],
-                 removed: int, opened: int = 0) -> None:
+    def __init__(
+        self, scanned: int, store: IndexStore, empresa: str, found: list[pl.DataFrame], removed: int, opened: int = 0
+    ) -> None:
         self.scanned = scanned
         self.removed = removed
         self.opened = opened
@@ -75,14 +76,17 @@ class RefreshResult:
 
     @property
     def touched_partitions(self) -> set[tuple[str, dt.date]]:
-        return {(self._empresa, d) for frame in self._found
-                for d in frame["partition_date"].drop_nulls().unique().to_list()}
+        return {
+            (self._empresa, d) for frame in self._found for d in frame["partition_date"].drop_nulls().unique().to_list()
+        }
 
     def __repr__(self) -> str:
         changed = sum(frame["_changed"].sum() for frame in self._found)
         new = sum(frame.height for frame in self._found) - changed
-        return (f"RefreshResult(scanned={self.scanned}, new={new}, changed={changed}, removed={self.removed}, "
-                f"opened={self.opened})")
+        return (
+            f"RefreshResult(scanned={self.scanned}, new={new}, changed={changed}, removed={self.removed}, "
+            f"opened={self.opened})"
+        )
 
 
 class LandingIndex:
@@ -148,9 +152,14 @@ class LandingIndex:
         if known and not scanned:
             # An unmounted (or wrongly configured) folder is not "every file removed": nothing
             # in the index is touched, and whatever runs on it stops here.
-            raise LandingFolderUnavailable(empresa, folder, (
-                f"the landing index lists {len(known)} files from it (if they were removed on purpose, delete "
-                f"{self.path}: it is rebuilt from the folders)"))
+            raise LandingFolderUnavailable(
+                empresa,
+                folder,
+                (
+                    f"the landing index lists {len(known)} files from it (if they were removed on purpose, delete "
+                    f"{self.path}: it is rebuilt from the folders)"
+                ),
+            )
         # In name order: each batch then covers one range of names, so its writes touch few
         # pages of the key and link indexes (a commit writes every page its rows touched).
         todo.sort()
@@ -163,8 +172,7 @@ class LandingIndex:
         writes = 0  # transactions of this refresh (a batch that indexed files writes once)
         complete = not known  # every record file of the empresa is in ``frames`` (so far)
         files_opened = 0
-        for opened, found_files, frame in index_many(
-                os.fspath(self.path), folder, empresa, todo, previous, today, now):
+        for opened, found_files, frame in index_many(os.fspath(self.path), folder, empresa, todo, previous, today, now):
             files_opened += opened
             writes += opened > 0
             if found_files is not None:
@@ -179,8 +187,9 @@ class LandingIndex:
         writes += bool(removed)
         now_generation = self.store.remove(empresa, removed)
         if frames:  # complete, and nobody else wrote: the frames are the whole index
-            self.frames.keep(empresa, frames,
-                             now_generation if complete and now_generation == generation + writes else None)
+            self.frames.keep(
+                empresa, frames, now_generation if complete and now_generation == generation + writes else None
+            )
         return RefreshResult(scanned, self.store, empresa, found, len(removed), files_opened)
 
     def _examine(self, empresa: str, name: str, today: dt.date) -> RecordItem | None:
@@ -197,8 +206,9 @@ class LandingIndex:
         """The record (JSON) files routed to a partition."""
         return self.store.record_files(empresa, day)
 
-    def linked_files(self, empresa: str, records: Iterable[IndexedFile],
-                     refs: dict[str, list[str]] | None = None) -> dict[str, list[IndexedFile]]:
+    def linked_files(
+        self, empresa: str, records: Iterable[IndexedFile], refs: dict[str, list[str]] | None = None
+    ) -> dict[str, list[IndexedFile]]:
         """Record file name -> its PDF and attachments (same ``{sgc}_{ts}``, or named by the record).
 
         ``refs``: the file names each record names (documento_prueba, adjuntar_archivo), when the

@@ -66,15 +66,20 @@ CREATE INDEX IF NOT EXISTS files_indexed_at ON files (indexed_at);
 """
 # Only the few rows a refresh must evaluate again (a fecha after the day it was read, outcomes
 # of other rules): a partial index keeps that lookup free of a table scan and cheap to maintain.
-_RECHECK_WHERE = ("kind = 'json' AND (status = 'fecha_out_of_range' OR rules_version IS NULL "
-                  f"OR rules_version <> {RULES_VERSION})")
+_RECHECK_WHERE = (
+    f"kind = 'json' AND (status = 'fecha_out_of_range' OR rules_version IS NULL OR rules_version <> {RULES_VERSION})"
+)
 _INDEXES += f"CREATE INDEX IF NOT EXISTS files_recheck_v{RULES_VERSION} ON files (empresa) WHERE {_RECHECK_WHERE};\n"
 _INSERT = "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-_COLUMNS = "empresa, name, size, mtime_ns, sha256, kind, link_key, partition_date, numero_radicado, hash_registro, status"
+_COLUMNS = (
+    "empresa, name, size, mtime_ns, sha256, kind, link_key, partition_date, numero_radicado, hash_registro, status"
+)
 # The files other than records of some link keys (?2) or names (?3), as ``{}`` columns: two
 # indexed lookups (an OR of both would scan every file of the empresa).
-_LINKED = ("SELECT {0} FROM files WHERE empresa = ?1 AND kind != 'json' AND link_key IN (SELECT value FROM json_each(?2)) "
-           "UNION SELECT {0} FROM files WHERE empresa = ?1 AND kind != 'json' AND name IN (SELECT value FROM json_each(?3))")
+_LINKED = (
+    "SELECT {0} FROM files WHERE empresa = ?1 AND kind != 'json' AND link_key IN (SELECT value FROM json_each(?2)) "
+    "UNION SELECT {0} FROM files WHERE empresa = ?1 AND kind != 'json' AND name IN (SELECT value FROM json_each(?3))"
+)
 
 # SQLite memory-maps at most this much of the index: reads of a large index (the listing's
 # sizes and mtimes, a partition's rows) are much faster so, but the pages read count in the RSS
@@ -170,8 +175,9 @@ class StoredRecord(NamedTuple):
 def indexed_file(row: tuple[Any, ...]) -> IndexedFile:
     """The ``IndexedFile`` of a row selected as ``_COLUMNS``."""
     e, name, size, mtime, sha, kind, link, part, rad, hreg, status = row
-    return IndexedFile(e, name, size, mtime, sha, kind, link,
-                       dt.date.fromisoformat(part) if part else None, rad, hreg, status)
+    return IndexedFile(
+        e, name, size, mtime, sha, kind, link, dt.date.fromisoformat(part) if part else None, rad, hreg, status
+    )
 
 
 def connect(path: str | os.PathLike[str], cache_kib: int = 65536, mmap_bytes: int | None = None) -> sqlite3.Connection:
@@ -243,16 +249,23 @@ class IndexStore:
         with self.connect() as db:
             return int(db.execute(_GENERATION).fetchone()[0])
 
-    def listing(self, empresa: str
-                ) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str | None, str | None]], int]:
+    def listing(self, empresa: str) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str | None, str | None]], int]:
         """What a refresh compares the folder with: name -> (size, mtime_ns) of every indexed
         file, name -> (status, partition_date) of the record files to evaluate again (a fecha
         after the day it was read, outcomes of other rules), and the generation."""
         with self.connect() as db:
-            known = {name: (size, mtime) for name, size, mtime in
-                     db.execute("SELECT name, size, mtime_ns FROM files WHERE empresa = ?", (empresa,))}
-            again = {name: (status, part) for name, status, part in db.execute(
-                f"SELECT name, status, partition_date FROM files WHERE empresa = ? AND {_RECHECK_WHERE}", (empresa,))}
+            known = {
+                name: (size, mtime)
+                for name, size, mtime in db.execute(
+                    "SELECT name, size, mtime_ns FROM files WHERE empresa = ?", (empresa,)
+                )
+            }
+            again = {
+                name: (status, part)
+                for name, status, part in db.execute(
+                    f"SELECT name, status, partition_date FROM files WHERE empresa = ? AND {_RECHECK_WHERE}", (empresa,)
+                )
+            }
             generation = db.execute(_GENERATION).fetchone()[0]
         return known, again, generation
 
@@ -273,8 +286,10 @@ class IndexStore:
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             before = db.total_changes
-            db.executemany("DELETE FROM files WHERE empresa = ? AND name = ? AND sha256 = ?",
-                           [(empresa, name, sha) for name, sha in files])
+            db.executemany(
+                "DELETE FROM files WHERE empresa = ? AND name = ? AND sha256 = ?",
+                [(empresa, name, sha) for name, sha in files],
+            )
             dropped = db.total_changes - before
             db.execute(_BUMP)
             db.execute("COMMIT")
@@ -283,28 +298,41 @@ class IndexStore:
     def files_named(self, empresa: str, names: list[str]) -> list[IndexedFile]:
         """The indexed files of these names, by name."""
         with self.connect() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM files WHERE empresa = ? AND name IN "
-                              "(SELECT value FROM json_each(?)) ORDER BY name", (empresa, _in(names))).fetchall()
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM files WHERE empresa = ? AND name IN "
+                "(SELECT value FROM json_each(?)) ORDER BY name",
+                (empresa, _in(names)),
+            ).fetchall()
         return [indexed_file(row) for row in rows]
 
     def outcomes(self, empresa: str, names: list[str]) -> dict[str, bytes | None]:
         """name -> stored outcome (``Outcome`` as JSON, None when not kept) of these files."""
         with self.connect() as db:
-            return dict(db.execute(
-                "SELECT name, outcome FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
-                (empresa, _in(names))))
+            return dict(
+                db.execute(
+                    "SELECT name, outcome FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
+                    (empresa, _in(names)),
+                )
+            )
 
-    def partition_records(self, empresa: str, days: list[dt.date], unless_generation: int | None = None
-                          ) -> list[StoredRecord] | None:
+    def partition_records(
+        self, empresa: str, days: list[dt.date], unless_generation: int | None = None
+    ) -> list[StoredRecord] | None:
         """The record files of these partitions; None when the generation is still
         ``unless_generation`` (the caller then holds them all already)."""
         with self.connect() as db:
             if unless_generation is not None and unless_generation == db.execute(_GENERATION).fetchone()[0]:
                 return None
-            return list(map(StoredRecord._make, db.execute(
-                "SELECT name, size, mtime_ns, sha256, link_key, partition_date FROM files "
-                "WHERE empresa = ? AND kind = 'json' AND partition_date IN (SELECT value FROM json_each(?))",
-                (empresa, _in(d.isoformat() for d in days)))))
+            return list(
+                map(
+                    StoredRecord._make,
+                    db.execute(
+                        "SELECT name, size, mtime_ns, sha256, link_key, partition_date FROM files "
+                        "WHERE empresa = ? AND kind = 'json' AND partition_date IN (SELECT value FROM json_each(?))",
+                        (empresa, _in(d.isoformat() for d in days)),
+                    ),
+                )
+            )
 
     def record_files(self, empresa: str, day: dt.date) -> list[IndexedFile]:
         """The record (JSON) files routed to a partition, by name."""
@@ -318,21 +346,30 @@ class IndexStore:
     def refs(self, empresa: str, names: list[str]) -> dict[str, list[str]]:
         """name -> the file names each of these records names."""
         with self.connect() as db:
-            return {name: json.loads(raw) for name, raw in db.execute(
-                "SELECT name, refs FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
-                (empresa, _in(names)))}
+            return {
+                name: json.loads(raw)
+                for name, raw in db.execute(
+                    "SELECT name, refs FROM files WHERE empresa = ? AND name IN (SELECT value FROM json_each(?))",
+                    (empresa, _in(names)),
+                )
+            }
 
     def others_linked(self, empresa: str, link_keys: list[str], names: list[str]) -> list[IndexedFile]:
         """The files other than records (PDFs, attachments) of these link keys or names."""
         with self.connect() as db:
-            return [indexed_file(r) for r in db.execute(_LINKED.format(_COLUMNS), (empresa, _in(link_keys), _in(names)))]
+            return [
+                indexed_file(r) for r in db.execute(_LINKED.format(_COLUMNS), (empresa, _in(link_keys), _in(names)))
+            ]
 
-    def others_linked_rows(self, empresa: str, link_keys: list[str], names: list[str]
-                           ) -> list[tuple[str, str, int, str, str | None]]:
+    def others_linked_rows(
+        self, empresa: str, link_keys: list[str], names: list[str]
+    ) -> list[tuple[str, str, int, str, str | None]]:
         """``others_linked`` as (kind, name, size, sha256, link_key) rows, for a frame."""
         with self.connect() as db:
-            return db.execute(_LINKED.format("kind, name, size, sha256, link_key"),
-                              (empresa, orjson.dumps(link_keys).decode(), orjson.dumps(names).decode())).fetchall()
+            return db.execute(
+                _LINKED.format("kind, name, size, sha256, link_key"),
+                (empresa, orjson.dumps(link_keys).decode(), orjson.dumps(names).decode()),
+            ).fetchall()
 
     def records_naming(self, empresa: str) -> dict[str, list[IndexedFile]]:
         """File name -> the record files of any day that name it (reads every record's refs)."""
@@ -341,7 +378,8 @@ class IndexStore:
             cur = db.execute(
                 f"SELECT j.value, {', '.join('f.' + c.strip() for c in _COLUMNS.split(','))} "
                 "FROM files f, json_each(f.refs) j WHERE f.empresa = ? AND f.kind = 'json' AND f.refs != '[]'",
-                (empresa,))
+                (empresa,),
+            )
             for name, *row in cur:
                 out.setdefault(name, []).append(indexed_file(tuple(row)))
         return out

@@ -71,11 +71,12 @@ def _worker_init(lock: Any) -> None:
     gc.freeze()
 
 
-def index_many(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, Previous],
-               today: dt.date, now: str) -> Iterator[BatchResult]:
+def index_many(
+    db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, Previous], today: dt.date, now: str
+) -> Iterator[BatchResult]:
     """``index_batch`` over batches of ``names``, in order: in this process for a few files,
     else in a pool of worker processes."""
-    batches = [names[i:i + _BATCH] for i in range(0, len(names), _BATCH)]
+    batches = [names[i : i + _BATCH] for i in range(0, len(names), _BATCH)]
 
     def known(batch: list[str]) -> dict[str, Previous]:
         return {n: previous[n] for n in batch if n in previous} if previous else {}
@@ -111,8 +112,9 @@ def index_many(db_path: str, folder: str, empresa: str, names: list[str], previo
     # submitting everything at once (``pool.map``) would hold most of a large refresh's results
     # at the same time.
     window = 3 * count
-    with ProcessPoolExecutor(max_workers=min(count, len(batches)), mp_context=ctx,
-                             initializer=_worker_init, initargs=(ctx.Lock(),)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(count, len(batches)), mp_context=ctx, initializer=_worker_init, initargs=(ctx.Lock(),)
+    ) as pool:
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.submit(index_batch, db_path, folder, empresa, batch, known(batch), today, now))
@@ -122,8 +124,16 @@ def index_many(db_path: str, folder: str, empresa: str, names: list[str], previo
             yield pending.popleft().result()
 
 
-def index_batch(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, Previous],
-                today: dt.date, now: str, db: sqlite3.Connection | None = None) -> BatchResult:
+def index_batch(
+    db_path: str,
+    folder: str,
+    empresa: str,
+    names: list[str],
+    previous: dict[str, Previous],
+    today: dt.date,
+    now: str,
+    db: sqlite3.Connection | None = None,
+) -> BatchResult:
     """Open, stat, hash and (record files) evaluate a batch of landing files and write their
     rows to the index (one transaction; ``db``, else this worker's connection). ``previous``:
     the indexed state of those already known. Files being written, and files removed since the
@@ -140,8 +150,16 @@ def index_batch(db_path: str, folder: str, empresa: str, names: list[str], previ
             gc.enable()
 
 
-def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], previous: dict[str, Previous],
-                 today: dt.date, now: str, db: sqlite3.Connection | None) -> BatchResult:
+def _index_batch(
+    db_path: str,
+    folder: str,
+    empresa: str,
+    names: list[str],
+    previous: dict[str, Previous],
+    today: dt.date,
+    now: str,
+    db: sqlite3.Connection | None,
+) -> BatchResult:
     import polars as pl
 
     from ov_assets.core.records import base_frame
@@ -177,11 +195,25 @@ def _index_batch(db_path: str, folder: str, empresa: str, names: list[str], prev
         found_names.append(name)
         found_days.append(iso_date(part) if part else None)
         found_changed.append(changed)
-    found_frame = pl.DataFrame(
-        {"name": found_names, "partition_date": found_days, "_changed": found_changed},
-        schema={"name": pl.String(), "partition_date": pl.Date(), "_changed": pl.Boolean()},
-    ) if found_names else None
-    frame = base_frame(out.items, out.fallback, {  # type: ignore[arg-type]  # (RecordItem: a tuple)
-        "_link_key": (out.links, pl.String()), "_day": (out.days, pl.Date()), "_mtime_ns": (out.mtimes, pl.Int64()),
-    }) if out.items else None
+    found_frame = (
+        pl.DataFrame(
+            {"name": found_names, "partition_date": found_days, "_changed": found_changed},
+            schema={"name": pl.String(), "partition_date": pl.Date(), "_changed": pl.Boolean()},
+        )
+        if found_names
+        else None
+    )
+    frame = (
+        base_frame(
+            out.items,
+            out.fallback,
+            {
+                "_link_key": (out.links, pl.String()),
+                "_day": (out.days, pl.Date()),
+                "_mtime_ns": (out.mtimes, pl.Int64()),
+            },
+        )
+        if out.items
+        else None
+    )
     return BatchResult(len(rows), found_frame, frame)

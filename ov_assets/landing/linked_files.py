@@ -25,8 +25,9 @@ def same_pqr(file_link_key: str | None, record_link_key: str | None, radicado: s
     if file_link_key is None:
         return True
     sgc = file_link_key.rsplit("|", 1)[0]
-    return (sgc == (record_link_key or "").rsplit("|", 1)[0]
-            or (bool(radicado) and (sgc == radicado or sgc.startswith(f"PQR_{radicado}_"))))
+    return sgc == (record_link_key or "").rsplit("|", 1)[0] or (
+        bool(radicado) and (sgc == radicado or sgc.startswith(f"PQR_{radicado}_"))
+    )
 
 
 def _same_pqr_expr() -> pl.Expr:
@@ -37,13 +38,17 @@ def _same_pqr_expr() -> pl.Expr:
         return pl.col(column).str.replace(r"\|[^|]*$", "")
 
     radicado = pl.col("numero_radicado")
-    return (pl.col("_file_key").is_null() | (sgc("_file_key") == sgc("_link_key")).fill_null(False)
-            | (sgc("_file_key") == radicado).fill_null(False)
-            | sgc("_file_key").str.starts_with(pl.concat_str(pl.lit("PQR_"), radicado, pl.lit("_"))).fill_null(False))
+    return (
+        pl.col("_file_key").is_null()
+        | (sgc("_file_key") == sgc("_link_key")).fill_null(False)
+        | (sgc("_file_key") == radicado).fill_null(False)
+        | sgc("_file_key").str.starts_with(pl.concat_str(pl.lit("PQR_"), radicado, pl.lit("_"))).fill_null(False)
+    )
 
 
-def linked_files(store: IndexStore, empresa: str, records: Iterable[IndexedFile],
-                 refs: dict[str, list[str]] | None = None) -> dict[str, list[IndexedFile]]:
+def linked_files(
+    store: IndexStore, empresa: str, records: Iterable[IndexedFile], refs: dict[str, list[str]] | None = None
+) -> dict[str, list[IndexedFile]]:
     """Record file name -> its PDF and attachments (same ``{sgc}_{ts}``, or named by the record
     and of the same PQR). ``refs``: the file names each record names, when the caller has them;
     else they are read from the index."""
@@ -62,8 +67,11 @@ def linked_files(store: IndexStore, empresa: str, records: Iterable[IndexedFile]
     by_name = {r.name: r for r in records}
     for f in store.others_linked(empresa, sorted(by_link), sorted(referenced_by)):
         owners = set(by_link.get(f.link_key or "", []))
-        owners |= {o for o in referenced_by.get(f.name, ())
-                   if same_pqr(f.link_key, by_name[o].link_key, by_name[o].numero_radicado)}
+        owners |= {
+            o
+            for o in referenced_by.get(f.name, ())
+            if same_pqr(f.link_key, by_name[o].link_key, by_name[o].numero_radicado)
+        }
         for owner in owners:
             out[owner].append(f)
     return out
@@ -90,24 +98,51 @@ def linked_frame(store: IndexStore, empresa: str, base: pl.DataFrame) -> tuple[p
     found = store.others_linked_rows(empresa, link_keys, refs)
     if not found:
         return base, None
-    files = pl.DataFrame(found, schema={"file_type": pl.String(), "filename": pl.String(), "size": pl.Int64(),
-                                        "sha256": pl.String(), "link_key": pl.String()}, orient="row")
+    files = pl.DataFrame(
+        found,
+        schema={
+            "file_type": pl.String(),
+            "filename": pl.String(),
+            "size": pl.Int64(),
+            "sha256": pl.String(),
+            "link_key": pl.String(),
+        },
+        orient="row",
+    )
     owner = pl.col("file_name").alias("owner")
-    by_name = pl.concat([
-        valid_rows.select(owner, pl.col(c).alias("key"), "_link_key", "numero_radicado")
-        for c in ("documento_prueba", "adjuntar_archivo")
-    ]).filter(pl.col("key").is_not_null() & (pl.col("key") != "")).join(
-        files.rename({"link_key": "_file_key"}), left_on="key", right_on="filename"
-    ).with_columns(pl.col("key").alias("filename")).with_columns(_same_pqr_expr().alias("_ok"))
+    by_name = (
+        pl.concat(
+            [
+                valid_rows.select(owner, pl.col(c).alias("key"), "_link_key", "numero_radicado")
+                for c in ("documento_prueba", "adjuntar_archivo")
+            ]
+        )
+        .filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
+        .join(files.rename({"link_key": "_file_key"}), left_on="key", right_on="filename")
+        .with_columns(pl.col("key").alias("filename"))
+        .with_columns(_same_pqr_expr().alias("_ok"))
+    )
     refused = by_name.filter(~pl.col("_ok"))["owner"].unique()
     if not refused.is_empty():
         base = base.with_columns(
             pl.when(pl.col("file_name").is_in(refused.implode()))
             .then(pl.concat_str(pl.col("warnings"), pl.lit(REFERENCE_NOT_LINKED), separator=",").str.strip_chars(","))
-            .otherwise(pl.col("warnings")).alias("warnings"))
-    linked = pl.concat([
-        valid_rows.select(owner, pl.col("_link_key").alias("key")).filter(pl.col("key").is_not_null())
-        .join(files, left_on="key", right_on="link_key").drop("key"),
-        by_name.filter(pl.col("_ok")).select(list(LINKED_SCHEMA)),
-    ], how="diagonal").unique(["owner", "filename"]).sort("owner", "filename").select(list(LINKED_SCHEMA))
+            .otherwise(pl.col("warnings"))
+            .alias("warnings")
+        )
+    linked = (
+        pl.concat(
+            [
+                valid_rows.select(owner, pl.col("_link_key").alias("key"))
+                .filter(pl.col("key").is_not_null())
+                .join(files, left_on="key", right_on="link_key")
+                .drop("key"),
+                by_name.filter(pl.col("_ok")).select(list(LINKED_SCHEMA)),
+            ],
+            how="diagonal",
+        )
+        .unique(["owner", "filename"])
+        .sort("owner", "filename")
+        .select(list(LINKED_SCHEMA))
+    )
     return base, linked

@@ -65,8 +65,7 @@ class PartitionFrames:
 
     def holds(self, empresa: str) -> bool:
         """Whether frames of the empresa are still kept in memory (fresh or finished)."""
-        return bool(self._fresh.get(empresa) or self._fresh_all.get(empresa) is not None
-                    or self._ready.get(empresa))
+        return bool(self._fresh.get(empresa) or self._fresh_all.get(empresa) is not None or self._ready.get(empresa))
 
     def frame(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame:
         """The finished frame of one partition: prepared from the fresh frames when they hold
@@ -88,8 +87,11 @@ class PartitionFrames:
 
         rows = self._store.partition_records(empresa, [day]) or []
         items, mtimes, links = self._stored(empresa, today, rows)
-        return base_frame(items, mtimes, {  # type: ignore[arg-type]  # (RecordItem: a tuple)
-            "_link_key": ([links[it.name] for it in items], pl.String())})
+        return base_frame(
+            items,
+            mtimes,
+            {"_link_key": ([links[it.name] for it in items], pl.String())},
+        )
 
     def _prepared(self, empresa: str, day: dt.date, today: dt.date) -> pl.DataFrame | None:
         """The finished frame of a partition the last refresh evaluated, handed out once (a
@@ -131,8 +133,9 @@ class PartitionFrames:
         ready.update(self._finish_days(empresa, chunk, fresh, today))
         return ready.pop(day)
 
-    def _finish_days(self, empresa: str, days: list[dt.date], base: pl.DataFrame, today: dt.date
-                     ) -> dict[dt.date, pl.DataFrame]:
+    def _finish_days(
+        self, empresa: str, days: list[dt.date], base: pl.DataFrame, today: dt.date
+    ) -> dict[dt.date, pl.DataFrame]:
         """Finished frames (``records.finish_frame``) of these partitions from the fresh per-file
         columns of their files (``base``): files changed or moved by another process since the
         refresh are taken from the index instead, files indexed by others are added from it."""
@@ -144,8 +147,15 @@ class PartitionFrames:
         rows = self._store.partition_records(empresa, days, self._complete.get(empresa))
         if rows is not None:
             current = {r.name: (r.mtime_ns, r.partition_date) for r in rows}
-            usable = [current.get(n) == (m, d) for n, m, d in zip(
-                base["file_name"].to_list(), base["_mtime_ns"].to_list(), base["_day"].dt.to_string().to_list(), strict=True)]
+            usable = [
+                current.get(n) == (m, d)
+                for n, m, d in zip(
+                    base["file_name"].to_list(),
+                    base["_mtime_ns"].to_list(),
+                    base["_day"].dt.to_string().to_list(),
+                    strict=True,
+                )
+            ]
             if not all(usable):  # changed or moved by another process since this refresh
                 base = base.filter(pl.Series(usable, dtype=pl.Boolean()))
         parts = [base.drop("_mtime_ns")]
@@ -154,10 +164,16 @@ class PartitionFrames:
             others = [r for r in rows if r.name not in have]
             items, mtimes, links = self._stored(empresa, today, others)
             day_of = {r.name: iso_date(r.partition_date) for r in others if r.partition_date}
-            parts.append(base_frame(items, mtimes, {  # type: ignore[arg-type]  # (RecordItem: a tuple)
-                "_link_key": ([links[it.name] for it in items], pl.String()),
-                "_day": ([day_of[it.name] for it in items], pl.Date()),
-            }))
+            parts.append(
+                base_frame(
+                    items,
+                    mtimes,
+                    {
+                        "_link_key": ([links[it.name] for it in items], pl.String()),
+                        "_day": ([day_of[it.name] for it in items], pl.Date()),
+                    },
+                )
+            )
         base = pl.concat(parts, how="diagonal") if len(parts) > 1 else parts[0]
         out: dict[dt.date, pl.DataFrame] = {}
         if not base.is_empty():
@@ -172,8 +188,9 @@ class PartitionFrames:
                 out[d] = empty_frame()
         return out
 
-    def _stored(self, empresa: str, today: dt.date, rows: list[StoredRecord]
-                ) -> tuple[list[RecordItem], dict[str, dt.datetime], dict[str, str | None]]:
+    def _stored(
+        self, empresa: str, today: dt.date, rows: list[StoredRecord]
+    ) -> tuple[list[RecordItem], dict[str, dt.datetime], dict[str, str | None]]:
         """The ``RecordItem`` of each record file of ``rows``, mtimes and link keys, from the
         outcomes stored in the index; a file is read again only when its stored outcome is
         missing or of other rules."""

@@ -51,8 +51,13 @@ from ov_assets.objects.stores import ConflictError, IntegrityError, ObjectExists
 from ov_assets.warehouse.loading import SCHEMA, table_name
 
 DONE_STATUSES = ("uploaded", "pre_existing")
-_CONTENT_TYPES = {".json": "application/json", ".pdf": "application/pdf", ".jpg": "image/jpeg",
-                  ".jpeg": "image/jpeg", ".png": "image/png"}
+_CONTENT_TYPES = {
+    ".json": "application/json",
+    ".pdf": "application/pdf",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -114,8 +119,8 @@ def adopted_keys(conn: psycopg.Connection, bucket: str, pairs: list[tuple[str, s
             WHERE metadata ? 'adopted_from' AND file_hash = ANY(%s) AND filename = ANY(%s)
               AND s3_bucket = %s AND upload_status = ANY(%s)
             ORDER BY filename, file_hash, id""",
-        (sorted({s for _, s in pairs}), sorted({k.rpartition("/")[2] for k, _ in pairs}), bucket,
-         list(DONE_STATUSES))).fetchall()
+        (sorted({s for _, s in pairs}), sorted({k.rpartition("/")[2] for k, _ in pairs}), bucket, list(DONE_STATUSES)),
+    ).fetchall()
     found = {(name, str(h).strip()): key for name, h, key in rows}
     return {(k, s): found[(k.rpartition("/")[2], s)] for k, s in pairs if (k.rpartition("/")[2], s) in found}
 
@@ -132,8 +137,14 @@ def link_adopted(conn: psycopg.Connection, bucket: str, objects: list[PlannedObj
                 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS v(s3_key, empresa, radicado, sgc)
                 WHERE r.s3_bucket = %s AND r.s3_key = v.s3_key AND r.empresa = v.empresa
                   AND r.numero_radicado IS NULL AND r.metadata ? 'adopted_from'""",
-            ([o.key for o in objects], [o.empresa for o in objects], [o.numero_radicado for o in objects],
-             [o.numero_reclamo_sgc or None for o in objects], bucket))
+            (
+                [o.key for o in objects],
+                [o.empresa for o in objects],
+                [o.numero_radicado for o in objects],
+                [o.numero_reclamo_sgc or None for o in objects],
+                bucket,
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -162,9 +173,21 @@ def plan_objects(frame: pl.DataFrame, data_dir: Path, layout: str, base_path: st
         folder = sgc or radicado
         for f in files:
             key = object_key(layout, base_path, empresa, day, folder, f["filename"])
-            planned.setdefault(key, PlannedObject(
-                empresa, radicado, sgc, day, f["file_type"], f["filename"], f["size"], f["sha256"],
-                landing_dir(data_dir, empresa) / f["filename"], key))
+            planned.setdefault(
+                key,
+                PlannedObject(
+                    empresa,
+                    radicado,
+                    sgc,
+                    day,
+                    f["file_type"],
+                    f["filename"],
+                    f["size"],
+                    f["sha256"],
+                    landing_dir(data_dir, empresa) / f["filename"],
+                    key,
+                ),
+            )
     return list(planned.values())
 
 
@@ -188,8 +211,9 @@ def _metadata(obj: PlannedObject, registry_id: int | None) -> dict[str, str]:
     return meta
 
 
-def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None, stop: threading.Event,
-                 why: list[str]) -> Outcome:
+def _archive_one(
+    store: ObjectStore, obj: PlannedObject, registry_id: int | None, stop: threading.Event, why: list[str]
+) -> Outcome:
     def outcome(status: str, source: str = "bot", error: str | None = None) -> Outcome:
         return Outcome(obj.key, status, source, error, obj.sha256)
 
@@ -199,8 +223,14 @@ def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None
         if not os.path.lexists(obj.path):  # (a link is not missing: the put refuses it, by name)
             return outcome("error", error="landing file missing")
         try:
-            store.put(obj.key, obj.path, obj.sha256, content_type(obj.filename), _metadata(obj, registry_id),
-                      only_if_absent=True)
+            store.put(
+                obj.key,
+                obj.path,
+                obj.sha256,
+                content_type(obj.filename),
+                _metadata(obj, registry_id),
+                only_if_absent=True,
+            )
             checkpoint("s3_put")  # tests: a run killed after its put, before its registry write
             return outcome("uploaded")
         except ObjectExists:
@@ -217,8 +247,11 @@ def _archive_one(store: ObjectStore, obj: PlannedObject, registry_id: int | None
                 return Outcome(obj.key, "uploaded", "bot", None, found, obj.sha256, head.size)
             if head is None:  # a completion whose answer was lost and whose object is not there
                 return outcome("error", error="upload not confirmed and object absent; the next run retries")
-            return outcome("error", error="object exists with different content (sha256 differs); "
-                                          "not overwritten: compare it with the landing file")
+            return outcome(
+                "error",
+                error="object exists with different content (sha256 differs); "
+                "not overwritten: compare it with the landing file",
+            )
     except StoreAccessError as exc:
         why.append(str(exc))
         stop.set()
@@ -264,16 +297,30 @@ def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[Pl
                 ON CONFLICT (s3_bucket, s3_key) DO UPDATE SET file_size = EXCLUDED.file_size,
                     file_hash = EXCLUDED.file_hash, upload_status = 'pending', updated_at = now()
                 WHERE s3_files_registry.upload_status NOT IN ('uploaded', 'pre_existing')""",
-            [(o.empresa, o.numero_radicado, o.numero_reclamo_sgc or None, o.filename, o.file_type,
-              content_type(o.filename), o.size, o.sha256, store.bucket, o.key, store.url(o.key),
-              orjson.dumps({"partition_date": o.partition_date.isoformat()}).decode())
-             for o in todo],
+            [
+                (
+                    o.empresa,
+                    o.numero_radicado,
+                    o.numero_reclamo_sgc or None,
+                    o.filename,
+                    o.file_type,
+                    content_type(o.filename),
+                    o.size,
+                    o.sha256,
+                    store.bucket,
+                    o.key,
+                    store.url(o.key),
+                    orjson.dumps({"partition_date": o.partition_date.isoformat()}).decode(),
+                )
+                for o in todo
+            ],
         )
         rows = conn.execute(
             f"""SELECT s3_key, id FROM {SCHEMA}.s3_files_registry r
                 JOIN unnest(%s::text[], %s::text[]) AS v(s3_key, file_hash) USING (s3_key, file_hash)
                 WHERE r.s3_bucket = %s AND r.upload_status NOT IN ('uploaded', 'pre_existing')""",
-            ([o.key for o in todo], [o.sha256 for o in todo], store.bucket)).fetchall()
+            ([o.key for o in todo], [o.sha256 for o in todo], store.bucket),
+        ).fetchall()
     return dict(rows)
 
 
@@ -289,8 +336,21 @@ def record_outcomes(conn: psycopg.Connection, store: ObjectStore, outcomes: list
                     uploaded_at = CASE WHEN %s = 'uploaded' THEN now() ELSE uploaded_at END
                 WHERE s3_bucket = %s AND s3_key = %s AND file_hash = %s
                   AND upload_status NOT IN ('uploaded', 'pre_existing')""",
-            [(r.status, r.source, r.error, r.sha256, r.size, r.status, r.status, store.bucket, r.key,
-              r.guard or r.sha256) for r in outcomes],
+            [
+                (
+                    r.status,
+                    r.source,
+                    r.error,
+                    r.sha256,
+                    r.size,
+                    r.status,
+                    r.status,
+                    store.bucket,
+                    r.key,
+                    r.guard or r.sha256,
+                )
+                for r in outcomes
+            ],
         )
 
 
@@ -342,8 +402,9 @@ def archive_objects(
     return counts, outcomes
 
 
-def link_table_rows(conn: psycopg.Connection, store: ObjectStore, frame: pl.DataFrame,
-                    layout: str, base_path: str) -> int:
+def link_table_rows(
+    conn: psycopg.Connection, store: ObjectStore, frame: pl.DataFrame, layout: str, base_path: str
+) -> int:
     """Set ``archivos_s3_urls`` and ``procesado_flag`` of each winner's row (only where they
     change, so reruns touch nothing). Returns the rows changed."""
     winners = frame.filter(pl.col("is_winner"))
@@ -354,14 +415,23 @@ def link_table_rows(conn: psycopg.Connection, store: ObjectStore, frame: pl.Data
         for day, radicado, sgc, hash_reg, files in part.select(
             "partition_date", "numero_radicado", "numero_reclamo_sgc", "hash_registro", "files"
         ).iter_rows():
-            keys_by_row.append((radicado, hash_reg, [dict(f) for f in files], [
-                object_key(layout, base_path, empresa, day, sgc or radicado, f["filename"]) for f in files]))
-        current = current_keys(conn, store.bucket, [(k, f["sha256"]) for _, _, fs, ks in keys_by_row
-                                                    for f, k in zip(fs, ks, strict=True)])
+            keys_by_row.append(
+                (
+                    radicado,
+                    hash_reg,
+                    [dict(f) for f in files],
+                    [object_key(layout, base_path, empresa, day, sgc or radicado, f["filename"]) for f in files],
+                )
+            )
+        current = current_keys(
+            conn, store.bucket, [(k, f["sha256"]) for _, _, fs, ks in keys_by_row for f, k in zip(fs, ks, strict=True)]
+        )
         for i, (radicado, hash_reg, files, keys) in enumerate(keys_by_row):
             keys = [current[(k, f["sha256"])] for f, k in zip(files, keys, strict=True)]
-            entries = [{"file_type": f["file_type"], "filename": f["filename"], "s3_url": store.url(k),
-                        "sha256": f["sha256"]} for f, k in zip(files, keys, strict=True)]
+            entries = [
+                {"file_type": f["file_type"], "filename": f["filename"], "s3_url": store.url(k), "sha256": f["sha256"]}
+                for f, k in zip(files, keys, strict=True)
+            ]
             keys_by_row[i] = (radicado, hash_reg, entries, keys)
         status = registry_status(conn, store.bucket, [k for row in keys_by_row for k in row[3]])
         params = []

@@ -17,7 +17,6 @@ Switch ``OV_S3_LAYOUT`` to the target layout *before* running the migration (the
 default target is the configured layout), so pipeline runs and the migration agree.
 """
 
-
 import datetime as dt
 import threading
 from collections.abc import Iterator
@@ -45,9 +44,14 @@ class MigrationCounts:
     errors: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict[str, Any]:
-        return {"moved": self.moved, "finished": self.finished, "rekeyed": self.rekeyed,
-                "merged": self.merged, "already_in_target": self.already_there,
-                "errors": len(self.errors)}
+        return {
+            "moved": self.moved,
+            "finished": self.finished,
+            "rekeyed": self.rekeyed,
+            "merged": self.merged,
+            "already_in_target": self.already_there,
+            "errors": len(self.errors),
+        }
 
 
 def target_key(row: dict[str, Any], layout: str, base_path: str) -> str | None:
@@ -72,8 +76,11 @@ def _rows(conn: psycopg.Connection, bucket: str) -> list[dict[str, Any]]:
     """The bucket's rows, but those adopted from the old system (``metadata.adopted_from``):
     their objects stay under the old keys the old tables name (history; no partition date)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(f"SELECT {_COLUMNS} FROM {SCHEMA}.s3_files_registry WHERE s3_bucket = %s "
-                           "AND NOT metadata ? 'adopted_from' ORDER BY id", (bucket,)).fetchall()
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM {SCHEMA}.s3_files_registry WHERE s3_bucket = %s "
+            "AND NOT metadata ? 'adopted_from' ORDER BY id",
+            (bucket,),
+        ).fetchall()
 
 
 def _relink(conn: psycopg.Connection, empresa: str, radicado: str, old_url: str, new_url: str) -> None:
@@ -132,15 +139,18 @@ class _Migrator:
         conn.execute(
             f"""UPDATE {SCHEMA}.s3_files_registry SET updated_at = now(),
                     metadata = metadata || jsonb_build_object('old_key_deleted', true)
-                WHERE id = %s""", (row_id,))
+                WHERE id = %s""",
+            (row_id,),
+        )
 
     def one(self, row: dict[str, Any]) -> str:
         """Bring one row to the target layout; returns what was done."""
         meta = row["metadata"] or {}
         new_key = target_key(row, self.layout, self.base_path)
         if new_key is None:
-            raise OperatorError(f"registry row {row['id']}: no partition_date in metadata; cannot place it "
-                                "in the default layout")
+            raise OperatorError(
+                f"registry row {row['id']}: no partition_date in metadata; cannot place it in the default layout"
+            )
         old_key = row["s3_key"]
         with self._connect() as conn:
             if old_key == new_key:
@@ -151,7 +161,8 @@ class _Migrator:
             new_url = self.store.url(new_key)
             other = conn.execute(
                 f"SELECT id, upload_status, file_hash FROM {SCHEMA}.s3_files_registry WHERE s3_bucket = %s AND s3_key = %s",
-                (self.store.bucket, new_key)).fetchone()
+                (self.store.bucket, new_key),
+            ).fetchone()
             if row["upload_status"] not in DONE_STATUSES:
                 with conn.transaction():
                     if other is not None:
@@ -161,7 +172,9 @@ class _Migrator:
                             f"""UPDATE {SCHEMA}.s3_files_registry SET s3_key = %s, s3_url = %s,
                                     upload_status = 'pending', updated_at = now(),
                                     metadata = metadata || jsonb_build_object('rekeyed_from', %s::text)
-                                WHERE id = %s""", (new_key, new_url, old_key, row["id"]))
+                                WHERE id = %s""",
+                            (new_key, new_url, old_key, row["id"]),
+                        )
                 return "rekeyed"
             if other is not None and other[1] in DONE_STATUSES and other[2] == row["file_hash"]:
                 # The new key already holds these bytes under its own row (a pipeline run in the
@@ -187,14 +200,17 @@ class _Migrator:
                             upload_source = 'migration', updated_at = now(),
                             metadata = metadata || jsonb_build_object('migrated_from', %s::text,
                                                                       'migrated_at', now()::text)
-                        WHERE id = %s""", (new_key, new_url, old_key, row["id"]))
+                        WHERE id = %s""",
+                    (new_key, new_url, old_key, row["id"]),
+                )
                 _relink(conn, row["empresa"], row["numero_radicado"], row["s3_url"], new_url)
             self._delete_old(conn, row["id"], old_key)
             return "moved"
 
 
-def migrate_layout(conn: psycopg.Connection, store: ObjectStore, layout: str, base_path: str,
-                   max_workers: int = 8) -> MigrationCounts:
+def migrate_layout(
+    conn: psycopg.Connection, store: ObjectStore, layout: str, base_path: str, max_workers: int = 8
+) -> MigrationCounts:
     """Move every registered object of ``store.bucket`` to ``layout`` (see the module doc).
     Rows are worked on in parallel, each on its own connection; an unusable bucket stops the
     run at once (the rest is done by the next run)."""

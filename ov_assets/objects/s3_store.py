@@ -65,13 +65,17 @@ def _not_found(exc: ClientError) -> bool:
 
 
 def _conflict(exc: ClientError) -> bool:
-    return _error_code(exc) == "ConditionalRequestConflict" or \
-        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 409
+    return (
+        _error_code(exc) == "ConditionalRequestConflict"
+        or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 409
+    )
 
 
 def _precondition_failed(exc: ClientError) -> bool:
-    return _error_code(exc) in ("PreconditionFailed", "412") or \
-        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    return (
+        _error_code(exc) in ("PreconditionFailed", "412")
+        or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    )
 
 
 def _condition(only_if_absent: bool) -> dict[str, str]:
@@ -81,8 +85,15 @@ def _condition(only_if_absent: bool) -> dict[str, str]:
 class S3ObjectStore:
     """A bucket, with SHA-256 checksums, server-side encryption and metadata on every put."""
 
-    def __init__(self, client: Any, bucket: str, kms_key_id: str = "", region: str | None = None,
-                 multipart_threshold: int = 16 << 20, multipart_chunksize: int = 8 << 20) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        kms_key_id: str = "",
+        region: str | None = None,
+        multipart_threshold: int = 16 << 20,
+        multipart_chunksize: int = 8 << 20,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.kms_key_id = kms_key_id
@@ -103,7 +114,8 @@ class S3ObjectStore:
             if _conflict(exc):
                 raise ConflictError(
                     f"{key}: S3 answered 409 ConditionalRequestConflict (another write to this key "
-                    "was in flight); nothing was stored, the next run retries") from None
+                    "was in flight); nothing was stored, the next run retries"
+                ) from None
             raise self._fail(exc) from exc
         except (ObjectExists, IntegrityError, ConflictError, NotARegularFile):
             raise
@@ -146,8 +158,12 @@ class S3ObjectStore:
         checksum = resp.get("ChecksumSHA256")
         size = int(resp["ContentLength"])
         multipart = "-" in str(resp.get("ETag", "")) or int(resp.get("PartsCount") or 1) > 1
-        if checksum and "-" not in checksum and not multipart \
-                and resp.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        if (
+            checksum
+            and "-" not in checksum
+            and not multipart
+            and resp.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+        ):
             return StoredObject(size, hex_of_b64(checksum), metadata=resp.get("Metadata", {}))
         metadata = resp.get("Metadata", {})
         return StoredObject(size, metadata.get("sha256"), verified=False, metadata=metadata)
@@ -188,14 +204,26 @@ class S3ObjectStore:
     def _etag_is_md5(self) -> bool:
         return not self.kms_key_id
 
-    def put(self, key: str, path: Path, sha256: str, content_type: str, metadata: dict[str, str],
-            only_if_absent: bool = False) -> None:
+    def put(
+        self,
+        key: str,
+        path: Path,
+        sha256: str,
+        content_type: str,
+        metadata: dict[str, str],
+        only_if_absent: bool = False,
+    ) -> None:
         """Store the landing file ``path`` under ``key``; with ``only_if_absent`` (the PQR
         archive) never over an existing object (``ObjectExists``). ``IntegrityError`` when the
         bytes are not the expected ones; ``NotARegularFile`` when ``path`` is a link (never
         followed) or no regular file."""
-        common = {"Bucket": self.bucket, "Key": key, "ContentType": content_type,
-                  "Metadata": {**metadata, "sha256": sha256}, **self._sse()}
+        common = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "Metadata": {**metadata, "sha256": sha256},
+            **self._sse(),
+        }
 
         def write() -> None:
             with open_landing(path) as (fh, st):
@@ -218,15 +246,16 @@ class S3ObjectStore:
                 if attempt == CONFLICT_ATTEMPTS:
                     raise
                 # Full jitter: the writers that collided do not collide again in step.
-                time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
+                time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
 
     def _put_single(self, fh: BinaryIO, name: str, sha256: str, common: dict[str, Any], only_if_absent: bool) -> None:
         data = fh.read()
         if hashlib.sha256(data).hexdigest() != sha256:
             raise IntegrityError(f"{name} changed since it was indexed (sha256 differs); not uploaded")
         checksum = b64_of_hex(sha256)
-        resp = self.client.put_object(**common, Body=data, ChecksumAlgorithm="SHA256",
-                                      ChecksumSHA256=checksum, **_condition(only_if_absent))
+        resp = self.client.put_object(
+            **common, Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum, **_condition(only_if_absent)
+        )
         self._check_answer(common["Key"], resp, checksum, hashlib.md5(data).hexdigest(), len(data))
 
     def _check_answer(self, key: str, resp: dict[str, Any], checksum: str, md5: str | None, size: int) -> None:
@@ -245,12 +274,12 @@ class S3ObjectStore:
             # Nothing in the answer vouches for the bytes: ask S3 for the stored checksum.
             head = self._head(key)
             stored = None if head is None else head.get("ChecksumSHA256")
-            if head is None or int(head["ContentLength"]) != size or not stored \
-                    or stored.split("-")[0] != checksum:
+            if head is None or int(head["ContentLength"]) != size or not stored or stored.split("-")[0] != checksum:
                 raise IntegrityError(f"{key}: verification after upload failed (size or checksum)")
 
-    def _put_multipart(self, fh: BinaryIO, name: str, sha256: str, common: dict[str, Any],
-                       only_if_absent: bool) -> None:
+    def _put_multipart(
+        self, fh: BinaryIO, name: str, sha256: str, common: dict[str, Any], only_if_absent: bool
+    ) -> None:
         upload = self.client.create_multipart_upload(**common, ChecksumAlgorithm="SHA256")
         upload_id = upload["UploadId"]
         parts, digests = [], []
@@ -264,9 +293,15 @@ class S3ObjectStore:
             whole.update(data)
             digest = hashlib.sha256(data).digest()
             checksum = base64.b64encode(digest).decode()
-            resp = self.client.upload_part(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
-                                           PartNumber=number, Body=data, ChecksumAlgorithm="SHA256",
-                                           ChecksumSHA256=checksum)
+            resp = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=common["Key"],
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            )
             etag = str(resp.get("ETag", "")).strip('"')
             if self._etag_is_md5() and len(etag) == 32 and etag != hashlib.md5(data).hexdigest():
                 raise IntegrityError(f"{common['Key']}: part {number} arrived with different bytes")
@@ -278,9 +313,13 @@ class S3ObjectStore:
             raise IntegrityError(f"{name} changed since it was indexed (sha256 differs); not uploaded")
         composite = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
         try:
-            resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=common["Key"], UploadId=upload_id,
-                                                         MultipartUpload={"Parts": parts},
-                                                         **_condition(only_if_absent))
+            resp = self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=common["Key"],
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **_condition(only_if_absent),
+            )
         except ClientError as exc:
             if _error_code(exc) != "NoSuchUpload":
                 raise
@@ -292,6 +331,7 @@ class S3ObjectStore:
     def copy(self, src: str, dst: str, sha256: str) -> None:
         """Server-side copy of ``src`` to a free ``dst`` (``ObjectExists`` otherwise), with S3
         computing a full-object SHA-256 of the copy, which must be ``sha256``."""
+
         def write() -> None:
             if self._head(dst) is not None:  # S3 honours If-None-Match on copies; not every server does
                 raise ObjectExists(dst)
@@ -300,10 +340,15 @@ class S3ObjectStore:
                 raise IntegrityError(f"{src}: source object missing")
             metadata = {**head.get("Metadata", {}), "sha256": sha256}
             resp = self.client.copy_object(
-                Bucket=self.bucket, Key=dst, CopySource={"Bucket": self.bucket, "Key": src},
-                MetadataDirective="REPLACE", Metadata=metadata,
+                Bucket=self.bucket,
+                Key=dst,
+                CopySource={"Bucket": self.bucket, "Key": src},
+                MetadataDirective="REPLACE",
+                Metadata=metadata,
                 ContentType=head.get("ContentType", "application/octet-stream"),
-                ChecksumAlgorithm="SHA256", IfNoneMatch="*", **self._sse(),
+                ChecksumAlgorithm="SHA256",
+                IfNoneMatch="*",
+                **self._sse(),
             )
             got = resp.get("CopyObjectResult", {}).get("ChecksumSHA256")
             if got and "-" not in got:

@@ -80,8 +80,15 @@ class ObjectStore(Protocol):
 
     def url(self, key: str) -> str: ...
     def head(self, key: str) -> StoredObject | None: ...
-    def put(self, key: str, path: Path, sha256: str, content_type: str, metadata: dict[str, str],
-            only_if_absent: bool = False) -> None: ...
+    def put(
+        self,
+        key: str,
+        path: Path,
+        sha256: str,
+        content_type: str,
+        metadata: dict[str, str],
+        only_if_absent: bool = False,
+    ) -> None: ...
     def sha256_of(self, key: str) -> str | None: ...
     def verified_sha256(self, key: str) -> str | None: ...
     def copy(self, src: str, dst: str, sha256: str) -> None: ...
@@ -164,8 +171,9 @@ class LocalObjectStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _write_verified(self, src: BinaryIO, key: str, sha256: str, metadata: dict[str, str],
-                        only_if_absent: bool = True) -> None:
+    def _write_verified(
+        self, src: BinaryIO, key: str, sha256: str, metadata: dict[str, str], only_if_absent: bool = True
+    ) -> None:
         target = self._path(key)
         private_dir(target.parent)
         if only_if_absent and target.exists():
@@ -186,8 +194,15 @@ class LocalObjectStore:
             json.dump({**metadata, "sha256": sha256}, fh)
         os.replace(part, meta)
 
-    def put(self, key: str, path: Path, sha256: str, content_type: str, metadata: dict[str, str],
-            only_if_absent: bool = False) -> None:
+    def put(
+        self,
+        key: str,
+        path: Path,
+        sha256: str,
+        content_type: str,
+        metadata: dict[str, str],
+        only_if_absent: bool = False,
+    ) -> None:
         """Store the landing file ``path`` (never through a link: ``NotARegularFile``)."""
         with open_landing(path) as (fh, _):
             self._write_verified(fh, key, sha256, metadata, only_if_absent)

@@ -31,9 +31,17 @@ class DetailExtractor:
     counts into ``result``, adds what it writes to ``known`` and gathers the labels no detail
     showed (``missing_labels``)."""
 
-    def __init__(self, config: ScraperConfig, day: dt.date, folder: Path, known: set[str], today: dt.date,
-                 result: ScrapeResult) -> None:
-        self.config, self.day, self.folder, self.known, self.today, self.result = config, day, folder, known, today, result
+    def __init__(
+        self, config: ScraperConfig, day: dt.date, folder: Path, known: set[str], today: dt.date, result: ScrapeResult
+    ) -> None:
+        self.config, self.day, self.folder, self.known, self.today, self.result = (
+            config,
+            day,
+            folder,
+            known,
+            today,
+            result,
+        )
         self.timeout_ms = config.timeout_s * 1000
         self.missing_labels: set[str] = set()
 
@@ -52,8 +60,13 @@ class DetailExtractor:
                 return download.suggested_filename, data
             if attempt < config.retries:
                 self.result.retries += 1
-                log.info("%s %s: radicado %s: an attachment download failed (%s), retrying", config.empresa,
-                         self.day, item.numero_radicado, failure)
+                log.info(
+                    "%s %s: radicado %s: an attachment download failed (%s), retrying",
+                    config.empresa,
+                    self.day,
+                    item.numero_radicado,
+                    failure,
+                )
                 await asyncio.sleep(backoff(attempt))
         raise PortalError(f"an attachment download failed {config.retries} times ({failure})")
 
@@ -80,8 +93,15 @@ class DetailExtractor:
         pdf = await page.pdf(format="A4", print_background=True)
         extracted = dt.datetime.now(BOGOTA).replace(tzinfo=None)
         written = await asyncio.to_thread(
-            write_version, self.folder, record, extracted, item.position, pdf, attachments,
-            pages.detail_url(config.base_url, item.detail_id), await page.title() or "Detalle PQR",
+            write_version,
+            self.folder,
+            record,
+            extracted,
+            item.position,
+            pdf,
+            attachments,
+            pages.detail_url(config.base_url, item.detail_id),
+            await page.title() or "Detalle PQR",
         )
         if isinstance(checked, ValidRecord):
             self.known.add(checked.hash_registro)

@@ -70,7 +70,6 @@ def landing_state(folder: Path, day: dt.date | None = None) -> LandingState:
     return state
 
 
-
 def write_version(
     folder: Path,
     record: dict[str, str],
@@ -99,8 +98,13 @@ def write_version(
     key = record["numero_radicado"] or secrets.token_hex(6)
     sgc = sgc_for_name(record["numero_reclamo_sgc"], key, ts)
     doc: dict[str, Any] = dict(record)
-    doc.update(record_number=record_number, sgc_number=record["numero_reclamo_sgc"],
-               extraction_timestamp=ts, page_url=page_url, page_title=page_title)
+    doc.update(
+        record_number=record_number,
+        sgc_number=record["numero_reclamo_sgc"],
+        extraction_timestamp=ts,
+        page_url=page_url,
+        page_title=page_title,
+    )
     shared: list[tuple[Path, bytes]] = []
     own: list[tuple[Path, bytes]] = []
     index = 0

@@ -195,11 +195,15 @@ async def login(page: Page, empresa: str, base_url: str, username: str, password
     try:
         await page.goto(f"{base_url.rstrip('/')}/login", timeout=timeout_ms)
     except Exception as exc:  # noqa: BLE001 - DNS, refused, TLS, timeout: Playwright's text names the URL only
-        raise LoginError(f"cannot reach the {empresa} portal's login page ({type(exc).__name__}): check "
-                         f"{setting}_PORTAL_URL and that this machine may reach it (network, proxy)") from None
-    unknown = (f"the {empresa} portal's login page is not the one the scraper knows (no username/password "
-               f"inputs or no login control at {setting}_PORTAL_URL/login), or it did not answer in time; "
-               "see the failure trace")
+        raise LoginError(
+            f"cannot reach the {empresa} portal's login page ({type(exc).__name__}): check "
+            f"{setting}_PORTAL_URL and that this machine may reach it (network, proxy)"
+        ) from None
+    unknown = (
+        f"the {empresa} portal's login page is not the one the scraper knows (no username/password "
+        f"inputs or no login control at {setting}_PORTAL_URL/login), or it did not answer in time; "
+        "see the failure trace"
+    )
     try:
         for selector, value in ((USER_INPUT, username), (PASSWORD_INPUT, password)):
             field = page.locator(selector).first
@@ -214,11 +218,16 @@ async def login(page: Page, empresa: str, base_url: str, username: str, password
             raise LoginError(f"the {empresa} portal refused the login: check {setting}_USER and {setting}_PASSWORD")
         if LIST_PATH not in unquote(page.url):
             await page.goto(list_url(base_url), timeout=timeout_ms)
-        await page.locator(SEARCH_BUTTON).or_(page.locator(PASSWORD_INPUT)).first.wait_for(
-            state="attached", timeout=timeout_ms)
+        await (
+            page.locator(SEARCH_BUTTON)
+            .or_(page.locator(PASSWORD_INPUT))
+            .first.wait_for(state="attached", timeout=timeout_ms)
+        )
         if await page.locator(PASSWORD_INPUT).count():
-            raise LoginError(f"the {empresa} portal sent the login page back after logging in: check "
-                             f"{setting}_USER and {setting}_PASSWORD, and that the account may open the PQR list")
+            raise LoginError(
+                f"the {empresa} portal sent the login page back after logging in: check "
+                f"{setting}_USER and {setting}_PASSWORD, and that the account may open the PQR list"
+            )
     except LoginError:
         raise
     except Exception as exc:  # noqa: BLE001 - never pass on a message that may hold a typed value
@@ -270,9 +279,13 @@ async def next_page(page: Page, expected_first: int, timeout_ms: float) -> ListP
 
 async def _rows_of(page: Page, response: Response, expected_first: int, timeout_ms: float) -> ListPage:
     body = await response.text()
-    state = await _wait_js(page, ROWS_READY_JS,
-                           [body, expected_first, PASSWORD_INPUT, RESULT_ROWS, RESULT_CELL, RANGE_LABEL],
-                           timeout_ms, "results table")
+    state = await _wait_js(
+        page,
+        ROWS_READY_JS,
+        [body, expected_first, PASSWORD_INPUT, RESULT_ROWS, RESULT_CELL, RANGE_LABEL],
+        timeout_ms,
+        "results table",
+    )
     _, first, last, total = state.split(":")
     rows = await page.evaluate(READ_ROWS_JS, [RESULT_ROWS, RESULT_CELL, EYE_LINK])
     out = []
@@ -281,8 +294,9 @@ async def _rows_of(page: Page, response: Response, expected_first: int, timeout_
         cells = row["cells"]
         if not m or len(cells) < 3:
             raise PortalError("a results row has no 'Ver PQR' link or fewer columns than radicado, fecha, estado")
-        out.append(ListedPqr(m.group(1), norm_label(cells[0]), norm_label(cells[2]), int(first) + i,
-                             norm_label(cells[1])))
+        out.append(
+            ListedPqr(m.group(1), norm_label(cells[0]), norm_label(cells[2]), int(first) + i, norm_label(cells[1]))
+        )
     return ListPage(int(first), int(last), int(total), out)
 
 
@@ -307,6 +321,7 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
     an expired session and one answering 5xx (or an error toast) a PortalError."""
     url = detail_url(base_url, item.detail_id)
     if fresh or LIST_PATH not in unquote(page.url):
+
         async def action() -> None:
             if page.url != "about:blank":
                 # A goto to the URL the page already shows would change nothing: start clean.
@@ -316,6 +331,7 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
                 raise SessionExpired()  # sent to the login page: no detail request will come
             await close_modal(page)  # Afinia's modal would cover the detail in its PDF
     else:
+
         async def action() -> None:
             # Same single-page app: change the route only, like clicking the eye link does.
             await page.evaluate("id => { location.hash = '#Detail/' + id; }", item.detail_id)
@@ -334,10 +350,23 @@ async def open_detail(page: Page, base_url: str, item: ListedPqr, timeout_ms: fl
     page.on("response", on_response)
     try:
         await action()
-        shown = asyncio.ensure_future(_wait_js(
-            page, DETAIL_READY_JS,
-            [item.numero_radicado, PASSWORD_INPUT, DETAIL_LABEL, RADICADO_LABEL, "Fecha", "Estado Solicitud", TOAST],
-            timeout_ms, "detail view"))
+        shown = asyncio.ensure_future(
+            _wait_js(
+                page,
+                DETAIL_READY_JS,
+                [
+                    item.numero_radicado,
+                    PASSWORD_INPUT,
+                    DETAIL_LABEL,
+                    RADICADO_LABEL,
+                    "Fecha",
+                    "Estado Solicitud",
+                    TOAST,
+                ],
+                timeout_ms,
+                "detail view",
+            )
+        )
         waiting: set[asyncio.Future[Any]] = {shown, failed}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if failed.done():

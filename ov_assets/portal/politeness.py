@@ -109,8 +109,11 @@ class SharedRateLimiter:
         # to the server's name (our queries hold a URL and a time, no personal data).
         if isinstance(exc, psycopg.Error) and not is_connection_lost(exc):  # that text is the loader's
             exc = translate_pg_error(exc, self.store.target)
-        said = str(exc) if isinstance(exc, OperatorError) else (
-            f"PostgreSQL {self.store.target}: {(str(exc) or type(exc).__name__).splitlines()[0]}")
+        said = (
+            str(exc)
+            if isinstance(exc, OperatorError)
+            else (f"PostgreSQL {self.store.target}: {(str(exc) or type(exc).__name__).splitlines()[0]}")
+        )
         return PolitenessUnavailable(
             f"the per-portal request limit (OV_SCRAPER_MAX_PER_MIN) is kept in PostgreSQL, which failed: "
             f"{said.rstrip('.')}. Without it concurrent runs could overload the portal, so the extraction "
@@ -144,8 +147,11 @@ class SharedRateLimiter:
                     self._drop()
                     if fresh or not lost:
                         raise self._fail(exc) from None
-                    log.warning("politeness: the slots connection to PostgreSQL %s was lost (%s); connecting again",
-                                self.store.target, type(exc).__name__)
+                    log.warning(
+                        "politeness: the slots connection to PostgreSQL %s was lost (%s); connecting again",
+                        self.store.target,
+                        type(exc).__name__,
+                    )
 
     def check(self) -> None:
         """Fail before any portal request when the database (or its slots table) is not there."""
@@ -184,8 +190,11 @@ def limiter_for(base_url: str, per_min: float | None, store: SlotStore | None) -
     if not per_min:
         return NoLimit()
     if store is None:
-        log.warning("OV_SCRAPER_MAX_PER_MIN=%g holds for this process only: no database is configured to "
-                    "share it with other runs of the same portal", per_min)
+        log.warning(
+            "OV_SCRAPER_MAX_PER_MIN=%g holds for this process only: no database is configured to "
+            "share it with other runs of the same portal",
+            per_min,
+        )
         return LocalRateLimiter(per_min)
     limiter = SharedRateLimiter(store, portal_key(base_url), per_min)
     limiter.check()  # on failure nothing is held: the connection is closed

@@ -75,8 +75,16 @@ class _Probe:
         self.checks: list[Check] = []
         self.screenshots: list[Path] = []
 
-    def add(self, area: str, what: str, selector: str, status: str, ms: int | None = None, required: bool = True,
-            note: str = "") -> Check:
+    def add(
+        self,
+        area: str,
+        what: str,
+        selector: str,
+        status: str,
+        ms: int | None = None,
+        required: bool = True,
+        note: str = "",
+    ) -> Check:
         check = Check(area, what, selector, status, ms, required, note)
         self.checks.append(check)
         return check
@@ -84,8 +92,14 @@ class _Probe:
     async def present(self, page: Page, area: str, what: str, selector: str, required: bool = True) -> bool:
         """One line for one selector: found when the page holds it now."""
         count = await page.locator(selector).count()
-        self.add(area, what, selector, FOUND if count else MISSING, required=required,
-                 note=f"{count} on the page" if count > 1 else "")
+        self.add(
+            area,
+            what,
+            selector,
+            FOUND if count else MISSING,
+            required=required,
+            note=f"{count} on the page" if count > 1 else "",
+        )
         return bool(count)
 
     async def timed(self, step: Callable[[], Awaitable[T]]) -> tuple[T | None, BaseException | None, int]:
@@ -124,8 +138,14 @@ async def _login_page(probe: _Probe, page: Page) -> bool:
     mark = len(probe.checks)
     _, error, ms = await probe.timed(lambda: page.goto(f"{cfg.base_url.rstrip('/')}/login", timeout=probe.timeout_ms))
     if error is not None:
-        probe.add("login", "login page answers", "{url}/login", MISSING, ms,
-                  note=f"{type(error).__name__}: check OV_{cfg.empresa.upper()}_PORTAL_URL and the network")
+        probe.add(
+            "login",
+            "login page answers",
+            "{url}/login",
+            MISSING,
+            ms,
+            note=f"{type(error).__name__}: check OV_{cfg.empresa.upper()}_PORTAL_URL and the network",
+        )
         return False
     probe.add("login", "login page answers", "{url}/login", FOUND, ms)
     await probe.present(page, "login", "username input", pages.USER_INPUT)
@@ -136,9 +156,16 @@ async def _login_page(probe: _Probe, page: Page) -> bool:
               const href = el.getAttribute('href') || '';
               return el.tagName.toLowerCase() + (el.type ? ' type=' + el.type : '') +
                      (href.startsWith('javascript:__doPostBack') ? ' javascript:__doPostBack' : '');
-           }})()""", pages.PASSWORD_INPUT)
-    probe.add("login", "login control (script-driven button or __doPostBack link)", "beside the password input",
-              FOUND if control else MISSING, note=control or "")
+           }})()""",
+        pages.PASSWORD_INPUT,
+    )
+    probe.add(
+        "login",
+        "login control (script-driven button or __doPostBack link)",
+        "beside the password input",
+        FOUND if control else MISSING,
+        note=control or "",
+    )
     if probe.failed_since(mark):
         await probe.screenshot(page, "login")
     return not probe.failed_since(mark)
@@ -146,10 +173,17 @@ async def _login_page(probe: _Probe, page: Page) -> bool:
 
 async def _login(probe: _Probe, page: Page) -> bool:
     cfg = probe.config
-    _, error, ms = await probe.timed(lambda: pages.login(page, cfg.empresa, cfg.base_url, cfg.username, cfg.password,
-                                                         probe.timeout_ms))
-    probe.add("login", "login reaches the PQR list", pages.LIST_PATH, FOUND if error is None else DIFFERENT, ms,
-              note="" if error is None else _reason(error))
+    _, error, ms = await probe.timed(
+        lambda: pages.login(page, cfg.empresa, cfg.base_url, cfg.username, cfg.password, probe.timeout_ms)
+    )
+    probe.add(
+        "login",
+        "login reaches the PQR list",
+        pages.LIST_PATH,
+        FOUND if error is None else DIFFERENT,
+        ms,
+        note="" if error is None else _reason(error),
+    )
     if error is not None:
         await probe.screenshot(page, "login-result")
     return error is None
@@ -168,8 +202,14 @@ async def _expiry(probe: _Probe, browser: Browser) -> None:
             return True
 
         _, error, ms = await probe.timed(step)
-        probe.add("session", "no session: the list goes to the login page", pages.PASSWORD_INPUT,
-                  FOUND if error is None else DIFFERENT, ms, note="" if error is None else _reason(error))
+        probe.add(
+            "session",
+            "no session: the list goes to the login page",
+            pages.PASSWORD_INPUT,
+            FOUND if error is None else DIFFERENT,
+            ms,
+            note="" if error is None else _reason(error),
+        )
     finally:
         await context.close()
 
@@ -193,12 +233,21 @@ async def _list(probe: _Probe, page: Page) -> ListPage | None:
         await probe.present(page, "list", "promotional modal's close link", pages.MODAL_CLOSE, required=False)
     await pages.close_modal(page)
     # The app renders after load; what is still absent then is reported below, selector by selector.
-    await probe.timed(lambda: page.locator(pages.FILTER_DESDE).or_(page.locator(pages.SEARCH_BUTTON)).first.wait_for(
-        state="attached", timeout=probe.timeout_ms))
+    await probe.timed(
+        lambda: (
+            page.locator(pages.FILTER_DESDE)
+            .or_(page.locator(pages.SEARCH_BUTTON))
+            .first.wait_for(state="attached", timeout=probe.timeout_ms)
+        )
+    )
     filtrar = await page.get_by_text("Filtrar", exact=True).count()
     probe.add("list", "'Filtrar' accordion", "text 'Filtrar'", FOUND if filtrar else MISSING)
-    for what, selector in (("status select", pages.FILTER_ESTADO), ("date from", pages.FILTER_DESDE),
-                           ("date to", pages.FILTER_HASTA), ("'Buscar' button", pages.SEARCH_BUTTON)):
+    for what, selector in (
+        ("status select", pages.FILTER_ESTADO),
+        ("date from", pages.FILTER_DESDE),
+        ("date to", pages.FILTER_HASTA),
+        ("'Buscar' button", pages.SEARCH_BUTTON),
+    ):
         await probe.present(page, "list", what, selector)
     if probe.failed_since(mark):
         await probe.screenshot(page, "filters")
@@ -208,17 +257,28 @@ async def _list(probe: _Probe, page: Page) -> ListPage | None:
     if error is None:
         found, error, search_ms = await probe.timed(lambda: _search(probe, page))
         ms += search_ms
-    probe.add("list", f"search of {probe.day} answers (XHR)", pages.SEARCH_BUTTON,
-              FOUND if error is None else DIFFERENT, ms, note="" if error is None else _reason(error))
+    probe.add(
+        "list",
+        f"search of {probe.day} answers (XHR)",
+        pages.SEARCH_BUTTON,
+        FOUND if error is None else DIFFERENT,
+        ms,
+        note="" if error is None else _reason(error),
+    )
     if error is not None or found is None:
         await probe.screenshot(page, "search")
         return None
     listing, attempts = found
     if listing is None:
         return None
-    probe.add("list", "typed date reaches the search request (500 ms debounce)", pages.FILTER_DESDE,
-              FOUND if attempts else DIFFERENT, required=False,
-              note=f"after {attempts} search(es)" if attempts else "not seen in the request: rows are checked instead")
+    probe.add(
+        "list",
+        "typed date reaches the search request (500 ms debounce)",
+        pages.FILTER_DESDE,
+        FOUND if attempts else DIFFERENT,
+        required=False,
+        note=f"after {attempts} search(es)" if attempts else "not seen in the request: rows are checked instead",
+    )
     probe.add("list", "range label '1 - 10 de N'", pages.RANGE_LABEL, FOUND, note=f"N = {listing.total}")
     await _rows(probe, page, listing)
     if probe.failed_since(mark):
@@ -229,28 +289,55 @@ async def _list(probe: _Probe, page: Page) -> ListPage | None:
 async def _rows(probe: _Probe, page: Page, listing: ListPage) -> None:
     if not listing.total:
         for what, selector in (("result rows", pages.RESULT_ROWS), ("'Ver PQR' eye link", pages.EYE_LINK)):
-            probe.add("list", what, selector, UNVERIFIED,
-                      note=f"no PQR listed on {probe.day}: run again with --day of a day that has PQRs")
+            probe.add(
+                "list",
+                what,
+                selector,
+                UNVERIFIED,
+                note=f"no PQR listed on {probe.day}: run again with --day of a day that has PQRs",
+            )
         return
     await probe.present(page, "list", "result rows", pages.RESULT_ROWS)
     await probe.present(page, "list", "result cells", f"{pages.RESULT_ROWS} {pages.RESULT_CELL}")
     eyes = await page.locator(f"{pages.RESULT_ROWS} {pages.EYE_LINK}").count()
-    probe.add("list", "'Ver PQR' eye link to #Detail/<id>", pages.EYE_LINK,
-              FOUND if eyes == len(listing.rows) else MISSING, note=f"{eyes} of {len(listing.rows)} rows")
+    probe.add(
+        "list",
+        "'Ver PQR' eye link to #Detail/<id>",
+        pages.EYE_LINK,
+        FOUND if eyes == len(listing.rows) else MISSING,
+        note=f"{eyes} of {len(listing.rows)} rows",
+    )
     fechas = [parse_fecha(row.fecha) for row in listing.rows]
     on_day = sum(1 for f in fechas if f is not None and f.date() == probe.day)
-    probe.add("list", f"every listed row is of {probe.day} (2nd column)", pages.RESULT_CELL,
-              FOUND if on_day == len(fechas) else DIFFERENT, note=f"{on_day} of {len(fechas)} rows")
+    probe.add(
+        "list",
+        f"every listed row is of {probe.day} (2nd column)",
+        pages.RESULT_CELL,
+        FOUND if on_day == len(fechas) else DIFFERENT,
+        note=f"{on_day} of {len(fechas)} rows",
+    )
     if not await probe.present(page, "list", "next-page button", pages.NEXT_BUTTON):
         return
     if listing.last >= listing.total:
-        probe.add("list", "next page shows new rows", pages.NEXT_BUTTON, UNVERIFIED, required=False,
-                  note="one page only on this day")
+        probe.add(
+            "list",
+            "next page shows new rows",
+            pages.NEXT_BUTTON,
+            UNVERIFIED,
+            required=False,
+            note="one page only on this day",
+        )
         return
     nxt, error, ms = await probe.timed(lambda: pages.next_page(page, listing.last + 1, probe.timeout_ms))
     new = nxt is not None and not {r.detail_id for r in nxt.rows} & {r.detail_id for r in listing.rows}
-    probe.add("list", "next page shows new rows (after its XHR)", pages.NEXT_BUTTON, FOUND if new else DIFFERENT, ms,
-              note=f"rows {nxt.first}-{nxt.last}" if nxt is not None else _reason(error) if error else "")
+    probe.add(
+        "list",
+        "next page shows new rows (after its XHR)",
+        pages.NEXT_BUTTON,
+        FOUND if new else DIFFERENT,
+        ms,
+        note=f"rows {nxt.first}-{nxt.last}" if nxt is not None else _reason(error) if error else "",
+    )
 
 
 async def _detail(probe: _Probe, page: Page, listing: ListPage) -> None:
@@ -259,21 +346,37 @@ async def _detail(probe: _Probe, page: Page, listing: ListPage) -> None:
     item = listing.rows[0]
     # As the eye link does: a route change inside the app, which rewrites #Detail to #/Detail.
     _, error, ms = await probe.timed(lambda: pages.open_detail(page, cfg.base_url, item, probe.timeout_ms, False))
-    probe.add("detail", "detail answers (XHR) and shows its radicado", "#Detail/<id>",
-              FOUND if error is None else DIFFERENT, ms, note="" if error is None else _reason(error))
+    probe.add(
+        "detail",
+        "detail answers (XHR) and shows its radicado",
+        "#Detail/<id>",
+        FOUND if error is None else DIFFERENT,
+        ms,
+        note="" if error is None else _reason(error),
+    )
     if error is None:
         rewritten = "#/Detail/" in unquote(page.url)
-        probe.add("detail", "route #Detail/<id> rewritten to #/Detail/<id>", "location.hash",
-                  FOUND if rewritten else DIFFERENT, required=False)
+        probe.add(
+            "detail",
+            "route #Detail/<id> rewritten to #/Detail/<id>",
+            "location.hash",
+            FOUND if rewritten else DIFFERENT,
+            required=False,
+        )
         labels = {pages.norm_label(t) for t in await page.locator(pages.DETAIL_LABEL).all_text_contents()}
         probe.add("detail", "label cells", pages.DETAIL_LABEL, FOUND if labels else MISSING)
         for label in pages.LABELS:
             probe.add("detail", f"label '{label}' (exact)", pages.DETAIL_LABEL, FOUND if label in labels else MISSING)
         await probe.present(page, "detail", "SGC input", pages.SGC_INPUT)
         links = await page.locator(pages.ATTACHMENT_LINK).count()
-        probe.add("detail", "attachment links (not downloaded)", pages.ATTACHMENT_LINK,
-                  FOUND if links else UNVERIFIED, required=False,
-                  note=f"{links} on this PQR" if links else "none on this PQR")
+        probe.add(
+            "detail",
+            "attachment links (not downloaded)",
+            pages.ATTACHMENT_LINK,
+            FOUND if links else UNVERIFIED,
+            required=False,
+            note=f"{links} on this PQR" if links else "none on this PQR",
+        )
     if probe.failed_since(mark):
         await probe.screenshot(page, "detail")
 
@@ -298,15 +401,28 @@ async def _run(probe: _Probe) -> None:
             await _detail(probe, page, listing)
         finally:
             # §9 behaviours a probe must not provoke on the live portal, said rather than skipped.
-            probe.add("login", "refused login comes back as the login page", pages.PASSWORD_INPUT, UNVERIFIED,
-                      required=False, note="not probed: a wrong password may lock the account")
-            probe.add("faults", "failed XHR shows a toast, old rows stay", pages.TOAST, UNVERIFIED, required=False,
-                      note="not probed: cannot be provoked; the scraper retries on the HTTP status")
+            probe.add(
+                "login",
+                "refused login comes back as the login page",
+                pages.PASSWORD_INPUT,
+                UNVERIFIED,
+                required=False,
+                note="not probed: a wrong password may lock the account",
+            )
+            probe.add(
+                "faults",
+                "failed XHR shows a toast, old rows stay",
+                pages.TOAST,
+                UNVERIFIED,
+                required=False,
+                note="not probed: cannot be provoked; the scraper retries on the HTTP status",
+            )
             await browser.close()
 
 
-def portal_check(config: ScraperConfig, day: dt.date, artifacts_dir: Path, out: Callable[[str], None] = print,
-                 source: str = "") -> int:
+def portal_check(
+    config: ScraperConfig, day: dt.date, artifacts_dir: Path, out: Callable[[str], None] = print, source: str = ""
+) -> int:
     """Probe ``config``'s portal on ``day``, print the report through ``out``; 0 when everything
     the scraper needs was found, else 1. ``source`` says where the portal settings came from."""
     prune_artifacts(artifacts_dir)  # earlier runs' screenshots, past OV_RETENTION_DAYS
@@ -324,9 +440,11 @@ def portal_check(config: ScraperConfig, day: dt.date, artifacts_dir: Path, out: 
         out(f"screenshot (private, inputs masked): {path}")
     seconds = time.monotonic() - started
     if failed:
-        out(f"NOT READY: {len(failed)} of {len(probe.checks)} checks the scraper needs are not as expected "
+        out(
+            f"NOT READY: {len(failed)} of {len(probe.checks)} checks the scraper needs are not as expected "
             f"({seconds:.1f} s). Compare the lines above with CONTRACT §9 and update ov_assets/portal/pages.py "
-            "before enabling schedules.")
+            "before enabling schedules."
+        )
         return 1
     out(f"READY: all {len(probe.checks)} checks as the scraper expects ({seconds:.1f} s)")
     return 0

@@ -76,6 +76,8 @@ def describe_failures(results: list[ScrapeResult]) -> str:
     if pqrs:
         said.append(f"{pqrs} PQRs could not be extracted")
     if lists:
-        said.append(f"the results list of {', '.join(lists)} could not be walked to the end (the portal failed "
-                    "or its list page changed); PQRs after that point were not seen")
+        said.append(
+            f"the results list of {', '.join(lists)} could not be walked to the end (the portal failed "
+            "or its list page changed); PQRs after that point were not seen"
+        )
     return "; ".join(said or ["extraction failed"]) + ". The screenshots and traces are in failure_artifacts"

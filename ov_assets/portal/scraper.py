@@ -51,9 +51,21 @@ from ov_assets.portal.pages import ListedPqr, LoginError, PortalError, SessionEx
 from ov_assets.portal.scrape_types import ScraperConfig, ScrapeResult, describe_failures
 
 # The scraper's public face: callers import these from here, wherever they live.
-__all__ = ["CHROMIUM_ARGS", "DEBIAN_CHROMIUM", "FILTER_ATTEMPTS", "LandingState", "ListIncomplete", "ScrapeResult",
-           "ScraperConfig", "describe_failures", "landing_state", "prune_artifacts",
-           "resolve_browser_path", "scrape_day", "write_version"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "DEBIAN_CHROMIUM",
+    "FILTER_ATTEMPTS",
+    "LandingState",
+    "ListIncomplete",
+    "ScrapeResult",
+    "ScraperConfig",
+    "describe_failures",
+    "landing_state",
+    "prune_artifacts",
+    "resolve_browser_path",
+    "scrape_day",
+    "write_version",
+]
 
 log = logging.getLogger("ov_assets.portal.scraper")
 
@@ -69,7 +81,11 @@ class ListIncomplete(PortalError):
 # The scrape
 # ----------------------------------------------------------------------------------------
 async def _scrape_day_async(
-    config: ScraperConfig, day: dt.date, folder: Path, known_hashes: set[str], artifacts_dir: Path,
+    config: ScraperConfig,
+    day: dt.date,
+    folder: Path,
+    known_hashes: set[str],
+    artifacts_dir: Path,
     only: Callable[[ListedPqr], bool] | None,
 ) -> ScrapeResult:
     started = time.monotonic()
@@ -163,15 +179,22 @@ async def _scrape_day_async(
                         if walks > config.retries:
                             raise ListIncomplete(
                                 f"the portal counts {listing.total} PQRs for the day but listed "
-                                f"{len(listed_radicados)} distinct radicados of it over {walks} walks")
-                        log.warning("%s %s: listed %d of %d PQRs, walking the day again", config.empresa, day,
-                                    len(listed_radicados), listing.total)
+                                f"{len(listed_radicados)} distinct radicados of it over {walks} walks"
+                            )
+                        log.warning(
+                            "%s %s: listed %d of %d PQRs, walking the day again",
+                            config.empresa,
+                            day,
+                            len(listed_radicados),
+                            listing.total,
+                        )
                         target, listing = 1, None
                     except SessionExpired:
                         expiries += 1
                         if expiries > config.retries + 3:
-                            raise PortalError(f"the portal session expired {expiries} times without a page of "
-                                              "results in between") from None
+                            raise PortalError(
+                                f"the portal session expired {expiries} times without a page of results in between"
+                            ) from None
                         await session.relogin(generation)
                         listing = None
                     except ListIncomplete:
@@ -181,8 +204,13 @@ async def _scrape_day_async(
                         result.retries += 1
                         if faults > config.retries + 1:
                             raise
-                        log.info("%s %s: results list: %s; searching again to resume at row %d", config.empresa,
-                                 day, exc, target)
+                        log.info(
+                            "%s %s: results list: %s; searching again to resume at row %d",
+                            config.empresa,
+                            day,
+                            exc,
+                            target,
+                        )
                         await asyncio.sleep(backoff(faults))
                         listing = None
 
@@ -196,8 +224,11 @@ async def _scrape_day_async(
                     if listing.filtered:
                         return listing
                     await asyncio.sleep(backoff(attempt))
-                log.info("%s %s: the search request does not show the date filter; checking every row's fecha",
-                         config.empresa, day)
+                log.info(
+                    "%s %s: the search request does not show the date filter; checking every row's fecha",
+                    config.empresa,
+                    day,
+                )
                 return listing
 
             def _take(listing: pages.ListPage) -> None:
@@ -206,11 +237,15 @@ async def _scrape_day_async(
                 for row in listing.rows:
                     filed = parse_fecha(row.fecha)
                     if filed is None:
-                        raise PortalError(f"the results list shows a fecha that cannot be read (radicado "
-                                          f"{row.numero_radicado}): has the list page changed?")
+                        raise PortalError(
+                            f"the results list shows a fecha that cannot be read (radicado "
+                            f"{row.numero_radicado}): has the list page changed?"
+                        )
                     if filed.date() != day:
-                        raise PortalError(f"the results list shows radicado {row.numero_radicado} of "
-                                          f"{filed.date()}: the date filter did not apply")
+                        raise PortalError(
+                            f"the results list shows radicado {row.numero_radicado} of "
+                            f"{filed.date()}: the date filter did not apply"
+                        )
                 walked_pages.add(listing.first)
                 result.pages_walked = len(walked_pages)
                 result.listed_total = listing.total
@@ -267,15 +302,27 @@ async def _scrape_day_async(
                     attempt += 1
                     if attempt < config.retries:
                         result.retries += 1
-                        log.info("%s %s: radicado %s attempt %d failed (%s), retrying", config.empresa, day,
-                                 item.numero_radicado, attempt, last_error)
+                        log.info(
+                            "%s %s: radicado %s attempt %d failed (%s), retrying",
+                            config.empresa,
+                            day,
+                            item.numero_radicado,
+                            attempt,
+                            last_error,
+                        )
                         await asyncio.sleep(backoff(attempt))
                 if not last_error:
                     last_error = "session kept expiring"
                 result.failed += 1
                 result.radicados_failed.append(item.numero_radicado)
-                log.warning("%s %s: radicado %s failed after %d attempts (%s)", config.empresa, day,
-                            item.numero_radicado, attempt, last_error)
+                log.warning(
+                    "%s %s: radicado %s failed after %d attempts (%s)",
+                    config.empresa,
+                    day,
+                    item.numero_radicado,
+                    attempt,
+                    last_error,
+                )
                 await artifacts_for(page, f"radicado-{re.sub(r'[^0-9A-Za-z]', '_', item.numero_radicado)}")
                 if page is not None and not page.is_closed():
                     await close_page(page)
@@ -293,10 +340,16 @@ async def _scrape_day_async(
             if list_error is not None:
                 result.failed += 1
                 # Our own PortalError messages name radicados and days only; others by class.
-                result.list_error = (str(list_error) if isinstance(list_error, PortalError)
-                                     else type(list_error).__name__)
-                log.warning("%s %s: the results list could not be walked (%s: %s)", config.empresa, day,
-                            type(list_error).__name__, str(list_error).splitlines()[0][:200] if str(list_error) else "")
+                result.list_error = (
+                    str(list_error) if isinstance(list_error, PortalError) else type(list_error).__name__
+                )
+                log.warning(
+                    "%s %s: the results list could not be walked (%s: %s)",
+                    config.empresa,
+                    day,
+                    type(list_error).__name__,
+                    str(list_error).splitlines()[0][:200] if str(list_error) else "",
+                )
                 if isinstance(list_error, LoginError):
                     raise list_error
         finally:
@@ -314,9 +367,18 @@ async def _scrape_day_async(
             await browser.close()
     result.missing_labels = sorted(details.missing_labels)
     result.seconds = round(time.monotonic() - started, 3)
-    log.info("%s %s: listed %d (label %d), written %d, unchanged %d, failed %d, pages %d, %.1fs",
-             config.empresa, day, result.listed, result.listed_total, result.written, result.unchanged,
-             result.failed, result.pages_walked, result.seconds)
+    log.info(
+        "%s %s: listed %d (label %d), written %d, unchanged %d, failed %d, pages %d, %.1fs",
+        config.empresa,
+        day,
+        result.listed,
+        result.listed_total,
+        result.written,
+        result.unchanged,
+        result.failed,
+        result.pages_walked,
+        result.seconds,
+    )
     return result
 
 

@@ -32,8 +32,19 @@ from ov_assets.objects.stores import ObjectStore, sha256_file, verify_object
 from ov_assets.reports.consolidated import consolidated_paths
 from ov_assets.warehouse.loading import SCHEMA
 
-AUDIT_COLUMNS = ("run_id", "empresa", "partition_date", "files_seen", "records_valid", "db_inserted",
-                 "db_updated", "db_duplicates", "rejected", "started_at", "finished_at")
+AUDIT_COLUMNS = (
+    "run_id",
+    "empresa",
+    "partition_date",
+    "files_seen",
+    "records_valid",
+    "db_inserted",
+    "db_updated",
+    "db_duplicates",
+    "rejected",
+    "started_at",
+    "finished_at",
+)
 _CONTENT = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}
 
 
@@ -55,7 +66,7 @@ def export_audit(conn: psycopg.Connection, empresa: str, day: dt.date, target: P
     """The day's ``ov_load_audit`` rows of ``empresa`` (finished that day, Bogotá) as CSV."""
     start = dt.datetime.combine(day, dt.time(), BOGOTA)
     rows = conn.execute(
-        f"""SELECT {', '.join(AUDIT_COLUMNS)} FROM {SCHEMA}.ov_load_audit
+        f"""SELECT {", ".join(AUDIT_COLUMNS)} FROM {SCHEMA}.ov_load_audit
             WHERE empresa = %s AND finished_at >= %s AND finished_at < %s ORDER BY finished_at, id""",
         (empresa, start, start + dt.timedelta(days=1)),
     ).fetchall()
@@ -73,14 +84,21 @@ def _store(store: ObjectStore, key: str, path: Path, empresa: str, day: dt.date,
     if verify_object(store, key, size, sha) is None:
         out.unchanged.append(key)
         return
-    store.put(key, path, sha, _CONTENT.get(path.suffix, "application/octet-stream"),
-              {"empresa": empresa, "report_day": day.isoformat()})
+    store.put(
+        key,
+        path,
+        sha,
+        _CONTENT.get(path.suffix, "application/octet-stream"),
+        {"empresa": empresa, "report_day": day.isoformat()},
+    )
     if verify_object(store, key, size, sha) is not None:
         raise OSError(f"report {key}: verification after upload failed; run the reports archive again")
     out.stored.append(key)
 
 
-def _unexported_loads(conn: psycopg.Connection, empresas: tuple[str, ...]) -> list[tuple[int, str, dt.date, dt.datetime]]:
+def _unexported_loads(
+    conn: psycopg.Connection, empresas: tuple[str, ...]
+) -> list[tuple[int, str, dt.date, dt.datetime]]:
     """Loads (``ov_load_audit`` rows) whose reports were not exported yet: (id, empresa,
     partition date, finished at)."""
     return conn.execute(
@@ -88,11 +106,18 @@ def _unexported_loads(conn: psycopg.Connection, empresas: tuple[str, ...]) -> li
             WHERE a.empresa = ANY(%s)
               AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.ov_report_exports e WHERE e.audit_id = a.id)
             ORDER BY a.id""",
-        (list(empresas),)).fetchall()
+        (list(empresas),),
+    ).fetchall()
 
 
-def archive_reports(conn: psycopg.Connection, store: ObjectStore, data_dir: Path, base_path: str,
-                    day: dt.date, empresas: tuple[str, ...] = EMPRESAS) -> ArchivedReports:
+def archive_reports(
+    conn: psycopg.Connection,
+    store: ObjectStore,
+    data_dir: Path,
+    base_path: str,
+    day: dt.date,
+    empresas: tuple[str, ...] = EMPRESAS,
+) -> ArchivedReports:
     """Store the reports of ``day`` and every report changed since the last export: the
     consolidated reports of each partition a load not yet exported touched (a load after the
     last archive, a partition the 03:00 re-extraction rewrote), the audit export of each day
@@ -120,7 +145,8 @@ def archive_reports(conn: psycopg.Connection, store: ObjectStore, data_dir: Path
             cur.executemany(
                 f"""INSERT INTO {SCHEMA}.ov_report_exports (audit_id, empresa, partition_date)
                     VALUES (%s, %s, %s) ON CONFLICT (audit_id) DO NOTHING""",
-                [(i, e, d) for i, e, d, _ in loads])
+                [(i, e, d) for i, e, d, _ in loads],
+            )
     out.loads_exported = len(loads)
     out.partitions = len(partitions)
     return out

@@ -35,20 +35,48 @@ MIGRATION = "007_adopted_registry_rows"  # the migration that lets the registry 
 
 # What 001 creates under the registry's name: a relation of the old table holding one of these
 # names would make 001 fail (a sequence, the primary key) or silently skip an index.
-_NAMES_OF_001 = ("s3_files_registry_id_seq", "s3_files_registry_pkey", "s3_files_registry_s3_bucket_s3_key_key",
-                 "s3_files_registry_pqr_idx", "s3_files_registry_open_idx")
+_NAMES_OF_001 = (
+    "s3_files_registry_id_seq",
+    "s3_files_registry_pkey",
+    "s3_files_registry_s3_bucket_s3_key_key",
+    "s3_files_registry_pqr_idx",
+    "s3_files_registry_open_idx",
+)
 
 # Old table -> its column for each field the adoption reads (the newest registry first).
-_OLD_COLUMNS = {"id": "id", "key": "s3_key", "bucket": "s3_bucket", "url": "s3_url", "sgc": "numero_reclamo_sgc",
-                "empresa": "empresa", "filename": "filename", "size": "file_size", "file_type": "file_type",
-                "content_type": "content_type", "status": "upload_status", "source": "upload_source",
-                "hash": "file_hash", "uploaded_at": "uploaded_at"}
+_OLD_COLUMNS = {
+    "id": "id",
+    "key": "s3_key",
+    "bucket": "s3_bucket",
+    "url": "s3_url",
+    "sgc": "numero_reclamo_sgc",
+    "empresa": "empresa",
+    "filename": "filename",
+    "size": "file_size",
+    "file_type": "file_type",
+    "content_type": "content_type",
+    "status": "upload_status",
+    "source": "upload_source",
+    "hash": "file_hash",
+    "uploaded_at": "uploaded_at",
+}
 SOURCES: dict[str, dict[str, str]] = {
-    "registros_ov_s3": {"id": "id", "key": "clave_s3", "bucket": "bucket_s3", "url": "url_s3",
-                        "sgc": "numero_reclamo_sgc", "empresa": "empresa", "filename": "nombre_archivo",
-                        "size": "tamano_archivo", "file_type": "tipo_archivo", "content_type": "tipo_contenido",
-                        "status": "estado_carga", "source": "origen_carga", "hash": "hash_archivo",
-                        "uploaded_at": "fecha_carga"},
+    "registros_ov_s3": {
+        "id": "id",
+        "key": "clave_s3",
+        "bucket": "bucket_s3",
+        "url": "url_s3",
+        "sgc": "numero_reclamo_sgc",
+        "empresa": "empresa",
+        "filename": "nombre_archivo",
+        "size": "tamano_archivo",
+        "file_type": "tipo_archivo",
+        "content_type": "tipo_contenido",
+        "status": "estado_carga",
+        "source": "origen_carga",
+        "hash": "hash_archivo",
+        "uploaded_at": "fecha_carga",
+    },
     SET_ASIDE: _OLD_COLUMNS,
     "s3_files_registry_backup": _OLD_COLUMNS,
 }
@@ -59,13 +87,17 @@ def _columns(conn: psycopg.Connection, table: str) -> dict[str, str]:
     """column -> data type of ``data_general.{table}`` ({} when it does not exist)."""
     rows = conn.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
-        (SCHEMA, table)).fetchall()
+        (SCHEMA, table),
+    ).fetchall()
     return {str(name): str(dtype) for name, dtype in rows}
 
 
 def _rename(conn: psycopg.Connection, kind: str, old: str, new: str) -> None:
-    conn.execute(sql.SQL("ALTER {} {}.{} RENAME TO {}").format(
-        sql.SQL(kind), sql.Identifier(SCHEMA), sql.Identifier(old), sql.Identifier(new[:63])))
+    conn.execute(
+        sql.SQL("ALTER {} {}.{} RENAME TO {}").format(
+            sql.SQL(kind), sql.Identifier(SCHEMA), sql.Identifier(old), sql.Identifier(new[:63])
+        )
+    )
 
 
 def set_aside_old_registry(conn: psycopg.Connection) -> bool:
@@ -79,28 +111,34 @@ def set_aside_old_registry(conn: psycopg.Connection) -> bool:
         raise OperatorError(
             f"{SCHEMA}.{REGISTRY} has the old system's shape (no numero_radicado) and {SCHEMA}.{SET_ASIDE} "
             f"exists already, so it cannot be set aside under that name: rename {SET_ASIDE} (it is kept, "
-            "never read by ov-assets under another name) and run `ov-assets migrate` again.")
+            "never read by ov-assets under another name) and run `ov-assets migrate` again."
+        )
     owned = conn.execute(
         """SELECT c.relname, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END
            FROM pg_class c
            WHERE c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %(t)s::regclass)
               OR c.oid IN (SELECT objid FROM pg_depend WHERE refobjid = %(t)s::regclass
                            AND classid = 'pg_class'::regclass AND deptype IN ('a', 'i'))""",
-        {"t": f"{SCHEMA}.{REGISTRY}"}).fetchall()
+        {"t": f"{SCHEMA}.{REGISTRY}"},
+    ).fetchall()
     for name, kind in owned:
         if name.startswith(REGISTRY):
-            _rename(conn, kind, name, SET_ASIDE + name[len(REGISTRY):])
+            _rename(conn, kind, name, SET_ASIDE + name[len(REGISTRY) :])
     _rename(conn, "TABLE", REGISTRY, SET_ASIDE)
     # A leftover relation holding a name 001 needs (a sequence not owned by the old table).
     left = conn.execute(
         """SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = %s AND c.relname = ANY(%s)""", (SCHEMA, list(_NAMES_OF_001))).fetchall()
+           WHERE n.nspname = %s AND c.relname = ANY(%s)""",
+        (SCHEMA, list(_NAMES_OF_001)),
+    ).fetchall()
     for name, relkind in left:
         kind = {"S": "SEQUENCE", "i": "INDEX"}.get(relkind)
         if kind is None:
-            raise OperatorError(f"{SCHEMA}.{name} exists and migration 001 needs that name: rename it and run "
-                                "`ov-assets migrate` again.")
-        _rename(conn, kind, name, SET_ASIDE + name[len(REGISTRY):])
+            raise OperatorError(
+                f"{SCHEMA}.{name} exists and migration 001 needs that name: rename it and run "
+                "`ov-assets migrate` again."
+            )
+        _rename(conn, kind, name, SET_ASIDE + name[len(REGISTRY) :])
     return True
 
 
@@ -109,12 +147,15 @@ def ready(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL").fetchone()
     if row is None or not row[0]:
         return False
-    return conn.execute("SELECT 1 FROM public.schema_migrations WHERE version = %s", (MIGRATION,)).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM public.schema_migrations WHERE version = %s", (MIGRATION,)).fetchone() is not None
+    )
 
 
 def _empresa(expr: sql.Composable) -> sql.Composed:
-    return sql.SQL("CASE WHEN {e} = 'afinia' THEN 'afinia' WHEN {e} IN ('aire', 'air-e', 'air_e') THEN 'aire' END").format(
-        e=expr)
+    return sql.SQL(
+        "CASE WHEN {e} = 'afinia' THEN 'afinia' WHEN {e} IN ('aire', 'air-e', 'air_e') THEN 'aire' END"
+    ).format(e=expr)
 
 
 def _normalized(table: str, cols: dict[str, str]) -> sql.Composed:
@@ -152,11 +193,25 @@ def _normalized(table: str, cols: dict[str, str]) -> sql.Composed:
                      lower(btrim({status})) AS old_status, lower(btrim({source})) AS old_source,
                      lower(btrim({hash})) AS old_hash, {uploaded} AS uploaded_at
               FROM {schema}.{table}) s""").format(
-        emp_col=_empresa(sql.SQL("s.e_raw")), emp_key=_empresa(sql.SQL("lower(split_part(s.key, '/', 2))")),
-        id=col("id"), key=col("key"), bucket=col("bucket"), url=col("url"), empresa=col("empresa"), sgc=col("sgc"),
-        filename=col("filename"), size=col("size"), file_type=col("file_type"), content_type=col("content_type"),
-        status=col("status"), source=col("source"), hash=col("hash"), uploaded=uploaded,
-        schema=sql.Identifier(SCHEMA), table=sql.Identifier(table))
+        emp_col=_empresa(sql.SQL("s.e_raw")),
+        emp_key=_empresa(sql.SQL("lower(split_part(s.key, '/', 2))")),
+        id=col("id"),
+        key=col("key"),
+        bucket=col("bucket"),
+        url=col("url"),
+        empresa=col("empresa"),
+        sgc=col("sgc"),
+        filename=col("filename"),
+        size=col("size"),
+        file_type=col("file_type"),
+        content_type=col("content_type"),
+        status=col("status"),
+        source=col("source"),
+        hash=col("hash"),
+        uploaded=uploaded,
+        schema=sql.Identifier(SCHEMA),
+        table=sql.Identifier(table),
+    )
 
 
 # The PQRs by SGC (only SGCs naming one radicado) and by radicado, per empresa.
@@ -165,7 +220,8 @@ _PQRS = sql.SQL("""
             UNION ALL SELECT 'aire', numero_radicado, numero_reclamo_sgc FROM {s}.ov_aire),
     by_sgc AS (SELECT empresa, numero_reclamo_sgc AS sgc, min(numero_radicado) AS numero_radicado FROM pqr
                WHERE numero_reclamo_sgc IS NOT NULL GROUP BY 1, 2 HAVING count(DISTINCT numero_radicado) = 1)""").format(
-    s=sql.Identifier(SCHEMA))
+    s=sql.Identifier(SCHEMA)
+)
 
 
 def _resolved(source: str) -> sql.Composed:
@@ -201,10 +257,15 @@ class AdoptionReport:
         """Counts and table names only: never a key, a radicado or a file name."""
         if not self.sources:
             return []
-        out = [f"old registry {s.table}: {s.rows} rows, {s.known} known to s3_files_registry, "
-               f"{s.not_adoptable} not adoptable (no key, bucket or empresa; kept in {s.table})" for s in self.sources]
-        out.append(f"adopted objects: {self.adopted}, of which {self.unresolved} not yet linked to a PQR "
-                   "(numero_radicado NULL until its PQR is loaded: resolved by the next migrate or run)")
+        out = [
+            f"old registry {s.table}: {s.rows} rows, {s.known} known to s3_files_registry, "
+            f"{s.not_adoptable} not adoptable (no key, bucket or empresa; kept in {s.table})"
+            for s in self.sources
+        ]
+        out.append(
+            f"adopted objects: {self.adopted}, of which {self.unresolved} not yet linked to a PQR "
+            "(numero_radicado NULL until its PQR is loaded: resolved by the next migrate or run)"
+        )
         return out
 
 
@@ -219,7 +280,8 @@ def adopt(conn: psycopg.Connection) -> int:
     added = 0
     registry = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(REGISTRY))
     for table, cols in _present(conn).items():
-        cur = conn.execute(sql.SQL("""
+        cur = conn.execute(
+            sql.SQL("""
             WITH {pqrs}, src AS ({normalized}), r AS ({resolved})
             INSERT INTO {registry} (empresa, numero_radicado, numero_reclamo_sgc, filename, file_type,
                     content_type, file_size, file_hash, s3_bucket, s3_key, s3_url, upload_status, upload_source,
@@ -250,11 +312,18 @@ def adopt(conn: psycopg.Connection) -> int:
             WHERE key IS NOT NULL AND bucket IS NOT NULL AND empresa IS NOT NULL
             ORDER BY old_id
             ON CONFLICT (s3_bucket, s3_key) DO NOTHING""").format(
-            pqrs=_PQRS, normalized=_normalized(table, cols), resolved=_resolved("src"), registry=registry,
-            stored=sql.SQL(", ").join(sql.Literal(s) for s in _STORED), table=sql.Literal(table)))
+                pqrs=_PQRS,
+                normalized=_normalized(table, cols),
+                resolved=_resolved("src"),
+                registry=registry,
+                stored=sql.SQL(", ").join(sql.Literal(s) for s in _STORED),
+                table=sql.Literal(table),
+            )
+        )
         added += max(cur.rowcount, 0)
     # Adopted rows whose PQR was loaded since: link them now (first the old value, then the key's folder).
-    conn.execute(sql.SQL("""
+    conn.execute(
+        sql.SQL("""
         WITH {pqrs},
              unlinked AS (SELECT id, empresa, metadata->>'old_numero_reclamo_sgc' AS old_sgc,
                              substring(s3_key from '([^/]+)/[^/]+$') AS key_folder
@@ -263,7 +332,9 @@ def adopt(conn: psycopg.Connection) -> int:
         UPDATE {registry} g SET numero_radicado = r.numero_radicado, numero_reclamo_sgc = r.pqr_sgc,
                                 updated_at = now()
         FROM r WHERE g.id = r.id AND r.numero_radicado IS NOT NULL AND g.numero_radicado IS NULL""").format(
-        pqrs=_PQRS, registry=registry, resolved=_resolved("unlinked")))
+            pqrs=_PQRS, registry=registry, resolved=_resolved("unlinked")
+        )
+    )
     return added
 
 
@@ -271,21 +342,28 @@ def report(conn: psycopg.Connection) -> AdoptionReport:
     """What each old table lists and what of it the registry knows (read-only)."""
     sources = []
     new_registry = "numero_radicado" in _columns(conn, REGISTRY)  # else nothing is adopted yet
-    known = sql.SQL("count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {}.{} g WHERE g.s3_bucket = n.bucket "
-                    "AND g.s3_key = n.key))").format(sql.Identifier(SCHEMA), sql.Identifier(REGISTRY))
+    known = sql.SQL(
+        "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {}.{} g WHERE g.s3_bucket = n.bucket AND g.s3_key = n.key))"
+    ).format(sql.Identifier(SCHEMA), sql.Identifier(REGISTRY))
     for table, cols in _present(conn).items():
-        row = conn.execute(sql.SQL("""
+        row = conn.execute(
+            sql.SQL("""
             SELECT count(*), {known},
                    count(*) FILTER (WHERE n.key IS NULL OR n.bucket IS NULL OR n.empresa IS NULL)
             FROM ({normalized}) n""").format(
-            known=known if new_registry else sql.SQL("0"), normalized=_normalized(table, cols))).fetchone()
+                known=known if new_registry else sql.SQL("0"), normalized=_normalized(table, cols)
+            )
+        ).fetchone()
         assert row is not None  # an aggregate without GROUP BY returns one row
         sources.append(SourceReport(table, *row))
     adopted = unresolved = 0
     if sources and new_registry:
-        row = conn.execute(sql.SQL(
-            "SELECT count(*), count(*) FILTER (WHERE numero_radicado IS NULL) FROM {}.{} "
-            "WHERE metadata ? 'adopted_from'").format(sql.Identifier(SCHEMA), sql.Identifier(REGISTRY))).fetchone()
+        row = conn.execute(
+            sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE numero_radicado IS NULL) FROM {}.{} "
+                "WHERE metadata ? 'adopted_from'"
+            ).format(sql.Identifier(SCHEMA), sql.Identifier(REGISTRY))
+        ).fetchone()
         assert row is not None
         adopted, unresolved = row
     return AdoptionReport(sources, adopted, unresolved)

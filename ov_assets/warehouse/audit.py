@@ -25,7 +25,7 @@ class LoadCounts:
     db_skipped_older: int = 0
     rejected: int = 0
 
-    def add(self, other: "LoadCounts") -> "LoadCounts":
+    def add(self, other: LoadCounts) -> LoadCounts:
         return LoadCounts(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
 
 
@@ -34,9 +34,15 @@ def upsert_rejects(conn: psycopg.Connection, rejects: pl.DataFrame) -> None:
     one seen winning (as the old row-by-row upsert did)."""
     if rejects.is_empty():
         return
-    rows = (rejects.select("empresa", "partition_date", "file_name", "file_sha256", "numero_radicado",
-                           pl.col("reject_code"), pl.col("reject_detail"))
-            .unique(subset=["empresa", "file_name", "reject_code"], keep="last", maintain_order=True))
+    rows = rejects.select(
+        "empresa",
+        "partition_date",
+        "file_name",
+        "file_sha256",
+        "numero_radicado",
+        pl.col("reject_code"),
+        pl.col("reject_detail"),
+    ).unique(subset=["empresa", "file_name", "reject_code"], keep="last", maintain_order=True)
     conn.execute(
         f"""INSERT INTO {SCHEMA}.ov_rejects
                (empresa, partition_date, file_name, file_sha256, numero_radicado, reason_code, detail)
@@ -56,7 +62,8 @@ def resolve_rejects(conn: psycopg.Connection, files: pl.DataFrame) -> None:
     set once and the row stays as history (reason, the rejected bytes' SHA-256, when it was
     seen); a rejection for that reason later opens it again (``upsert_rejects``)."""
     current = files.select(
-        "empresa", "file_name",
+        "empresa",
+        "file_name",
         pl.when(pl.col("status") == "rejected").then(pl.col("reject_code")).alias("reason_code"),
     ).unique()
     if current.is_empty():
@@ -72,15 +79,23 @@ def resolve_rejects(conn: psycopg.Connection, files: pl.DataFrame) -> None:
     )
 
 
-def record_audit(conn: psycopg.Connection, run_id: str, started: dt.datetime,
-                 counts: dict[tuple[str, dt.date], LoadCounts]) -> None:
+def record_audit(
+    conn: psycopg.Connection, run_id: str, started: dt.datetime, counts: dict[tuple[str, dt.date], LoadCounts]
+) -> None:
     """Append one ``ov_load_audit`` row per partition of ``counts`` (in its order) for this run;
     a retry of the run after a lost COMMIT acknowledgement adds none."""
     keys = list(counts)
-    audit = {"run": run_id, "started": started, "e": [e for e, _ in keys], "d": [d for _, d in keys],
-             **{f: [getattr(counts[k], f) for k in keys]
-                for f in ("files_seen", "records_valid", "db_inserted", "db_updated", "rejected")},
-             "db_duplicates": [counts[k].db_duplicates + counts[k].db_skipped_older for k in keys]}
+    audit = {
+        "run": run_id,
+        "started": started,
+        "e": [e for e, _ in keys],
+        "d": [d for _, d in keys],
+        **{
+            f: [getattr(counts[k], f) for k in keys]
+            for f in ("files_seen", "records_valid", "db_inserted", "db_updated", "rejected")
+        },
+        "db_duplicates": [counts[k].db_duplicates + counts[k].db_skipped_older for k in keys],
+    }
     # One row per (run, partition): a partition this run already committed keeps its row.
     conn.execute(
         f"""INSERT INTO {SCHEMA}.ov_load_audit (run_id, empresa, partition_date, files_seen,

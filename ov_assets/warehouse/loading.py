@@ -42,8 +42,21 @@ from ov_assets.warehouse.audit import LoadCounts, record_audit, resolve_rejects,
 from ov_assets.warehouse.tables import LOAD_COLUMNS, SCHEMA, TABLE_COLUMNS, lock_key, table_name
 
 # Callers import these from here: the load's names, wherever they live.
-__all__ = ["LOAD_COLUMNS", "SCHEMA", "TABLE_COLUMNS", "LoadCounts", "load_partition", "load_partitions",
-           "lock_key", "resolve_rejects", "stage_csv_chunks", "table_name", "text_array", "upsert_rejects"]
+__all__ = [
+    "LOAD_COLUMNS",
+    "SCHEMA",
+    "TABLE_COLUMNS",
+    "LoadCounts",
+    "load_partition",
+    "load_partitions",
+    "lock_key",
+    "resolve_rejects",
+    "stage_csv_chunks",
+    "table_name",
+    "text_array",
+    "upsert_rejects",
+]
+
 
 def _ident(*parts: str) -> sql.Identifier:
     return sql.Identifier(*parts)
@@ -59,7 +72,7 @@ def _newer_or_equal() -> sql.SQL:
     """The incoming version (s) may replace the stored one (t)."""
     return sql.SQL(
         "(t.archivo_origen IS NULL OR t.fecha_extraccion IS NULL OR "
-        "(s.fecha_extraccion, s.archivo_origen COLLATE \"C\") >= (t.fecha_extraccion, t.archivo_origen COLLATE \"C\"))"
+        '(s.fecha_extraccion, s.archivo_origen COLLATE "C") >= (t.fecha_extraccion, t.archivo_origen COLLATE "C"))'
     )
 
 
@@ -107,8 +120,9 @@ def stage_csv_chunks(winners: pl.DataFrame, with_partition: bool = False) -> Ite
         yield buf.getvalue()
 
 
-def _copy(conn: psycopg.Connection, target: sql.Composable, columns: sql.Composable, chunks: Iterable[bytes],
-          rows: int) -> None:
+def _copy(
+    conn: psycopg.Connection, target: sql.Composable, columns: sql.Composable, chunks: Iterable[bytes], rows: int
+) -> None:
     """COPY ``chunks`` of CSV (``rows`` rows in all) into ``target``: each chunk is sent as soon
     as it is written."""
     with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)) as copy:
@@ -130,8 +144,13 @@ def _stage(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, fresh:
     conn.execute(_stage_ddl(empresa))
     if not fresh:
         conn.execute(f"TRUNCATE {_stage_table(empresa)}")  # a second wave in one transaction (rare)
-    _copy(conn, sql.Identifier(_stage_table(empresa)), sql.SQL("partition_date, {}").format(_cols(LOAD_COLUMNS)),
-          stage_csv_chunks(winners, with_partition=True), winners.height)
+    _copy(
+        conn,
+        sql.Identifier(_stage_table(empresa)),
+        sql.SQL("partition_date, {}").format(_cols(LOAD_COLUMNS)),
+        stage_csv_chunks(winners, with_partition=True),
+        winners.height,
+    )
 
 
 def text_array(values: pl.Series) -> str:
@@ -141,7 +160,9 @@ def text_array(values: pl.Series) -> str:
     values = values.drop_nulls()
     if values.is_empty():
         return "{}"
-    quoted = values.cast(pl.String).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    quoted = (
+        values.cast(pl.String).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    )
     return "{" + ('"' + quoted + '"').str.join(",").item() + "}"
 
 
@@ -155,13 +176,17 @@ def _index_joins(conn: psycopg.Connection) -> Iterator[None]:
     cost O(table) instead of O(run) (measured: 86 ms against 23 ms for 7,000 rows in 100,000)."""
     saved = conn.execute(
         "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'), "
-        "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)").fetchone()
+        "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+    ).fetchone()
+    assert saved is not None  # a SELECT without FROM returns one row
     try:
         yield
     finally:
         if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-            conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
-                         (saved[0], saved[1]))
+            conn.execute(
+                "SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
+                (saved[0], saved[1]),
+            )
 
 
 def _per_day(rows: list[tuple[Any, ...]]) -> dict[dt.date, tuple[int, ...]]:
@@ -170,18 +195,21 @@ def _per_day(rows: list[tuple[Any, ...]]) -> dict[dt.date, tuple[int, ...]]:
 
 def _compare(conn: psycopg.Connection, table: sql.Identifier, stage: sql.Identifier) -> dict[dt.date, tuple[int, ...]]:
     """Per partition of the staged rows: (unchanged, older than stored, stored)."""
-    return _per_day(conn.execute(
-        sql.SQL(
-            "SELECT s.partition_date, count(*) FILTER (WHERE t.hash_registro = s.hash_registro), "
-            "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND NOT {newer}), "
-            "count(*) "
-            "FROM {stage} s JOIN {table} t USING (numero_radicado) GROUP BY 1"
-        ).format(table=table, stage=stage, newer=_newer_or_equal())
-    ).fetchall())
+    return _per_day(
+        conn.execute(
+            sql.SQL(
+                "SELECT s.partition_date, count(*) FILTER (WHERE t.hash_registro = s.hash_registro), "
+                "count(*) FILTER (WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND NOT {newer}), "
+                "count(*) "
+                "FROM {stage} s JOIN {table} t USING (numero_radicado) GROUP BY 1"
+            ).format(table=table, stage=stage, newer=_newer_or_equal())
+        ).fetchall()
+    )
 
 
-def _replace_newer(conn: psycopg.Connection, table: sql.Identifier, history: sql.Identifier,
-                   stage: sql.Identifier, run_id: str) -> dict[dt.date, tuple[int, ...]]:
+def _replace_newer(
+    conn: psycopg.Connection, table: sql.Identifier, history: sql.Identifier, stage: sql.Identifier, run_id: str
+) -> dict[dt.date, tuple[int, ...]]:
     """One statement: lock the stored rows that a staged version replaces (different and not
     older; in key order), copy them to history and update them. Per partition: (updated,)."""
     # ``old`` carries both versions (the incoming one as ``_new_*``), so the UPDATE finds its
@@ -192,28 +220,38 @@ def _replace_newer(conn: psycopg.Connection, table: sql.Identifier, history: sql
     incoming = sql.SQL(", ").join(
         sql.SQL("s.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"_new_{c}")) for c in LOAD_COLUMNS
     )
-    return _per_day(conn.execute(
-        sql.SQL(
-            "WITH old AS ("
-            "  SELECT s.partition_date AS _day, {tcols}, {incoming} "
-            "  FROM {table} t JOIN {stage} s USING (numero_radicado) "
-            "  WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND {newer} "
-            "  ORDER BY t.numero_radicado FOR UPDATE OF t), "
-            "upd AS ("
-            "  UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, "
-            "  procesado_flag = FALSE, updated_at = now() "
-            "  FROM old WHERE t.id = old.id), "
-            "hist AS (INSERT INTO {history} (replaced_by_run, {cols}) SELECT %s, {cols} FROM old) "
-            "SELECT _day, count(*) FROM old GROUP BY 1"
-        ).format(history=history, cols=_cols(TABLE_COLUMNS), tcols=_cols(TABLE_COLUMNS, "t"),
-                 incoming=incoming, table=table, stage=stage, newer=_newer_or_equal(),
-                 assignments=assignments),
-        (run_id,),
-    ).fetchall())
+    return _per_day(
+        conn.execute(
+            sql.SQL(
+                "WITH old AS ("
+                "  SELECT s.partition_date AS _day, {tcols}, {incoming} "
+                "  FROM {table} t JOIN {stage} s USING (numero_radicado) "
+                "  WHERE t.hash_registro IS DISTINCT FROM s.hash_registro AND {newer} "
+                "  ORDER BY t.numero_radicado FOR UPDATE OF t), "
+                "upd AS ("
+                "  UPDATE {table} t SET {assignments}, archivos_s3_urls = '[]'::jsonb, "
+                "  procesado_flag = FALSE, updated_at = now() "
+                "  FROM old WHERE t.id = old.id), "
+                "hist AS (INSERT INTO {history} (replaced_by_run, {cols}) SELECT %s, {cols} FROM old) "
+                "SELECT _day, count(*) FROM old GROUP BY 1"
+            ).format(
+                history=history,
+                cols=_cols(TABLE_COLUMNS),
+                tcols=_cols(TABLE_COLUMNS, "t"),
+                incoming=incoming,
+                table=table,
+                stage=stage,
+                newer=_newer_or_equal(),
+                assignments=assignments,
+            ),
+            (run_id,),
+        ).fetchall()
+    )
 
 
-def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, run_id: str,
-                 fresh: bool) -> dict[dt.date, LoadCounts]:
+def _upsert_wave(
+    conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, run_id: str, fresh: bool
+) -> dict[dt.date, LoadCounts]:
     """Winners of several partitions of one empresa (each radicado at most once), inside the
     caller's transaction: one COPY, then set-based statements, counts grouped by partition.
 
@@ -230,9 +268,12 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
     stage = sql.Identifier(_stage_table(empresa))
     staged = dict(winners.group_by("partition_date").len().iter_rows())
     out = {day: LoadCounts() for day in staged}
-    (any_stored,) = conn.execute(
+    row = conn.execute(
         sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE numero_radicado = ANY(%s::text[]))").format(table=table),
-        (text_array(winners["numero_radicado"]),)).fetchone()
+        (text_array(winners["numero_radicado"]),),
+    ).fetchone()
+    assert row is not None  # SELECT EXISTS returns one row
+    (any_stored,) = row
     if not any_stored:
         # First load of these radicados: the COPY goes straight into the table (what the floor
         # does), under a savepoint. A concurrent load of another partition that inserted one of
@@ -259,14 +300,16 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
                 out[day].db_updated = n
         if winners.height > stored_total:
             checkpoint("insert_new")  # tests: a load of another partition inserts one of ours here
-            inserted = _per_day(conn.execute(
-                sql.SQL(
-                    "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} s "
-                    "  WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.numero_radicado = s.numero_radicado) "
-                    "  ON CONFLICT (numero_radicado) DO NOTHING RETURNING numero_radicado) "
-                    "SELECT s.partition_date, count(*) FROM ins JOIN {stage} s USING (numero_radicado) GROUP BY 1"
-                ).format(table=table, cols=_cols(LOAD_COLUMNS), stage=stage)
-            ).fetchall())
+            inserted = _per_day(
+                conn.execute(
+                    sql.SQL(
+                        "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} s "
+                        "  WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.numero_radicado = s.numero_radicado) "
+                        "  ON CONFLICT (numero_radicado) DO NOTHING RETURNING numero_radicado) "
+                        "SELECT s.partition_date, count(*) FROM ins JOIN {stage} s USING (numero_radicado) GROUP BY 1"
+                    ).format(table=table, cols=_cols(LOAD_COLUMNS), stage=stage)
+                ).fetchall()
+            )
             for day, (n,) in inserted.items():
                 out[day].db_inserted = n
         if any(n > compare.get(day, (0, 0, 0))[2] + out[day].db_inserted for day, n in staged.items()):
@@ -286,8 +329,9 @@ def _upsert_wave(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, 
     return out
 
 
-def _upsert_empresa(conn: psycopg.Connection, empresa: str, winners: pl.DataFrame,
-                    run_id: str, fresh: bool) -> dict[dt.date, LoadCounts]:
+def _upsert_empresa(
+    conn: psycopg.Connection, empresa: str, winners: pl.DataFrame, run_id: str, fresh: bool
+) -> dict[dt.date, LoadCounts]:
     """All of one empresa's winners of the run. A radicado that is a winner in several
     partitions of the run (its fecha moved between extractions) is applied partition by
     partition, oldest day first, exactly as single-partition runs in day order would: wave k
@@ -297,7 +341,9 @@ def _upsert_empresa(conn: psycopg.Connection, empresa: str, winners: pl.DataFram
         waves = [ordered]
     else:
         ranked = ordered.with_columns(pl.int_range(pl.len()).over("numero_radicado").alias("_wave"))
-        waves = [ranked.filter(pl.col("_wave") == k).drop("_wave") for k in range(int(ranked["_wave"].max()) + 1)]
+        last = ranked["_wave"].max()
+        assert isinstance(last, int)  # an int_range over rows: never empty here
+        waves = [ranked.filter(pl.col("_wave") == k).drop("_wave") for k in range(last + 1)]
     out: dict[dt.date, LoadCounts] = {}
     for wave in waves:
         counts = _upsert_wave(conn, empresa, wave, run_id, fresh)
@@ -308,8 +354,11 @@ def _upsert_empresa(conn: psycopg.Connection, empresa: str, winners: pl.DataFram
 
 
 def load_partitions(
-    conn: psycopg.Connection, empresa_day_keys: Iterable[tuple[str, dt.date]], frame: pl.DataFrame,
-    run_id: str, dry_run: bool = False,
+    conn: psycopg.Connection,
+    empresa_day_keys: Iterable[tuple[str, dt.date]],
+    frame: pl.DataFrame,
+    run_id: str,
+    dry_run: bool = False,
 ) -> dict[tuple[str, dt.date], LoadCounts]:
     """Load the partitions ``(empresa, day)`` of a run (rows of ``frame`` from ``pqr_records``)
     in ONE transaction: the whole range commits or nothing does.
@@ -322,9 +371,11 @@ def load_partitions(
     keys = sorted(set(empresa_day_keys))
     for empresa, _ in keys:
         table_name(empresa)  # validates
-    started = dt.datetime.now(dt.timezone.utc)
-    wanted = pl.DataFrame({"empresa": [e for e, _ in keys], "partition_date": [d for _, d in keys]},
-                          schema={"empresa": pl.String(), "partition_date": pl.Date()})
+    started = dt.datetime.now(dt.UTC)
+    wanted = pl.DataFrame(
+        {"empresa": [e for e, _ in keys], "partition_date": [d for _, d in keys]},
+        schema={"empresa": pl.String(), "partition_date": pl.Date()},
+    )
     part = frame.join(wanted, on=["empresa", "partition_date"], how="semi")
     out = {k: LoadCounts() for k in keys}
     seen = part.group_by("empresa", "partition_date").agg(
@@ -360,7 +411,11 @@ def load_partitions(
 
 
 def load_partition(
-    conn: psycopg.Connection, empresa: str, day: dt.date, frame: pl.DataFrame, run_id: str,
+    conn: psycopg.Connection,
+    empresa: str,
+    day: dt.date,
+    frame: pl.DataFrame,
+    run_id: str,
     dry_run: bool = False,
 ) -> LoadCounts:
     """Load one partition's frame (from ``pqr_records``) in one transaction (see

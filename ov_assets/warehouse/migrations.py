@@ -37,7 +37,9 @@ class Migration:
 
 def available(sql_dir: Path = SQL_DIR) -> list[Migration]:
     if not sql_dir.is_dir():
-        raise OperatorError(f"migrations folder {sql_dir} not found: install ov-assets from its repository (pip install -e .)")
+        raise OperatorError(
+            f"migrations folder {sql_dir} not found: install ov-assets from its repository (pip install -e .)"
+        )
     return [Migration(p.stem, p) for p in sorted(sql_dir.glob("[0-9][0-9][0-9]_*.sql"))]
 
 

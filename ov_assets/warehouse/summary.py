@@ -46,25 +46,44 @@ def empresa_day(conn: psycopg.Connection, empresa: str, day: dt.date) -> Empresa
     audit: Any = conn.execute(
         "SELECT count(*), coalesce(sum(db_inserted), 0), coalesce(sum(db_updated), 0) "
         "FROM data_general.ov_load_audit WHERE empresa = %s AND finished_at >= %s AND finished_at < %s",
-        (empresa, start, end)).fetchone()
+        (empresa, start, end),
+    ).fetchone()
     loads, inserted, updated = audit
-    rejects: dict[Any, Any] = dict(conn.execute(
-        "SELECT reason_code, count(*) FROM data_general.ov_rejects "
-        "WHERE empresa = %s AND last_seen_at >= %s AND last_seen_at < %s GROUP BY 1 ORDER BY 1",
-        (empresa, start, end)).fetchall())
-    warnings: dict[Any, Any] = dict(conn.execute(sql.SQL(
-        "SELECT w.code, count(*) FROM {}, jsonb_array_elements_text(t.warnings) AS w(code) "
-        "WHERE t.updated_at >= %s AND t.updated_at < %s GROUP BY 1 ORDER BY 1").format(
-            sql.SQL("{} AS t").format(sql.Identifier(SCHEMA, f"ov_{empresa}"))), (start, end)).fetchall())
+    rejects: dict[Any, Any] = dict(
+        conn.execute(
+            "SELECT reason_code, count(*) FROM data_general.ov_rejects "
+            "WHERE empresa = %s AND last_seen_at >= %s AND last_seen_at < %s GROUP BY 1 ORDER BY 1",
+            (empresa, start, end),
+        ).fetchall()
+    )
+    warnings: dict[Any, Any] = dict(
+        conn.execute(
+            sql.SQL(
+                "SELECT w.code, count(*) FROM {}, jsonb_array_elements_text(t.warnings) AS w(code) "
+                "WHERE t.updated_at >= %s AND t.updated_at < %s GROUP BY 1 ORDER BY 1"
+            ).format(sql.SQL("{} AS t").format(sql.Identifier(SCHEMA, f"ov_{empresa}"))),
+            (start, end),
+        ).fetchall()
+    )
     objects: Any = conn.execute(
         "SELECT count(*) FILTER (WHERE upload_status IN ('uploaded', 'pre_existing') "
         "                          AND coalesce(uploaded_at, updated_at) >= %s AND coalesce(uploaded_at, updated_at) < %s), "
         "       count(*) FILTER (WHERE upload_status = 'pending'), count(*) FILTER (WHERE upload_status = 'error') "
         "FROM data_general.s3_files_registry WHERE empresa = %s",
-        (start, end, empresa)).fetchone()
+        (start, end, empresa),
+    ).fetchone()
     stored, pending, error = objects
-    return EmpresaDay(empresa, int(loads), int(inserted), int(updated), {str(k): int(v) for k, v in rejects.items()},
-                      {str(k): int(v) for k, v in warnings.items()}, int(stored), int(pending), int(error))
+    return EmpresaDay(
+        empresa,
+        int(loads),
+        int(inserted),
+        int(updated),
+        {str(k): int(v) for k, v in rejects.items()},
+        {str(k): int(v) for k, v in warnings.items()},
+        int(stored),
+        int(pending),
+        int(error),
+    )
 
 
 def summarize(conn: psycopg.Connection, day: dt.date, empresas: tuple[str, ...] = EMPRESAS) -> list[EmpresaDay]:

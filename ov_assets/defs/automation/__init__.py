@@ -16,5 +16,11 @@ monitoring_assets = [ov_daily_summary]
 monitoring_jobs = [daily_summary_job]
 monitoring_schedules = [daily_summary_schedule]
 
-__all__ = ["all_alert_sensors", "all_schedules", "all_sensors", "monitoring_assets", "monitoring_jobs",
-           "monitoring_schedules"]
+__all__ = [
+    "all_alert_sensors",
+    "all_schedules",
+    "all_sensors",
+    "monitoring_assets",
+    "monitoring_jobs",
+    "monitoring_schedules",
+]

@@ -49,8 +49,12 @@ class Episodes:
         self.open = {k: d for k, d in self.open.items() if d >= oldest}
 
 
-def send_all(log: logging.Logger | dg.DagsterLogManager, pending: Iterable[dict[str, str]], messages: Iterable[TextMessage],
-             config: AlertSettings) -> list[dict[str, str]]:
+def send_all(
+    log: logging.Logger | dg.DagsterLogManager,
+    pending: Iterable[dict[str, str]],
+    messages: Iterable[TextMessage],
+    config: AlertSettings,
+) -> list[dict[str, str]]:
     """Send what earlier ticks could not deliver, then ``messages``; returns what is still
     undelivered (kept in the cursor: the state moves on, the message is not lost or repeated).
     The first failure stops the sending: the channel is down."""

@@ -27,9 +27,15 @@ from ov_assets.errors import OperatorError
 
 MAX_DETAIL = 300
 # Dagster's wrappers around the user's exception: the cause is the interesting class.
-_WRAPPERS = frozenset({"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError",
-                       "DagsterExecutionHandleOutputError", "DagsterExecutionLoadInputError",
-                       "DagsterExecutionResourceInitError"})
+_WRAPPERS = frozenset(
+    {
+        "DagsterExecutionStepExecutionError",
+        "DagsterUserCodeExecutionError",
+        "DagsterExecutionHandleOutputError",
+        "DagsterExecutionLoadInputError",
+        "DagsterExecutionResourceInitError",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,13 @@ class FailureAlert:
         return f"[ov-assets] run failed: {self.job}{part}"
 
     def text(self) -> str:
-        lines = [self.subject, f"job: {self.job}", f"run id: {self.run_id}",
-                 f"partition: {self.partition or '-'}", f"asked for by: {self.mode or 'no schedule or sensor (UI, CLI or backfill)'}"]
+        lines = [
+            self.subject,
+            f"job: {self.job}",
+            f"run id: {self.run_id}",
+            f"partition: {self.partition or '-'}",
+            f"asked for by: {self.mode or 'no schedule or sensor (UI, CLI or backfill)'}",
+        ]
         for s in self.steps:
             lines.append(f"step {s.step}: {s.error_class}" + (f": {s.detail}" if s.detail else ""))
         if not self.steps:
@@ -119,7 +130,12 @@ class FailureAlert:
 def _innermost(error: object) -> object:
     """Dagster's wrapper errors hold the user exception as ``cause``."""
     seen = 0
-    while error is not None and getattr(error, "cls_name", None) in _WRAPPERS and getattr(error, "cause", None) and seen < 10:
+    while (
+        error is not None
+        and getattr(error, "cls_name", None) in _WRAPPERS
+        and getattr(error, "cause", None)
+        and seen < 10
+    ):
         error = getattr(error, "cause", None)
         seen += 1
     return error
@@ -178,8 +194,9 @@ def build_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
 
 def send_slack(alert: Message, config: AlertSettings) -> None:
     body = json.dumps({"text": alert.text()}).encode()
-    req = urllib.request.Request(config.slack_webhook_url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        config.slack_webhook_url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=config.timeout_s) as resp:
         if resp.status >= 300:
             raise OSError(f"Slack webhook answered HTTP {resp.status}")
@@ -192,8 +209,9 @@ def send_email(alert: Message, config: AlertSettings) -> None:
     msg["To"] = ", ".join(config.alert_to)
     msg.set_content(alert.text())
     if config.smtp_port == 465:
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=config.timeout_s,
-                                              context=ssl.create_default_context())
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            config.smtp_host, config.smtp_port, timeout=config.timeout_s, context=ssl.create_default_context()
+        )
     else:
         smtp = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout_s)
     with smtp:

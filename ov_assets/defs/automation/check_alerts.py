@@ -56,19 +56,37 @@ class CheckOutcome:
 
 def failure_message(o: CheckOutcome) -> TextMessage:
     subject = f"[ov-assets] check failed ({o.severity}): {o.where}"
-    lines = [subject, f"check: {o.check}", f"asset: {o.asset}", f"partition: {o.partition or '-'}",
-             f"severity: {o.severity}"]
+    lines = [
+        subject,
+        f"check: {o.check}",
+        f"asset: {o.asset}",
+        f"partition: {o.partition or '-'}",
+        f"severity: {o.severity}",
+    ]
     lines += [f"{name}: {_number(value)}" for name, value in o.counts]
-    lines += [f"run id: {o.run_id}", "Open the asset's Checks tab in the Dagster UI for the details.",
-              "Next alert for this check and partition: tomorrow if it still fails, or when it recovers."]
+    lines += [
+        f"run id: {o.run_id}",
+        "Open the asset's Checks tab in the Dagster UI for the details.",
+        "Next alert for this check and partition: tomorrow if it still fails, or when it recovers.",
+    ]
     return TextMessage(subject, "\n".join(lines))
 
 
 def recovered_message(o: CheckOutcome, since: str) -> TextMessage:
     subject = f"[ov-assets] check recovered: {o.where}"
-    return TextMessage(subject, "\n".join([subject, f"check: {o.check}", f"asset: {o.asset}",
-                                           f"partition: {o.partition or '-'}", f"failing since: {since}",
-                                           f"run id: {o.run_id}"]))
+    return TextMessage(
+        subject,
+        "\n".join(
+            [
+                subject,
+                f"check: {o.check}",
+                f"asset: {o.asset}",
+                f"partition: {o.partition or '-'}",
+                f"failing since: {since}",
+                f"run id: {o.run_id}",
+            ]
+        ),
+    )
 
 
 def digest_message(messages: list[TextMessage]) -> TextMessage:
@@ -114,12 +132,18 @@ class CheckAlertState:
         if not cursor:
             return cls()
         data = json.loads(cursor)
-        return cls(after=data.get("after"), runs=dict(data.get("runs", {})),
-                   episodes=Episodes(dict(data.get("open", {}))), pending=list(data.get("pending", [])))
+        return cls(
+            after=data.get("after"),
+            runs=dict(data.get("runs", {})),
+            episodes=Episodes(dict(data.get("open", {}))),
+            pending=list(data.get("pending", [])),
+        )
 
     def dump(self) -> str:
-        return json.dumps({"after": self.after, "runs": self.runs, "open": self.episodes.open,
-                           "pending": self.pending}, sort_keys=True)
+        return json.dumps(
+            {"after": self.after, "runs": self.runs, "open": self.episodes.open, "pending": self.pending},
+            sort_keys=True,
+        )
 
 
 # Runs whose update time is this close to the last read are read again (their per-run cursor
@@ -135,7 +159,10 @@ def read_outcomes(instance: dg.DagsterInstance, state: CheckAlertState) -> list[
     after = state.after or 0.0
     records = instance.get_run_records(
         dg.RunsFilter(updated_after=dt.datetime.fromtimestamp(after - OVERLAP_S, dt.UTC)),
-        order_by="update_timestamp", ascending=True, limit=BATCH)
+        order_by="update_timestamp",
+        ascending=True,
+        limit=BATCH,
+    )
     updated = {r.dagster_run.run_id: r for r in records}
     out: list[CheckOutcome] = []
     for run_id in sorted(set(state.runs) | set(updated), key=lambda rid: (state.runs.get(rid) or [None, 0.0])[1]):
@@ -152,19 +179,27 @@ def read_outcomes(instance: dg.DagsterInstance, state: CheckAlertState) -> list[
         if finished and update_ts <= seen_update:
             continue
         run = record.dagster_run
-        conn = instance.get_records_for_run(run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
-                                            limit=BATCH)
+        conn = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=BATCH
+        )
         partition = run.tags.get("dagster/partition", "")
         for ev in conn.records:
             entry = ev.event_log_entry
             evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
             if not isinstance(evaluation, dg.AssetCheckEvaluation):
                 continue
-            out.append(CheckOutcome(
-                check=evaluation.check_name, asset=evaluation.asset_key.to_user_string(),
-                partition=getattr(evaluation, "partition", None) or partition, severity=evaluation.severity.value,
-                passed=bool(evaluation.passed), counts=numeric_counts(evaluation.metadata), run_id=run_id,
-                timestamp=entry.timestamp))
+            out.append(
+                CheckOutcome(
+                    check=evaluation.check_name,
+                    asset=evaluation.asset_key.to_user_string(),
+                    partition=getattr(evaluation, "partition", None) or partition,
+                    severity=evaluation.severity.value,
+                    passed=bool(evaluation.passed),
+                    counts=numeric_counts(evaluation.metadata),
+                    run_id=run_id,
+                    timestamp=entry.timestamp,
+                )
+            )
         done = run.status in _FINISHED and not conn.has_more
         state.runs[run_id] = [conn.cursor or cursor, update_ts, done]
         after = max(after, update_ts)
@@ -203,8 +238,9 @@ def evaluate(context: dg.SensorEvaluationContext, config: AlertSettings | None =
         messages = [digest_message(messages)]
     state.pending = send_all(context.log, state.pending, messages, config)
     state.episodes.prune(dt.datetime.now(BOGOTA).date())
-    reason = (f"{len(outcomes)} evaluations read, {len(messages)} alerts"
-              + (f", {len(state.pending)} waiting for delivery" if state.pending else ""))
+    reason = f"{len(outcomes)} evaluations read, {len(messages)} alerts" + (
+        f", {len(state.pending)} waiting for delivery" if state.pending else ""
+    )
     return dg.SensorResult(cursor=state.dump(), skip_reason=dg.SkipReason(reason))
 
 
@@ -213,7 +249,7 @@ def evaluate(context: dg.SensorEvaluationContext, config: AlertSettings | None =
     minimum_interval_seconds=settings.alert_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Failed asset checks (ERROR; WARN unless OV_ALERT_CHECK_WARNINGS=0) -> Slack and/or e-mail, "
-                "one per check and partition per day, and a 'recovered' when they pass again.",
+    "one per check and partition per day, and a 'recovered' when they pass again.",
 )
 def check_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return evaluate(context)

@@ -8,7 +8,6 @@ materialization, so the asset's page plots every number over time.
 Counts, codes, check and job names only: never a personal value.
 """
 
-
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
@@ -47,8 +46,15 @@ def instance_day(instance: dg.DagsterInstance, day: dt.date) -> InstanceDay:
     after = None
     while True:
         records = instance.event_log_storage.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_timestamp=start,
-                                  before_timestamp=end, after_cursor=after), limit=5000, ascending=True)
+            dg.EventRecordsFilter(
+                event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+                after_timestamp=start,
+                before_timestamp=end,
+                after_cursor=after,
+            ),
+            limit=5000,
+            ascending=True,
+        )
         for record in records:
             entry = record.event_log_entry
             evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
@@ -72,9 +78,13 @@ def instance_day(instance: dg.DagsterInstance, day: dt.date) -> InstanceDay:
             failing.setdefault(_empresa_of(partition), []).append(where)
 
     runs: dict[str, Counter[str]] = {}
-    for run_record in instance.get_run_records(dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.FAILURE], updated_after=dt.datetime.fromtimestamp(start, dt.UTC),
-            updated_before=dt.datetime.fromtimestamp(end, dt.UTC))):
+    for run_record in instance.get_run_records(
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE],
+            updated_after=dt.datetime.fromtimestamp(start, dt.UTC),
+            updated_before=dt.datetime.fromtimestamp(end, dt.UTC),
+        )
+    ):
         tags = dict(run_record.dagster_run.tags)
         empresa = tags.get("ov/empresa") or _empresa_of(tags.get("dagster/partition", ""))
         runs.setdefault(empresa if empresa in EMPRESAS else ALL, Counter())[run_record.dagster_run.job_name] += 1
@@ -83,12 +93,15 @@ def instance_day(instance: dg.DagsterInstance, day: dt.date) -> InstanceDay:
     from dagster._core.execution.backfill import BulkActionStatus
 
     for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED, limit=20):
-        done = Counter(r.status.value for r in instance.get_runs(
-            dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id})))
+        done = Counter(
+            r.status.value for r in instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+        )
         since = dt.datetime.fromtimestamp(backfill.backfill_timestamp, BOGOTA).strftime("%Y-%m-%d %H:%M")
-        backfills.append(f"backfill {backfill.backfill_id} since {since}: "
-                         f"{done.get('SUCCESS', 0)} runs succeeded, {done.get('FAILURE', 0)} failed, "
-                         f"{sum(done.values()) - done.get('SUCCESS', 0) - done.get('FAILURE', 0)} other")
+        backfills.append(
+            f"backfill {backfill.backfill_id} since {since}: "
+            f"{done.get('SUCCESS', 0)} runs succeeded, {done.get('FAILURE', 0)} failed, "
+            f"{sum(done.values()) - done.get('SUCCESS', 0) - done.get('FAILURE', 0)} other"
+        )
     return InstanceDay(failing, runs, backfills)
 
 
@@ -113,8 +126,10 @@ def summary_message(day: dt.date, rows: list[EmpresaDay], inst: InstanceDay) -> 
             + _counts(dict(inst.runs_failed.get(r.empresa, Counter()))),
         ]
     if inst.checks_failing.get(ALL) or inst.runs_failed.get(ALL):
-        lines.append(f"table-wide checks failing ({len(inst.checks_failing.get(ALL, []))}): "
-                     + ("; ".join(inst.checks_failing.get(ALL, [])) or "none"))
+        lines.append(
+            f"table-wide checks failing ({len(inst.checks_failing.get(ALL, []))}): "
+            + ("; ".join(inst.checks_failing.get(ALL, [])) or "none")
+        )
         lines.append(f"other runs failed: {_counts(dict(inst.runs_failed.get(ALL, Counter())))}")
     lines += inst.backfills or ["no backfill running"]
     return TextMessage(subject, "\n".join(lines))
@@ -150,10 +165,11 @@ class DailySummaryConfig(dg.Config):
     name="ov_daily_summary",
     group_name="monitoring",
     description="What the pipeline did on a day (rows, rejects, warnings, objects, checks, runs): sent to "
-                "Slack/e-mail at 23:50 Bogotá and kept as metadata, plotted over time.",
+    "Slack/e-mail at 23:50 Bogotá and kept as metadata, plotted over time.",
 )
-def ov_daily_summary(context: dg.AssetExecutionContext, config: DailySummaryConfig,
-                     postgres: PostgresResource) -> dg.MaterializeResult:
+def ov_daily_summary(
+    context: dg.AssetExecutionContext, config: DailySummaryConfig, postgres: PostgresResource
+) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(config.day) if config.day else dt.datetime.now(BOGOTA).date()
     rows = postgres.run(lambda conn: summarize(conn, day))
     inst = instance_day(context.instance, day)
@@ -165,19 +181,28 @@ def ov_daily_summary(context: dg.AssetExecutionContext, config: DailySummaryConf
     return dg.MaterializeResult(metadata=meta)
 
 
-daily_summary_job = dg.define_asset_job("daily_summary_job", selection=dg.AssetSelection.assets(ov_daily_summary),
-                                        executor_def=dg.in_process_executor,
-                                        description="The daily summary (ov_daily_summary).")
+daily_summary_job = dg.define_asset_job(
+    "daily_summary_job",
+    selection=dg.AssetSelection.assets(ov_daily_summary),
+    executor_def=dg.in_process_executor,
+    description="The daily summary (ov_daily_summary).",
+)
 
 
-@dg.schedule(name="daily_summary_schedule", cron_schedule=SUMMARY_CRON, execution_timezone="America/Bogota",
-             job=daily_summary_job,
-             default_status=(dg.DefaultScheduleStatus.RUNNING if settings.environment() == "production"
-                             else dg.DefaultScheduleStatus.STOPPED),
-             description="Daily 23:50: the day's summary to Slack and/or e-mail, and as ov_daily_summary metadata.")
+@dg.schedule(
+    name="daily_summary_schedule",
+    cron_schedule=SUMMARY_CRON,
+    execution_timezone="America/Bogota",
+    job=daily_summary_job,
+    default_status=(
+        dg.DefaultScheduleStatus.RUNNING if settings.environment() == "production" else dg.DefaultScheduleStatus.STOPPED
+    ),
+    description="Daily 23:50: the day's summary to Slack and/or e-mail, and as ov_daily_summary metadata.",
+)
 def daily_summary_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     scheduled: dt.datetime | None = context.scheduled_execution_time
     when = (scheduled or dt.datetime.now(BOGOTA)).astimezone(BOGOTA)
     day = when.date().isoformat()
-    return dg.RunRequest(run_key=f"daily_summary:{day}",
-                         run_config={"ops": {"ov_daily_summary": {"config": {"day": day}}}})
+    return dg.RunRequest(
+        run_key=f"daily_summary:{day}", run_config={"ops": {"ov_daily_summary": {"config": {"day": day}}}}
+    )

@@ -32,7 +32,7 @@ def ping(url: str, timeout_s: float = TIMEOUT_S) -> int:
     minimum_interval_seconds=settings.heartbeat_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="GETs OV_HEARTBEAT_URL every OV_HEARTBEAT_INTERVAL_SECONDS (dead-man's switch: its absence "
-                "alerts outside the system when the daemon or the host stops).",
+    "alerts outside the system when the daemon or the host stops).",
 )
 def heartbeat(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     url = settings.heartbeat_url()

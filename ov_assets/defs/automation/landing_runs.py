@@ -68,15 +68,19 @@ def _connect(index: LandingIndex) -> sqlite3.Connection:
 
 
 # (an indexed range: the index's ``files_indexed_at``)
-SINCE_SQL = ("SELECT empresa, name, size, mtime_ns, kind, link_key, partition_date, refs, indexed_at "
-             "FROM files WHERE indexed_at >= ?")
+SINCE_SQL = (
+    "SELECT empresa, name, size, mtime_ns, kind, link_key, partition_date, refs, indexed_at "
+    "FROM files WHERE indexed_at >= ?"
+)
 
 
 def _indexed_since(index: LandingIndex, since: str) -> list[_Version]:
     with _connect(index) as db:
         rows = db.execute(SINCE_SQL, (since,)).fetchall()
-    return [_Version(e, n, s, m, k, lk, dt.date.fromisoformat(p) if p else None,
-                     tuple(json.loads(r or "[]")), at) for e, n, s, m, k, lk, p, r, at in rows]
+    return [
+        _Version(e, n, s, m, k, lk, dt.date.fromisoformat(p) if p else None, tuple(json.loads(r or "[]")), at)
+        for e, n, s, m, k, lk, p, r, at in rows
+    ]
 
 
 def indexed_partitions_since(index: LandingIndex, since: dt.datetime) -> set[tuple[str, dt.date]]:
@@ -113,16 +117,31 @@ def _route(index: LandingIndex, versions: list[_Version]) -> dict[_Version, dt.d
         with _connect(index) as db:
             for empresa, items in pending.items():
                 links = sorted({v.link_key for v in items if v.link_key})
-                by_link = dict(db.execute(
-                    "SELECT link_key, max(partition_date) FROM files WHERE empresa = ? AND kind = 'json' "
-                    "AND partition_date IS NOT NULL AND link_key IN (SELECT value FROM json_each(?)) "
-                    "GROUP BY link_key", (empresa, json.dumps(links))).fetchall()) if links else {}
+                by_link = (
+                    dict(
+                        db.execute(
+                            "SELECT link_key, max(partition_date) FROM files WHERE empresa = ? AND kind = 'json' "
+                            "AND partition_date IS NOT NULL AND link_key IN (SELECT value FROM json_each(?)) "
+                            "GROUP BY link_key",
+                            (empresa, json.dumps(links)),
+                        ).fetchall()
+                    )
+                    if links
+                    else {}
+                )
                 names = sorted({v.name for v in items if not (v.link_key and v.link_key in by_link)})
-                by_ref = dict(db.execute(
-                    "SELECT r.value, max(f.partition_date) FROM files f, json_each(f.refs) r "
-                    "WHERE f.empresa = ? AND f.kind = 'json' AND f.refs != '[]' AND f.partition_date IS NOT NULL "
-                    "AND r.value IN (SELECT value FROM json_each(?)) GROUP BY r.value",
-                    (empresa, json.dumps(names))).fetchall()) if names else {}
+                by_ref = (
+                    dict(
+                        db.execute(
+                            "SELECT r.value, max(f.partition_date) FROM files f, json_each(f.refs) r "
+                            "WHERE f.empresa = ? AND f.kind = 'json' AND f.refs != '[]' AND f.partition_date IS NOT NULL "
+                            "AND r.value IN (SELECT value FROM json_each(?)) GROUP BY r.value",
+                            (empresa, json.dumps(names)),
+                        ).fetchall()
+                    )
+                    if names
+                    else {}
+                )
                 for v in items:
                     day = by_link.get(v.link_key) if v.link_key else None
                     day = day or by_ref.get(v.name)
@@ -147,8 +166,9 @@ def describe_refresh_error(exc: Exception) -> str:
     fix; anything else by its class only (a message could quote a file's content)."""
     if isinstance(exc, OperatorError):
         return str(exc)
-    return (f"unexpected {type(exc).__name__} while indexing its landing folder (a defect: report it); "
-            "retried every tick")
+    return (
+        f"unexpected {type(exc).__name__} while indexing its landing folder (a defect: report it); retried every tick"
+    )
 
 
 def _load_cursor(raw: str | None) -> tuple[str | None, dict[str, list[str]]]:
@@ -163,8 +183,9 @@ def _load_cursor(raw: str | None) -> tuple[str | None, dict[str, list[str]]]:
         return None, {}
 
 
-def plan_landing_runs(index: LandingIndex, cursor: str | None, now: dt.datetime | None = None,
-                      empresas: tuple[str, ...] = EMPRESAS) -> LandingPlan:
+def plan_landing_runs(
+    index: LandingIndex, cursor: str | None, now: dt.datetime | None = None, empresas: tuple[str, ...] = EMPRESAS
+) -> LandingPlan:
     """Refresh the index and decide one run per partition with new, stable files."""
     now = now or dt.datetime.now(dt.UTC)
     tick_start = now.astimezone(dt.UTC)
@@ -208,6 +229,7 @@ def plan_landing_runs(index: LandingIndex, cursor: str | None, now: dt.datetime 
     new_sent: dict[str, list[str]] = {at: ids for at, ids in sent_by_time.items() if at >= keep_after}
     for v in dispatched:
         new_sent.setdefault(v.indexed_at, []).append(v.identity)
-    plan.cursor = json.dumps({"v": CURSOR_VERSION, "since": tick_start.isoformat(), "sent": new_sent},
-                             separators=(",", ":"))
+    plan.cursor = json.dumps(
+        {"v": CURSOR_VERSION, "since": tick_start.isoformat(), "sent": new_sent}, separators=(",", ":")
+    )
     return plan

@@ -45,8 +45,9 @@ CLEANUP_CRON = "0 2 * * 0"  # Sunday 02:00
 
 
 def _default_status() -> dg.DefaultScheduleStatus:
-    return (dg.DefaultScheduleStatus.RUNNING if settings.environment() == "production"
-            else dg.DefaultScheduleStatus.STOPPED)
+    return (
+        dg.DefaultScheduleStatus.RUNNING if settings.environment() == "production" else dg.DefaultScheduleStatus.STOPPED
+    )
 
 
 def tick_time(context: dg.ScheduleEvaluationContext) -> dt.datetime:
@@ -62,8 +63,9 @@ def _stamp(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M%z")
 
 
-def partition_requests(name: str, when: dt.datetime, partitions: list[tuple[dt.date, str]],
-                       mode: str, checks_only: bool = False) -> list[dg.RunRequest]:
+def partition_requests(
+    name: str, when: dt.datetime, partitions: list[tuple[dt.date, str]], mode: str, checks_only: bool = False
+) -> list[dg.RunRequest]:
     """One run request per (day, empresa), in date then empresa order, days not yet existing
     (or before 2020-10-01) left out.
 
@@ -79,17 +81,23 @@ def partition_requests(name: str, when: dt.datetime, partitions: list[tuple[dt.d
         tags = partition_tags(key, mode)
         if checks_only:
             tags["dagster/partition"] = key
-        out.append(dg.RunRequest(run_key=f"{name}:{_stamp(when)}:{key}", partition_key=None if checks_only else key,
-                                 tags=tags))
+        out.append(
+            dg.RunRequest(run_key=f"{name}:{_stamp(when)}:{key}", partition_key=None if checks_only else key, tags=tags)
+        )
     return out
 
 
 # --- bulk ------------------------------------------------------------------------------------
 
 
-@dg.schedule(name="pqr_bulk_schedule", cron_schedule=BULK_CRON, execution_timezone=TIMEZONE,
-             job=pqr_pipeline_job, default_status=_default_status(),
-             description="Mon-Sat 04:00: extract and reprocess yesterday and today, both empresas.")
+@dg.schedule(
+    name="pqr_bulk_schedule",
+    cron_schedule=BULK_CRON,
+    execution_timezone=TIMEZONE,
+    job=pqr_pipeline_job,
+    default_status=_default_status(),
+    description="Mon-Sat 04:00: extract and reprocess yesterday and today, both empresas.",
+)
 def pqr_bulk_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     when = tick_time(context)
     days = (when.date() - dt.timedelta(days=1), when.date())
@@ -110,10 +118,15 @@ def previous_incremental_tick(when: dt.datetime) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(22, 0), BOGOTA)
 
 
-@dg.schedule(name="pqr_incremental_schedule", cron_schedule=INCREMENTAL_CRON, execution_timezone=TIMEZONE,
-             job=pqr_pipeline_job, default_status=_default_status(),
-             description="Mon-Sat every 2 h 04:00-22:00: today's partitions plus every partition with "
-                         "files that arrived since the previous tick.")
+@dg.schedule(
+    name="pqr_incremental_schedule",
+    cron_schedule=INCREMENTAL_CRON,
+    execution_timezone=TIMEZONE,
+    job=pqr_pipeline_job,
+    default_status=_default_status(),
+    description="Mon-Sat every 2 h 04:00-22:00: today's partitions plus every partition with "
+    "files that arrived since the previous tick.",
+)
 def pqr_incremental_schedule(context: dg.ScheduleEvaluationContext, landing: LandingResource) -> list[dg.RunRequest]:
     when = tick_time(context)
     index = landing.index()
@@ -129,7 +142,9 @@ def pqr_incremental_schedule(context: dg.ScheduleEvaluationContext, landing: Lan
 # --- re-extraction ---------------------------------------------------------------------------
 
 
-def open_partitions(conn: psycopg.Connection, today: dt.date, days: int = REEXTRACTION_DAYS) -> list[tuple[dt.date, str]]:
+def open_partitions(
+    conn: psycopg.Connection, today: dt.date, days: int = REEXTRACTION_DAYS
+) -> list[tuple[dt.date, str]]:
     """(day, empresa) of the last ``days`` days (today included) holding PQRs whose
     ``estado_solicitud`` is not final (``contract.FINAL_STATUSES``)."""
     first = today - dt.timedelta(days=days - 1)
@@ -144,11 +159,18 @@ def open_partitions(conn: psycopg.Connection, today: dt.date, days: int = REEXTR
     return out
 
 
-@dg.schedule(name="pqr_reextraction_schedule", cron_schedule=REEXTRACTION_CRON, execution_timezone=TIMEZONE,
-             job=pqr_pipeline_job, default_status=_default_status(),
-             description="Daily 03:00: re-extract and reload the last 60 days' partitions that hold "
-                         "PQRs not yet final (tag ov/mode=reextraction).")
-def pqr_reextraction_schedule(context: dg.ScheduleEvaluationContext, postgres: PostgresResource) -> list[dg.RunRequest] | dg.SkipReason:
+@dg.schedule(
+    name="pqr_reextraction_schedule",
+    cron_schedule=REEXTRACTION_CRON,
+    execution_timezone=TIMEZONE,
+    job=pqr_pipeline_job,
+    default_status=_default_status(),
+    description="Daily 03:00: re-extract and reload the last 60 days' partitions that hold "
+    "PQRs not yet final (tag ov/mode=reextraction).",
+)
+def pqr_reextraction_schedule(
+    context: dg.ScheduleEvaluationContext, postgres: PostgresResource
+) -> list[dg.RunRequest] | dg.SkipReason:
     when = tick_time(context)
     with postgres.connect() as conn:
         partitions = open_partitions(conn, when.date())
@@ -170,12 +192,19 @@ def recently_changed_partitions(conn: psycopg.Connection, since: dt.datetime) ->
     return [(d, e) for d, e in rows]
 
 
-@dg.schedule(name="verification_schedule", cron_schedule=VERIFICATION_CRON, execution_timezone=TIMEZONE,
-             job=reconciliation_checks_job, default_status=_default_status(),
-             description="Hourly: reconciliation checks (registry vs bucket, table vs registry) for "
-                         "today's and yesterday's partitions and every partition whose registry rows "
-                         "changed in the last 24 h or are pending/error.")
-def verification_schedule(context: dg.ScheduleEvaluationContext, postgres: PostgresResource) -> list[dg.RunRequest] | dg.SkipReason:
+@dg.schedule(
+    name="verification_schedule",
+    cron_schedule=VERIFICATION_CRON,
+    execution_timezone=TIMEZONE,
+    job=reconciliation_checks_job,
+    default_status=_default_status(),
+    description="Hourly: reconciliation checks (registry vs bucket, table vs registry) for "
+    "today's and yesterday's partitions and every partition whose registry rows "
+    "changed in the last 24 h or are pending/error.",
+)
+def verification_schedule(
+    context: dg.ScheduleEvaluationContext, postgres: PostgresResource
+) -> list[dg.RunRequest] | dg.SkipReason:
     when = tick_time(context)
     with postgres.connect() as conn:
         changed = recently_changed_partitions(conn, when - dt.timedelta(hours=24))
@@ -184,11 +213,18 @@ def verification_schedule(context: dg.ScheduleEvaluationContext, postgres: Postg
     return partition_requests("verification", when, partitions, "verification", checks_only=True)
 
 
-@dg.schedule(name="s3_retry_schedule", cron_schedule=VERIFICATION_CRON, execution_timezone=TIMEZONE,
-             job=pqr_s3_retry_job, default_status=_default_status(),
-             description="Hourly: pqr_s3_objects only for partitions with s3_files_registry rows "
-                         "pending or in error (uploads what is missing, verifies again).")
-def s3_retry_schedule(context: dg.ScheduleEvaluationContext, postgres: PostgresResource) -> list[dg.RunRequest] | dg.SkipReason:
+@dg.schedule(
+    name="s3_retry_schedule",
+    cron_schedule=VERIFICATION_CRON,
+    execution_timezone=TIMEZONE,
+    job=pqr_s3_retry_job,
+    default_status=_default_status(),
+    description="Hourly: pqr_s3_objects only for partitions with s3_files_registry rows "
+    "pending or in error (uploads what is missing, verifies again).",
+)
+def s3_retry_schedule(
+    context: dg.ScheduleEvaluationContext, postgres: PostgresResource
+) -> list[dg.RunRequest] | dg.SkipReason:
     from ov_assets.objects.archive import pending_partitions
 
     when = tick_time(context)
@@ -201,34 +237,66 @@ def s3_retry_schedule(context: dg.ScheduleEvaluationContext, postgres: PostgresR
 # --- nightly ---------------------------------------------------------------------------------
 
 
-@dg.schedule(name="integrity_checks_schedule", cron_schedule=INTEGRITY_CRON, execution_timezone=TIMEZONE,
-             job=integrity_checks_job, default_status=_default_status(),
-             description="Daily 23:30: the table-wide integrity checks.")
+@dg.schedule(
+    name="integrity_checks_schedule",
+    cron_schedule=INTEGRITY_CRON,
+    execution_timezone=TIMEZONE,
+    job=integrity_checks_job,
+    default_status=_default_status(),
+    description="Daily 23:30: the table-wide integrity checks.",
+)
 def integrity_checks_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     return [dg.RunRequest(run_key=f"integrity:{_stamp(tick_time(context))}", tags=mode_tags("integrity"))]
 
 
-@dg.schedule(name="reports_archive_schedule", cron_schedule=REPORTS_CRON, execution_timezone=TIMEZONE,
-             job=reports_archive_job, default_status=_default_status(),
-             description="Daily 23:45: archive of the day's reports to {S3_BASE_PATH}/reports/..., "
-                         "plus the reports of every load since the last archive (later loads, "
-                         "partitions the 03:00 re-extraction rewrote).")
+@dg.schedule(
+    name="reports_archive_schedule",
+    cron_schedule=REPORTS_CRON,
+    execution_timezone=TIMEZONE,
+    job=reports_archive_job,
+    default_status=_default_status(),
+    description="Daily 23:45: archive of the day's reports to {S3_BASE_PATH}/reports/..., "
+    "plus the reports of every load since the last archive (later loads, "
+    "partitions the 03:00 re-extraction rewrote).",
+)
 def reports_archive_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     when = tick_time(context)
-    return [dg.RunRequest(run_key=f"reports:{_stamp(when)}", tags=mode_tags("reports"),
-                          run_config={"ops": {"archive_reports": {"config": {"day": when.date().isoformat()}}}})]
+    return [
+        dg.RunRequest(
+            run_key=f"reports:{_stamp(when)}",
+            tags=mode_tags("reports"),
+            run_config={"ops": {"archive_reports": {"config": {"day": when.date().isoformat()}}}},
+        )
+    ]
 
 
-@dg.schedule(name="landing_cleanup_schedule", cron_schedule=CLEANUP_CRON, execution_timezone=TIMEZONE,
-             job=landing_cleanup_job, default_status=_default_status(),
-             description="Sunday 02:00: delete landing files verified in the object store and older "
-                         "than OV_RETENTION_DAYS (default 30).")
+@dg.schedule(
+    name="landing_cleanup_schedule",
+    cron_schedule=CLEANUP_CRON,
+    execution_timezone=TIMEZONE,
+    job=landing_cleanup_job,
+    default_status=_default_status(),
+    description="Sunday 02:00: delete landing files verified in the object store and older "
+    "than OV_RETENTION_DAYS (default 30).",
+)
 def landing_cleanup_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     when = tick_time(context)
-    return [dg.RunRequest(run_key=f"cleanup:{_stamp(when)}", tags=mode_tags("cleanup"),
-                          run_config={"ops": {"cleanup_landing": {"config": {"dry_run": False}}}})]
+    return [
+        dg.RunRequest(
+            run_key=f"cleanup:{_stamp(when)}",
+            tags=mode_tags("cleanup"),
+            run_config={"ops": {"cleanup_landing": {"config": {"dry_run": False}}}},
+        )
+    ]
 
 
-all_schedules = [pqr_bulk_schedule, pqr_incremental_schedule, pqr_reextraction_schedule, verification_schedule,
-                 s3_retry_schedule,
-                 integrity_checks_schedule, reports_archive_schedule, landing_cleanup_schedule]
+all_schedules = [
+    pqr_bulk_schedule,
+    pqr_incremental_schedule,
+    pqr_reextraction_schedule,
+    verification_schedule,
+    s3_retry_schedule,
+    integrity_checks_schedule,
+    reports_archive_schedule,
+    landing_cleanup_schedule,
+]

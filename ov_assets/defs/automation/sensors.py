@@ -49,8 +49,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
     if notes:
         context.log.info("; ".join(notes))
     if requests:
-        context.log.info(f"{len(requests)} partitions with new files: "
-                         + ", ".join(f"{k} ({len(n)})" for k, (_, n) in plan.runs.items()))
+        context.log.info(
+            f"{len(requests)} partitions with new files: "
+            + ", ".join(f"{k} ({len(n)})" for k, (_, n) in plan.runs.items())
+        )
     skip = None if requests else dg.SkipReason("no new stable files" + (f" ({'; '.join(notes)})" if notes else ""))
     return dg.SensorResult(run_requests=requests, cursor=plan.cursor, skip_reason=skip)
 

@@ -40,8 +40,11 @@ class TickAlertState:
     @classmethod
     def load(cls, cursor: str | None) -> TickAlertState:
         data = json.loads(cursor) if cursor else {}
-        return cls(last=dict(data.get("last", {})), episodes=Episodes(dict(data.get("open", {}))),
-                   pending=list(data.get("pending", [])))
+        return cls(
+            last=dict(data.get("last", {})),
+            episodes=Episodes(dict(data.get("open", {}))),
+            pending=list(data.get("pending", [])),
+        )
 
     def dump(self) -> str:
         return json.dumps({"last": self.last, "open": self.episodes.open, "pending": self.pending}, sort_keys=True)
@@ -52,8 +55,15 @@ def _kind(tick: InstigatorTick) -> str:
 
 
 # The daemon's wrappers around the error the sensor or schedule itself raised.
-_TICK_WRAPPERS = frozenset({"SensorExecutionError", "ScheduleExecutionError", "DagsterUserCodeProcessError",
-                            "DagsterUserCodeExecutionError", "DagsterExecutionInterruptedError"})
+_TICK_WRAPPERS = frozenset(
+    {
+        "SensorExecutionError",
+        "ScheduleExecutionError",
+        "DagsterUserCodeProcessError",
+        "DagsterUserCodeExecutionError",
+        "DagsterExecutionInterruptedError",
+    }
+)
 
 
 def tick_error(error: object) -> object:
@@ -70,10 +80,15 @@ def tick_failure_message(tick: InstigatorTick) -> TextMessage:
     kind, name = _kind(tick), tick.instigator_name
     when = dt.datetime.fromtimestamp(tick.timestamp, BOGOTA).strftime("%Y-%m-%d %H:%M:%S %Z")
     subject = f"[ov-assets] {kind} tick failed: {name}"
-    lines = [subject, f"{kind}: {name}", f"tick: {when}", f"error: {cls}" + (f": {detail}" if detail else ""),
-             f"consecutive failures: {getattr(tick, 'consecutive_failure_count', 0) or 1}",
-             f"Open the {kind} in the Dagster UI for the tick's error. Next alert: tomorrow if it still "
-             "fails, or when it recovers."]
+    lines = [
+        subject,
+        f"{kind}: {name}",
+        f"tick: {when}",
+        f"error: {cls}" + (f": {detail}" if detail else ""),
+        f"consecutive failures: {getattr(tick, 'consecutive_failure_count', 0) or 1}",
+        f"Open the {kind} in the Dagster UI for the tick's error. Next alert: tomorrow if it still "
+        "fails, or when it recovers.",
+    ]
     return TextMessage(subject, "\n".join(lines))
 
 
@@ -121,8 +136,12 @@ def evaluate_ticks(context: dg.SensorEvaluationContext, config: AlertSettings | 
     messages = plan_tick_messages(state, context.instance)
     state.pending = send_all(context.log, state.pending, messages, config)
     state.episodes.prune(dt.datetime.now(BOGOTA).date())
-    return dg.SensorResult(cursor=state.dump(), skip_reason=dg.SkipReason(
-        f"{len(messages)} tick alerts" + (f", {len(state.pending)} waiting for delivery" if state.pending else "")))
+    return dg.SensorResult(
+        cursor=state.dump(),
+        skip_reason=dg.SkipReason(
+            f"{len(messages)} tick alerts" + (f", {len(state.pending)} waiting for delivery" if state.pending else "")
+        ),
+    )
 
 
 @dg.sensor(
@@ -130,7 +149,7 @@ def evaluate_ticks(context: dg.SensorEvaluationContext, config: AlertSettings | 
     minimum_interval_seconds=settings.alert_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Sensor and schedule ticks that fail -> Slack and/or e-mail, one per instigator per day, "
-                "and a 'recovered' at its next good tick.",
+    "and a 'recovered' at its next good tick.",
 )
 def tick_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return evaluate_ticks(context)
@@ -143,8 +162,9 @@ def _partition(tags: dict[str, str]) -> str:
     return tags.get("dagster/partition") or tags.get("ov/partition") or "-"
 
 
-def slow_run_messages(instance: dg.DagsterInstance, alerted: dict[str, str], now: float,
-                      queued_minutes: int, running_minutes: int) -> tuple[list[TextMessage], dict[str, str]]:
+def slow_run_messages(
+    instance: dg.DagsterInstance, alerted: dict[str, str], now: float, queued_minutes: int, running_minutes: int
+) -> tuple[list[TextMessage], dict[str, str]]:
     """Messages for runs newly past a limit, and the runs alerted that are still slow (run id ->
     status): a run alerts once per status, and is forgotten when it moves on."""
     still: dict[str, str] = {}
@@ -152,8 +172,9 @@ def slow_run_messages(instance: dg.DagsterInstance, alerted: dict[str, str], now
     limits = {dg.DagsterRunStatus.QUEUED: queued_minutes, dg.DagsterRunStatus.STARTED: running_minutes}
     for status, minutes in limits.items():
         for record in instance.get_run_records(dg.RunsFilter(statuses=[status]), limit=500):
-            since = (record.start_time if status == dg.DagsterRunStatus.STARTED else None) \
-                or record.create_timestamp.timestamp()
+            since = (
+                record.start_time if status == dg.DagsterRunStatus.STARTED else None
+            ) or record.create_timestamp.timestamp()
             if now - since < minutes * 60:
                 continue
             run = record.dagster_run
@@ -162,11 +183,22 @@ def slow_run_messages(instance: dg.DagsterInstance, alerted: dict[str, str], now
                 continue
             verb = "queued" if status == dg.DagsterRunStatus.QUEUED else "running"
             subject = f"[ov-assets] run {verb} over {minutes} min: {run.job_name} [{_partition(dict(run.tags))}]"
-            messages.append(TextMessage(subject, "\n".join([
-                subject, f"job: {run.job_name}", f"run id: {run.run_id}", f"partition: {_partition(dict(run.tags))}",
-                f"{verb} for: {int((now - since) // 60)} min",
-                "Queued: the run queue's limits (deploy/dagster.yaml) or a full daemon; running: a step that "
-                "hangs. Open the run in the Dagster UI."])))
+            messages.append(
+                TextMessage(
+                    subject,
+                    "\n".join(
+                        [
+                            subject,
+                            f"job: {run.job_name}",
+                            f"run id: {run.run_id}",
+                            f"partition: {_partition(dict(run.tags))}",
+                            f"{verb} for: {int((now - since) // 60)} min",
+                            "Queued: the run queue's limits (deploy/dagster.yaml) or a full daemon; running: a step that "
+                            "hangs. Open the run in the Dagster UI.",
+                        ]
+                    ),
+                )
+            )
     return messages, still
 
 
@@ -175,14 +207,22 @@ def slow_run_messages(instance: dg.DagsterInstance, alerted: dict[str, str], now
     minimum_interval_seconds=settings.alert_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Runs queued longer than OV_ALERT_QUEUED_MINUTES or started longer ago than "
-                "OV_ALERT_RUNNING_MINUTES -> Slack and/or e-mail, once per run and state.",
+    "OV_ALERT_RUNNING_MINUTES -> Slack and/or e-mail, once per run and state.",
 )
 def slow_run_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     config = AlertSettings.from_env()
     data = json.loads(context.cursor) if context.cursor else {}
-    messages, still = slow_run_messages(context.instance, dict(data.get("alerted", {})), time.time(),
-                                        settings.alert_queued_minutes(), settings.alert_running_minutes())
+    messages, still = slow_run_messages(
+        context.instance,
+        dict(data.get("alerted", {})),
+        time.time(),
+        settings.alert_queued_minutes(),
+        settings.alert_running_minutes(),
+    )
     pending = send_all(context.log, data.get("pending", []), messages, config)
-    return dg.SensorResult(cursor=json.dumps({"alerted": still, "pending": pending}, sort_keys=True),
-                           skip_reason=dg.SkipReason(f"{len(messages)} slow-run alerts"
-                                                     + (f", {len(pending)} waiting for delivery" if pending else "")))
+    return dg.SensorResult(
+        cursor=json.dumps({"alerted": still, "pending": pending}, sort_keys=True),
+        skip_reason=dg.SkipReason(
+            f"{len(messages)} slow-run alerts" + (f", {len(pending)} waiting for delivery" if pending else "")
+        ),
+    )

@@ -48,6 +48,7 @@ def _result(v: Verdict, **extra: Any) -> dg.AssetCheckResult:
 
 # --- table-wide: duplicates -------------------------------------------------------------------
 
+
 def duplicate_keys(conn: psycopg.Connection) -> Verdict:
     """Duplicate numero_radicado or hash_registro in ``ov_afinia`` / ``ov_aire``."""
     found: list[tuple[str, str, str, int]] = []
@@ -56,28 +57,37 @@ def duplicate_keys(conn: psycopg.Connection) -> Verdict:
         for column in ("numero_radicado", "hash_registro"):
             rows = conn.execute(
                 f"SELECT {column}, count(*) FROM {table} WHERE {column} IS NOT NULL "
-                f"GROUP BY {column} HAVING count(*) > 1 ORDER BY 2 DESC, 1 LIMIT 1000").fetchall()
+                f"GROUP BY {column} HAVING count(*) > 1 ORDER BY 2 DESC, 1 LIMIT 1000"
+            ).fetchall()
             found += [(empresa, column, k, n) for k, n in rows]
     # hash_registro is a digest, numero_radicado the PQR's number: neither is personal data.
-    counts = {f"{e}_{c}_duplicates": sum(1 for f in found if f[0] == e and f[1] == c)
-              for e in EMPRESAS for c in ("numero_radicado", "hash_registro")}
-    return Verdict(not found, {
-        **counts,
-        **listed_metadata([f"{e}:{c}:{k}" for e, c, k, _ in found], "empresa:column:value"),
-        "duplicates_table": dg.MetadataValue.md(_md_table(("empresa", "column", "value", "rows"), found)),
-        "unique_indexes": dg.MetadataValue.json(_unique_indexes(conn)),
-    })
+    counts = {
+        f"{e}_{c}_duplicates": sum(1 for f in found if f[0] == e and f[1] == c)
+        for e in EMPRESAS
+        for c in ("numero_radicado", "hash_registro")
+    }
+    return Verdict(
+        not found,
+        {
+            **counts,
+            **listed_metadata([f"{e}:{c}:{k}" for e, c, k, _ in found], "empresa:column:value"),
+            "duplicates_table": dg.MetadataValue.md(_md_table(("empresa", "column", "value", "rows"), found)),
+            "unique_indexes": dg.MetadataValue.json(_unique_indexes(conn)),
+        },
+    )
 
 
 def _unique_indexes(conn: psycopg.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = ANY(%s) "
         "AND indexdef ILIKE 'CREATE UNIQUE INDEX%%' ORDER BY 1",
-        (SCHEMA, [table_name(e) for e in EMPRESAS])).fetchall()
+        (SCHEMA, [table_name(e) for e in EMPRESAS]),
+    ).fetchall()
     return [r[0] for r in rows]
 
 
 # --- table-wide: registry rows without their table row ----------------------------------------
+
 
 def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
     """Registry rows whose (empresa, numero_radicado) has no row in ``ov_{empresa}``."""
@@ -85,8 +95,7 @@ def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
     total = 0
     for empresa in EMPRESAS:
         table = f"{SCHEMA}.{table_name(empresa)}"
-        row = conn.execute(f"SELECT count(*) FROM {SCHEMA}.s3_files_registry WHERE empresa = %s",
-                           (empresa,)).fetchone()
+        row = conn.execute(f"SELECT count(*) FROM {SCHEMA}.s3_files_registry WHERE empresa = %s", (empresa,)).fetchone()
         assert row is not None  # count(*) returns one row
         (n,) = row
         total += n
@@ -94,16 +103,22 @@ def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
             f"""SELECT r.numero_radicado, r.s3_key FROM {SCHEMA}.s3_files_registry r
                 WHERE r.empresa = %s AND NOT EXISTS (
                     SELECT 1 FROM {table} t WHERE t.numero_radicado = r.numero_radicado)
-                ORDER BY r.numero_radicado, r.s3_key LIMIT 1000""", (empresa,)).fetchall()
+                ORDER BY r.numero_radicado, r.s3_key LIMIT 1000""",
+            (empresa,),
+        ).fetchall()
         found += [(empresa, radicado, key) for radicado, key in rows]
-    return Verdict(not found, {
-        "registry_rows": total,
-        **listed_metadata([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
-        "orphans_table": dg.MetadataValue.md(_md_table(("empresa", "numero_radicado", "s3_key"), found)),
-    })
+    return Verdict(
+        not found,
+        {
+            "registry_rows": total,
+            **listed_metadata([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
+            "orphans_table": dg.MetadataValue.md(_md_table(("empresa", "numero_radicado", "s3_key"), found)),
+        },
+    )
 
 
 # --- table-wide: history vs current ----------------------------------------------------------
+
 
 def history_consistency(conn: psycopg.Connection) -> Verdict:
     """Every history radicado exists in the current table, and no history version is newer than
@@ -126,15 +141,19 @@ def history_consistency(conn: psycopg.Connection) -> Verdict:
                         t.archivo_origen IS NULL OR t.fecha_extraccion IS NULL
                         OR (h.fecha_extraccion, h.archivo_origen COLLATE "C")
                            > (t.fecha_extraccion, t.archivo_origen COLLATE "C")))
-                ORDER BY 1 LIMIT 1000""").fetchall()
+                ORDER BY 1 LIMIT 1000"""
+        ).fetchall()
         found += [(empresa, radicado, problem) for radicado, problem in rows]
-    return Verdict(not found, {
-        "history_rows": history_rows,
-        "no_current_row": sum(1 for f in found if f[2] == "no_current_row"),
-        "history_newer_than_current": sum(1 for f in found if f[2] == "history_newer_than_current"),
-        **listed_metadata([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
-        "problems_table": dg.MetadataValue.md(_md_table(("empresa", "numero_radicado", "problem"), found)),
-    })
+    return Verdict(
+        not found,
+        {
+            "history_rows": history_rows,
+            "no_current_row": sum(1 for f in found if f[2] == "no_current_row"),
+            "history_newer_than_current": sum(1 for f in found if f[2] == "history_newer_than_current"),
+            **listed_metadata([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
+            "problems_table": dg.MetadataValue.md(_md_table(("empresa", "numero_radicado", "problem"), found)),
+        },
+    )
 
 
 # --- table-wide: freshness -------------------------------------------------------------------
@@ -158,24 +177,31 @@ def last_expected_load(now: dt.datetime, grace: dt.timedelta) -> dt.datetime:
     raise AssertionError("unreachable: a Mon-Sat slot exists in any week")
 
 
-def freshness(last_finished: dict[str, dt.datetime | None], now: dt.datetime,
-              grace: dt.timedelta) -> Verdict:
+def freshness(last_finished: dict[str, dt.datetime | None], now: dt.datetime, grace: dt.timedelta) -> Verdict:
     """Each empresa's last successful load finished at or after the last expected load."""
     expected = last_expected_load(now, grace)
     stale = [e for e in EMPRESAS if (at := last_finished.get(e)) is None or at < expected]
-    rows = [(e, at.astimezone(BOGOTA).strftime("%Y-%m-%d %H:%M") if (at := last_finished.get(e)) else "never",
-             "stale" if e in stale else "ok") for e in EMPRESAS]
-    return Verdict(not stale, {
-        "expected_load_since": expected.strftime("%Y-%m-%d %H:%M %Z"),
-        "grace_minutes": int(grace.total_seconds() // 60),
-        **listed_metadata(stale, "empresa"),
-        "last_loads": dg.MetadataValue.md(_md_table(("empresa", "last load (Bogotá)", "status"), rows)),
-    })
+    rows = [
+        (
+            e,
+            at.astimezone(BOGOTA).strftime("%Y-%m-%d %H:%M") if (at := last_finished.get(e)) else "never",
+            "stale" if e in stale else "ok",
+        )
+        for e in EMPRESAS
+    ]
+    return Verdict(
+        not stale,
+        {
+            "expected_load_since": expected.strftime("%Y-%m-%d %H:%M %Z"),
+            "grace_minutes": int(grace.total_seconds() // 60),
+            **listed_metadata(stale, "empresa"),
+            "last_loads": dg.MetadataValue.md(_md_table(("empresa", "last load (Bogotá)", "status"), rows)),
+        },
+    )
 
 
 def last_loads(conn: psycopg.Connection) -> dict[str, dt.datetime | None]:
-    rows = conn.execute(
-        f"SELECT empresa, max(finished_at) FROM {SCHEMA}.ov_load_audit GROUP BY empresa").fetchall()
+    rows = conn.execute(f"SELECT empresa, max(finished_at) FROM {SCHEMA}.ov_load_audit GROUP BY empresa").fetchall()
     return dict(rows)
 
 
@@ -191,7 +217,8 @@ def registry_vs_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: st
     rows = conn.execute(
         f"""SELECT s3_key, file_size, file_hash, upload_status FROM {SCHEMA}.s3_files_registry
             WHERE s3_bucket = %s AND empresa = %s AND metadata->>'partition_date' = %s ORDER BY s3_key""",
-        (store.bucket, empresa, day.isoformat())).fetchall()
+        (store.bucket, empresa, day.isoformat()),
+    ).fetchall()
     problems: list[tuple[str, str]] = []
     open_rows: list[tuple[str, str]] = []
     for s3_key, size, sha, status in rows:
@@ -204,15 +231,19 @@ def registry_vs_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: st
             problems.append((s3_key, problem))
     severity = dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN
     listed = problems + open_rows
-    return Verdict(not listed, {
-        "registered": len(rows),
-        "verified": len(rows) - len(open_rows) - len(problems),
-        "mismatched": len(problems),
-        "pending_or_error": len(open_rows),
-        **listed_metadata([k for k, _ in listed], "s3_key"),
-        "problems_table": dg.MetadataValue.md(_md_table(("s3_key", "problem"), listed)),
-        "bucket": store.bucket,
-    }, severity)
+    return Verdict(
+        not listed,
+        {
+            "registered": len(rows),
+            "verified": len(rows) - len(open_rows) - len(problems),
+            "mismatched": len(problems),
+            "pending_or_error": len(open_rows),
+            **listed_metadata([k for k, _ in listed], "s3_key"),
+            "problems_table": dg.MetadataValue.md(_md_table(("s3_key", "problem"), listed)),
+            "bucket": store.bucket,
+        },
+        severity,
+    )
 
 
 def table_vs_registry(conn: psycopg.Connection, bucket: str, empresa: str, day: dt.date) -> Verdict:
@@ -238,47 +269,64 @@ def table_vs_registry(conn: psycopg.Connection, bucket: str, empresa: str, day: 
             FROM {table} t
             WHERE t.fecha >= %s AND t.fecha < %s AND t.archivo_origen IS NOT NULL
             ORDER BY t.numero_radicado""",
-        (empresa, bucket, empresa, bucket, start, start + dt.timedelta(days=1))).fetchall()
+        (empresa, bucket, empresa, bucket, start, start + dt.timedelta(days=1)),
+    ).fetchall()
     problems = [(r, "json_not_registered") for r, _, ok, _ in rows if not ok]
     problems += [(r, f"{n}_listed_urls_not_registered") for r, _, _, n in rows if n]
-    return Verdict(not problems, {
-        "table_rows": len(rows),
-        **listed_metadata([r for r, _ in problems], "numero_radicado"),
-        "problems_table": dg.MetadataValue.md(_md_table(("numero_radicado", "problem"), problems)),
-    })
+    return Verdict(
+        not problems,
+        {
+            "table_rows": len(rows),
+            **listed_metadata([r for r, _ in problems], "numero_radicado"),
+            "problems_table": dg.MetadataValue.md(_md_table(("numero_radicado", "problem"), problems)),
+        },
+    )
 
 
 # --- the checks ------------------------------------------------------------------------------
 
-@dg.asset_check(asset="pqr_table", name="no_duplicate_keys",
-                description="Table-wide: no duplicate numero_radicado or hash_registro in ov_afinia / "
-                            "ov_aire. The unique indexes forbid them in tables ov-assets created; this "
-                            "guards adopted old-shape tables loaded without them.")
+
+@dg.asset_check(
+    asset="pqr_table",
+    name="no_duplicate_keys",
+    description="Table-wide: no duplicate numero_radicado or hash_registro in ov_afinia / "
+    "ov_aire. The unique indexes forbid them in tables ov-assets created; this "
+    "guards adopted old-shape tables loaded without them.",
+)
 def no_duplicate_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
         return _result(duplicate_keys(conn))
 
 
-@dg.asset_check(asset="pqr_s3_objects", name="no_orphan_registry_rows",
-                description="Table-wide: every s3_files_registry row has its table row, joined on "
-                            "(empresa, numero_radicado), never the SGC.")
+@dg.asset_check(
+    asset="pqr_s3_objects",
+    name="no_orphan_registry_rows",
+    description="Table-wide: every s3_files_registry row has its table row, joined on "
+    "(empresa, numero_radicado), never the SGC.",
+)
 def no_orphan_registry_rows(postgres: PostgresResource) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
         return _result(orphan_registry_rows(conn))
 
 
-@dg.asset_check(asset="pqr_table", name="history_consistent",
-                description="Table-wide: every history radicado exists in the current table and no "
-                            "history version is newer than the current row.")
+@dg.asset_check(
+    asset="pqr_table",
+    name="history_consistent",
+    description="Table-wide: every history radicado exists in the current table and no "
+    "history version is newer than the current row.",
+)
 def history_consistent(postgres: PostgresResource) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
         return _result(history_consistency(conn))
 
 
-@dg.asset_check(asset="pqr_table", name="load_freshness",
-                description="Table-wide: each empresa's last successful load (ov_load_audit.finished_at) "
-                            "is no older than the last expected Mon-Sat load (04:00-22:00 every 2 h, "
-                            "America/Bogota), allowing OV_FRESHNESS_GRACE_MINUTES (default 60).")
+@dg.asset_check(
+    asset="pqr_table",
+    name="load_freshness",
+    description="Table-wide: each empresa's last successful load (ov_load_audit.finished_at) "
+    "is no older than the last expected Mon-Sat load (04:00-22:00 every 2 h, "
+    "America/Bogota), allowing OV_FRESHNESS_GRACE_MINUTES (default 60).",
+)
 def load_freshness(postgres: PostgresResource) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
         loads = last_loads(conn)
@@ -286,28 +334,39 @@ def load_freshness(postgres: PostgresResource) -> dg.AssetCheckResult:
 
 
 def _reconciliation_spec(name: str, description: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset="pqr_s3_objects", description=description,
-                             partitions_def=pqr_partitions)
+    return dg.AssetCheckSpec(name, asset="pqr_s3_objects", description=description, partitions_def=pqr_partitions)
 
 
-@dg.multi_asset_check(specs=[_reconciliation_spec(
-    "registry_matches_bucket",
-    "Standalone reconciliation per partition: every registry row marked uploaded/pre_existing is "
-    "in the bucket with the registered size and SHA-256 (ERROR); rows still pending/error WARN.")])
-def registry_matches_bucket(context: dg.AssetCheckExecutionContext, postgres: PostgresResource,
-                            object_store: ObjectStoreResource) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+@dg.multi_asset_check(
+    specs=[
+        _reconciliation_spec(
+            "registry_matches_bucket",
+            "Standalone reconciliation per partition: every registry row marked uploaded/pre_existing is "
+            "in the bucket with the registered size and SHA-256 (ERROR); rows still pending/error WARN.",
+        )
+    ]
+)
+def registry_matches_bucket(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource, object_store: ObjectStoreResource
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     store = object_store.open()
     with postgres.connect() as conn:
         verdicts = {(d, e): registry_vs_bucket(conn, store, e, d) for d, e in run_partitions(context)}
     yield from emit(context, "pqr_s3_objects", "registry_matches_bucket", verdicts)
 
 
-@dg.multi_asset_check(specs=[_reconciliation_spec(
-    "table_rows_registered",
-    "Standalone reconciliation per partition: every table row of the day loaded by ov-assets has "
-    "its record JSON and every listed object (archivos_s3_urls) registered as stored.")])
-def table_rows_registered(context: dg.AssetCheckExecutionContext, postgres: PostgresResource,
-                          object_store: ObjectStoreResource) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+@dg.multi_asset_check(
+    specs=[
+        _reconciliation_spec(
+            "table_rows_registered",
+            "Standalone reconciliation per partition: every table row of the day loaded by ov-assets has "
+            "its record JSON and every listed object (archivos_s3_urls) registered as stored.",
+        )
+    ]
+)
+def table_rows_registered(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource, object_store: ObjectStoreResource
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     store = object_store.open()
     with postgres.connect() as conn:
         verdicts = {(d, e): table_vs_registry(conn, store.bucket, e, d) for d, e in run_partitions(context)}
@@ -321,8 +380,7 @@ def partition_tags(partition_key: str) -> dict[str, str]:
     from executable assets, and there are none), so ``partition_key=`` is refused for it: launch
     with these tags instead (``RunRequest(tags=...)``, the launchpad's tags)."""
     day, empresa = partition_key.split("|")
-    return {"dagster/partition": partition_key, "dagster/partition/date": day,
-            "dagster/partition/empresa": empresa}
+    return {"dagster/partition": partition_key, "dagster/partition/date": day, "dagster/partition/empresa": empresa}
 
 
 def partition_range_tags(start: str, end: str) -> dict[str, str]:

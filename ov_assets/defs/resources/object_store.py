@@ -28,8 +28,10 @@ class ObjectStoreResource(dg.ConfigurableResource):
     environment: str = Field(default="development", description="OV_ENV")
     s3: S3Resource = Field(default_factory=S3Resource, description="credentials, AWS_REGION, AWS_ENDPOINT_URL")
     max_workers: int = Field(default=16, description="parallel uploads; the HTTP pool is sized to match")
-    max_attempts: int = Field(default=8, description="attempts per request (throttling, 5xx, network): "
-                                                     "exponential backoff with jitter between them")
+    max_attempts: int = Field(
+        default=8,
+        description="attempts per request (throttling, 5xx, network): exponential backoff with jitter between them",
+    )
     retry_mode: str = Field(default="adaptive", description="botocore retry mode: adaptive | standard")
     multipart_threshold_mb: int = 16
     multipart_chunksize_mb: int = 8
@@ -69,7 +71,18 @@ class ObjectStoreResource(dg.ConfigurableResource):
             profile_name=s3.profile_name or None,
             region_name=s3.region_name or None,
         )
-        client = session.client("s3", endpoint_url=s3.endpoint_url or None, config=self.client_config(),
-                                use_ssl=s3.use_ssl, verify=s3.verify)
-        return S3ObjectStore(client, self.bucket, self.kms_key_id, session.region_name,
-                             self.multipart_threshold_mb << 20, self.multipart_chunksize_mb << 20)
+        client = session.client(
+            "s3",
+            endpoint_url=s3.endpoint_url or None,
+            config=self.client_config(),
+            use_ssl=s3.use_ssl,
+            verify=s3.verify,
+        )
+        return S3ObjectStore(
+            client,
+            self.bucket,
+            self.kms_key_id,
+            session.region_name,
+            self.multipart_threshold_mb << 20,
+            self.multipart_chunksize_mb << 20,
+        )

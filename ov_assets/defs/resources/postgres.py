@@ -43,8 +43,16 @@ _insecure_warned: set[str] = set()  # targets this process warned about (OV_ALLO
 _TRANSIENT_SQLSTATES = LOST_SQLSTATES | {"08001", "08004", "57P03", "40001", "40P01", "53300", "55P03"}
 
 
-_PERMANENT_HINTS = ("authentication", "does not exist", "ssl", "certificate", "permission denied",
-                    "no pg_hba.conf entry", "invalid sslmode", "invalid connection option")
+_PERMANENT_HINTS = (
+    "authentication",
+    "does not exist",
+    "ssl",
+    "certificate",
+    "permission denied",
+    "no pg_hba.conf entry",
+    "invalid sslmode",
+    "invalid connection option",
+)
 
 
 def is_transient(exc: BaseException | None) -> bool:
@@ -96,8 +104,11 @@ class PostgresResource(dg.ConfigurableResource):
     sslrootcert: str = Field(default="", description="POSTGRES_SSLROOTCERT: CA bundle (RDS)")
     data_dir: str = Field(default="./data", description="OV_DATA_DIR, home of the embedded server")
     environment: str = Field(default="development", description="OV_ENV; production refuses the embedded fallback")
-    allow_insecure: bool = Field(default=False, description="OV_ALLOW_INSECURE_DB=1: production without "
-                                 "POSTGRES_SSLMODE=verify-full, with a warning on every run")
+    allow_insecure: bool = Field(
+        default=False,
+        description="OV_ALLOW_INSECURE_DB=1: production without "
+        "POSTGRES_SSLMODE=verify-full, with a warning on every run",
+    )
     connect_timeout_s: int = 10
     statement_timeout_ms: int = 15 * 60 * 1000
     lock_timeout_ms: int = 5 * 60 * 1000
@@ -129,8 +140,7 @@ class PostgresResource(dg.ConfigurableResource):
             self._check_production_tls()
             info.update(self.ssl_settings())
         options = f"-c statement_timeout={self.statement_timeout_ms} -c lock_timeout={self.lock_timeout_ms}"
-        return {**info, "connect_timeout": self.connect_timeout_s, "options": options,
-                "application_name": "ov-assets"}
+        return {**info, "connect_timeout": self.connect_timeout_s, "options": options, "application_name": "ov-assets"}
 
     def _check_production_tls(self) -> None:
         """Production talks to RDS over the network: without verify-full (libpq's default is
@@ -147,8 +157,12 @@ class PostgresResource(dg.ConfigurableResource):
             )
         if self.target not in _insecure_warned:
             _insecure_warned.add(self.target)
-            log.warning("INSECURE DATABASE CONNECTION: OV_ENV=production with POSTGRES_SSLMODE %s and "
-                        "OV_ALLOW_INSECURE_DB=1: the server's certificate is not verified for %s", mode, self.target)
+            log.warning(
+                "INSECURE DATABASE CONNECTION: OV_ENV=production with POSTGRES_SSLMODE %s and "
+                "OV_ALLOW_INSECURE_DB=1: the server's certificate is not verified for %s",
+                mode,
+                self.target,
+            )
 
     def ssl_settings(self) -> dict[str, str]:
         """sslmode / sslrootcert for libpq. ``verify-ca``/``verify-full`` without
@@ -220,14 +234,22 @@ class PostgresResource(dg.ConfigurableResource):
         for attempt in range(self.retries + 1):
             try:
                 return fn()
-            except (OperatorError, psycopg.OperationalError, psycopg.errors.SerializationFailure,
-                    psycopg.errors.DeadlockDetected) as exc:
+            except (
+                OperatorError,
+                psycopg.OperationalError,
+                psycopg.errors.SerializationFailure,
+                psycopg.errors.DeadlockDetected,
+            ) as exc:
                 cause = (exc.__cause__ or getattr(exc, "original", None)) if isinstance(exc, OperatorError) else exc
                 transient = is_transient(cause)
                 if not transient or attempt == self.retries:
                     raise
-                log.warning("PostgreSQL %s: transient failure (%s), retry %d of %d",
-                            self.target, str(cause).splitlines()[0] if str(cause) else type(cause).__name__,
-                            attempt + 1, self.retries)
+                log.warning(
+                    "PostgreSQL %s: transient failure (%s), retry %d of %d",
+                    self.target,
+                    str(cause).splitlines()[0] if str(cause) else type(cause).__name__,
+                    attempt + 1,
+                    self.retries,
+                )
                 time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
