@@ -19,8 +19,8 @@ from ov_assets.objects.archive import (
     link_table_rows,
     plan_objects,
     register_pending,
-    versioned_key,
 )
+from ov_assets.objects.registry_keys import versioned_key
 from ov_assets.objects.stores import verify_object
 from ov_assets_tests.archive_support import (
     bucket_keys,

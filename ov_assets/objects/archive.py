@@ -47,10 +47,14 @@ from ov_assets.core.contract import EMPRESA_DISPLAY
 from ov_assets.core.file_names import landing_dir
 from ov_assets.errors import OperatorError, StoreAccessError
 from ov_assets.fs import NotARegularFile
+from ov_assets.objects.registry_keys import (
+    DONE_STATUSES,
+    current_keys,
+    registry_status,
+)
 from ov_assets.objects.stores import ConflictError, IntegrityError, ObjectExists, ObjectStore
 from ov_assets.warehouse.loading import SCHEMA, table_name
 
-DONE_STATUSES = ("uploaded", "pre_existing")
 _CONTENT_TYPES = {
     ".json": "application/json",
     ".pdf": "application/pdf",
@@ -72,57 +76,6 @@ def object_key(layout: str, base_path: str, empresa: str, day: dt.date, folder: 
     if layout == "central":
         return f"Central_De_Escritos/{EMPRESA_DISPLAY[empresa]}/01_raw_data/oficina_virtual/{folder}/{filename}"
     return f"{base_path.strip('/')}/{empresa}/{day:%Y}/{day:%m}/{day:%d}/{folder}/{filename}"
-
-
-def versioned_name(filename: str, sha256: str) -> str:
-    """``{stem}~{16 hex of sha256}{.ext}``: the name other bytes of a taken name are stored under."""
-    stem, dot, ext = filename.rpartition(".")
-    if not stem:  # no extension (or a dot file)
-        return f"{filename}~{sha256[:16]}"
-    return f"{stem}~{sha256[:16]}{dot}{ext}"
-
-
-def versioned_key(key: str, sha256: str) -> str:
-    folder, _, name = key.rpartition("/")
-    return f"{folder}/{versioned_name(name, sha256)}" if folder else versioned_name(name, sha256)
-
-
-def current_keys(conn: psycopg.Connection, bucket: str, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """(planned key, sha256) -> the key these bytes live (or will live) under: the planned key,
-    unless its registry row describes other bytes that are stored (or a version of these bytes
-    is registered already), then ``versioned_key``. A row of other bytes never confirmed stored
-    (``pending``/``error``) gives its key to the new bytes."""
-    pairs = list(pairs)
-    known = registry_status(conn, bucket, sorted({k for k, _ in pairs} | {versioned_key(k, s) for k, s in pairs}))
-    adopted = adopted_keys(conn, bucket, [(k, s) for k, s in pairs if known.get(k, (None, None))[1] != s])
-    out = {}
-    for key, sha in pairs:
-        status, file_hash = known.get(key, (None, None))
-        if (status is None or (status in DONE_STATUSES and file_hash != sha)) and (key, sha) in adopted:
-            out[(key, sha)] = adopted[(key, sha)]  # stored by the old system already
-        elif status is None or file_hash == sha:
-            out[(key, sha)] = key
-        elif status in DONE_STATUSES or versioned_key(key, sha) in known:
-            out[(key, sha)] = versioned_key(key, sha)
-        else:
-            out[(key, sha)] = key
-    return out
-
-
-def adopted_keys(conn: psycopg.Connection, bucket: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """(planned key, sha256) -> the key of an adopted object of ``bucket`` stored with the same
-    file name and SHA-256 (the oldest such row), for the pairs that have one."""
-    if not pairs:
-        return {}
-    rows = conn.execute(
-        f"""SELECT DISTINCT ON (filename, file_hash) filename, file_hash, s3_key FROM {SCHEMA}.s3_files_registry
-            WHERE metadata ? 'adopted_from' AND file_hash = ANY(%s) AND filename = ANY(%s)
-              AND s3_bucket = %s AND upload_status = ANY(%s)
-            ORDER BY filename, file_hash, id""",
-        (sorted({s for _, s in pairs}), sorted({k.rpartition("/")[2] for k, _ in pairs}), bucket, list(DONE_STATUSES)),
-    ).fetchall()
-    found = {(name, str(h).strip()): key for name, h, key in rows}
-    return {(k, s): found[(k.rpartition("/")[2], s)] for k, s in pairs if (k.rpartition("/")[2], s) in found}
 
 
 def link_adopted(conn: psycopg.Connection, bucket: str, objects: list[PlannedObject]) -> None:
@@ -272,15 +225,6 @@ class ArchiveCounts:
     s3_errors: int = 0
     s3_not_attempted: int = 0
     fatal: str | None = None  # the operator error that stopped the run (bucket unusable)
-
-
-def registry_status(conn: psycopg.Connection, bucket: str, keys: list[str]) -> dict[str, tuple[str, str | None]]:
-    rows = conn.execute(
-        f"SELECT s3_key, upload_status, file_hash FROM {SCHEMA}.s3_files_registry "
-        "WHERE s3_bucket = %s AND s3_key = ANY(%s)",
-        (bucket, keys),
-    ).fetchall()
-    return {k: (s, h) for k, s, h in rows}
 
 
 def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[PlannedObject]) -> dict[str, int]:

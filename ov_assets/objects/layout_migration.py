@@ -29,7 +29,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ov_assets.errors import OperatorError, StoreAccessError, translate_pg_error
-from ov_assets.objects.archive import DONE_STATUSES, object_key, versioned_name
+from ov_assets.objects.archive import object_key
+from ov_assets.objects.registry_keys import DONE_STATUSES, versioned_name
 from ov_assets.objects.stores import IntegrityError, ObjectExists, ObjectStore
 from ov_assets.warehouse.loading import SCHEMA, table_name
 

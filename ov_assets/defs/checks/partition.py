@@ -23,7 +23,7 @@ from ov_assets.core.contract import BUSINESS_FIELDS, REQUIRED_FIELDS, hash_regis
 from ov_assets.defs.partitions import partition_key, pqr_partitions
 from ov_assets.defs.resources.object_store import ObjectStoreResource
 from ov_assets.defs.resources.postgres import PostgresResource
-from ov_assets.objects import archive
+from ov_assets.objects import archive, registry_keys
 from ov_assets.objects.stores import ObjectStore, verify_object
 from ov_assets.warehouse.loading import SCHEMA, table_name
 
@@ -328,12 +328,14 @@ def table_checks(
 
 def objects_registered(conn: psycopg.Connection, bucket: str, planned: list[archive.PlannedObject]) -> Verdict:
     """Every planned file's bytes registered stored (under their own key when a replaced
-    landing file made them a new version, ``archive.current_keys``)."""
-    keys = archive.current_keys(conn, bucket, [(o.key, o.sha256) for o in planned])
+    landing file made them a new version, ``registry_keys.current_keys``)."""
+    keys = registry_keys.current_keys(conn, bucket, [(o.key, o.sha256) for o in planned])
     planned_keys = [(keys[(o.key, o.sha256)], o.sha256) for o in planned]
-    status = archive.registry_status(conn, bucket, [k for k, _ in planned_keys])
+    status = registry_keys.registry_status(conn, bucket, [k for k, _ in planned_keys])
     bad = [
-        k for k, sha in planned_keys if status.get(k, ("", None))[0] not in archive.DONE_STATUSES or status[k][1] != sha
+        k
+        for k, sha in planned_keys
+        if status.get(k, ("", None))[0] not in registry_keys.DONE_STATUSES or status[k][1] != sha
     ]
     return Verdict(not bad, {"objects": len(planned), **listed_metadata(bad, "s3_key")})
 
