@@ -184,7 +184,9 @@ class LocalObjectStore:
         if sha256_file(tmp) != sha256:
             tmp.unlink()
             raise IntegrityError(f"checksum mismatch writing {key}: the source is not the expected bytes")
-        self._publish(tmp, target, key, only_if_absent)
+        # The metadata goes first: a writer killed between the two leaves metadata without an
+        # object (ignored, rewritten by the next put), never our object without the registry id
+        # that tells a rerun it was this row's own put.
         meta = self._meta_path(key)
         private_dir(meta.parent)
         part = meta.with_name(f".{meta.name}.{os.getpid()}.part")
@@ -193,6 +195,7 @@ class LocalObjectStore:
         with os.fdopen(fd, "w") as fh:
             json.dump({**metadata, "sha256": sha256}, fh)
         os.replace(part, meta)
+        self._publish(tmp, target, key, only_if_absent)
 
     def put(
         self,
