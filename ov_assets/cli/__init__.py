@@ -1,7 +1,10 @@
 """``ov-assets``: operator commands (migrate, generate, demo, status, cleanup, s3-setup,
-portal-check, scrape).
+portal-check, scrape, and one module per further command beside this file).
 
-Everything here calls the same code the assets use; nothing is a separate code path.
+Everything here calls the same code the assets use; nothing is a separate code path. A command
+with more than a few lines lives in its own module of this package, which defines
+``register(sub)`` (adds its parser, ``set_defaults(fn=...)``); ``main`` finds those modules
+itself, so adding a command never edits this file.
 """
 
 from __future__ import annotations
@@ -254,6 +257,24 @@ def cmd_s3_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_modules() -> list[Any]:
+    """The modules of this package that define a command (``register(sub)``), by name.
+
+    Their heavy imports (Dagster, boto3, Playwright) stay inside their functions, so listing them
+    costs milliseconds."""
+    import importlib
+    import pkgutil
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            found.append(module)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ov-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -304,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--print-policy", choices=("runtime", "admin"), help="print an IAM policy filled in, apply nothing")
     p.add_argument("--account-id", default="", help="for the KMS key ARN in --print-policy runtime")
     p.set_defaults(fn=cmd_s3_setup)
+    for module in _command_modules():
+        module.register(sub)
     args = parser.parse_args(argv)
     from ov_assets.errors import OperatorError
 
