@@ -76,20 +76,15 @@ def run_partitions(
     import dagster as dg
 
     from ov_assets.definitions import defs
+    from ov_assets.defs.backfill import run_partition
 
     job = defs.resolve_job_def("pqr_pipeline_job")
     results = []
     with dg.DagsterInstance.from_config(str(dagster_home.resolve())) as instance:
         for key in partition_keys:
-            result = job.execute_in_process(
-                partition_key=key,
-                instance=instance,
-                raise_on_error=False,
-                resources=resources,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
-            results.append((key, result.success))
-            print(f"  {key}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
+            run = run_partition(job, instance, key, {}, resources)
+            results.append((key, run.ok))
+            print(f"  {key}: {'success' if run.ok else 'FAILED'} (run {run.run_id})")
     return results
 
 
@@ -153,6 +148,10 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from ov_assets.landing.index import LandingIndex
 
     with _resources() as res, res.postgres.connect() as conn:
+        if not args.dry_run:  # (issue 16: a backup before bulk work)
+            from ov_assets.cli.backup import backup_before
+
+            backup_before(res, "cleanup", skip=args.no_backup)
         store = res.object_store.open()
         report = cleanup_landing(
             LandingIndex(_data_dir()), conn, store, retention=args.retention_days, dry_run=args.dry_run
@@ -298,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="report what would be freed; delete nothing")
     p.add_argument("--retention-days", type=int, default=None, help="default: OV_RETENTION_DAYS or 30")
     p.add_argument("--verbose", action="store_true", help="list every file")
+    p.add_argument("--no-backup", action="store_true", help="skip the backup of data_general taken before deleting")
     p.set_defaults(fn=cmd_cleanup)
     p = sub.add_parser(
         "portal-check",

@@ -30,7 +30,7 @@ MODE_TAG = "ov/mode"
 
 PORTAL_TAG = "ov/portal"
 # Runs of these modes extract from the portal (their job includes raw_pqr_files).
-EXTRACTING_MODES = frozenset({"bulk", "incremental", "reextraction"})
+EXTRACTING_MODES = frozenset({"bulk", "incremental", "reextraction", "history"})  # history: ov-assets backfill
 
 
 def partition_tags(partition_key: str, mode: str) -> dict[str, str]:

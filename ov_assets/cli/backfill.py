@@ -1,0 +1,129 @@
+"""``ov-assets backfill --from YYYY-MM-DD --to YYYY-MM-DD [--empresa E ...] [--files-only]``:
+a range of days loaded in this one process, newest day first, without the daemon; resumable
+(run the same command again), one progress line per partition (README "Loading the history")."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from ov_assets import settings
+from ov_assets.core.contract import EMPRESAS, today_bogota
+from ov_assets.core.history_plan import BACKUP_OVER_DAYS
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # (progress read through a pipe shows at once)
+
+
+def _command(args: argparse.Namespace, empresas: list[str]) -> str:
+    """The command that resumes this load (the same arguments give the same load)."""
+    parts = ["ov-assets backfill", f"--from {args.first}", f"--to {args.last}"]
+    if args.empresa:
+        parts += [f"--empresa {e}" for e in empresas]
+    if args.files_only:
+        parts.append("--files-only")
+    if args.no_backup:
+        parts.append("--no-backup")
+    return " ".join(parts)
+
+
+def _backup_before_load(backfill: str) -> None:
+    """Back up ``data_general`` before bulk work (issue 16 §4).
+
+    INTEGRATION POINT: ``ov_assets.objects.backups.backup_schema`` is being built beside this
+    command; until it exists the load says so and goes on (pass --no-backup to silence it)."""
+    try:
+        from ov_assets.objects import backups  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        _say(
+            "backup: not taken, ov_assets.objects.backups is not available in this version; "
+            "take a pg_dump of data_general yourself before a history load"
+        )
+        return
+    from ov_assets.cli import _resources
+
+    with _resources() as res, res.postgres.connect() as conn:
+        done = backups.backup_schema(conn, res.object_store.open(), reason=f"backfill {backfill}")
+    _say(f"backup: {done}")
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Load ``--from``..``--to`` (both included) partition by partition, newest day first."""
+    import dagster as dg
+
+    from ov_assets.core import history_plan as hp
+    from ov_assets.definitions import defs
+    from ov_assets.defs import backfill as bf
+    from ov_assets.errors import ConfigurationError
+
+    try:
+        hp.check_range(args.first, args.last, today_bogota())
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    empresas = [e for e in EMPRESAS if e in (args.empresa or EMPRESAS)]
+    backfill = hp.backfill_id(args.first, args.last, empresas, args.files_only)
+    resume = f"Resume with: {_command(args, empresas)}"
+    data_dir = Path(settings.private_data_dir()).resolve()
+    home = settings.dagster_home(data_dir / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    partitions = hp.ordered_partitions(args.first, args.last, empresas)
+    job = defs.resolve_job_def(bf.job_name(args.files_only))
+    mode = "history-files" if args.files_only else "history"
+    with bf.exclusive(home, backfill), dg.DagsterInstance.from_config(str(home)) as instance:
+        abandoned = bf.fail_abandoned_runs(instance, backfill)
+        if abandoned:
+            _say(f"runs left unfinished by a stopped load, marked failed and run again: {', '.join(abandoned)}")
+        finished = bf.finished_partitions(instance, backfill, partitions, args.files_only, data_dir)
+        plan = hp.make_plan(partitions, finished)
+        _say(
+            f"load {backfill}: {len(partitions)} partitions ({plan.days} days x {len(empresas)} empresas, "
+            f"{'landing folder only' if args.files_only else 'portal and landing folder'}), newest day first; "
+            f"{plan.skipped} already finished, skipped; {len(plan.todo)} to run. The runs carry the tag "
+            f"{bf.BACKFILL_TAG}={backfill} in the Dagster UI (DAGSTER_HOME={home})."
+        )
+        if plan.todo and hp.needs_backup(plan.days, args.no_backup):
+            _backup_before_load(backfill)
+        with bf.stop_on_interrupt(_say, resume) as stop:
+            try:
+                progress = bf.load(job, instance, plan, backfill, mode, _say, stop)
+            except bf.Interrupted:
+                _say(f"stopped; the partition in progress runs again when resumed. {resume}")
+                return 130
+    if progress.done < progress.total:
+        _say(f"stopped after {progress.done}/{progress.total} partitions ({progress.records} records). {resume}")
+        return 130
+    _say(
+        f"finished: {progress.ran} partitions run, {progress.skipped} skipped (already finished), "
+        f"{progress.records} records, {len(progress.failed)} failed"
+    )
+    if progress.failed:
+        _say(
+            f"failed partitions: {', '.join(progress.failed)}. Their runs (tag {bf.BACKFILL_TAG}={backfill}) say "
+            f"which step failed; run the same command again to retry them (finished ones are skipped)."
+        )
+        return 1
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "backfill",
+        help="load a range of days, newest first, in this process (no daemon); resumable: run it again",
+        description=__doc__,
+    )
+    p.add_argument("--from", dest="first", required=True, type=dt.date.fromisoformat, help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="last", required=True, type=dt.date.fromisoformat, help="last day, YYYY-MM-DD")
+    p.add_argument("--empresa", action="append", choices=EMPRESAS, help="repeat for both; default: both")
+    p.add_argument(
+        "--files-only",
+        action="store_true",
+        help="load only what the landing folder already holds (pqr_landing_job): no portal, no browser",
+    )
+    p.add_argument(
+        "--no-backup",
+        action="store_true",
+        help=f"skip the backup of data_general taken before a load of more than {BACKUP_OVER_DAYS} days",
+    )
+    p.set_defaults(fn=cmd_backfill)
