@@ -174,3 +174,12 @@ def heartbeat_interval_seconds() -> int:
     """OV_HEARTBEAT_INTERVAL_SECONDS: seconds between heartbeats (set the service's period to it
     and its grace to a few periods)."""
     return max(1, env_int("OV_HEARTBEAT_INTERVAL_SECONDS", 300))
+
+
+# --- backups (issue 16) -----------------------------------------------------------------------
+
+
+def pg_dump_path() -> str:
+    """OV_PG_DUMP: the pg_dump backups run (pg_restore is taken from the same folder); empty:
+    the one on PATH. It must be of the server's major version or newer."""
+    return env_str("OV_PG_DUMP")

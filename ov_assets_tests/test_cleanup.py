@@ -174,7 +174,7 @@ def test_cleanup_cli_dry_run(pg_conninfo18: dict[str, Any], data_dir: Path, monk
     out = capsys.readouterr().out
     assert "cleanup (dry run): would free" in out and "afinia:" in out
     assert _landing(data_dir, "afinia") == before
-    assert cli.main(["cleanup"]) == 0
+    assert cli.main(["cleanup", "--no-backup"]) == 0
     assert "freed" in capsys.readouterr().out
     assert _landing(data_dir, "afinia") < before
 
@@ -256,7 +256,7 @@ def test_file_whose_object_left_the_bucket_is_kept(
         obj.write_bytes(obj.read_bytes().replace(b"Detalle PQR", b"Detalle XYZ"))
     for k, v in postgres_env(pg_conninfo18).items():
         monkeypatch.setenv(k, v)
-    assert cli.main(["cleanup"]) == 0
+    assert cli.main(["cleanup", "--no-backup"]) == 0
     out = capsys.readouterr().out
     after = _landing(data_dir, "afinia")
     assert set(groups[names[0]]) <= after and set(groups[names[1]]) <= after
@@ -348,7 +348,7 @@ def test_cleanup_that_empties_the_folder_succeeds(
         rows = conn.execute("SELECT * FROM data_general.ov_afinia ORDER BY numero_radicado").fetchall()
     for k, v in postgres_env(pg_conninfo18).items():
         monkeypatch.setenv(k, v)
-    assert cli.main(["cleanup"]) == 0
+    assert cli.main(["cleanup", "--no-backup"]) == 0
     assert f"freed {len(old.files)} files" in capsys.readouterr().out
     assert _landing(data_dir, "afinia") == set()
 
@@ -359,7 +359,7 @@ def test_cleanup_that_empties_the_folder_succeeds(
     assert {k: p.read_bytes() for k, p in reports.items()} == before
     with psycopg.connect(**pg_conninfo18) as conn:
         assert conn.execute("SELECT * FROM data_general.ov_afinia ORDER BY numero_radicado").fetchall() == rows
-    assert cli.main(["cleanup"]) == 0  # and again: nothing to do, no error
+    assert cli.main(["cleanup", "--no-backup"]) == 0  # and again: nothing to do, no error
 
     # Files the cleanup did not take, gone from the folder: still "is the folder mounted?".
     recent = generator.write_day(data_dir, "afinia", RECENT, n=2, broken=False)

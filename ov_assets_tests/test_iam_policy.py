@@ -238,7 +238,8 @@ def test_full_run_and_layout_migration_use_exactly_the_runtime_policy(
             "object_store": store_resource(
                 s3_endpoint, s3_bucket, data_dir, layout="central", resource_class=RecordingStoreResource
             ),
-        }
+        },
+        run_config={"ops": {"migrate_object_layout": {"config": {"backup": False}}}},  # (test_backups.py)
     )
     assert moved.success
     assert all(k.startswith("Central_De_Escritos/") for k in bucket_keys(s3_endpoint, s3_bucket))

@@ -179,7 +179,10 @@ def test_layout_migration_job_runs_in_dagster(data_dir, pg_conninfo18, s3_endpoi
         user=conninfo["user"],
         data_dir=str(data_dir),
     )
-    result = layout_migration_job.execute_in_process(resources={"postgres": postgres, "object_store": store_res})
+    result = layout_migration_job.execute_in_process(
+        resources={"postgres": postgres, "object_store": store_res},
+        run_config={"ops": {"migrate_object_layout": {"config": {"backup": False}}}},  # test_backups.py takes one
+    )
     assert result.success
     assert result.output_for_node("migrate_object_layout")["moved"] == len(objects)
     _assert_all_in(conninfo, s3_endpoint, s3_bucket, objects, "central")

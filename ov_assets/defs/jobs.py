@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # what define_asset_job returns; Dagster exports the class un
 
 from ov_assets.defs.checks import tablewide as _checks
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PostgresResource
+from ov_assets.objects.backups import backup_schema
 from ov_assets.objects.layout_migration import migrate_layout
 
 # Everything downstream of the landing folder: what the sensor and the incremental runs need.
@@ -155,6 +156,9 @@ class LayoutMigrationConfig(dg.Config):
     """``target_layout``: ``default`` or ``central``; empty means the configured OV_S3_LAYOUT."""
 
     target_layout: str = ""
+    # A backup of data_general to {S3_BASE_PATH}/backups/ first (issue 16): the migration
+    # rewrites every registry row. False skips it (knowingly).
+    backup: bool = True
 
 
 @dg.op(tags={"kind": "s3"}, pool="ov_s3")  # (writes to the bucket: the uploads' pool)
@@ -173,9 +177,16 @@ def migrate_object_layout(
             "pipeline runs will keep writing the configured layout"
         )
     store = object_store.open()
+    backup = ""
+    if config.backup:
+        record = backup_schema(postgres.conninfo(), store, "layout-migration", base_path=object_store.base_path)
+        context.log.info(record.describe())
+        backup = record.url
+    else:
+        context.log.warning("no backup of data_general before the layout migration (config backup: false)")
     with postgres.connect() as conn:
         counts = migrate_layout(conn, store, layout, object_store.base_path, object_store.max_workers)
-    metadata = counts.as_metadata()
+    metadata = {**counts.as_metadata(), "backup": backup}
     context.log.info(f"layout migration to {layout} in {store.bucket}: {metadata}")
     if counts.errors:
         raise dg.Failure(
