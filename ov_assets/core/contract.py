@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import ftfy
 
+from ov_assets.core.contacts import email_valid, phone_e164
+
 BOGOTA = ZoneInfo("America/Bogota")
 EMPRESAS: tuple[str, ...] = ("afinia", "aire")
 EMPRESA_DISPLAY: dict[str, str] = {"afinia": "Afinia", "aire": "Air-e"}
@@ -176,10 +178,6 @@ _FECHA_YMD = re.compile(
 _FECHA_DMY = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
 _EXTRACTION_TS = re.compile(r"[0-9]{8}_[0-9]{6}")
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-# Colombian numbers: mobile 3xx xxx xxxx, landline 60x xxx xxxx (10 digits), optionally +57.
-_PHONE = re.compile(r"(?:\+57)?(?:3[0-9]{9}|60[0-9]{8})")
-_PHONE_NOISE = re.compile(r"[ \-().]")
 # A document number: digits; a NIT may carry its check digit as digits-DV.
 _DOCUMENTO = re.compile(r"[0-9]{3,15}(?:-[0-9])?")
 
@@ -405,11 +403,11 @@ def check_values(
     if v and not (v.isdigit() and v.isascii() and 5 <= len(v) <= 12):  # == _NIC.fullmatch(v)
         warnings.append("nic_invalid")
     v = vals[_I_EMAIL]
-    if v and not _EMAIL.fullmatch(v):
+    if v and not email_valid(v):  # email-validator's syntax rules, no DNS
         warnings.append("email_invalid")
     for name, i in _PHONES_AT:
         v = vals[i]
-        if v and not _PHONE.fullmatch(v if v.isalnum() else _PHONE_NOISE.sub("", v)):
+        if v and phone_e164(v) is None:  # not a valid Colombian number for phonenumbers
             warnings.append(f"{name}_invalid")
     v = vals[_I_DOCUMENTO]
     if v and not _DOCUMENTO.fullmatch(v):

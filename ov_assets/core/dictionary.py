@@ -131,6 +131,17 @@ _ROW_COLUMNS: tuple[Column, ...] = (
     Column("procesado_flag", "boolean", "TRUE once every file of the stored version is in the bucket."),
     Column("created_at", _TSTZ, "When ov-assets first inserted the row."),
     Column("updated_at", _TSTZ, "When the row last changed (a newer version, or its files stored)."),
+    # Derived, not part of hash_registro (migration 011).
+    *(
+        Column(
+            f"{f}_e164",
+            "character varying(16)",
+            f"{f} in E.164 form (+57...) when phonenumbers finds it a valid Colombian number; NULL when it is "
+            f"empty or invalid (warning {f}_invalid). Not part of hash_registro.",
+            personal=True,
+        )
+        for f in ("telefono", "celular")
+    ),
 )
 
 

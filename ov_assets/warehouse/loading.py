@@ -39,7 +39,8 @@ from psycopg import sql
 from ov_assets.core.checkpoints import checkpoint
 from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.warehouse.audit import LoadCounts, record_audit, resolve_rejects, upsert_rejects
-from ov_assets.warehouse.tables import LOAD_COLUMNS, SCHEMA, TABLE_COLUMNS, lock_key, table_name
+from ov_assets.warehouse.derived import phone_e164_columns
+from ov_assets.warehouse.tables import DERIVED_COLUMNS, LOAD_COLUMNS, SCHEMA, TABLE_COLUMNS, lock_key, table_name
 
 # Callers import these from here: the load's names, wherever they live.
 __all__ = [
@@ -87,7 +88,8 @@ def _stage_ddl(empresa: str) -> str:
     return (
         f"CREATE TEMP TABLE IF NOT EXISTS {_stage_table(empresa)} (partition_date DATE, "
         + ", ".join("fecha TIMESTAMP" if f == "fecha" else f"{f} TEXT" for f in BUSINESS_FIELDS)
-        + ", hash_registro TEXT, fecha_extraccion TIMESTAMP, archivo_origen TEXT, warnings JSONB"
+        + ", hash_registro TEXT, fecha_extraccion TIMESTAMP, archivo_origen TEXT, warnings JSONB, "
+        + ", ".join(f"{c} TEXT" for c in DERIVED_COLUMNS)
         + ") ON COMMIT DELETE ROWS"
     )
 
@@ -113,6 +115,7 @@ def stage_csv_chunks(winners: pl.DataFrame, with_partition: bool = False) -> Ite
         "fecha_extraccion",
         pl.col("file_name").alias("archivo_origen"),
         warnings_json,
+        *phone_e164_columns(winners),
     )
     for chunk in frame.iter_slices(_CSV_ROWS):
         buf = io.BytesIO()

@@ -9,16 +9,20 @@ system's registry aside before 001 and adopts its rows after the last file.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from ov_assets.errors import OperatorError
-from ov_assets.warehouse import adoption
+from ov_assets.warehouse import adoption, derived
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data
 _LOCK_KEY = 0x0F_A55E75  # any constant shared by every ov-assets process
+# What a migration needs done by code after its SQL, in the same transaction: values only Python
+# can derive for the rows already stored (011: the E.164 phones, by phonenumbers).
+_AFTER: dict[str, Callable[[psycopg.Connection], object]] = {"011_phone_e164": derived.backfill_phone_e164}
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ def apply_all(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
                     )
                 continue
             _run(migration, conn)
+            if migration.version in _AFTER:
+                _AFTER[migration.version](conn)
             conn.execute(
                 "INSERT INTO public.schema_migrations (version, checksum) VALUES (%s, %s)",
                 (migration.version, migration.checksum),

@@ -8,6 +8,9 @@ import datetime as dt
 from ov_assets.core.contract import BUSINESS_FIELDS
 
 SCHEMA = "data_general"
+# Derived from the business fields, never part of hash_registro: the E.164 form of the phones
+# (NULL when empty or not a valid Colombian number; migration 011).
+DERIVED_COLUMNS: tuple[str, ...] = ("telefono_e164", "celular_e164")
 # Columns the load writes, in COPY order (fecha is the parsed timestamp).
 LOAD_COLUMNS: tuple[str, ...] = (
     *BUSINESS_FIELDS,
@@ -15,6 +18,7 @@ LOAD_COLUMNS: tuple[str, ...] = (
     "fecha_extraccion",
     "archivo_origen",
     "warnings",
+    *DERIVED_COLUMNS,
 )
 # Columns copied into history (everything of the current table but its generated defaults).
 TABLE_COLUMNS: tuple[str, ...] = (
