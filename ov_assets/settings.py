@@ -89,6 +89,28 @@ def freshness_grace() -> dt.timedelta:
     return dt.timedelta(minutes=env_float("OV_FRESHNESS_GRACE_MINUTES", 60))
 
 
+def near_duplicate_similarity() -> float:
+    """OV_NEAR_DUP_SIMILARITY: the text similarity (0-100, rapidfuzz token_sort_ratio of the folded
+    complaints) from which two PQRs of one NIC or document are near-duplicates (default 80)."""
+    value = env_float("OV_NEAR_DUP_SIMILARITY", 80.0)
+    if not 0 < value <= 100:
+        raise ConfigurationError(f"OV_NEAR_DUP_SIMILARITY={value} must be above 0 and at most 100 (unset: 80)")
+    return value
+
+
+def near_duplicate_days() -> int:
+    """OV_NEAR_DUP_DAYS: how many days apart two filings may be and still be near-duplicates
+    (default 30)."""
+    raw = env_str("OV_NEAR_DUP_DAYS")
+    try:
+        value = int(raw) if raw else 30
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(f"OV_NEAR_DUP_DAYS={raw!r}: give a whole number of days, 0 or more (unset: 30)")
+    return value
+
+
 def max_record_bytes() -> int:
     """OV_MAX_RECORD_BYTES: the largest record file read (default 8 MiB; a real record is a
     few KB, free text included): a larger one is rejected ``record_too_large`` unread, so one

@@ -315,6 +315,61 @@ _CLEANED = Relation(
     (_EMPRESA, _DATE, Column("first_cleaned_at", _TSTZ, "When the cleanup first deleted a file of it.")),
 )
 
+_QUALITY = Relation(
+    "ov_quality_daily",
+    "table",
+    "Quality over time: one row per empresa and partition day, rewritten by every load of the partition "
+    "(a rerun writes the same numbers). The pqr_quality_daily asset reports each row as metadata.",
+    (
+        _EMPRESA,
+        Column("fecha", "date", "Partition day (the day of the PQRs' fecha, Bogotá)."),
+        Column("files_seen", "integer", "Record files in the partition at its latest load (valid or rejected)."),
+        Column("valid", "integer", "Valid record files (versions; several per radicado possible)."),
+        Column("rejected", "integer", "Rejected record files (each has its ov_rejects row)."),
+        Column(
+            "rejected_by_reason",
+            "jsonb",
+            'Rejected files by reason code, from the ov_rejects rows the load saw, e.g. {"invalid_json": 2}.',
+        ),
+        Column(
+            "warnings_by_code",
+            "jsonb",
+            'Valid record files carrying each soft-rule warning code (CONTRACT §4), e.g. {"email_invalid": 3}.',
+        ),
+        Column("reject_rate", "double precision", "rejected / files_seen (0 when no file)."),
+        Column(
+            "load_latency_s",
+            "double precision",
+            "Seconds from the extraction of a stored version to the load that stored it: the slowest of the "
+            "latest load that stored any row; a load that stores nothing new keeps the value. NULL until a row "
+            "is stored.",
+        ),
+        Column("loaded_at", _TSTZ, "When the latest load of the partition wrote these numbers (its transaction)."),
+    ),
+)
+
+_NEAR_DUPLICATES = Relation(
+    "ov_near_duplicates",
+    "table",
+    "Near-duplicate PQRs: two radicados of one empresa with the same NIC or identity document whose "
+    "complaint texts are alike (at least OV_NEAR_DUP_SIMILARITY) and filed at most OV_NEAR_DUP_DAYS apart. "
+    "Each pair once, numero_radicado < other_radicado; refreshed by every load of either PQR's partition.",
+    (
+        _EMPRESA,
+        Column("numero_radicado", _V50, "The pair's first radicado (the smaller, compared by code point)."),
+        Column("other_radicado", _V50, "The pair's second radicado."),
+        Column("days_apart", "integer", "Calendar days between the two filings (fecha)."),
+        Column(
+            "similarity",
+            "double precision",
+            "Similarity of the two complaint texts, 0-100 (rapidfuzz token_sort_ratio after folding case, "
+            "accents and punctuation).",
+        ),
+        Column("rule", "text", "What the two share: same_nic, same_documento or same_nic_and_documento."),
+        Column("found_at", _TSTZ, "When the pair was first found."),
+    ),
+)
+
 RELATIONS: tuple[Relation, ...] = (
     OV_PQR_MASKED,
     OV_PQR,
@@ -328,6 +383,8 @@ RELATIONS: tuple[Relation, ...] = (
     _SLOTS,
     _EXPORTS,
     _CLEANED,
+    _QUALITY,
+    _NEAR_DUPLICATES,
 )
 
 

@@ -1,4 +1,4 @@
-"""The four assets: landing files -> validated records -> PostgreSQL -> object storage.
+"""The assets: landing files -> validated records -> PostgreSQL (and its quality per day) -> object storage.
 
 Thin by design: each wires resources to the pure modules (``landing_index``, ``records``,
 ``loading``, ``archive``) and reports what happened. Every asset handles one partition or a
@@ -18,14 +18,15 @@ from ov_assets.core import dictionary
 from ov_assets.core.checkpoints import checkpoint
 from ov_assets.core.contract import today_bogota
 from ov_assets.core.records import empty_frame
+from ov_assets.defs.checks import near_duplicates as near_dup_check
 from ov_assets.defs.checks import partition as checks_logic
-from ov_assets.defs.partitions import parse_partition_key, pqr_partitions
+from ov_assets.defs.partitions import parse_partition_key, partition_key, pqr_partitions
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
 from ov_assets.landing.index import partition_frame
 from ov_assets.objects import archive
 from ov_assets.portal.scraper import ScrapeResult, describe_failures, scrape_day
 from ov_assets.reports.consolidated import cleaned_days, refuse_unavailable_landing, write_consolidated
-from ov_assets.warehouse import loading
+from ov_assets.warehouse import loading, quality
 
 GROUP = "oficina_virtual"
 OWNERS = ["team:data-engineering"]
@@ -46,6 +47,7 @@ def column_schema(columns: Iterable[tuple[str, str, str | None]]) -> dg.TableSch
 
 RECORDS_SCHEMA = column_schema(dictionary.FRAME_COLUMNS)
 TABLE_SCHEMA = column_schema((c.name, c.type, c.description) for c in dictionary.relation("ov_afinia").columns)
+QUALITY_SCHEMA = column_schema((c.name, c.type, c.description) for c in dictionary.relation("ov_quality_daily").columns)
 _FRAME_DESCRIPTIONS = {name: description for name, _, description in dictionary.FRAME_COLUMNS}
 
 
@@ -226,7 +228,7 @@ class PqrTableConfig(dg.Config):
     kinds={"postgres"},
     backfill_policy=BACKFILL,
     pool="ov_postgres",
-    check_specs=checks_logic.TABLE_CHECK_SPECS,
+    check_specs=[*checks_logic.TABLE_CHECK_SPECS, near_dup_check.NEAR_DUPLICATES_SPEC],
     output_required=False,  # a dry run materializes nothing
     metadata={"dagster/column_schema": TABLE_SCHEMA},
 )
@@ -274,8 +276,67 @@ def pqr_table(
             asset_key=context.asset_key, metadata=metadata, description="dry run: what a materialization would write"
         )
         return
+    # ov_near_duplicates for the loaded partitions (after the commit: it compares stored rows)
+    metadata |= near_dup_check.refresh(postgres, _partitions(context))
     yield dg.MaterializeResult(metadata=metadata)
     yield from checks_logic.table_checks(context, postgres, pqr_records)
+    yield from near_dup_check.near_duplicates_check(context, postgres)
+
+
+@dg.asset(
+    partitions_def=pqr_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"postgres"},
+    deps=[pqr_table],
+    backfill_policy=BACKFILL,
+    output_required=False,  # it yields one AssetMaterialization per partition instead
+    metadata={"dagster/column_schema": QUALITY_SCHEMA},
+)
+def pqr_quality_daily(
+    context: dg.AssetExecutionContext, postgres: PostgresResource
+) -> Iterator[dg.AssetMaterialization]:
+    """Quality over time: the partition's row of ``data_general.ov_quality_daily`` (files seen,
+    valid, rejected by reason, warnings by code, reject rate, load latency), which the load
+    wrote in its own transaction, reported as numbers the asset's page plots per partition.
+
+    Its own asset rather than metadata of ``pqr_table``: a range run (a backfill chunk) gives
+    ``pqr_table`` one MaterializeResult, stamped with the same metadata on every partition of
+    the range, while this asset yields one materialization per partition with that partition's
+    own numbers; its page plots only quality series; it reports what the database holds, re-read
+    after the commit. Skipped with ``pqr_table`` in a dry run (nothing was written).
+    """
+    parts = _partitions(context)
+    rows = postgres.run(lambda conn: quality.read_quality(conn, [(e, d) for d, e in parts]))
+    missing = [f"{d}|{e}" for d, e in parts if (e, d) not in rows]
+    if missing:
+        raise dg.Failure(
+            description=f"no ov_quality_daily row for {', '.join(missing)}: materialize pqr_table for "
+            "these partitions first (its load writes the row)"
+        )
+    for day, empresa in parts:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=str(partition_key(day, empresa)),
+            metadata=quality_metadata(rows[(empresa, day)]),
+        )
+
+
+def quality_metadata(row: quality.QualityRow) -> dict[str, dg.MetadataValue]:
+    """One ``ov_quality_daily`` row as plottable numbers (ints and floats; one series per
+    reason and warning code). Counts and codes only."""
+    meta: dict[str, dg.MetadataValue] = {
+        "files_seen": dg.MetadataValue.int(row.files_seen),
+        "valid": dg.MetadataValue.int(row.valid),
+        "rejected": dg.MetadataValue.int(row.rejected),
+        "reject_rate": dg.MetadataValue.float(row.reject_rate),
+        "warnings": dg.MetadataValue.int(sum(row.warnings_by_code.values())),
+    }
+    if row.load_latency_s is not None:
+        meta["load_latency_s"] = dg.MetadataValue.float(row.load_latency_s)
+    meta |= {f"rejected_by_reason/{k}": dg.MetadataValue.int(v) for k, v in sorted(row.rejected_by_reason.items())}
+    meta |= {f"warnings_by_code/{k}": dg.MetadataValue.int(v) for k, v in sorted(row.warnings_by_code.items())}
+    return meta
 
 
 @dg.asset(
@@ -351,4 +412,4 @@ def _counts_table(label: str, counts: Counter[str]) -> str:
     return "\n".join(lines)
 
 
-pqr_assets = [raw_pqr_files, pqr_records, pqr_table, pqr_s3_objects]
+pqr_assets = [raw_pqr_files, pqr_records, pqr_table, pqr_quality_daily, pqr_s3_objects]

@@ -12,8 +12,8 @@ followed by set-based statements), all in ONE transaction under one advisory loc
   later resolves its rejects, ``resolved_at``), one audit row is appended
   per partition and run (a retry of the same run after a lost COMMIT acknowledgement adds none:
   the row of the load that committed stays); the counts are grouped per partition from the
-  staged ``partition_date``. The rejects and audit rows are written by ``audit``; the table
-  names are in ``tables``.
+  staged ``partition_date``. The rejects and audit rows are written by ``audit``, the
+  partition's ``ov_quality_daily`` row by ``quality``; the table names are in ``tables``.
 
 Why one transaction per run, not per partition: the fixed costs of a transaction (COMMIT's
 WAL flush, a handful of statements and round trips, the lock) dominated the old per-partition
@@ -40,6 +40,7 @@ from ov_assets.core.checkpoints import checkpoint
 from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.warehouse.audit import LoadCounts, record_audit, resolve_rejects, upsert_rejects
 from ov_assets.warehouse.derived import phone_e164_columns
+from ov_assets.warehouse.quality import record_quality
 from ov_assets.warehouse.tables import DERIVED_COLUMNS, LOAD_COLUMNS, SCHEMA, TABLE_COLUMNS, lock_key, table_name
 
 # Callers import these from here: the load's names, wherever they live.
@@ -408,6 +409,7 @@ def load_partitions(
                 won.db_duplicates, won.db_skipped_older = c.db_duplicates, c.db_skipped_older
         upsert_rejects(conn, part.filter(pl.col("status") == "rejected"))
         resolve_rejects(conn, part)
+        record_quality(conn, keys, part)  # ov_quality_daily, from what this transaction did
         record_audit(conn, run_id, started, out)
         checkpoint("commit")  # tests: killed with everything written but not committed
     return out
