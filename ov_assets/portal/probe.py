@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote
@@ -30,6 +29,7 @@ from ov_assets.fs import private_dir
 from ov_assets.portal import naming, pages
 from ov_assets.portal.pages import ListPage, LoginError, PortalError, SessionExpired
 from ov_assets.portal.politeness import portal_key
+from ov_assets.portal.probe_checks import DIFFERENT, FOUND, MISSING, UNVERIFIED, Check, ProbeReport
 from ov_assets.portal.scraper import (
     CHROMIUM_ARGS,
     FILTER_ATTEMPTS,
@@ -40,30 +40,6 @@ from ov_assets.portal.scraper import (
 
 T = TypeVar("T")
 log = logging.getLogger("ov_assets.portal.probe")
-FOUND, MISSING, DIFFERENT, UNVERIFIED = "found", "missing", "different", "unverified"
-
-
-@dataclass
-class Check:
-    """One line of the report. ``note`` holds counts and kinds only, never a portal value."""
-
-    area: str
-    what: str
-    selector: str
-    status: str
-    ms: int | None = None
-    required: bool = True
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == FOUND or not self.required
-
-    def line(self) -> str:
-        ms = f"{self.ms:>6} ms" if self.ms is not None else " " * 9
-        need = "" if self.required else " (optional)"
-        note = f"  [{self.note}]" if self.note else ""
-        return f"{self.status:<10} {ms}  {self.area:<7} {self.what}{need}: {self.selector}{note}"
 
 
 class _Probe:
@@ -420,31 +396,35 @@ async def _run(probe: _Probe) -> None:
             await browser.close()
 
 
+def probe_portal(config: ScraperConfig, day: dt.date, artifacts_dir: Path) -> ProbeReport:
+    """Probe ``config``'s portal on ``day``: every check, screenshot and the time taken
+    (``portal_check`` prints them; ``ov-assets doctor`` sums them up in one line)."""
+    prune_artifacts(artifacts_dir)  # earlier runs' screenshots, past OV_RETENTION_DAYS
+    probe, started = _Probe(config, day, artifacts_dir), time.monotonic()
+    try:
+        asyncio.run(_run(probe))
+    except Exception as exc:  # noqa: BLE001 - the probe reports, it does not crash
+        probe.add("probe", "probe ran to the end", "-", DIFFERENT, note=_reason(exc))
+    return ProbeReport(config.empresa, probe.checks, probe.screenshots, time.monotonic() - started)
+
+
 def portal_check(
     config: ScraperConfig, day: dt.date, artifacts_dir: Path, out: Callable[[str], None] = print, source: str = ""
 ) -> int:
     """Probe ``config``'s portal on ``day``, print the report through ``out``; 0 when everything
     the scraper needs was found, else 1. ``source`` says where the portal settings came from."""
-    prune_artifacts(artifacts_dir)  # earlier runs' screenshots, past OV_RETENTION_DAYS
-    probe = _Probe(config, day, artifacts_dir)
     out(f"portal-check {config.empresa}: {portal_key(config.base_url)}{f' ({source})' if source else ''}, day {day}")
-    started = time.monotonic()
-    try:
-        asyncio.run(_run(probe))
-    except Exception as exc:  # noqa: BLE001 - the probe reports, it does not crash
-        probe.add("probe", "probe ran to the end", "-", DIFFERENT, note=_reason(exc))
-    for check in probe.checks:
+    report = probe_portal(config, day, artifacts_dir)
+    for check in report.checks:
         out(check.line())
-    failed = [c for c in probe.checks if not c.ok]
-    for path in probe.screenshots:
+    for path in report.screenshots:
         out(f"screenshot (private, inputs masked): {path}")
-    seconds = time.monotonic() - started
-    if failed:
+    if report.failed:
         out(
-            f"NOT READY: {len(failed)} of {len(probe.checks)} checks the scraper needs are not as expected "
-            f"({seconds:.1f} s). Compare the lines above with CONTRACT §9 and update ov_assets/portal/pages.py "
+            f"NOT READY: {len(report.failed)} of {len(report.checks)} checks the scraper needs are not as expected "
+            f"({report.seconds:.1f} s). Compare the lines above with CONTRACT §9 and update ov_assets/portal/pages.py "
             "before enabling schedules."
         )
         return 1
-    out(f"READY: all {len(probe.checks)} checks as the scraper expects ({seconds:.1f} s)")
+    out(f"READY: all {len(report.checks)} checks as the scraper expects ({report.seconds:.1f} s)")
     return 0
