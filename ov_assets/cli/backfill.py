@@ -29,24 +29,21 @@ def _command(args: argparse.Namespace, empresas: list[str]) -> str:
     return " ".join(parts)
 
 
-def _backup_before_load(backfill: str) -> None:
-    """Back up ``data_general`` before bulk work (issue 16 §4).
+def _backup_before_load(no_backup: bool) -> None:
+    """Back up ``data_general`` to the bucket before a history load (issue 16 §4), through the
+    ``backup`` command's ``backup_before`` (``ov_assets.objects.backups.backup_schema``); a failed
+    backup stops the load. ``--no-backup`` says so instead."""
+    import importlib
 
-    INTEGRATION POINT: ``ov_assets.objects.backups.backup_schema`` is being built beside this
-    command; until it exists the load says so and goes on (pass --no-backup to silence it)."""
-    try:
-        from ov_assets.objects import backups  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        _say(
-            "backup: not taken, ov_assets.objects.backups is not available in this version; "
-            "take a pg_dump of data_general yourself before a history load"
-        )
-        return
     from ov_assets.cli import _resources
 
-    with _resources() as res, res.postgres.connect() as conn:
-        done = backups.backup_schema(conn, res.object_store.open(), reason=f"backfill {backfill}")
-    _say(f"backup: {done}")
+    try:
+        backup = importlib.import_module("ov_assets.cli.backup")
+    except ModuleNotFoundError:  # INTEGRATION POINT: the backups of issue 16 §4 not installed
+        _say("backup: not taken (ov_assets.cli.backup is missing); take a pg_dump of data_general first")
+        return
+    with _resources() as res:
+        backup.backup_before(res, "history-load", skip=no_backup)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -56,6 +53,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from ov_assets.core import history_plan as hp
     from ov_assets.definitions import defs
     from ov_assets.defs import backfill as bf
+    from ov_assets.defs.resources import resources_from_env
     from ov_assets.errors import ConfigurationError
 
     try:
@@ -70,6 +68,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     home.mkdir(parents=True, exist_ok=True)
     partitions = hp.ordered_partitions(args.first, args.last, empresas)
     job = defs.resolve_job_def(bf.job_name(args.files_only))
+    resources = dict(resources_from_env())  # (the environment of now, not of the definitions' import)
     mode = "history-files" if args.files_only else "history"
     with bf.exclusive(home, backfill), dg.DagsterInstance.from_config(str(home)) as instance:
         abandoned = bf.fail_abandoned_runs(instance, backfill)
@@ -83,11 +82,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             f"{plan.skipped} already finished, skipped; {len(plan.todo)} to run. The runs carry the tag "
             f"{bf.BACKFILL_TAG}={backfill} in the Dagster UI (DAGSTER_HOME={home})."
         )
-        if plan.todo and hp.needs_backup(plan.days, args.no_backup):
-            _backup_before_load(backfill)
+        if plan.todo and plan.days > hp.BACKUP_OVER_DAYS:
+            if bf.load_started(instance, backfill):
+                _say("backup: taken when this load first started (a resumed load takes none)")
+            else:
+                _backup_before_load(args.no_backup)
         with bf.stop_on_interrupt(_say, resume) as stop:
             try:
-                progress = bf.load(job, instance, plan, backfill, mode, _say, stop)
+                progress = bf.load(job, instance, plan, backfill, mode, _say, stop, resources)
             except bf.Interrupted:
                 _say(f"stopped; the partition in progress runs again when resumed. {resume}")
                 return 130

@@ -125,11 +125,6 @@ def make_plan(partitions: Iterable[Partition], finished: Iterable[str]) -> Plan:
     return Plan(parts, {k for k in finished if k in keys})
 
 
-def needs_backup(days: int, no_backup: bool) -> bool:
-    """A history load (more than BACKUP_OVER_DAYS days) is bulk work: back up first."""
-    return not no_backup and days > BACKUP_OVER_DAYS
-
-
 def duration(seconds: float | None) -> str:
     """``2h05m``, ``3m07s``, ``12s``; ``?`` when unknown."""
     if seconds is None or not math.isfinite(seconds):

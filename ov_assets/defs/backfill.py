@@ -95,6 +95,11 @@ def fail_abandoned_runs(instance: dg.DagsterInstance, backfill: str) -> list[str
     return keys
 
 
+def load_started(instance: dg.DagsterInstance, backfill: str) -> bool:
+    """Whether this load already ran a partition (then it is being resumed)."""
+    return bool(instance.get_run_records(dg.RunsFilter(tags={BACKFILL_TAG: backfill}), limit=1))
+
+
 def succeeded_in_load(instance: dg.DagsterInstance, backfill: str) -> set[str]:
     """Partitions whose run of this load succeeded."""
     records = instance.get_run_records(
