@@ -129,6 +129,19 @@ WHERE nic = '7301245'
 ORDER BY fecha DESC;""",
     ),
     Example(
+        "Near-duplicates of a month (here September 2025: change the date)",
+        ANALYST_ROLE,
+        f"""\
+SELECT d.empresa, d.numero_radicado, a.fecha, d.other_radicado, b.fecha AS other_fecha,
+       d.days_apart, d.similarity, d.rule, a.tipo_pqr, b.estado_solicitud AS other_estado
+FROM {SCHEMA}.ov_near_duplicates d
+JOIN {SCHEMA}.ov_pqr_masked a ON a.empresa = d.empresa AND a.numero_radicado = d.numero_radicado
+JOIN {SCHEMA}.ov_pqr_masked b ON b.empresa = d.empresa AND b.numero_radicado = d.other_radicado
+WHERE greatest(a.fecha, b.fecha) >= DATE '2025-09-01'
+  AND greatest(a.fecha, b.fecha) < DATE '2025-09-01' + interval '1 month'
+ORDER BY d.similarity DESC, d.empresa, d.numero_radicado;""",
+    ),
+    Example(
         "Warnings by code and empresa",
         ANALYST_ROLE,
         f"""\
