@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -88,3 +89,56 @@ def private_dir(path: Path) -> Path:
     if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(path, PRIVATE_MODE)
     return path
+
+
+# --- files that appear whole and never replace another (the scraper, import-landing) ----------
+
+FILE_MODE = stat.S_IRUSR | stat.S_IWUSR  # 0600
+
+
+class NameTaken(FileExistsError):
+    """The name holds other bytes (or is no regular file): nothing was replaced."""
+
+
+def write_temporary(target: Path, data: bytes, mtime_ns: int | None = None) -> Path:
+    """Write ``data`` beside ``target`` under a name no other writer uses (pid and random, a
+    leading dot and ``.part`` so the landing indexer skips it), owner-only, synced; with the
+    modification time ``mtime_ns`` when given (a copy keeps its original's)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mtime_ns is not None:
+            os.utime(tmp, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def holds_bytes(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file (never through a link) holding exactly ``data``."""
+    try:
+        with open_landing(path) as (fh, st):
+            return st.st_size == len(data) and fh.read() == data
+    except (FileNotFoundError, NotARegularFile):
+        return False
+
+
+def link_exclusive(tmp: Path, target: Path, data: bytes) -> bool:
+    """Give ``tmp`` (holding ``data``) the name ``target`` unless that name exists (a hard link:
+    atomic, never over another file). True: the file is new; False: ``target`` already holds
+    these bytes; ``NameTaken`` when it holds other bytes or is no regular file. ``tmp`` is removed
+    in every case; other ``OSError``s (no hard links on this file system...) as raised."""
+    try:
+        os.link(tmp, target, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        if holds_bytes(target, data):
+            return False
+        raise NameTaken(errno.EEXIST, "name taken by other content", str(target)) from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -247,3 +247,21 @@ def test_layout_migration_job_takes_a_backup_first(data_dir, pg_conninfo18, s3_e
     (backup,) = list_backups(store_res.open())
     assert backup.reason == "layout-migration"
     assert result.output_for_node("migrate_object_layout")["backup"] == f"s3://{s3_bucket}/{backup.key}"
+
+
+def test_local_store_backup_and_restore(pg_conninfo18, data_dir, tools, tmp_path):
+    """Without a bucket (development) backups go to the local store, laid out like the bucket."""
+    from ov_assets.objects.stores import LocalObjectStore
+
+    prepare(data_dir, pg_conninfo18, n=3)
+    before = schema_rows(pg_conninfo18)
+    store = LocalObjectStore(tmp_path / "object_store")
+    record = backup_schema(pg_conninfo18, store, "manual", tools=tools)
+    assert stat.S_IMODE((tmp_path / "object_store" / record.key).stat().st_mode) == 0o600
+    assert [b.reason for b in list_backups(store)] == ["manual"]
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA data_general CASCADE")
+    restore_schema(pg_conninfo18, store, record.key, tools=tools)
+    assert schema_rows(pg_conninfo18) == before
+    with pytest.raises(BackupError, match="is no backup key"):
+        restore_schema(pg_conninfo18, store, "../../etc/passwd.dump", tools=tools)

@@ -6,11 +6,26 @@ Other commands that do bulk work call ``backup_before`` first (cleanup here; the
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
+@contextmanager
+def command_resources() -> Iterator[Any]:
+    """The definitions' ``postgres`` and ``object_store`` resources initialized as in a run
+    (secrets resolved), as the other commands open them."""
+    import dagster as dg
+
+    from ov_assets.defs.resources import resources_from_env
+
+    res = resources_from_env()
+    with dg.build_resources({k: res[k] for k in ("postgres", "object_store")}) as built:
+        yield built
+
+
 def backup_before(res: Any, reason: str, skip: bool) -> None:
-    """Take a backup before bulk work, with the command's resources (``cli._resources()``);
+    """Take a backup before bulk work, with the command's resources (``command_resources()``);
     ``skip`` (the command's ``--no-backup``) says so instead. A failed backup stops the command."""
     from ov_assets.objects.backups import backup_schema
 
@@ -25,10 +40,9 @@ def backup_before(res: Any, reason: str, skip: bool) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """Dump ``data_general`` to ``{S3_BASE_PATH}/backups/`` (verified), or ``--list`` them."""
-    from ov_assets.cli import _resources
     from ov_assets.objects.backups import list_backups
 
-    with _resources() as res:
+    with command_resources() as res:
         store = res.object_store.open()
         if args.list:
             found = list_backups(store, res.object_store.base_path)
@@ -42,10 +56,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Replace ``data_general`` by the backup ``KEY`` (after verifying its checksum); needs --yes."""
-    from ov_assets.cli import _resources
     from ov_assets.objects.backups import restore_schema
 
-    with _resources() as res:
+    with command_resources() as res:
         store = res.object_store.open()
         if not args.yes:
             print(

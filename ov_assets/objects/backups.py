@@ -38,7 +38,8 @@ from psycopg.conninfo import make_conninfo
 
 from ov_assets import settings
 from ov_assets.core.checkpoints import checkpoint
-from ov_assets.errors import ConfigurationError, OperatorError, translate_pg_error
+from ov_assets.errors import ConfigurationError, OperatorError, translate_aws_error, translate_pg_error
+from ov_assets.objects.s3_store import S3ObjectStore
 from ov_assets.objects.stores import (
     CHUNK_SIZE,
     LocalObjectStore,
@@ -337,12 +338,14 @@ def _list_keys(store: ObjectStore, prefix: str) -> list[tuple[str, int]]:
             for p in folder.iterdir()
             if p.is_file() and not p.name.startswith(".")
         )
-    client, out = store.client, []  # type: ignore[attr-defined]
+    if not isinstance(store, S3ObjectStore):
+        raise BackupError(f"backups need the bucket or the local store, not {type(store).__name__}")
+    client, out = store.client, []
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=prefix):
             out += [(o["Key"], int(o["Size"])) for o in page.get("Contents", [])]
     except Exception as exc:
-        raise store._fail(exc) from exc  # type: ignore[attr-defined]
+        raise translate_aws_error(exc, store.bucket, store.region) from exc
     return sorted(out)
 
 
@@ -363,18 +366,20 @@ def _download(store: ObjectStore, key: str, fd: int) -> str:
     digest = hashlib.sha256()
     with os.fdopen(os.dup(fd), "wb") as out:
         if isinstance(store, LocalObjectStore):
-            with store._path(key).open("rb") as fh:
+            with (store.root / key).open("rb") as fh:  # (the key was checked above)
                 while chunk := fh.read(CHUNK_SIZE):
                     digest.update(chunk)
                     out.write(chunk)
-        else:
+        elif isinstance(store, S3ObjectStore):
             try:
-                body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"]  # type: ignore[attr-defined]
+                body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"]
                 for chunk in iter(lambda: body.read(CHUNK_SIZE), b""):
                     digest.update(chunk)
                     out.write(chunk)
             except Exception as exc:
-                raise store._fail(exc) from exc  # type: ignore[attr-defined]
+                raise translate_aws_error(exc, store.bucket, store.region) from exc
+        else:
+            raise BackupError(f"backups need the bucket or the local store, not {type(store).__name__}")
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest()
@@ -392,6 +397,8 @@ def restore_schema(
     """Bring ``data_general`` back to the backup at ``key``: download, verify, ``pg_restore
     --clean --if-exists`` in one transaction. Refuses (``BackupError``, nothing changed) a
     backup whose bytes are not the ones recorded at upload, or ``expected_sha256`` when given."""
+    if not key.endswith(".dump") or key.startswith("/") or ".." in key.split("/"):
+        raise BackupError(f"{key[:120]!r} is no backup key: copy one from `ov-assets backup --list`")
     head = store.head(key)
     if head is None:
         raise BackupError(f"no backup at {store.url(key)}: list them with `ov-assets backup --list`")

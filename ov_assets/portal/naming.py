@@ -10,53 +10,26 @@ replace each other's bytes: the same bytes are fine, other bytes are a ``Landing
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
 from pathlib import Path
 
+from ov_assets import fs
 from ov_assets.errors import OperatorError
 
-FILE_MODE = stat.S_IRUSR | stat.S_IWUSR  # 0600
+FILE_MODE = fs.FILE_MODE  # 0600
+write_temporary = fs.write_temporary  # (also what ``ov-assets import-landing`` writes with)
 
 
 class LandingConflict(OperatorError):
     """A landing file name is taken by other bytes: nothing was replaced."""
 
 
-def write_temporary(target: Path, data: bytes) -> Path:
-    """Write ``data`` beside ``target`` under a name no other writer uses (pid and random, a
-    leading dot and ``.part`` so the landing indexer skips it), owner-only, synced."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _same_bytes(path: Path, data: bytes) -> bool:
-    try:
-        return path.stat().st_size == len(data) and path.read_bytes() == data
-    except FileNotFoundError:
-        return False
-
-
 def link_exclusive(tmp: Path, target: Path, data: bytes) -> bool:
     """Give ``tmp`` (holding ``data``) the name ``target`` unless that name exists. True: the
     file is new; False: ``target`` already holds these bytes. Raises LandingConflict when it
-    holds other bytes. ``tmp`` is removed in every case."""
+    holds other bytes. ``tmp`` is removed in every case (``fs.link_exclusive``)."""
     try:
-        os.link(tmp, target)
-        return True
-    except FileExistsError:
-        if _same_bytes(target, data):
-            return False
+        return fs.link_exclusive(tmp, target, data)
+    except fs.NameTaken:
         raise LandingConflict(
             f"{target} already exists with other content: nothing was replaced. Another extraction "
             "wrote this name at the same second; the PQR is extracted again with a new time stamp"
@@ -66,8 +39,6 @@ def link_exclusive(tmp: Path, target: Path, data: bytes) -> bool:
             f"cannot create {target.name} in {target.parent} ({type(exc).__name__}): the landing folder "
             "must be on a local file system that supports hard links, writable by this user"
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def commit_files(files: list[tuple[Path, bytes]]) -> list[Path]:
