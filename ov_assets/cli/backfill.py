@@ -30,20 +30,17 @@ def _command(args: argparse.Namespace, empresas: list[str]) -> str:
 
 
 def _backup_before_load(no_backup: bool) -> None:
-    """Back up ``data_general`` to the bucket before a history load (issue 16 §4), through the
-    ``backup`` command's ``backup_before`` (``ov_assets.objects.backups.backup_schema``); a failed
-    backup stops the load. ``--no-backup`` says so instead."""
-    import importlib
-
+    """Back up ``data_general`` to the bucket before a history load (issue 16 §4): the
+    ``backup`` command's ``backup_before`` (``objects.backups.backup_schema``). A failed backup
+    stops the load before its first run; ``--no-backup`` says so instead."""
     from ov_assets.cli import _resources
+    from ov_assets.cli.backup import backup_before
 
-    try:
-        backup = importlib.import_module("ov_assets.cli.backup")
-    except ModuleNotFoundError:  # INTEGRATION POINT: the backups of issue 16 §4 not installed
-        _say("backup: not taken (ov_assets.cli.backup is missing); take a pg_dump of data_general first")
-        return
     with _resources() as res:
-        backup.backup_before(res, "history-load", skip=no_backup)
+        if not no_backup:
+            with res.postgres.connect():  # (a first load: the schema is made before it is dumped)
+                pass
+        backup_before(res, "history-load", skip=no_backup)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -84,7 +81,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         )
         if plan.todo and plan.days > hp.BACKUP_OVER_DAYS:
             if bf.load_started(instance, backfill):
-                _say("backup: taken when this load first started (a resumed load takes none)")
+                _say("backup: none, this load is resumed (a load takes its backup when it starts)")
             else:
                 _backup_before_load(args.no_backup)
         with bf.stop_on_interrupt(_say, resume) as stop:
