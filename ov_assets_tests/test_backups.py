@@ -61,7 +61,19 @@ def schema_rows(conninfo: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def test_dump_drop_restore_gives_the_same_rows(pg_conninfo, data_dir, s3_endpoint, s3_bucket, tools, tmp_path):
+def tools_for(conninfo: dict[str, Any]) -> PgTools:
+    """The client of the server's major version: Debian's for PostgreSQL 15 (a pg_restore 18 sets
+    transaction_timeout, which 15 does not know), the embedded one for 18."""
+    with psycopg.connect(**conninfo) as conn:
+        major = conn.info.server_version // 10000
+    folder = embedded_bin() if major == 18 else Path(f"/usr/lib/postgresql/{major}/bin")
+    if not (folder / "pg_dump").exists():
+        pytest.skip(f"no PostgreSQL {major} client at {folder}")
+    return PgTools(folder / "pg_dump", folder / "pg_restore")
+
+
+def test_dump_drop_restore_gives_the_same_rows(pg_conninfo, data_dir, s3_endpoint, s3_bucket, tmp_path):
+    tools = tools_for(pg_conninfo)
     prepare(data_dir, pg_conninfo, n=8)
     before = schema_rows(pg_conninfo)
     assert len(before["ov_afinia"]) >= 4 and before["ov_rejects"] and before["public.schema_migrations"]
@@ -265,3 +277,18 @@ def test_local_store_backup_and_restore(pg_conninfo18, data_dir, tools, tmp_path
     assert schema_rows(pg_conninfo18) == before
     with pytest.raises(BackupError, match="is no backup key"):
         restore_schema(pg_conninfo18, store, "../../etc/passwd.dump", tools=tools)
+
+
+def test_newer_client_than_the_server_is_said_at_backup_and_restore(pg_conninfo, data_dir, s3_endpoint, s3_bucket):
+    """pg_dump 18 of a PostgreSQL 15 database: taken (newer is allowed) with a note, and its
+    restore into 15 fails (pg_restore 18 sets transaction_timeout) as an operator message."""
+    with psycopg.connect(**pg_conninfo) as conn:
+        if conn.info.server_version // 10000 >= 17:
+            pytest.skip("the server is as new as the embedded client")
+    prepare(data_dir, pg_conninfo, n=2)
+    store = store_resource(s3_endpoint, s3_bucket, data_dir).open()
+    embedded = PgTools(embedded_bin() / "pg_dump", embedded_bin() / "pg_restore")
+    record = backup_schema(pg_conninfo, store, "manual", tools=embedded)
+    assert "note: pg_dump 18 is newer than the server" in record.describe()
+    with pytest.raises(BackupError, match="restore with the client of the server's major version"):
+        restore_schema(pg_conninfo, store, record.key, tools=embedded)

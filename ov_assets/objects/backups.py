@@ -78,7 +78,14 @@ class BackupRecord:
     server_version: str
 
     def describe(self) -> str:
-        return f"backup {self.url} ({self.size} bytes, sha256 {self.sha256}, reason {self.reason})"
+        text = f"backup {self.url} ({self.size} bytes, sha256 {self.sha256}, reason {self.reason})"
+        dumped, server = self.pg_dump_version.split(".")[0], self.server_version.split(".")[0]
+        if dumped != server:
+            text += (
+                f"; note: pg_dump {dumped} is newer than the server ({server}): its pg_restore may set parameters "
+                f"PostgreSQL {server} does not know; set OV_PG_DUMP to a PostgreSQL {server} pg_dump"
+            )
+        return text
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,11 @@ def _run(tool: Path, args: list[str], conninfo: Mapping[str, Any], stdout: int |
         hint = f"run it as the owner of the {SCHEMA} schema (the user `ov-assets migrate` runs as)"
     elif "version mismatch" in lowered:
         hint = "install the PostgreSQL client of the server's major version and set OV_PG_DUMP to its pg_dump"
+    elif "unrecognized configuration parameter" in lowered:
+        hint = (
+            "this pg_restore is newer than the server and sets a parameter it does not know: restore with the "
+            "client of the server's major version (OV_PG_DUMP; the backup must not be newer than it)"
+        )
     elif "no matching schemas" in lowered:
         hint = f"the database has no {SCHEMA} schema: check POSTGRES_DB, or run `ov-assets migrate` first"
     elif "depend on it" in lowered or "depends on" in lowered:
