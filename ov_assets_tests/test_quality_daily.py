@@ -177,3 +177,39 @@ def test_a_dry_run_writes_no_quality_row_and_a_real_load_as_the_loader_does(pg_c
         part = frame.filter((pl.col("empresa") == empresa) & (pl.col("partition_date") == day))
         assert (row["files_seen"], row["valid"]) == (part.height, int((part["status"] == "valid").sum()))
         assert row["load_latency_s"] > 0
+
+
+def test_daily_summary_reads_the_quality_rows_of_its_day(pg_conninfo18, data_dir) -> None:
+    from ov_assets.core.contract import BOGOTA
+    from ov_assets.defs.automation.daily_summary import ov_daily_summary
+
+    days = days_back(2)
+    frame = landing_frames(data_dir, days, n=5)  # the generator's broken files: rejects in every partition
+    migrate(pg_conninfo18)
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        loading.load_partitions(conn, partition_keys(frame), frame, "summary")
+    table = _table(pg_conninfo18)
+    [day] = {row["loaded_at"].astimezone(BOGOTA).date() for row in table.values()}
+    result = dg.materialize(
+        [ov_daily_summary],
+        resources={"postgres": make_resources(pg_conninfo18, data_dir)["postgres"]},
+        run_config={"ops": {"ov_daily_summary": {"config": {"day": day.isoformat()}}}},
+    )
+    [mat] = result.asset_materializations_for_node("ov_daily_summary")
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    for empresa in ("afinia", "aire"):
+        mine = [row for (e, _), row in table.items() if e == empresa]
+        files, rejected = sum(r["files_seen"] for r in mine), sum(r["rejected"] for r in mine)
+        assert rejected > 0
+        assert meta[f"{empresa}_quality_partitions"] == len(mine) == 2
+        assert abs(meta[f"{empresa}_reject_rate"] - rejected / files) < 1e-9
+        assert meta[f"{empresa}_load_latency_s_max"] == max(r["load_latency_s"] for r in mine)
+        assert f"quality: 2 partitions loaded, {files} files, {rejected} rejected" in meta["summary"]
+    # another day's summary has none of them
+    other = dg.materialize(
+        [ov_daily_summary],
+        resources={"postgres": make_resources(pg_conninfo18, data_dir)["postgres"]},
+        run_config={"ops": {"ov_daily_summary": {"config": {"day": (day - dt.timedelta(days=3)).isoformat()}}}},
+    )
+    [mat] = other.asset_materializations_for_node("ov_daily_summary")
+    assert mat.metadata["afinia_quality_partitions"].value == 0

@@ -120,3 +120,28 @@ def read_quality(conn: psycopg.Connection, keys: list[tuple[str, dt.date]]) -> d
         )
         for r in rows
     }
+
+
+@dataclass(frozen=True)
+class QualityDay:
+    """One empresa's ``ov_quality_daily`` rows written on one day (the daily summary's part)."""
+
+    partitions: int = 0
+    files_seen: int = 0
+    rejected: int = 0
+    max_latency_s: float | None = None
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rejected / self.files_seen if self.files_seen else 0.0
+
+
+def written_between(conn: psycopg.Connection, empresa: str, start: dt.datetime, end: dt.datetime) -> QualityDay:
+    """The rows of ``empresa`` whose latest load wrote them in [start, end): how many
+    partitions, their files and rejects, their slowest load latency."""
+    row: Any = conn.execute(
+        f"""SELECT count(*), coalesce(sum(files_seen), 0), coalesce(sum(rejected), 0), max(load_latency_s)
+            FROM {SCHEMA}.ov_quality_daily WHERE empresa = %s AND loaded_at >= %s AND loaded_at < %s""",
+        (empresa, start, end),
+    ).fetchone()
+    return QualityDay(int(row[0]), int(row[1]), int(row[2]), None if row[3] is None else float(row[3]))

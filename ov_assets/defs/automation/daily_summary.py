@@ -1,7 +1,8 @@
 """The daily summary (issue 17): at 23:50 Bogotá one message says the pipeline is alive and what
 it did that day, per empresa (rows inserted/updated, rejects by reason, warnings by code,
-objects stored / pending / error; ``ov_assets.warehouse.summary``), plus the checks failing and
-the runs failed (from the Dagster instance) and the backfills still running. Sent to Slack
+objects stored / pending / error; ``ov_assets.warehouse.summary``; the ``ov_quality_daily``
+rows its loads wrote, ``ov_assets.warehouse.quality``), plus the checks failing and the runs
+failed (from the Dagster instance) and the backfills still running. Sent to Slack
 and/or e-mail like every alert, and kept as the metadata of the ``ov_daily_summary`` asset's
 materialization, so the asset's page plots every number over time.
 
@@ -18,6 +19,7 @@ from ov_assets import settings
 from ov_assets.core.contract import BOGOTA, EMPRESAS
 from ov_assets.defs.automation.alerts import AlertSettings, TextMessage, send_or_log
 from ov_assets.defs.resources import PostgresResource
+from ov_assets.warehouse.quality import QualityDay, written_between
 from ov_assets.warehouse.summary import EmpresaDay, day_bounds, summarize
 
 SUMMARY_CRON = "50 23 * * *"
@@ -109,7 +111,18 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
 
 
-def summary_message(day: dt.date, rows: list[EmpresaDay], inst: InstanceDay) -> TextMessage:
+def quality_line(q: QualityDay) -> str:
+    """The day's ``ov_quality_daily`` rows of one empresa, in one line (counts only)."""
+    latency = "none stored" if q.max_latency_s is None else f"{q.max_latency_s:.0f} s"
+    return (
+        f"  quality: {q.partitions} partitions loaded, {q.files_seen} files, {q.rejected} rejected "
+        f"(reject rate {q.reject_rate:.4f}), slowest extraction-to-load {latency}"
+    )
+
+
+def summary_message(
+    day: dt.date, rows: list[EmpresaDay], inst: InstanceDay, quality: dict[str, QualityDay] | None = None
+) -> TextMessage:
     failing = sum(len(v) for v in inst.checks_failing.values())
     failed = sum(sum(c.values()) for c in inst.runs_failed.values())
     subject = f"[ov-assets] daily summary {day.isoformat()}: {failing} checks failing, {failed} runs failed"
@@ -120,6 +133,7 @@ def summary_message(day: dt.date, rows: list[EmpresaDay], inst: InstanceDay) -> 
             f"  rejects ({sum(r.rejects.values())}): {_counts(r.rejects)}",
             f"  warnings ({sum(r.warnings.values())}): {_counts(r.warnings)}",
             f"  objects: {r.stored} stored today; {r.pending} pending, {r.error} error (now)",
+            *([quality_line(quality[r.empresa])] if quality and r.empresa in quality else []),
             f"  checks failing ({len(inst.checks_failing.get(r.empresa, []))}): "
             + ("; ".join(inst.checks_failing.get(r.empresa, [])) or "none"),
             f"  runs failed ({sum(inst.runs_failed.get(r.empresa, Counter()).values())}): "
@@ -135,7 +149,9 @@ def summary_message(day: dt.date, rows: list[EmpresaDay], inst: InstanceDay) -> 
     return TextMessage(subject, "\n".join(lines))
 
 
-def summary_metadata(day: dt.date, rows: list[EmpresaDay], inst: InstanceDay) -> dict[str, dg.MetadataValue]:
+def summary_metadata(
+    day: dt.date, rows: list[EmpresaDay], inst: InstanceDay, quality: dict[str, QualityDay] | None = None
+) -> dict[str, dg.MetadataValue]:
     """Numbers the asset's page plots over time, one series per name."""
     meta: dict[str, dg.MetadataValue] = {"day": dg.MetadataValue.text(day.isoformat())}
     for r in rows:
@@ -152,6 +168,11 @@ def summary_metadata(day: dt.date, rows: list[EmpresaDay], inst: InstanceDay) ->
             f"{e}_checks_failing": dg.MetadataValue.int(len(inst.checks_failing.get(e, []))),
             f"{e}_runs_failed": dg.MetadataValue.int(sum(inst.runs_failed.get(e, Counter()).values())),
         }
+    for e, q in (quality or {}).items():  # ov_quality_daily (issue 19)
+        meta[f"{e}_quality_partitions"] = dg.MetadataValue.int(q.partitions)
+        meta[f"{e}_reject_rate"] = dg.MetadataValue.float(q.reject_rate)
+        if q.max_latency_s is not None:
+            meta[f"{e}_load_latency_s_max"] = dg.MetadataValue.float(q.max_latency_s)
     meta["checks_failing"] = dg.MetadataValue.int(sum(len(v) for v in inst.checks_failing.values()))
     meta["runs_failed"] = dg.MetadataValue.int(sum(sum(c.values()) for c in inst.runs_failed.values()))
     return meta
@@ -172,10 +193,12 @@ def ov_daily_summary(
 ) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(config.day) if config.day else dt.datetime.now(BOGOTA).date()
     rows = postgres.run(lambda conn: summarize(conn, day))
+    start, end = day_bounds(day)
+    quality = postgres.run(lambda conn: {e: written_between(conn, e, start, end) for e in EMPRESAS})
     inst = instance_day(context.instance, day)
-    message = summary_message(day, rows, inst)
+    message = summary_message(day, rows, inst, quality)
     delivered = send_or_log(context.log, message, AlertSettings.from_env())
-    meta = summary_metadata(day, rows, inst)
+    meta = summary_metadata(day, rows, inst, quality)
     meta["summary"] = dg.MetadataValue.md("```\n" + message.text() + "\n```")
     meta["delivered"] = dg.MetadataValue.bool(delivered)
     return dg.MaterializeResult(metadata=meta)
