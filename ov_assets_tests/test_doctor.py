@@ -295,3 +295,28 @@ def test_tls_verified_or_not(tmp_path: Path) -> None:
     tls = unverified["postgres tls"]
     assert not tls.ok and "not verified" in tls.detail and "POSTGRES_SSLMODE=verify-full" in tls.detail
     assert CLUSTER_PASSWORD not in json.dumps([h.detail for h in (*verified.values(), *unverified.values())])
+
+
+def test_unknown_admin_profile_is_one_line(
+    configured: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    status, lines, _ = doctor(capsys, "--skip-portal", "--profile", "no-such-profile")
+    assert status == 1
+    line = only_failure(lines, "bucket profile")
+    assert "'no-such-profile' not found" in line and "--profile" in line
+    assert set(lines) == POSTGRES | BUCKET - {"bucket write"} | {"bucket profile"} | DAGSTER
+
+
+def test_production_instance_keeps_its_storage_in_postgres(tmp_path: Path) -> None:
+    """The instance storage answers, but SQLite is not what deploy/dagster.yaml gives production."""
+    from ov_assets.defs.instance_health import instance_health
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    development = {h.name: h for h in instance_health(home, "development")}
+    production = {h.name: h for h in instance_health(home, "production")}
+    assert development["dagster instance"].ok
+    assert not production["dagster instance"].ok and "deploy/dagster.yaml" in production["dagster instance"].detail
+    assert instance_health(tmp_path / "missing")[0].detail.endswith("deploy/dagster.yaml for production)")

@@ -65,19 +65,31 @@ def _postgres() -> list[Health]:
 def _bucket(args: argparse.Namespace) -> list[Health]:
     import boto3
     import dagster as dg
+    from botocore.exceptions import ProfileNotFound
 
     from ov_assets.defs.resources import resources_from_env
     from ov_assets.objects.health import bucket_health
 
     with dg.build_resources({"object_store": resources_from_env()["object_store"]}) as built:
-        res = built.object_store
+        # Two attempts, not a run's eight: an operator is waiting, and one retry still rides out a blip.
+        res = built.object_store.model_copy(update={"max_attempts": 2})
         store = res.open()
-        admin = None
+        admin, out = None, []
         if args.profile:
-            admin = boto3.session.Session(profile_name=args.profile).client(
-                "s3", region_name=res.s3.region_name or None, endpoint_url=res.s3.endpoint_url or None
-            )
-        return bucket_health(store, res.base_path, res.kms_key_id, admin, args.write)
+            try:
+                admin = boto3.session.Session(profile_name=args.profile).client(
+                    "s3", region_name=res.s3.region_name or None, endpoint_url=res.s3.endpoint_url or None
+                )
+            except ProfileNotFound:
+                out.append(
+                    Health(
+                        "bucket profile",
+                        False,
+                        f"AWS profile {args.profile!r} not found: check --profile and the AWS config and "
+                        "credentials files of this user (the configuration below is read with the runtime credentials)",
+                    )
+                )
+        return out + bucket_health(store, res.base_path, res.kms_key_id, admin, args.write)
 
 
 def _portals(args: argparse.Namespace) -> list[Health]:
@@ -121,7 +133,7 @@ def _dagster() -> list[Health]:
     from ov_assets.defs.instance_health import instance_health
 
     home = settings.dagster_home(Path(settings.data_dir()).resolve() / "dagster_home")
-    return instance_health(home.resolve())
+    return instance_health(home.resolve(), settings.environment())
 
 
 def run(args: argparse.Namespace) -> int:

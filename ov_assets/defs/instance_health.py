@@ -21,9 +21,9 @@ def _scrubbed(exc: BaseException) -> str:
     return first_line(re.sub(r"://([^:/@\s]+):[^@\s]*@", r"://\1:***@", f"{type(exc).__name__}: {exc}"), 300)
 
 
-def instance_health(home: Path, now: float | None = None) -> list[Health]:
+def instance_health(home: Path, environment: str = "development", now: float | None = None) -> list[Health]:
     """The instance at ``home`` (DAGSTER_HOME, else the data folder's ``dagster_home``): its
-    storage, then its daemons' heartbeats."""
+    storage (PostgreSQL in production, as deploy/dagster.yaml has it), then its daemons' heartbeats."""
     if not home.is_dir():
         return [
             Health(
@@ -48,7 +48,17 @@ def instance_health(home: Path, now: float | None = None) -> list[Health]:
                 "and that its database is reachable",
             )
         ]
-    out = [Health("dagster instance", True, f"{home}: {storage} answers")]
+    if environment == "production" and "Postgres" not in storage:
+        out = [
+            Health(
+                "dagster instance",
+                False,
+                f"{home}: {storage} answers, but production keeps runs, events and schedules in PostgreSQL: "
+                "install deploy/dagster.yaml as its dagster.yaml (DAGSTER_POSTGRES_URL set)",
+            )
+        ]
+    else:
+        out = [Health("dagster instance", True, f"{home}: {storage} answers")]
     now = time.time() if now is None else now
     stale, erring, ages = [], [], []
     for daemon in required:
@@ -80,7 +90,7 @@ def instance_health(home: Path, now: float | None = None) -> list[Health]:
             Health(
                 "dagster daemon",
                 True,
-                f"{len(required)} daemons beating (latest {max(ages, default=0):.0f} s ago at most)",
+                f"{len(required)} daemons beating, the oldest heartbeat {max(ages, default=0):.0f} s ago",
             )
         )
     return out
