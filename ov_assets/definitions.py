@@ -25,4 +25,8 @@ defs = dg.Definitions(
     schedules=[*all_schedules, *monitoring_schedules],
     sensors=[*all_sensors, *all_alert_sensors],
     resources=resources_from_env(),
+    # One process per run (implicit asset jobs too: ``dagster asset materialize``, the UI's
+    # Materialize): the steps form a chain, each already parallel inside (upload threads, index
+    # workers), so a process per step only paid the definitions' import again for each of them.
+    executor=dg.in_process_executor,
 )

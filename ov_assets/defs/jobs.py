@@ -19,6 +19,8 @@ pipeline_selection = dg.AssetSelection.assets("raw_pqr_files").downstream()
 pqr_pipeline_job = dg.define_asset_job(
     "pqr_pipeline_job",
     selection=pipeline_selection,
+    # One process: the steps are a chain, each parallel inside (threads, index workers).
+    executor_def=dg.in_process_executor,
     description="raw_pqr_files -> pqr_records -> pqr_table -> pqr_s3_objects for chosen partitions.",
 )
 
@@ -128,6 +130,7 @@ def landing_cleanup_job() -> None:
 reconciliation_checks_job = dg.define_asset_job(
     "reconciliation_checks_job",
     selection=dg.AssetSelection.checks(*_checks.reconciliation_checks),
+    executor_def=dg.in_process_executor,  # two small checks: not worth a process each
     # (no partitions_def: Dagster drops it for a job of checks only; its runs carry partition
     # tags instead, see checks.partition_tags)
     description="Checks only, for chosen partitions: s3_files_registry vs the bucket and the "
@@ -136,6 +139,7 @@ reconciliation_checks_job = dg.define_asset_job(
 integrity_checks_job = dg.define_asset_job(
     "integrity_checks_job",
     selection=dg.AssetSelection.checks(*_checks.tablewide_checks),
+    executor_def=dg.in_process_executor,  # four queries: not worth a process each
     description="Table-wide checks (daily 23:30): duplicate keys, orphan registry rows, history "
     "vs current rows, load freshness. Materializes nothing.",
 )
@@ -197,8 +201,9 @@ def migrate_object_layout(
 
 
 @dg.job(
+    executor_def=dg.in_process_executor,
     description="Move every registered object to the target key layout (CONTRACT §7): copy, verify "
-    "the SHA-256, update the registry and table links, delete the old key. Resumable."
+    "the SHA-256, update the registry and table links, delete the old key. Resumable.",
 )
 def layout_migration_job() -> None:
     migrate_object_layout()

@@ -1,20 +1,43 @@
-"""The object store as a Dagster resource: S3 (dagster-aws's ``S3Resource`` settings) when a
-bucket is configured, else the local store; the stores themselves live in ``ov_assets.objects.stores``."""
+"""The object store as a Dagster resource: S3 when a bucket is configured, else the local
+store; the stores themselves live in ``ov_assets.objects.stores``.
+
+The S3 settings are dagster-aws's ``S3Resource`` fields (same names, same meaning), declared
+here: importing ``dagster_aws`` loads all its components (~0.6 s), which every process that
+loads the definitions paid, and its resource's client is never used (ours is built with our own
+botocore ``Config``). boto3 is imported when a store is opened, not when the definitions load.
+
+Inside a Dagster run the opened store is kept for the run: one client (with its connection
+pool) and one bucket confirmation for every step and check, not one per ``open()``.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import boto3
 import dagster as dg
-from botocore.config import Config
-from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from ov_assets.errors import ConfigurationError
 from ov_assets.fs import private_dir
-from ov_assets.objects.s3_store import S3ObjectStore
 from ov_assets.objects.stores import LocalObjectStore, ObjectStore
+
+if TYPE_CHECKING:  # botocore loads with the first S3 store
+    from botocore.config import Config
+
+
+class S3Settings(dg.ConfigurableResource):
+    """How to reach S3: the fields of dagster-aws's ``S3Resource`` that ov-assets uses."""
+
+    region_name: str | None = Field(default=None, description="AWS_REGION")
+    endpoint_url: str | None = Field(default=None, description="AWS_ENDPOINT_URL (an S3-compatible store)")
+    profile_name: str | None = Field(default=None, description="a profile of the AWS config files")
+    aws_access_key_id: str | None = Field(default=None, description="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: str | None = Field(default=None, description="AWS_SECRET_ACCESS_KEY")
+    aws_session_token: str | None = Field(default=None, description="AWS_SESSION_TOKEN")
+    use_ssl: bool = Field(default=True, description="HTTPS to the endpoint")
+    verify: bool | None = Field(default=True, description="verify the endpoint's certificate")
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
@@ -26,7 +49,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
     kms_key_id: str = Field(default="", description="OV_S3_KMS_KEY_ID; empty: AES256")
     data_dir: str = Field(default="./data", description="OV_DATA_DIR")
     environment: str = Field(default="development", description="OV_ENV")
-    s3: S3Resource = Field(default_factory=S3Resource, description="credentials, AWS_REGION, AWS_ENDPOINT_URL")
+    s3: S3Settings = Field(default_factory=S3Settings, description="credentials, AWS_REGION, AWS_ENDPOINT_URL")
     max_workers: int = Field(default=16, description="parallel uploads; the HTTP pool is sized to match")
     max_attempts: int = Field(
         default=8,
@@ -37,9 +60,22 @@ class ObjectStoreResource(dg.ConfigurableResource):
     multipart_chunksize_mb: int = 8
     connect_timeout_s: float = 10
     read_timeout_s: float = 120
+    # The store opened in this run (kept only while the resource is set up for a run).
+    _run_store: ObjectStore | None = PrivateAttr(default=None)
+    _in_run: bool = PrivateAttr(default=False)
+    _open_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Once per run: the steps and checks of the run share one opened store."""
+        self._in_run = True
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._in_run, self._run_store = False, None
 
     def client_config(self) -> Config:
         """botocore configuration: a connection per worker, retries with backoff and jitter."""
+        from botocore.config import Config
+
         return Config(
             max_pool_connections=self.max_workers + 2,
             retries={"mode": self.retry_mode, "max_attempts": max(1, self.max_attempts)},
@@ -52,7 +88,16 @@ class ObjectStoreResource(dg.ConfigurableResource):
         )
 
     def open(self) -> ObjectStore:
-        """One store (one boto3 client with a pool sized for our workers) per run."""
+        """One store (one boto3 client with a pool sized for our workers) per run: inside a run
+        every call returns the store its first call opened."""
+        if not self._in_run:
+            return self._open()
+        with self._open_lock:
+            if self._run_store is None:
+                self._run_store = self._open()
+            return self._run_store
+
+    def _open(self) -> ObjectStore:
         if self.layout not in ("default", "central"):
             raise ConfigurationError(f"OV_S3_LAYOUT must be 'default' or 'central', not {self.layout!r}")
         if not self.bucket:
@@ -63,6 +108,10 @@ class ObjectStoreResource(dg.ConfigurableResource):
             root = Path(self.data_dir).resolve() / "object_store"
             private_dir(root)
             return LocalObjectStore(root)
+        import boto3
+
+        from ov_assets.objects.s3_store import S3ObjectStore
+
         s3 = self.s3
         session = boto3.session.Session(
             aws_access_key_id=s3.aws_access_key_id or None,

