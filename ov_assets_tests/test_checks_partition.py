@@ -10,7 +10,7 @@ import boto3
 import dagster as dg
 import pytest
 
-from ov_assets.core import records
+from ov_assets.core import checkpoints, records
 from ov_assets.core.file_names import landing_dir
 from ov_assets.devkit import generator
 from ov_assets_tests.checks_support import (
@@ -174,18 +174,33 @@ def test_no_older_replacement_fails_when_history_is_newer(env):
 
 
 def test_objects_match_bucket_sees_a_deleted_object(env):
-    res, ci, _, _, s3, bucket = env
-    with connect(ci) as conn:
-        (s3_key,) = conn.execute(
-            f"SELECT s3_key FROM {T}.s3_files_registry WHERE empresa = 'aire' AND file_type = 'pdf' ORDER BY 1 LIMIT 1"
-        ).fetchone()
-    body = s3.get_object(Bucket=bucket, Key=s3_key)["Body"].read()
-    s3.delete_object(Bucket=bucket, Key=s3_key)
-    result, out = _range(res)  # the registry says uploaded: the asset skips it, the check re-reads the bucket
+    """The check re-reads what its run stored (here a changed landing file, stored under a key
+    of its own, deleted from the bucket right after its put); objects registered before the run
+    are trusted, and the hourly reconciliation re-reads them (test_checks_reconciliation,
+    test_noop_rerun)."""
+    res, ci, data_dir, _, s3, bucket = env
+    pdf = sorted(landing_dir(data_dir, "aire").glob("*.pdf"))[0]
+    pdf.write_bytes(pdf.read_bytes() + b"\n% changed\n")
+    deleted: list[str] = []
+
+    def delete_after_put(name: str) -> None:
+        if name != "s3_put" or deleted:
+            return
+        with connect(ci) as conn:
+            (s3_key,) = conn.execute(
+                f"SELECT s3_key FROM {T}.s3_files_registry WHERE s3_key LIKE %s", (f"%/{pdf.stem}~%",)
+            ).fetchone()
+        s3.delete_object(Bucket=bucket, Key=s3_key)
+        deleted.append(s3_key)
+
+    checkpoints.add_listener(delete_after_put)
+    try:
+        result, out = _range(res)
+    finally:
+        checkpoints.remove_listener(delete_after_put)
+    assert deleted, "the changed file was stored under a key of its own"
     assert out[("objects_match_bucket", AIRE)] is False and out[("objects_match_bucket", AFINIA)] is True
-    assert meta(evaluation(result, "objects_match_bucket", AIRE), "failing") == [s3_key]
-    s3.put_object(Bucket=bucket, Key=s3_key, Body=body, ChecksumAlgorithm="SHA256")
-    assert _range(res)[1][("objects_match_bucket", AIRE)] is True
+    assert meta(evaluation(result, "objects_match_bucket", AIRE), "failing") == deleted
 
 
 def test_objects_registered_does_not_trust_the_step(env):

@@ -9,7 +9,7 @@ Metadata carries counts and codes only, never personal data.
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
@@ -24,9 +24,11 @@ from ov_assets.defs.partitions import parse_partition_key, partition_key, pqr_pa
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
 from ov_assets.landing.index import partition_frame
 from ov_assets.objects import archive
-from ov_assets.portal.scraper import ScrapeResult, describe_failures, scrape_day
 from ov_assets.reports.consolidated import cleaned_days, refuse_unavailable_landing, write_consolidated
 from ov_assets.warehouse import loading, quality
+
+if TYPE_CHECKING:  # the scraper (and Playwright) load in the step that extracts, not with the definitions
+    from ov_assets.portal.scraper import ScrapeResult
 
 GROUP = "oficina_virtual"
 OWNERS = ["team:data-engineering"]
@@ -85,6 +87,8 @@ def raw_pqr_files(
     the landing folder or the table is never written again, so a rerun stores nothing new.
     With ``portal.extract`` off it only indexes what is already in the landing folder.
     """
+    from ov_assets.portal.scraper import describe_failures, scrape_day
+
     index = landing.index()
     today = today_bogota()
     parts = _partitions(context)
@@ -401,7 +405,7 @@ def pqr_s3_objects(
             "bucket": store.bucket,
         }
     )
-    yield from checks_logic.s3_checks(context, postgres, store, pqr_records, object_store)
+    yield from checks_logic.s3_checks(context, postgres, store, pqr_records, object_store, counts.worked_keys)
 
 
 def _counts_table(label: str, counts: Counter[str]) -> str:

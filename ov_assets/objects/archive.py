@@ -225,6 +225,11 @@ class ArchiveCounts:
     s3_errors: int = 0
     s3_not_attempted: int = 0
     fatal: str | None = None  # the operator error that stopped the run (bucket unusable)
+    # Keys whose registry row this call wrote: what the run's own check re-reads in the bucket.
+    # Every other planned object was registered stored with the same key and SHA-256 (proven
+    # when it was stored) and is trusted: no request per object; the hourly reconciliation
+    # (``registry_matches_bucket``) re-verifies every row against the bucket.
+    worked_keys: set[str] = dataclasses.field(default_factory=set)
 
 
 def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[PlannedObject]) -> dict[str, int]:
@@ -326,6 +331,7 @@ def archive_objects(
         if not todo:
             break
         ids = register_pending(conn, store, todo)
+        counts.worked_keys.update(o.key for o in todo)
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ov-s3") as pool:
             results = list(pool.map(lambda o, ids=ids: _archive_one(store, o, ids.get(o.key), stop, why), todo))
         record_outcomes(conn, store, results)
