@@ -20,8 +20,8 @@ from ov_assets import cli
 from ov_assets.core import checkpoints
 from ov_assets.devkit.servers import postgres_env
 from ov_assets.errors import ConfigurationError, StoreAccessError
-from ov_assets.objects import backups
 from ov_assets.objects.backups import BackupError, PgTools, backup_schema, list_backups, restore_schema
+from ov_assets.warehouse import pg_client
 from ov_assets_tests import test_aws_errors
 from ov_assets_tests.archive_support import client, prepare, store_resource
 
@@ -177,9 +177,9 @@ def test_bucket_that_refuses_stops_the_backup_and_keeps_no_local_copy(
 
 
 def test_password_reaches_pg_dump_only_through_its_environment():
-    dsn, env = backups._libpq({"host": "db", "port": 5432, "dbname": "x", "user": "u", "password": "s3cr3t"})
+    dsn, env = pg_client.libpq({"host": "db", "port": 5432, "dbname": "x", "user": "u", "password": "s3cr3t"})
     assert "s3cr3t" not in dsn and env["PGPASSWORD"] == "s3cr3t"
-    assert "PGPASSWORD" not in backups._libpq({"host": "db", "user": "u", "password": ""})[1]
+    assert "PGPASSWORD" not in pg_client.libpq({"host": "db", "user": "u", "password": ""})[1]
 
 
 def test_error_text_keeps_no_quoted_values():
@@ -187,7 +187,7 @@ def test_error_text_keeps_no_quoted_values():
         b'pg_restore: error: COPY failed for table "ov_afinia": ERROR:  invalid input syntax: "Maria Perez"\n'
         b'CONTEXT:  COPY ov_afinia, line 1: "1\tMaria Perez\t..."\n'
     )
-    text = backups._first_error(stderr)
+    text = pg_client.first_error(stderr)
     assert "Maria" not in text and "COPY failed for table" in text
 
 

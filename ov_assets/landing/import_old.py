@@ -30,6 +30,7 @@ content.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import unicodedata
 from collections import Counter, defaultdict
@@ -67,6 +68,7 @@ SYMLINK = "symlink"
 NOT_A_REGULAR_FILE = "not_a_regular_file"
 UNREADABLE = "unreadable"
 CONFLICT = "conflict"  # the landing folder (or an earlier file of this import) holds other bytes
+CHANGED = "changed_during_import"  # a record rewritten between its examination and its copy
 EMPRESA_UNDECIDABLE = "empresa_undecidable"
 EMPRESA_MISMATCH = "empresa_mismatch"
 
@@ -113,8 +115,7 @@ class _Found:
     hint: str | None  # the empresa a folder of its path names
     kind: str | None = None
     link_key: str | None = None
-    data: bytes | None = None  # records only (small); other files are read when copied
-    mtime_ns: int = 0
+    sha256: str | None = None  # of a record's bytes as examined (every file is read again to copy)
     json_empresa: str | None = None
     day: dt.date | None = None
     referenced: tuple[str, ...] = ()
@@ -200,12 +201,13 @@ def _read(found: _Found) -> tuple[bytes, int]:
 
 def _examine(found: _Found, hosts: Mapping[str, str], today: dt.date) -> None:
     """A record's bytes, the empresa its JSON names and the day of its fecha."""
-    found.data, found.mtime_ns = _read(found)
-    decoded = decode_bytes(found.data)
+    data, _ = _read(found)
+    found.sha256 = hashlib.sha256(data).hexdigest()
+    decoded = decode_bytes(data)
     if not isinstance(decoded, tuple):
         return
     found.json_empresa = portal_empresa(decoded[0].get("page_url"), hosts)
-    outcome = evaluate_file(found.name, found.data, "", today)
+    outcome = evaluate_file(found.name, data, found.sha256, today)
     found.day = outcome.fecha_day
     found.referenced = tuple(outcome.referenced)
 
@@ -283,12 +285,15 @@ def import_landing(
 def _copy(item: _Found, data_dir: Path, report: ImportReport) -> None:
     assert item.empresa is not None
     try:
-        data, mtime_ns = (item.data, item.mtime_ns) if item.data is not None else _read(item)
+        data, mtime_ns = _read(item)
     except NotARegularFile:
         report.refuse(SYMLINK, item.rel)
         return
     except OSError as exc:
         report.refuse(UNREADABLE, f"{item.rel} ({type(exc).__name__})")
+        return
+    if item.sha256 is not None and hashlib.sha256(data).hexdigest() != item.sha256:
+        report.refuse(CHANGED, item.rel)  # its empresa and day were decided from other bytes
         return
     folder = private_dir(landing_dir(data_dir, item.empresa))
     target = folder / item.name
