@@ -35,7 +35,7 @@ from ov_assets_tests.support import leaked, personal_search_terms
 from ov_assets_tests.test_aws_errors import enforcing_moto  # noqa: F401 - the fixture, shared (moto enforcing IAM)
 
 DAY = dt.date(2025, 10, 8)  # a Wednesday: the replica lists PQRs
-USER, PASSWORD = "analista.doctor", "Pw-doctor-no-en-salida"
+USER, PASSWORD = "analista.doctor", "Pw-doctor-no-en-salida"  # pragma: allowlist secret
 POSTGRES = {"postgres", "postgres version", "postgres tls", "postgres migrations", "postgres privileges"}
 BUCKET = {"bucket", "bucket region", "bucket versioning", "bucket encryption", "bucket lifecycle", "bucket write"}
 PORTALS = {"portal afinia", "portal aire"}
