@@ -320,3 +320,22 @@ def test_production_instance_keeps_its_storage_in_postgres(tmp_path: Path) -> No
     assert development["dagster instance"].ok
     assert not production["dagster instance"].ok and "deploy/dagster.yaml" in production["dagster instance"].detail
     assert instance_health(tmp_path / "missing")[0].detail.endswith("deploy/dagster.yaml for production)")
+
+
+def test_wrong_aws_credentials(
+    configured: dict[str, Any],
+    enforcing_moto: Any,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """IAM enforced and an access key IAM never issued: one line for the bucket, saying which variables to fix."""
+    _, enforce = enforcing_moto
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA" + uuid.uuid4().hex[:16].upper())
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-" + uuid.uuid4().hex)
+    enforce()
+    status, lines, out = doctor(capsys, "--write", "--skip-portal")
+    assert status == 1
+    line = only_failure(lines, "bucket")
+    assert "credentials are invalid" in line and "AWS_SECRET_ACCESS_KEY" in line
+    assert set(lines) == POSTGRES | {"bucket"} | DAGSTER
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in out
