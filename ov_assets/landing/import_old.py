@@ -32,9 +32,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import threading
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -42,10 +44,12 @@ from urllib.parse import urlparse
 from ov_assets.core.contract import EMPRESAS
 from ov_assets.core.file_names import FILE_RECORD, TEMPORARY_ENDINGS, landing_dir, parse_name
 from ov_assets.core.records import decode_bytes, evaluate_file
+from ov_assets.errors import OperatorError
 from ov_assets.fs import (
     DIR_FLAGS,
     NameTaken,
     NotARegularFile,
+    holds_bytes,
     link_exclusive,
     open_regular,
     private_dir,
@@ -131,9 +135,21 @@ class ImportReport:
     refused: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     day_undecidable: list[str] = field(default_factory=list)  # records copied whose fecha was unreadable
     partitions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (day, empresa) -> records
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def refuse(self, reason: str, rel: str) -> None:
-        self.refused[reason].append(shown(rel))
+        with self._lock:
+            self.refused[reason].append(shown(rel))
+
+    def copied(self, item: _Found, new: bool) -> None:
+        with self._lock:
+            (self.taken if new else self.already).append(shown(item.rel))
+            if item.kind != FILE_RECORD or item.empresa is None:
+                return
+            if item.day is None:
+                self.day_undecidable.append(shown(item.rel))
+            else:
+                self.partitions[(item.day.isoformat(), item.empresa)] += 1
 
     def lines(self) -> list[str]:
         out = [
@@ -231,9 +247,11 @@ def import_landing(
     empresa: str | None = None,
     today: dt.date | None = None,
     portal_hosts: Mapping[str, str] | None = None,
+    workers: int = 8,
 ) -> ImportReport:
     """Copy the old landing folder ``source`` into ``data_dir``'s landing folders (module doc).
-    ``portal_hosts``: host -> empresa of configured portals, besides the production ones."""
+    ``portal_hosts``: host -> empresa of configured portals, besides the production ones;
+    ``workers``: files copied at once (each copy waits for its fsync)."""
     from ov_assets.core.contract import today_bogota
 
     if empresa is not None and empresa not in EMPRESAS:
@@ -276,9 +294,12 @@ def import_landing(
             report.refuse(decided[0], item.rel)
         else:
             item.empresa = decided
-    # Attachments and PDFs first, records last: a reader that sees a record sees its files.
-    for item in sorted((f for f in found if f.empresa), key=lambda f: (f.kind == FILE_RECORD, f.rel)):
-        _copy(item, data_dir, report)
+    # Attachments and PDFs first, records after all of them: a reader that sees a record sees
+    # its files. (Two files of one name race safely: the create-exclusive link decides.)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ov-import") as pool:
+        for phase in (False, True):
+            batch = sorted((f for f in found if f.empresa and (f.kind == FILE_RECORD) == phase), key=lambda f: f.rel)
+            list(pool.map(lambda f: _copy(f, data_dir, report), batch))
     return report
 
 
@@ -298,14 +319,18 @@ def _copy(item: _Found, data_dir: Path, report: ImportReport) -> None:
     folder = private_dir(landing_dir(data_dir, item.empresa))
     target = folder / item.name
     try:
-        tmp = write_temporary(target, data, mtime_ns)
-        new = link_exclusive(tmp, target, data)
+        if os.path.lexists(target):  # (a rerun: compare, write nothing)
+            if not holds_bytes(target, data):
+                raise NameTaken(target.name)
+            new = False
+        else:
+            new = link_exclusive(write_temporary(target, data, mtime_ns), target, data)
     except NameTaken:
         report.refuse(CONFLICT, item.rel)
         return
-    (report.taken if new else report.already).append(shown(item.rel))
-    if item.kind == FILE_RECORD:
-        if item.day is None:
-            report.day_undecidable.append(shown(item.rel))
-        else:
-            report.partitions[(item.day.isoformat(), item.empresa)] += 1
+    except OSError as exc:  # every file would fail alike: stop, saying what to fix
+        raise OperatorError(
+            f"cannot write {target.name} into {folder} ({type(exc).__name__}): the landing folder must be on a "
+            "local file system that supports hard links, with room, writable by this user"
+        ) from None
+    report.copied(item, new)
