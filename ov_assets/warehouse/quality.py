@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,62 +37,85 @@ class QualityRow:
     loaded_at: dt.datetime | None = None
 
 
-def frame_counts(part: pl.DataFrame) -> tuple[int, int, int, dict[str, int]]:
-    """(files seen, valid, rejected, warnings by code over the valid files) of one partition's
-    rows of the ``pqr_records`` frame."""
-    valid = part.filter(pl.col("status") == "valid")
-    warnings = Counter(w for ws in valid["warnings"].to_list() for w in (ws or ()))
-    return part.height, valid.height, part.height - valid.height, dict(sorted(warnings.items()))
+def frame_counts(part: pl.DataFrame) -> dict[tuple[str, dt.date], tuple[int, int, dict[str, int]]]:
+    """(empresa, day) -> (files seen, valid, warnings by code over the valid files) of the rows
+    of the ``pqr_records`` frame ``part``, grouped in polars (no Python loop per row)."""
+    keys = ["empresa", "partition_date"]
+    out: dict[tuple[str, dt.date], tuple[int, int, dict[str, int]]] = {}
+    sizes = part.group_by(keys).agg(pl.len().alias("files"), (pl.col("status") == "valid").sum().alias("valid"))
+    for empresa, day, files, valid in sizes.iter_rows():
+        out[(empresa, day)] = (int(files), int(valid), {})
+    codes = (
+        part.filter(pl.col("status") == "valid")
+        .select(*keys, pl.col("warnings"))
+        .explode("warnings")
+        .drop_nulls("warnings")
+        .group_by(*keys, "warnings")
+        .len()
+        .sort(*keys, "warnings")
+    )
+    for empresa, day, code, n in codes.iter_rows():
+        out[(empresa, day)][2][code] = int(n)
+    return out
 
 
-def _latency(conn: psycopg.Connection, empresa: str, radicados: list[str]) -> float | None:
-    """The slowest of the partition's winners this transaction stored (``updated_at`` is the
-    transaction's ``now()`` for rows it inserted or replaced): seconds from its extraction
-    (Bogotá local time) to the load. None when it stored none."""
-    row = conn.execute(
+def _latencies(conn: psycopg.Connection, empresa: str, days: list[dt.date]) -> dict[dt.date, float]:
+    """Per day: the slowest of the rows this transaction stored (``updated_at`` is the
+    transaction's ``now()`` for a row it inserted or replaced) filed that day: seconds from its
+    extraction (Bogotá local time) to the load. Days where it stored none are absent. One range
+    read of the ``fecha`` index over the run's days."""
+    rows = conn.execute(
         sql.SQL(
-            "SELECT max(extract(epoch FROM now() - (fecha_extraccion AT TIME ZONE 'America/Bogota'))) "
-            "FROM {} WHERE numero_radicado = ANY(%s) AND updated_at = now() AND fecha_extraccion IS NOT NULL"
+            "SELECT fecha::date, max(extract(epoch FROM now() - (fecha_extraccion AT TIME ZONE 'America/Bogota'))) "
+            "FROM {} WHERE fecha >= %s AND fecha < %s AND updated_at = now() AND fecha_extraccion IS NOT NULL "
+            "GROUP BY 1"
         ).format(sql.Identifier(SCHEMA, table_name(empresa))),
-        (radicados,),
-    ).fetchone()
-    return None if row is None or row[0] is None else round(float(row[0]), 3)
+        (min(days), max(days) + dt.timedelta(days=1)),
+    ).fetchall()
+    wanted = set(days)
+    return {d: round(float(v), 3) for d, v in rows if d in wanted and v is not None}
 
 
 def record_quality(conn: psycopg.Connection, keys: list[tuple[str, dt.date]], part: pl.DataFrame) -> None:
     """Upsert the ``ov_quality_daily`` row of every partition ``(empresa, day)`` of ``keys``
-    from its rows of ``part``, inside the load's transaction, after its rejects were upserted."""
-    for empresa, day in keys:
-        rows = part.filter((pl.col("empresa") == empresa) & (pl.col("partition_date") == day))
-        files, valid, rejected, warnings = frame_counts(rows)
-        radicados = rows.filter(pl.col("is_winner"))["numero_radicado"].drop_nulls().to_list()
-        latency = _latency(conn, empresa, radicados) if radicados else None
-        conn.execute(
-            f"""INSERT INTO {SCHEMA}.ov_quality_daily AS q (empresa, fecha, files_seen, valid, rejected,
-                    rejected_by_reason, warnings_by_code, reject_rate, load_latency_s, loaded_at)
-                SELECT %(e)s, %(d)s, %(files)s, %(valid)s, %(rejected)s,
-                       coalesce((SELECT jsonb_object_agg(reason_code, n ORDER BY reason_code) FROM (
-                           SELECT reason_code, count(*) AS n FROM {SCHEMA}.ov_rejects
-                           WHERE empresa = %(e)s AND partition_date = %(d)s AND last_seen_at = now()
-                           GROUP BY 1) r), '{{}}'::jsonb),
-                       %(warnings)s::jsonb, %(rate)s, %(latency)s, now()
-                ON CONFLICT (empresa, fecha) DO UPDATE SET
-                    files_seen = EXCLUDED.files_seen, valid = EXCLUDED.valid, rejected = EXCLUDED.rejected,
-                    rejected_by_reason = EXCLUDED.rejected_by_reason, warnings_by_code = EXCLUDED.warnings_by_code,
-                    reject_rate = EXCLUDED.reject_rate,
-                    load_latency_s = coalesce(EXCLUDED.load_latency_s, q.load_latency_s),
-                    loaded_at = EXCLUDED.loaded_at""",
-            {
-                "e": empresa,
-                "d": day,
-                "files": files,
-                "valid": valid,
-                "rejected": rejected,
-                "warnings": json.dumps(warnings),
-                "rate": round(rejected / files, 6) if files else 0.0,
-                "latency": latency,
-            },
-        )
+    from its rows of ``part``, inside the load's transaction, after its rejects were upserted:
+    one read per empresa for the latency, one statement for all the rows."""
+    if not keys:
+        return
+    counts = frame_counts(part)
+    latency: dict[tuple[str, dt.date], float] = {}
+    for empresa in sorted({e for e, _ in keys}):
+        days = [d for e, d in keys if e == empresa]
+        latency |= {(empresa, d): v for d, v in _latencies(conn, empresa, days).items()}
+    files = [counts.get(k, (0, 0, {}))[0] for k in keys]
+    valid = [counts.get(k, (0, 0, {}))[1] for k in keys]
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.ov_quality_daily AS q (empresa, fecha, files_seen, valid, rejected,
+                rejected_by_reason, warnings_by_code, reject_rate, load_latency_s, loaded_at)
+            SELECT k.empresa, k.fecha, k.files, k.valid, k.files - k.valid,
+                   coalesce((SELECT jsonb_object_agg(r.reason_code, r.n ORDER BY r.reason_code) FROM (
+                       SELECT reason_code, count(*) AS n FROM {SCHEMA}.ov_rejects
+                       WHERE empresa = k.empresa AND partition_date = k.fecha AND last_seen_at = now()
+                       GROUP BY 1) r), '{{}}'::jsonb),
+                   k.warnings, CASE WHEN k.files > 0 THEN (k.files - k.valid)::float8 / k.files ELSE 0 END,
+                   k.latency, now()
+            FROM unnest(%s::text[], %s::date[], %s::int[], %s::int[], %s::jsonb[], %s::float8[])
+                 AS k(empresa, fecha, files, valid, warnings, latency)
+            ON CONFLICT (empresa, fecha) DO UPDATE SET
+                files_seen = EXCLUDED.files_seen, valid = EXCLUDED.valid, rejected = EXCLUDED.rejected,
+                rejected_by_reason = EXCLUDED.rejected_by_reason, warnings_by_code = EXCLUDED.warnings_by_code,
+                reject_rate = EXCLUDED.reject_rate,
+                load_latency_s = coalesce(EXCLUDED.load_latency_s, q.load_latency_s),
+                loaded_at = EXCLUDED.loaded_at""",
+        (
+            [e for e, _ in keys],
+            [d for _, d in keys],
+            files,
+            valid,
+            [json.dumps(counts.get(k, (0, 0, {}))[2]) for k in keys],
+            [latency.get(k) for k in keys],
+        ),
+    )
 
 
 def read_quality(conn: psycopg.Connection, keys: list[tuple[str, dt.date]]) -> dict[tuple[str, dt.date], QualityRow]:
