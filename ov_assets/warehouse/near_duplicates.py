@@ -112,17 +112,17 @@ def refresh_partition(
 
 def partition_pairs(conn: psycopg.Connection, empresa: str, day: dt.date) -> list[tuple[str, str, int, float, str]]:
     """The stored pairs involving a PQR filed on ``day``: (radicado, other, days_apart,
-    similarity, rule), sorted; what the check re-reads."""
+    similarity, rule), sorted; what the check re-reads (through both radicado indexes)."""
     table = sql.Identifier(SCHEMA, table_name(empresa))
     return [
         (r[0], r[1], int(r[2]), float(r[3]), r[4])
         for r in conn.execute(
             sql.SQL(
+                "WITH day AS (SELECT numero_radicado FROM {t} WHERE fecha >= %s AND fecha < %s) "
                 "SELECT d.numero_radicado, d.other_radicado, d.days_apart, d.similarity, d.rule "
-                "FROM {nd} d WHERE d.empresa = %s AND EXISTS (SELECT 1 FROM {t} t "
-                "WHERE t.numero_radicado IN (d.numero_radicado, d.other_radicado) AND t.fecha >= %s AND t.fecha < %s) "
-                "ORDER BY 1, 2"
+                "FROM {nd} d WHERE d.empresa = %s AND (d.numero_radicado IN (SELECT numero_radicado FROM day) "
+                "OR d.other_radicado IN (SELECT numero_radicado FROM day)) ORDER BY 1, 2"
             ).format(nd=sql.Identifier(SCHEMA, "ov_near_duplicates"), t=table),
-            (empresa, day, day + dt.timedelta(days=1)),
+            (day, day + dt.timedelta(days=1), empresa),
         ).fetchall()
     ]
