@@ -213,3 +213,49 @@ def test_daily_summary_reads_the_quality_rows_of_its_day(pg_conninfo18, data_dir
     )
     [mat] = other.asset_materializations_for_node("ov_daily_summary")
     assert mat.metadata["afinia_quality_partitions"].value == 0
+
+
+PLOTTED_QUERY = """
+query ($partition: String!) {
+  assetOrError(assetKey: {path: ["pqr_quality_daily"]}) {
+    ... on Asset {
+      assetMaterializations(partitions: [$partition], limit: 5) {
+        partition
+        metadataEntries {
+          label
+          __typename
+          ... on IntMetadataEntry { intValue }
+          ... on FloatMetadataEntry { floatValue }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def test_the_ui_serves_the_numbers_as_plottable_entries(pg_conninfo18, data_dir, tmp_path) -> None:
+    """The webserver (what the asset page's plots read) returns every quality number as an
+    IntMetadataEntry or FloatMetadataEntry, equal to the table's."""
+    from ov_assets.devkit.servers import graphql, postgres_env, run_dagster_dev
+
+    _plant(data_dir)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    instance = dg.DagsterInstance.local_temp(str(home))
+    resources = make_resources(pg_conninfo18, data_dir)
+    assert materialize(resources, key(DAY_1, "afinia"), selection=SELECTION, instance=instance).success
+    row = _numbers(_table(pg_conninfo18)[("afinia", DAY_1)])
+    env = {**postgres_env(pg_conninfo18), "OV_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
+    with run_dagster_dev(Path(__file__).resolve().parents[1], env=env) as url:
+        data = graphql(url, PLOTTED_QUERY, {"partition": key(DAY_1, "afinia")})
+    [mat] = data["assetOrError"]["assetMaterializations"]
+    assert mat["partition"] == key(DAY_1, "afinia")
+    entries = {e["label"]: e for e in mat["metadataEntries"]}
+    assert {e["__typename"] for e in entries.values()} == {"IntMetadataEntry", "FloatMetadataEntry"}
+    values = {k: e.get("intValue", e.get("floatValue")) for k, e in entries.items()}
+    assert values["files_seen"] == row["files_seen"] and values["rejected"] == row["rejected"]
+    assert values["reject_rate"] == row["reject_rate"] and values["load_latency_s"] == row["load_latency_s"]
+    assert {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("rejected_by_reason/")} == (
+        row["rejected_by_reason"]
+    )
