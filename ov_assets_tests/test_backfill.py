@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from ov_assets.devkit.replica import ReplicaPortal
 from ov_assets.devkit.servers import postgres_env
 from ov_assets_tests.checkpoint_barrier import subprocess_environment
 from ov_assets_tests.loadkit import wait_until
+from ov_assets_tests.support import sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]
 USER, PASSWORD = "analista.ov", "Pw-backfill-no-en-trazas"
@@ -132,11 +134,15 @@ class _Lines:
         return [m for m in map(PROGRESS.match, list(self.lines)) if m]
 
 
-def _runs(home: Path) -> list[tuple[str, str, dict[str, str]]]:
+def _runs(home: Path, env: dict[str, str]) -> list[tuple[str, str, dict[str, str]]]:
     """(partition, status, tags) of the load's runs, in the order they were created."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("DAGSTER_POSTGRES_URL", "DAGSTER_COMPUTE_LOG_DIR"):
+            mp.setenv(name, env[name])
+        instance = dg.DagsterInstance.from_config(str(home))
+    with instance:
         records = instance.get_run_records(dg.RunsFilter(tags={"ov/backfill": "20251001-20251020-afinia"}))
     ordered = sorted(records, key=lambda r: r.create_timestamp)
     return [(r.dagster_run.tags["dagster/partition"], r.dagster_run.status.value, r.dagster_run.tags) for r in ordered]
@@ -146,15 +152,26 @@ def _searches(log: list[Any], day: dt.date) -> int:
     return sum(1 for r in log if r.path.startswith("/afinia/api/pqr?") and f"desde={day}&hasta={day}&" in r.path)
 
 
+def _production_instance(pg_server: Any, home: Path) -> dict[str, str]:
+    """DAGSTER_HOME with the production instance (deploy/dagster.yaml: runs, events and pools in
+    PostgreSQL, a database of its own); the variables it reads."""
+    home.mkdir(mode=0o700)
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    (home / "logs").mkdir()
+    url = sqlalchemy_url(pg_server.conninfo(pg_server.create_database()))
+    return {"DAGSTER_POSTGRES_URL": url, "DAGSTER_COMPUTE_LOG_DIR": str(home / "logs")}
+
+
 def test_history_of_20_days_newest_first_killed_and_resumed_politely(
-    pg_conninfo18: dict[str, Any], tmp_path: Path
+    pg_server: Any, pg_conninfo18: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Acceptance 3 of issue 16."""
-    killed_after = 4
+    """Acceptance 3 of issue 16, on the production instance's configuration."""
+    killed_after = 3
     with ReplicaPortal(per_day=PER_DAY, username=USER, password=PASSWORD) as portal:
         env = _environment(
             pg_conninfo18,
             tmp_path,
+            **_production_instance(pg_server, tmp_path / "dagster_home"),
             OV_AFINIA_PORTAL_URL=portal.url("afinia"),
             OV_AFINIA_USER=USER,
             OV_AFINIA_PASSWORD=PASSWORD,
@@ -172,7 +189,9 @@ def test_history_of_20_days_newest_first_killed_and_resumed_politely(
         )
         first = _Lines(proc)
         try:
-            wait_until(lambda: len(first.progress()) >= killed_after or proc.poll() is not None, 300, "4 partitions")
+            wait_until(
+                lambda: len(first.progress()) >= killed_after or proc.poll() is not None, 300, "the first partitions"
+            )
             in_flight = DAYS[killed_after]
             # killed inside the next partition's run, while it lists the day on the portal
             wait_until(lambda: _searches(portal.request_log(), in_flight) > 0 or proc.poll() is not None, 120, "run 5")
@@ -196,10 +215,10 @@ def test_history_of_20_days_newest_first_killed_and_resumed_politely(
     assert [int(m[1]) for m in progress] == list(range(killed_after + 1, 21))
     assert all(m[4] == "ok" and int(m[5]) == PER_DAY for m in progress)
     assert int(progress[-1][6]) == (20 - killed_after) * PER_DAY and float(progress[-1][7]) > 0
-    assert "finished: 16 partitions run, 4 skipped (already finished)" in out
+    assert f"finished: {20 - killed_after} partitions run, {killed_after} skipped (already finished)" in out
 
     # the instance: newest day first, one successful run per day, the killed one failed
-    runs = _runs(tmp_path / "dagster_home")
+    runs = _runs(tmp_path / "dagster_home", env)
     assert [(p, s) for p, s, _ in runs] == (
         [(f"{d}|afinia", "SUCCESS") for d in DAYS[:killed_after]]
         + [(f"{in_flight}|afinia", "FAILURE")]

@@ -275,6 +275,8 @@ def load(
             BACKFILL_TAG: backfill,
             **partition_tags(part.key, mode),
             "ov/backfill-position": f"{plan.skipped + i}/{len(plan.partitions)}",
+            # the load retries its own failed days (run it again); not the daemon's run_retries
+            "dagster/max_retries": "0",
         }
         run = _in_thread(lambda p=part, t=tags: run_partition(job, instance, p.key, t, resources))  # type: ignore[misc]
         progress.add(part.key, run.ok, run.records)
