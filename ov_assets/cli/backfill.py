@@ -33,10 +33,9 @@ def _backup_before_load(no_backup: bool) -> None:
     """Back up ``data_general`` to the bucket before a history load (issue 16 §4): the
     ``backup`` command's ``backup_before`` (``objects.backups.backup_schema``). A failed backup
     stops the load before its first run; ``--no-backup`` says so instead."""
-    from ov_assets.cli import _resources
-    from ov_assets.cli.backup import backup_before
+    from ov_assets.cli.backup import backup_before, command_resources
 
-    with _resources() as res:
+    with command_resources() as res:
         if not no_backup:
             with res.postgres.connect():  # (a first load: the schema is made before it is dumped)
                 pass
