@@ -88,30 +88,8 @@ def run_partitions(
     return results
 
 
-def summary() -> str:
-    lines = []
-    with _resources() as res, res.postgres.connect() as conn:
-        for empresa in EMPRESAS:
-            rows = conn.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE procesado_flag) FROM data_general.ov_{empresa}"
-            ).fetchone()
-            lines.append(f"data_general.ov_{empresa}: {rows[0]} rows ({rows[1]} with all files archived)")
-        for status, n in conn.execute(
-            "SELECT upload_status, count(*) FROM data_general.s3_files_registry GROUP BY 1 ORDER BY 1"
-        ):
-            lines.append(f"s3_files_registry {status}: {n}")
-        (rejects,) = conn.execute("SELECT count(*) FROM data_general.ov_rejects").fetchone()
-        lines.append(f"ov_rejects: {rejects}")
-        lines.append(f"object store: bucket {res.object_store.open().bucket}")
-    return "\n".join(lines)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    print(summary())
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ov_assets.cli.status import summary
     from ov_assets.defs.resources import resources_from_env
     from ov_assets.devkit import generator
 
@@ -316,8 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--empresa", required=True, choices=EMPRESAS)
     p.add_argument("--day", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD (the PQRs' fecha)")
     p.set_defaults(fn=cmd_scrape)
-    p = sub.add_parser("status", help="rows, registry and rejects")
-    p.set_defaults(fn=cmd_status)
     p = sub.add_parser("s3-setup", help="apply aws/ bucket versioning, lifecycle, encryption (admin credentials)")
     p.add_argument("--bucket", default="", help="default: AWS_S3_BUCKET_NAME")
     p.add_argument("--profile", default="", help="AWS profile with aws/iam-policy-admin.json (default chain otherwise)")

@@ -58,8 +58,13 @@ def _pattern_for_length(descs: list[phonenumbers.PhoneNumberDesc | None], length
 
 _GENERAL_10 = _pattern_for_length([_META.general_desc], 10)
 _TYPES_10 = _pattern_for_length(_TYPE_DESCS, 10)
+assert _GENERAL_10 is not None and _TYPES_10 is not None  # Colombia's numbers have 10 digits
 # The fast form: 10 national digits (a mobile 3xx, a landline 60x), optionally after 57 or +57.
-_FAST_PHONE = re.compile(r"(?:\+?57)?([36][0-9]{9})")
+# One match answers both questions: the form (else the library parses the string) and, in
+# group ``valid``, the national number when it matches the general description and a type.
+_FAST_PHONE = re.compile(
+    rf"(?:\+?57)?(?:(?=[36][0-9]{{9}}\Z)(?=(?:{_GENERAL_10.pattern})\Z)(?P<valid>{_TYPES_10.pattern})|[36][0-9]{{9}})"
+)
 _PHONE_NOISE = re.compile(r"[ \-().]")
 
 
@@ -68,14 +73,11 @@ def phone_e164(value: str) -> str | None:
     number, not valid for Colombia: too short, too long, an unassigned range)."""
     if not value:
         return None
-    digits = value if value.isalnum() else _PHONE_NOISE.sub("", value)
-    m = _FAST_PHONE.fullmatch(digits)
+    m = _FAST_PHONE.fullmatch(value if value.isalnum() else _PHONE_NOISE.sub("", value))
     if m is None:
         return _phone_e164_parsed(value)
-    nsn = m.group(1)
-    if _GENERAL_10 is not None and _TYPES_10 is not None and _GENERAL_10.fullmatch(nsn) and _TYPES_10.fullmatch(nsn):
-        return f"+{COUNTRY_CODE}{nsn}"
-    return None
+    nsn = m.group("valid")
+    return None if nsn is None else "+57" + nsn
 
 
 @lru_cache(maxsize=65536)
@@ -91,24 +93,26 @@ def _phone_e164_parsed(value: str) -> str | None:
 
 
 # A local part email-validator accepts as a dot-atom whatever the domain, and a domain made of
-# letters, digits and inner hyphens: their address is valid exactly when its domain is.
-_SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
-_SIMPLE_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+# letters, digits and inner hyphens: such an address is valid exactly when its domain is (and
+# the lengths below hold).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_SIMPLE_EMAIL = re.compile(rf"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@({_LABEL}(?:\.{_LABEL})+)")
 _EMAIL_MAX = 254  # email_validator.rfc_constants.EMAIL_MAX_LENGTH
-_LOCAL_MAX = 64
+_LOCAL_MAX = 64  # email_validator.rfc_constants.LOCAL_PART_MAX_LENGTH
+_DOMAINS: dict[str, bool] = {}  # domain -> email-validator's verdict (few distinct domains)
 
 
 def email_valid(value: str) -> bool:
     """Whether ``email-validator`` accepts ``value``'s syntax (``check_deliverability=False``)."""
-    local, at, domain = value.rpartition("@")
-    if (
-        at
-        and len(value) <= _EMAIL_MAX
-        and len(local) <= _LOCAL_MAX
-        and _SIMPLE_LOCAL.fullmatch(local)
-        and _SIMPLE_DOMAIN.fullmatch(domain)
-    ):
-        return _email_valid_full(f"a@{domain}")
+    m = _SIMPLE_EMAIL.fullmatch(value)
+    if m is not None and len(value) <= _EMAIL_MAX and m.start(1) <= _LOCAL_MAX + 1:
+        domain = m.group(1)
+        ok = _DOMAINS.get(domain)
+        if ok is None:
+            if len(_DOMAINS) >= 65536:
+                _DOMAINS.clear()
+            ok = _DOMAINS[domain] = _email_valid_full(f"a@{domain}")
+        return ok
     return _email_valid_full(value)
 
 

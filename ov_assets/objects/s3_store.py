@@ -128,6 +128,18 @@ class S3ObjectStore:
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    def presigned_get(self, key: str, expires_s: int, bucket: str | None = None) -> str:
+        """An HTTPS GET URL for ``key`` (in ``bucket``, default ours) that works without
+        credentials for ``expires_s`` seconds: signed locally with this client's credentials (no
+        request is made), so it opens only what those credentials may read."""
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket or self.bucket, "Key": key}, ExpiresIn=expires_s
+            )
+        except Exception as exc:
+            raise self._fail(exc) from exc
+        return url
+
     # -- reading ----------------------------------------------------------------------------
 
     def _head(self, key: str) -> dict[str, Any] | None:

@@ -90,3 +90,93 @@ def summarize(conn: psycopg.Connection, day: dt.date, empresas: tuple[str, ...] 
     """One ``EmpresaDay`` per empresa, read in one transaction."""
     with conn.transaction():
         return [empresa_day(conn, empresa, day) for empresa in empresas]
+
+
+# --- ov-assets status: the state now, per empresa ---------------------------------------------
+
+REJECT_WINDOW_DAYS = 7
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    objects: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class EmpresaStatus:
+    """Where one empresa stands (``ov-assets status``): counts, times and codes only.
+
+    ``rejects``: the unresolved ``ov_rejects`` rows (``resolved_at`` NULL) seen by a load in the
+    last ``REJECT_WINDOW_DAYS`` days (``last_seen_at``), by reason; ``registry``: every
+    ``s3_files_registry`` row of the empresa by ``upload_status``, with the bytes they describe."""
+
+    empresa: str
+    rows: int
+    rows_archived: int
+    last_load_at: dt.datetime | None
+    history_rows: int
+    rejects: dict[str, int]
+    registry: dict[str, RegistryStatus]
+
+    @property
+    def pending(self) -> int:
+        return self.registry.get("pending", RegistryStatus(0, 0)).objects
+
+    @property
+    def error(self) -> int:
+        return self.registry.get("error", RegistryStatus(0, 0)).objects
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "rows_archived": self.rows_archived,
+            "last_load_at": self.last_load_at.isoformat() if self.last_load_at else None,
+            "history_rows": self.history_rows,
+            f"rejects_last_{REJECT_WINDOW_DAYS}_days": dict(self.rejects),
+            "registry": {k: {"objects": v.objects, "bytes": v.bytes} for k, v in self.registry.items()},
+            "pending": self.pending,
+            "error": self.error,
+        }
+
+
+def _one(conn: psycopg.Connection, query: sql.SQL | sql.Composed, params: tuple[Any, ...] = ()) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return row
+
+
+def empresa_status(conn: psycopg.Connection, empresa: str) -> EmpresaStatus:
+    table = sql.Identifier(SCHEMA, f"ov_{empresa}")
+    rows, archived = _one(
+        conn, sql.SQL("SELECT count(*), count(*) FILTER (WHERE procesado_flag) FROM {}").format(table)
+    )
+    (history,) = _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, f"ov_{empresa}_history")))
+    (last_load,) = _one(
+        conn, sql.SQL("SELECT max(finished_at) FROM data_general.ov_load_audit WHERE empresa = %s"), (empresa,)
+    )
+    rejects = conn.execute(
+        "SELECT reason_code, count(*) FROM data_general.ov_rejects WHERE empresa = %s AND resolved_at IS NULL "
+        "AND last_seen_at >= now() - make_interval(days => %s) GROUP BY 1 ORDER BY 1",
+        (empresa, REJECT_WINDOW_DAYS),
+    ).fetchall()
+    registry = conn.execute(
+        "SELECT upload_status, count(*), coalesce(sum(file_size), 0) FROM data_general.s3_files_registry "
+        "WHERE empresa = %s GROUP BY 1 ORDER BY 1",
+        (empresa,),
+    ).fetchall()
+    return EmpresaStatus(
+        empresa,
+        int(rows),
+        int(archived),
+        last_load,
+        int(history),
+        {str(k): int(v) for k, v in rejects},
+        {str(k): RegistryStatus(int(n), int(b)) for k, n, b in registry},
+    )
+
+
+def status(conn: psycopg.Connection, empresas: tuple[str, ...] = EMPRESAS) -> list[EmpresaStatus]:
+    """One ``EmpresaStatus`` per empresa, read in one transaction."""
+    with conn.transaction():
+        return [empresa_status(conn, empresa) for empresa in empresas]

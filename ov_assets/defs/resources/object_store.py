@@ -85,6 +85,9 @@ class ObjectStoreResource(dg.ConfigurableResource):
             # where S3 returns a checksum.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            # SigV4 for presigned URLs too (`ov-assets docs`): botocore may presign with SigV2,
+            # which S3 refuses for SSE-KMS objects and in newer regions.
+            signature_version="s3v4",
         )
 
     def open(self) -> ObjectStore:
