@@ -292,3 +292,25 @@ def test_newer_client_than_the_server_is_said_at_backup_and_restore(pg_conninfo,
     assert "note: pg_dump 18 is newer than the server" in record.describe()
     with pytest.raises(BackupError, match="restore with the client of the server's major version"):
         restore_schema(pg_conninfo, store, record.key, tools=embedded)
+
+
+def test_restore_while_another_session_holds_a_table_fails_instead_of_hanging(
+    pg_conninfo18, data_dir, tools, tmp_path, monkeypatch
+):
+    from ov_assets.objects.stores import LocalObjectStore
+
+    monkeypatch.setattr(pg_client, "LOCK_TIMEOUT_MS", 300)
+    prepare(data_dir, pg_conninfo18, n=2)
+    store = LocalObjectStore(tmp_path / "object_store")
+    record = backup_schema(pg_conninfo18, store, "manual", tools=tools)
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        conn.execute("DELETE FROM data_general.ov_rejects")
+    changed = schema_rows(pg_conninfo18)
+    with psycopg.connect(**pg_conninfo18) as holder:  # a migration's lock, held in its transaction
+        holder.execute("LOCK TABLE data_general.ov_afinia IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(BackupError, match="for a table of data_general that another session holds"):
+            restore_schema(pg_conninfo18, store, record.key, tools=tools)
+        holder.rollback()
+    assert schema_rows(pg_conninfo18) == changed  # the cancelled restore changed nothing
+    restore_schema(pg_conninfo18, store, record.key, tools=tools)  # once it is gone, it goes through
+    assert schema_rows(pg_conninfo18) != changed

@@ -10,7 +10,10 @@ import os
 import re
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,8 @@ from ov_assets.warehouse import migrations
 from ov_assets.warehouse.tables import SCHEMA
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
-# libpq parameters handed to pg_dump/pg_restore (the password goes through PGPASSWORD; our
-# session ``options`` such as statement_timeout are for the pipeline's own connections).
+# libpq parameters handed to pg_dump/pg_restore (the password goes through PGPASSWORD; the
+# pipeline's ``options``, a statement_timeout, would cut a long dump).
 _LIBPQ_KEYS = ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout")
 
 
@@ -132,10 +135,10 @@ def check_pg_dump(tool: Path, conninfo: Mapping[str, Any]) -> tuple[str, str]:
     return version, server
 
 
-def libpq(conninfo: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+def libpq(conninfo: Mapping[str, Any], application: str = "ov-assets-backup") -> tuple[str, dict[str, str]]:
     """The connection string without the password, and the child's environment holding it."""
     kept = {k: conninfo[k] for k in _LIBPQ_KEYS if conninfo.get(k) not in (None, "")}
-    kept["application_name"] = "ov-assets-backup"
+    kept["application_name"] = application
     password = conninfo.get("password")
     return make_conninfo(**kept), settings.child_environment({"PGPASSWORD": str(password) if password else None})
 
@@ -151,21 +154,72 @@ def first_error(stderr: bytes) -> str:
     return text[:300]
 
 
+LOCK_TIMEOUT_MS = 60_000  # waiting this long for a table another session holds: cancelled, not hung
+
+
+def _watch_locks(proc: subprocess.Popen[bytes], conninfo: Mapping[str, Any], application: str) -> bool:
+    """Wait for ``proc``; cancel its backend when it waits ``LOCK_TIMEOUT_MS`` for a lock (the
+    archive's own ``SET lock_timeout = 0`` would let it wait forever behind a run or a migration).
+    True when it was cancelled so (a single-transaction restore then changed nothing). One
+    connection for the whole watch, looking twice a second."""
+    waiting_since: dict[int, float] = {}
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        while True:
+            try:
+                proc.wait(timeout=0.5)
+                return False
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+                (application,),
+            ).fetchall()
+            waiting_since = {pid: waiting_since.get(pid, now) for (pid,) in rows}
+            late = [pid for pid, since in waiting_since.items() if now - since >= LOCK_TIMEOUT_MS / 1000]
+            if late:
+                for pid in late:
+                    conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                proc.wait()
+                return True
+
+
 def run(tool: Path, args: list[str], conninfo: Mapping[str, Any], stdout: int | None = None) -> None:
-    dsn, env = libpq(conninfo)
+    """Run ``tool`` against ``conninfo`` (``--dbname``); ``BackupError`` with a hint on failure."""
+    application = f"ov-assets-backup-{uuid.uuid4().hex[:12]}"
+    dsn, env = libpq(conninfo, application)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [str(tool), *args, f"--dbname={dsn}"],
             stdout=stdout if stdout is not None else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
-            check=False,
         )
     except OSError as exc:
         raise BackupError(f"{tool} cannot be run ({type(exc).__name__}): fix OV_PG_DUMP or PATH") from None
+    try:
+        assert proc.stderr is not None  # (stderr=PIPE)
+        with ThreadPoolExecutor(max_workers=1) as reader:  # drained aside: a full pipe would block the tool
+            stderr = reader.submit(proc.stderr.read)
+            try:
+                cancelled = _watch_locks(proc, conninfo, application)
+            except psycopg.Error as exc:  # (the watch's own connection)
+                proc.kill()
+                raise translate_pg_error(exc, target(conninfo)) from None
+            err = stderr.result()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if cancelled:
+        raise BackupError(
+            f"{tool.name} waited {LOCK_TIMEOUT_MS // 1000} s for a table of {SCHEMA} that another session holds (a run, a "
+            "migration) and was cancelled; nothing was changed. Stop the schedules and sensors, wait for the runs "
+            "to end, and run it again"
+        )
     if proc.returncode == 0:
         return
-    message = first_error(proc.stderr)
+    message = first_error(err)
     lowered = message.lower()
     hint = "see the message; nothing was stored or changed"
     if "password authentication failed" in lowered or "no password supplied" in lowered:
@@ -179,6 +233,8 @@ def run(tool: Path, args: list[str], conninfo: Mapping[str, Any], stdout: int | 
             "this pg_restore is newer than the server and sets a parameter it does not know: restore with the "
             "client of the server's major version (OV_PG_DUMP; the backup must not be newer than it)"
         )
+    elif "role" in lowered and "does not exist" in lowered:
+        hint = "restoring into a new server: run `ov-assets migrate` there first (it creates the roles), then restore"
     elif "no matching schemas" in lowered:
         hint = f"the database has no {SCHEMA} schema: check POSTGRES_DB, or run `ov-assets migrate` first"
     elif "depend on it" in lowered or "depends on" in lowered:
