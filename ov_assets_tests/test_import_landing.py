@@ -176,9 +176,14 @@ def test_empresa_from_folder_names_or_the_records_portal(tmp_path, data_dir):
     assert report.partitions == {("2025-10-08", "aire"): 1, ("2025-10-08", "afinia"): 1}
 
 
-def test_a_missing_folder_is_an_operator_error(tmp_path, data_dir, capsys):
+def test_a_missing_or_overlapping_folder_is_an_operator_error(tmp_path, data_dir, capsys):
     assert cli.main(["import-landing", str(tmp_path / "nowhere")]) == 2
     assert "not a folder" in capsys.readouterr().err
+    # The data folder itself (its object store holds landing names): never imported into itself.
+    generator.write_day(data_dir, "afinia", DAY, n=2, broken=False)
+    for folder in (data_dir, data_dir / "downloads", tmp_path):
+        assert cli.main(["import-landing", str(folder)]) == 2
+        assert "overlap" in capsys.readouterr().err
 
 
 def test_nothing_is_half_written_or_left_behind(tmp_path, data_dir):

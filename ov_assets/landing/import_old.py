@@ -256,6 +256,12 @@ def import_landing(
 
     if empresa is not None and empresa not in EMPRESAS:
         raise ValueError(f"unknown empresa {empresa!r}")
+    src, dst = source.resolve(), data_dir.resolve()
+    if src == dst or dst in src.parents or src in dst.parents:
+        raise OperatorError(
+            f"{source} and the data folder {data_dir} overlap: give the old system's folder, not one inside "
+            "OV_DATA_DIR (nor one holding it)"
+        )
     today = today or today_bogota()
     hosts = {**PORTAL_HOSTS, **{h.lower(): e for h, e in (portal_hosts or {}).items()}}
     report = ImportReport()
