@@ -44,6 +44,14 @@ def _backup_before_load(no_backup: bool) -> None:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Load ``--from``..``--to`` (both included) partition by partition, newest day first."""
+    try:
+        return _backfill(args)
+    except KeyboardInterrupt:  # (before the first run or during the backup: nothing half done)
+        _say(f"stopped. Resume with: {_command(args, [e for e in EMPRESAS if e in (args.empresa or EMPRESAS)])}")
+        return 130
+
+
+def _backfill(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ov_assets.core import history_plan as hp
