@@ -20,6 +20,7 @@ import pytest
 from ov_assets import cli
 from ov_assets.core.contract import BUSINESS_FIELDS
 from ov_assets.core.file_names import landing_dir
+from ov_assets.defs.resources import ObjectStoreResource
 from ov_assets.devkit.generator import write_record_files
 from ov_assets.devkit.servers import postgres_env
 from ov_assets.objects.archive import archive_objects, link_table_rows, plan_objects
@@ -84,6 +85,22 @@ def test_docs_urls_download_the_exact_bytes(
     assert sorted(hashes) == sorted(h for _, h in stored[radicado])
     records = frame.filter(pl.col("status") == "valid").to_dicts()
     assert not leaked(out, personal_search_terms(records))
+
+
+def test_docs_local_store_gives_file_urls(pg_conninfo18: dict[str, Any], data_dir: Path, monkeypatch, capsys) -> None:
+    """Without a bucket (the demo's local object store) the same command lists file:// URLs."""
+    frame = prepare(data_dir, pg_conninfo18, n=2, seed=3)
+    store = ObjectStoreResource(data_dir=str(data_dir)).open()
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        archive_objects(conn, store, plan_objects(frame, data_dir, LAYOUT, BASE), 2)
+    stored = _stored(pg_conninfo18)
+    radicado = sorted(stored)[0]
+    for k, v in postgres_env(pg_conninfo18).items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["docs", radicado]) == 0
+    urls = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  file://")]
+    hashes = [hashlib.sha256(Path(urlsplit(u).path).read_bytes()).hexdigest() for u in urls]
+    assert hashes and sorted(hashes) == sorted(h for _, h in stored[radicado])
 
 
 def test_docs_default_expiry_is_short(
