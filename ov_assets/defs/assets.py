@@ -372,7 +372,9 @@ def pqr_s3_objects(
     objects = archive.plan_objects(pqr_records, landing.root, object_store.layout, object_store.base_path)
     with postgres.connect() as conn:
         counts, outcomes = archive.archive_objects(conn, store, objects, object_store.max_workers)
-        linked = archive.link_table_rows(conn, store, pqr_records, object_store.layout, object_store.base_path)
+        linked = archive.link_table_rows(
+            conn, store, pqr_records, object_store.layout, object_store.base_path, counts.settled_keys
+        )
     if counts.fatal:
         # The bucket is unusable (credentials, permissions, bucket, region, endpoint): one line
         # that says what to fix; everything not yet stored stays ``pending`` for a later run.

@@ -51,6 +51,7 @@ from ov_assets.objects.registry_keys import (
     DONE_STATUSES,
     current_keys,
     registry_status,
+    settled_keys,
 )
 from ov_assets.objects.stores import ConflictError, IntegrityError, ObjectExists, ObjectStore
 from ov_assets.warehouse.loading import SCHEMA, table_name
@@ -87,7 +88,7 @@ def link_adopted(conn: psycopg.Connection, bucket: str, objects: list[PlannedObj
         conn.execute(
             f"""UPDATE {SCHEMA}.s3_files_registry r SET numero_radicado = v.radicado,
                     numero_reclamo_sgc = COALESCE(v.sgc, r.numero_reclamo_sgc), updated_at = now()
-                FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS v(s3_key, empresa, radicado, sgc)
+                FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS v(s3_key, empresa, radicado, sgc)
                 WHERE r.s3_bucket = %s AND r.s3_key = v.s3_key AND r.empresa = v.empresa
                   AND r.numero_radicado IS NULL AND r.metadata ? 'adopted_from'""",
             (
@@ -122,8 +123,10 @@ def plan_objects(frame: pl.DataFrame, data_dir: Path, layout: str, base_path: st
     valid = frame.filter(pl.col("status") == "valid").select(
         "empresa", "partition_date", "numero_radicado", "numero_reclamo_sgc", "files"
     )
+    folders: dict[str, Path] = {}
     for empresa, day, radicado, sgc, files in valid.iter_rows():
         folder = sgc or radicado
+        landing = folders.get(empresa) or folders.setdefault(empresa, landing_dir(data_dir, empresa))
         for f in files:
             key = object_key(layout, base_path, empresa, day, folder, f["filename"])
             planned.setdefault(
@@ -137,7 +140,7 @@ def plan_objects(frame: pl.DataFrame, data_dir: Path, layout: str, base_path: st
                     f["filename"],
                     f["size"],
                     f["sha256"],
-                    landing_dir(data_dir, empresa) / f["filename"],
+                    landing / f["filename"],
                     key,
                 ),
             )
@@ -230,6 +233,7 @@ class ArchiveCounts:
     # when it was stored) and is trusted: no request per object; the hourly reconciliation
     # (``registry_matches_bucket``) re-verifies every row against the bucket.
     worked_keys: set[str] = dataclasses.field(default_factory=set)
+    settled_keys: set[str] = dataclasses.field(default_factory=set)  # planned keys stored before the call
 
 
 def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[PlannedObject]) -> dict[str, int]:
@@ -266,7 +270,7 @@ def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[Pl
         )
         rows = conn.execute(
             f"""SELECT s3_key, id FROM {SCHEMA}.s3_files_registry r
-                JOIN unnest(%s::text[], %s::text[]) AS v(s3_key, file_hash) USING (s3_key, file_hash)
+                JOIN unnest(%b::text[], %b::text[]) AS v(s3_key, file_hash) USING (s3_key, file_hash)
                 WHERE r.s3_bucket = %s AND r.upload_status NOT IN ('uploaded', 'pre_existing')""",
             ([o.key for o in todo], [o.sha256 for o in todo], store.bucket),
         ).fetchall()
@@ -314,9 +318,15 @@ def archive_objects(
     stop = threading.Event()
     why: list[str] = []
     outcomes: list[Outcome] = []
+    # Stored already, these bytes under this key: nothing to look up, link or upload.
+    counts.settled_keys = settled_keys(conn, store.bucket, [(o.key, o.sha256) for o in objects])
+    counts.s3_already_registered = sum(1 for o in objects if o.key in counts.settled_keys)
+    objects = [o for o in objects if o.key not in counts.settled_keys]
     # Two rounds at most: the second stores, under their own keys, the bytes whose key the first
     # found holding this row's own earlier bytes (the row now describes those).
     for _ in range(2):
+        if not objects:
+            break
         keys = current_keys(conn, store.bucket, [(o.key, o.sha256) for o in objects])
         objects = [dataclasses.replace(o, key=keys[(o.key, o.sha256)]) for o in objects]
         link_adopted(conn, store.bucket, objects)
@@ -353,10 +363,16 @@ def archive_objects(
 
 
 def link_table_rows(
-    conn: psycopg.Connection, store: ObjectStore, frame: pl.DataFrame, layout: str, base_path: str
+    conn: psycopg.Connection,
+    store: ObjectStore,
+    frame: pl.DataFrame,
+    layout: str,
+    base_path: str,
+    settled: set[str] | frozenset[str] = frozenset(),
 ) -> int:
     """Set ``archivos_s3_urls`` and ``procesado_flag`` of each winner's row (only where they
-    change, so reruns touch nothing). Returns the rows changed."""
+    change, so reruns touch nothing). Returns the rows changed. ``settled``: planned keys known
+    (``ArchiveCounts.settled_keys``) to be stored under themselves with the planned bytes."""
     winners = frame.filter(pl.col("is_winner"))
     changed = 0
     for empresa in winners["empresa"].unique().to_list():
@@ -373,9 +389,9 @@ def link_table_rows(
                     [object_key(layout, base_path, empresa, day, sgc or radicado, f["filename"]) for f in files],
                 )
             )
-        current = current_keys(
-            conn, store.bucket, [(k, f["sha256"]) for _, _, fs, ks in keys_by_row for f, k in zip(fs, ks, strict=True)]
-        )
+        pairs = [(k, f["sha256"]) for _, _, fs, ks in keys_by_row for f, k in zip(fs, ks, strict=True)]
+        current = {p: p[0] for p in pairs if p[0] in settled}
+        current |= current_keys(conn, store.bucket, [p for p in pairs if p[0] not in settled])
         for i, (radicado, hash_reg, files, keys) in enumerate(keys_by_row):
             keys = [current[(k, f["sha256"])] for f, k in zip(files, keys, strict=True)]
             entries = [
@@ -383,7 +399,9 @@ def link_table_rows(
                 for f, k in zip(files, keys, strict=True)
             ]
             keys_by_row[i] = (radicado, hash_reg, entries, keys)
-        status = registry_status(conn, store.bucket, [k for row in keys_by_row for k in row[3]])
+        done: tuple[str, str | None] = (DONE_STATUSES[0], None)
+        status = {k: done for row in keys_by_row for k in row[3] if k in settled}
+        status |= registry_status(conn, store.bucket, [k for row in keys_by_row for k in row[3] if k not in settled])
         params = []
         for radicado, hash_reg, entries, keys in keys_by_row:
             ok = all(status.get(k, ("", None))[0] in DONE_STATUSES for k in keys)
@@ -395,7 +413,7 @@ def link_table_rows(
             cur = conn.execute(
                 f"""UPDATE {SCHEMA}.{table_name(empresa)} t
                     SET archivos_s3_urls = v.urls::jsonb, procesado_flag = v.ok, updated_at = now()
-                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[]) AS v(numero_radicado, hash, urls, ok)
+                    FROM unnest(%b::text[], %b::text[], %b::text[], %b::bool[]) AS v(numero_radicado, hash, urls, ok)
                     WHERE t.numero_radicado = v.numero_radicado AND t.hash_registro = v.hash
                       AND (t.archivos_s3_urls IS DISTINCT FROM v.urls::jsonb OR t.procesado_flag IS DISTINCT FROM v.ok)""",
                 ([p[0] for p in params], [p[1] for p in params], [p[2] for p in params], [p[3] for p in params]),
