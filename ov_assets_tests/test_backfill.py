@@ -204,6 +204,11 @@ def test_history_of_20_days_newest_first_killed_and_resumed_politely(
 
         resumed = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         log = portal.request_log()
+        # another load over loaded days: the instance proves them loaded, the portal is not asked
+        other = _backfill("--from", str(DAYS[5]), "--to", str(DAYS[0]), "--empresa", "afinia")
+        again = subprocess.run(other, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert "6 already finished, skipped; 0 to run" in again.stdout, again.stdout + again.stderr[-3000:]
+        assert again.returncode == 0 and len(portal.request_log()) == len(log)
     out = resumed.stdout
     assert resumed.returncode == 0, out + resumed.stderr[-3000:]
 
@@ -367,3 +372,17 @@ def test_a_history_load_backs_up_first_and_a_resumed_one_does_not(
     assert "backup: none, this load is resumed" in out and "7 already finished, skipped; 1 to run" in out
     assert cli.main(["backup", "--list"]) == 0
     assert "1 backups" in capsys.readouterr().out
+
+
+def test_production_refuses_a_load_the_ui_would_not_show(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    """On the host, a command run without the units' DAGSTER_HOME would record its runs in a
+    SQLite instance of its own: refused before anything runs."""
+    from ov_assets import cli
+
+    monkeypatch.setenv("OV_ENV", "production")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert cli.main(["backfill", "--from", "2025-10-01", "--to", "2025-10-02", "--files-only"]) == 2
+    assert "no DAGSTER_HOME: set it to the instance the UI shows" in capsys.readouterr().err
+    assert not (data_dir / "dagster_home").exists()

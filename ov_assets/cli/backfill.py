@@ -52,18 +52,24 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from ov_assets.core import history_plan as hp
-    from ov_assets.definitions import defs
-    from ov_assets.defs import backfill as bf
-    from ov_assets.defs.resources import resources_from_env
     from ov_assets.errors import ConfigurationError
 
     try:
         hp.check_range(args.first, args.last, today_bogota())
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+    if settings.environment() == "production" and not settings.env_str("DAGSTER_HOME"):
+        raise ConfigurationError(
+            "OV_ENV=production and no DAGSTER_HOME: set it to the instance the UI shows "
+            "(/var/lib/ov-assets/dagster_home on the host), or the load's runs are recorded where nobody sees them"
+        )
+    import dagster as dg  # (after the checks: seconds of imports)
+
+    from ov_assets.definitions import defs
+    from ov_assets.defs import backfill as bf
+    from ov_assets.defs.resources import resources_from_env
+
     empresas = [e for e in EMPRESAS if e in (args.empresa or EMPRESAS)]
     backfill = hp.backfill_id(args.first, args.last, empresas, args.files_only)
     resume = f"Resume with: {_command(args, empresas)}"
