@@ -277,6 +277,26 @@ def test_privileges_of_a_loader_and_of_a_bare_login(pg_conninfo18: dict[str, Any
     assert "GRANT ov_loader" in denied["postgres privileges"].detail
 
 
+def test_doctor_checks_every_table_the_loader_is_granted(pg_conninfo18: dict[str, Any]) -> None:
+    """The privileges doctor checks are the ones the migrations grant ov_loader on its tables, so
+    a table a later migration adds (and grants) cannot be missed by doctor."""
+    from ov_assets.warehouse.health import PIPELINE_TABLES
+
+    with psycopg.connect(**pg_conninfo18, autocommit=True) as conn:
+        migrations.apply_all(conn)
+        rows = conn.execute(
+            "SELECT c.relname, p.privilege FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'data_general' "
+            "CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p(privilege) "
+            "WHERE c.relkind IN ('r', 'p') AND has_table_privilege('ov_loader', c.oid, p.privilege)"
+        ).fetchall()
+    granted: dict[str, set[str]] = {}
+    for table, privilege in rows:
+        granted.setdefault(table, set()).add(privilege)
+    checked = {table: set(privileges) for table, privileges in PIPELINE_TABLES.items()}
+    assert checked == {t: p for t, p in granted.items() if "INSERT" in p}  # the tables it writes
+
+
 def test_tls_verified_or_not(tmp_path: Path) -> None:
     """Over TCP to a server with TLS: verify-full is OK (encrypted, certificate and host checked);
     sslmode=require in production encrypts without verifying anything: FAIL saying what to set."""

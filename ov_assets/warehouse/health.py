@@ -14,13 +14,16 @@ from ov_assets.errors import translate_pg_error
 from ov_assets.warehouse import migrations
 from ov_assets.warehouse.tables import SCHEMA
 
-# The tables the pipeline writes and what it does to them (the loader's grants of migrations
-# 002-005): current state is read, inserted and updated; history and audit are append-only.
+# The tables the pipeline writes and what it does to them (the loader's grants of the migrations;
+# test_doctor compares them): current state is read, inserted and updated; history and audit are
+# append-only; near-duplicate pairs that no longer hold are deleted.
 CURRENT, APPEND_ONLY = ("SELECT", "INSERT", "UPDATE"), ("SELECT", "INSERT")
 PIPELINE_TABLES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("ov_afinia", "ov_aire", "s3_files_registry", "ov_rejects", "portal_request_slots"), CURRENT),
     **dict.fromkeys(("ov_afinia_history", "ov_aire_history", "ov_load_audit"), APPEND_ONLY),
     **dict.fromkeys(("ov_report_exports", "ov_cleaned_partitions"), APPEND_ONLY),
+    "ov_quality_daily": CURRENT,
+    "ov_near_duplicates": (*CURRENT, "DELETE"),
 }
 TESTED_MAJORS = (15, 18)  # CI runs every database test on both (README "Two commands")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
