@@ -7,6 +7,7 @@ Metadata carries counts and codes only, never personal data.
 """
 
 import datetime as dt
+import inspect
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -225,18 +226,7 @@ class PqrTableConfig(dg.Config):
     dry_run: bool = False  # compute and report what would be inserted/updated/unchanged, write nothing
 
 
-@dg.asset(
-    partitions_def=pqr_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"postgres"},
-    backfill_policy=BACKFILL,
-    pool="ov_postgres",
-    check_specs=[*checks_logic.TABLE_CHECK_SPECS, near_dup_check.NEAR_DUPLICATES_SPEC],
-    output_required=False,  # a dry run materializes nothing
-    metadata={"dagster/column_schema": TABLE_SCHEMA},
-)
-def pqr_table(
+def _load_table(
     context: dg.AssetExecutionContext, config: PqrTableConfig, pqr_records: pl.DataFrame, postgres: PostgresResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     """The winners upserted into ``data_general.ov_{empresa}``, history rows for updates,
@@ -250,8 +240,8 @@ def pqr_table(
     Analysts read both empresas through the views ``ov_pqr_masked`` (no personal data) and
     ``ov_pqr`` (ov_analyst_personal only): docs/data-dictionary.md.
     Run config ``dry_run: true`` computes the same counts inside a transaction that is rolled
-    back: nothing is written (not even the audit row); the counts are reported as an
-    observation, nothing is materialized, and the checks and downstream steps do not run.
+    back: nothing is written (not even the audit row); each partition's counts are reported as
+    an observation of it, nothing is materialized, and the checks and downstream steps do not run.
     """
     keys = [(empresa, day) for day, empresa in _partitions(context)]
     by_partition = postgres.run(
@@ -262,29 +252,65 @@ def pqr_table(
     for (empresa, day), counts in sorted(by_partition.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         total = total.add(counts)
         context.log.info(f"{empresa} {day}{' (dry run)' if config.dry_run else ''}: {counts}")
-    metadata: dict[str, Any] = {
-        # the partition's rows in the table: one per winner, whichever way it went
-        "dagster/row_count": total.db_inserted + total.db_updated + total.db_duplicates + total.db_skipped_older,
-        "records_valid": total.records_valid,  # valid versions, several per radicado
-        "db_inserted": total.db_inserted,
-        "db_updated": total.db_updated,
-        "db_duplicates": total.db_duplicates,
-        "db_skipped_older": total.db_skipped_older,
-        "rejected": total.rejected,
-        "dry_run": config.dry_run,
-    }
+        if config.dry_run:
+            # Nothing was written, so nothing is materialized: each partition's counts are an
+            # observation of it; the table checks are not evaluated (their outputs are optional:
+            # the asset is subsettable) and downstream steps (quality, the object store) are skipped.
+            yield dg.AssetObservation(
+                asset_key=context.asset_key,
+                partition=str(partition_key(day, empresa)),
+                metadata=_load_metadata(counts, dry_run=True),
+                description="dry run: what a materialization would write",
+            )
     if config.dry_run:
-        # Nothing was written, so nothing is materialized: the counts are an observation, the
-        # table checks are not evaluated and downstream steps (the object store) are skipped.
-        yield dg.AssetObservation(
-            asset_key=context.asset_key, metadata=metadata, description="dry run: what a materialization would write"
-        )
         return
+    metadata = _load_metadata(total, dry_run=False)
     # ov_near_duplicates for the loaded partitions (after the commit: it compares stored rows)
     metadata |= near_dup_check.refresh(postgres, _partitions(context))
     yield dg.MaterializeResult(metadata=metadata)
-    yield from checks_logic.table_checks(context, postgres, pqr_records)
-    yield from near_dup_check.near_duplicates_check(context, postgres)
+    # Only the checks the run selected: a result for a check left out of the run is an error.
+    selected = {key.name for key in context.selected_asset_check_keys}
+    yield from checks_logic.table_checks(context, postgres, pqr_records, selected)
+    if near_dup_check.CHECK in selected:
+        yield from near_dup_check.near_duplicates_check(context, postgres)
+
+
+def _load_metadata(counts: loading.LoadCounts, dry_run: bool) -> dict[str, Any]:
+    return {
+        # the partitions' rows in the table: one per winner, whichever way it went
+        "dagster/row_count": counts.db_inserted + counts.db_updated + counts.db_duplicates + counts.db_skipped_older,
+        "records_valid": counts.records_valid,  # valid versions, several per radicado
+        "db_inserted": counts.db_inserted,
+        "db_updated": counts.db_updated,
+        "db_duplicates": counts.db_duplicates,
+        "db_skipped_older": counts.db_skipped_older,
+        "rejected": counts.rejected,
+        "dry_run": dry_run,
+    }
+
+
+# A multi-asset of one asset rather than ``@dg.asset``: only a subsettable asset has optional
+# check outputs, and a dry run (or a run that deselects checks) yields no check result.
+pqr_table = dg.multi_asset(
+    name="pqr_table",
+    specs=[
+        dg.AssetSpec(
+            "pqr_table",
+            deps=["pqr_records"],
+            description=inspect.cleandoc(_load_table.__doc__ or ""),
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"postgres"},
+            skippable=True,  # a dry run materializes nothing
+            metadata={"dagster/column_schema": TABLE_SCHEMA},
+        )
+    ],
+    partitions_def=pqr_partitions,
+    backfill_policy=BACKFILL,
+    pool="ov_postgres",
+    check_specs=[*checks_logic.TABLE_CHECK_SPECS, near_dup_check.NEAR_DUPLICATES_SPEC],
+    can_subset=True,
+)(_load_table)
 
 
 @dg.asset(

@@ -10,7 +10,7 @@ range run holds the downstream step for the whole range (backfill chunks are kep
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,11 +309,14 @@ def no_older_replacement(conn: psycopg.Connection, empresa: str, part: pl.DataFr
 
 
 def table_checks(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, frame: pl.DataFrame
+    context: dg.AssetExecutionContext, postgres: PostgresResource, frame: pl.DataFrame, names: Collection[str]
 ) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    """The blocking checks of ``pqr_table`` among ``names`` (those the run selected)."""
     parts = run_partitions(context)
     with postgres.connect() as conn:
         for name, fn in (("winners_in_table", winners_in_table), ("no_older_replacement", no_older_replacement)):
+            if name not in names:
+                continue
             verdicts = {
                 (day, empresa): (
                     fn(conn, empresa, _part(frame, day, empresa), day)
