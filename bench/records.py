@@ -27,7 +27,12 @@ a one-regex fast path on the libraries' own rules): ``--only io_floor --only our
     before 07:39 {"io_floor_per_s": 62154, "ours_per_s": 7254}   after 07:43 {"io_floor_per_s": 50312, "ours_per_s": 4201}
     before 07:49 {"io_floor_per_s": 32653, "ours_per_s": 5217}   after 07:53 {"io_floor_per_s": 16610, "ours_per_s": 2313}
 
-Those runs measure the other suites, not the rules. CPU per record of ``records.evaluate_parts``
+Later, load average 4-6, same alternation (before / after, records/s):
+
+    08:16 8141 / 08:18 17458    08:19 17741 / 08:20 24306    08:23 11509 / 08:25 12038    08:27 16664 / 08:27 17208
+
+Each "after" is at or above the "before" just ahead of it; neither reached 25k on the shared VM.
+Those runs measure the other suites more than the rules. CPU per record of ``records.evaluate_parts``
 alone (one process, 20,000 generated files, best of 5, alternating): before 17.0-18.1 us, after
 18.8-19.9 us: ~+1.3 us on the ~46 us a record costs in a worker (~3%), i.e. ~24.4k records/s
 where 25.1k was measured and ~27.0k where 27.8k was.
