@@ -344,3 +344,18 @@ def test_cache_is_per_distinct_string() -> None:
         phone_e164("tel 300 123 4567")
     info = contacts._phone_e164_parsed.cache_info()
     assert (info.misses, info.hits) == (1, 2)
+
+
+def test_generated_days_carry_assigned_phones_only() -> None:
+    """The demo generator writes numbers Colombia's plan assigns, so a generated day's phone
+    warnings come from the bad corpora only (it used to draw unassigned 306-309 mobiles)."""
+    from ov_assets.devkit.generator import fake_pqr
+
+    records = [
+        fake_pqr(empresa, TODAY, i, seed=seed) for empresa in ("afinia", "aire") for i in range(300) for seed in (0, 1)
+    ]
+    phones = [r[field] for r in records for field in ("telefono", "celular") if r[field]]
+    assert len(phones) > 1000
+    assert all(phonenumbers.is_valid_number(phonenumbers.parse(p, "CO")) for p in phones)
+    warned = {w for r in records for w in _valid(r).warnings if w in {"telefono_invalid", "celular_invalid"}}
+    assert not warned

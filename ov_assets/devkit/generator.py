@@ -111,6 +111,20 @@ _PDF_TEMPLATE = (
 )
 
 
+# Numbers Colombia's plan assigns (phonenumbers' metadata): mobile prefixes 300-305 and 310-324
+# (306-309 and 325-329 are unassigned); Atlántico/Bolívar landlines 605 + a subscriber number not
+# starting with 1. Invalid phones belong in the bad corpora, not in every generated day.
+MOBILE_PREFIXES = (*range(300, 306), *range(310, 325))
+
+
+def _mobile(choice: int, subscriber: int) -> str:
+    return f"{MOBILE_PREFIXES[choice % len(MOBILE_PREFIXES)]}{subscriber}"
+
+
+def _landline(subscriber: int) -> str:
+    return f"605{2 + subscriber % 8}{subscriber % 1_000_000:06d}"
+
+
 def _ascii(text: str) -> str:
     import unicodedata
 
@@ -152,8 +166,8 @@ def fake_pqr(empresa: str, day: dt.date, index: int, seed: int = 0) -> dict[str,
         "nombres_apellidos": name,
         "lectura": str(rng.randint(1000, 99999)) if rng.random() < 0.3 else "",
         "correo_electronico": f"{user}@{rng.choice(EMAIL_DOMAINS)}",
-        "telefono": f"605{rng.randint(1_000_000, 9_999_999)}" if rng.random() < 0.6 else "",
-        "celular": f"3{rng.randint(0, 2)}{rng.randint(0, 9)}{rng.randint(1_000_000, 9_999_999)}",
+        "telefono": _landline(rng.randint(1_000_000, 9_999_999)) if rng.random() < 0.6 else "",
+        "celular": _mobile(rng.randint(0, 2) * 10 + rng.randint(0, 9), rng.randint(1_000_000, 9_999_999)),
         "tipo_pqr": rng.choice(TIPOS),
         "canal_respuesta": rng.choice(CANALES),
         "documento_prueba": f"{uuid.UUID(int=rng.getrandbits(128))}.pdf" if has_proof else "",
