@@ -8,7 +8,7 @@ every one of them has its row in PostgreSQL and all its objects registered ``upl
 present in the store. Prints, last, one JSON line
 ``{"latency_s_p50": ..., "latency_s_max": ...}``. Goal: <= 60 s.
 
-    /work/venv/bin/python bench/latency.py --drops 5 --per-drop 3
+    .venv/bin/python bench/latency.py --drops 5 --per-drop 3
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Upload benchmark (issue 5): ours vs ``aws s3 sync`` vs sequential ``put_object``.
 
-    python bench/upload.py [--n 5000] [--rounds 3] [--workers 16] [--awscli /work/awscli-venv/bin/aws]
+    python bench/upload.py [--n 5000] [--rounds 3] [--workers 16] [--awscli .venv-awscli/bin/aws]
 
 Writes N files (JSON ~2 KB, PDFs ~50 KB, a few ~20 MB attachments), starts ``moto_server`` as
 its own process on loopback and an embedded PostgreSQL (for our registry), then, alternating
@@ -198,14 +198,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument(
         "--awscli",
-        default=os.environ.get("OV_BENCH_AWSCLI", "/work/awscli-venv/bin/aws"),
+        default=os.environ.get("OV_BENCH_AWSCLI", ".venv-awscli/bin/aws"),
         help="awscli from PyPI in its own venv",
     )
     args = parser.parse_args()
     if not Path(args.awscli).exists():
         raise SystemExit(
-            f"awscli not found at {args.awscli}: python -m venv /work/awscli-venv && "
-            "/work/awscli-venv/bin/pip install awscli"
+            f"awscli not found at {args.awscli}: python -m venv .venv-awscli && "
+            ".venv-awscli/bin/pip install awscli (or --awscli PATH)"
         )
     os.environ.update(CREDS)
     work = Path(tempfile.mkdtemp(prefix="ov-bench-"))

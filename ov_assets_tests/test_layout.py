@@ -88,3 +88,30 @@ def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
         "ov_assets.pkg.other._secret",
         "ov_assets._internal",
     ]
+
+
+# Paths of the machine the project was developed on, which a clone elsewhere does not have: the
+# team's workspace, the contract folder beside the checkout, a CI scratch clone. Deployment paths
+# (/opt/ov-assets, /var/lib/ov-assets, /usr/bin/chromium) are the product's own and allowed.
+DEVELOPMENT_PATHS = ("/" + "work/", ".." + "/shared", "/tmp/" + "ci-check")
+
+
+def tracked_files_naming_development_paths(root: Path) -> dict[str, list[str]]:
+    """Tracked text files (git ls-files) naming a path outside the repository, with the paths."""
+    import subprocess
+
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    found: dict[str, list[str]] = {}
+    for name in filter(None, names.decode().split("\0")):
+        path = root / name
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        if hits := [p for p in DEVELOPMENT_PATHS if p in text]:
+            found[name] = hits
+    return found
+
+
+def test_no_tracked_file_names_a_path_outside_the_repository() -> None:
+    offenders = tracked_files_naming_development_paths(PACKAGE.parent)
+    assert not offenders, f"paths of the development machine in tracked files: {offenders}"
