@@ -90,9 +90,16 @@ def _unique_indexes(conn: psycopg.Connection) -> list[str]:
 
 
 def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
-    """Registry rows whose (empresa, numero_radicado) has no row in ``ov_{empresa}``."""
+    """Registry rows whose (empresa, numero_radicado) has no row in ``ov_{empresa}``.
+
+    Rows adopted from the old system's registries whose PQR is not resolved yet (radicado NULL:
+    ``warehouse.adoption`` keeps and reports them, and links them when their PQR is loaded) are
+    no orphans of this pipeline: they are counted apart, as ``adopted_not_linked``."""
     found: list[tuple[str, str, str]] = []
     total = 0
+    (adopted_not_linked,) = conn.execute(
+        f"SELECT count(*) FROM {SCHEMA}.s3_files_registry WHERE numero_radicado IS NULL AND metadata ? 'adopted_from'"
+    ).fetchone() or (0,)
     for empresa in EMPRESAS:
         table = f"{SCHEMA}.{table_name(empresa)}"
         row = conn.execute(f"SELECT count(*) FROM {SCHEMA}.s3_files_registry WHERE empresa = %s", (empresa,)).fetchone()
@@ -101,8 +108,8 @@ def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
         total += n
         rows = conn.execute(
             f"""SELECT r.numero_radicado, r.s3_key FROM {SCHEMA}.s3_files_registry r
-                WHERE r.empresa = %s AND NOT EXISTS (
-                    SELECT 1 FROM {table} t WHERE t.numero_radicado = r.numero_radicado)
+                WHERE r.empresa = %s AND NOT (r.numero_radicado IS NULL AND r.metadata ? 'adopted_from')
+                  AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.numero_radicado = r.numero_radicado)
                 ORDER BY r.numero_radicado, r.s3_key LIMIT 1000""",
             (empresa,),
         ).fetchall()
@@ -111,6 +118,7 @@ def orphan_registry_rows(conn: psycopg.Connection) -> Verdict:
         not found,
         {
             "registry_rows": total,
+            "adopted_not_linked": adopted_not_linked,
             **listed_metadata([f"{e}:{r}" for e, r, _ in found], "empresa:numero_radicado"),
             "orphans_table": dg.MetadataValue.md(_md_table(("empresa", "numero_radicado", "s3_key"), found)),
         },
