@@ -11,9 +11,10 @@ import psycopg
 import pytest
 
 from ov_assets import cli
+from ov_assets.core import dictionary_render
 from ov_assets.devkit.servers import postgres_env
 from ov_assets.errors import OperatorError
-from ov_assets.warehouse import loading, migrations
+from ov_assets.warehouse import loading, migrations, pg_client
 from ov_assets_tests import loadkit
 from ov_assets_tests.loadkit import days_back, landing_frames, migrate, partitions_of, resource
 
@@ -94,7 +95,7 @@ def test_adopts_old_shape_tables_and_replaces_adopted_rows_with_history(pg_conni
                 rows,
             )
 
-        assert migrations.apply_all(conn) == [m.version for m in migrations.available()]
+        assert migrations.apply_all(conn) == [*(m.version for m in migrations.available()), migrations.DICTIONARY]
         cols = _columns(conn, "ov_afinia")
         for c in ("nic", "documento_identidad", "telefono", "celular", "numero_radicado", "numero_reclamo_sgc"):
             assert cols[c] == ("character varying", 50), c
@@ -158,7 +159,8 @@ def test_cli_migrate_applies_and_lists(pg_conninfo, monkeypatch, capsys):
     assert "applied 001_schema, 002_roles" in out
     assert cli.main(["migrate", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "pending" not in out and out.count("applied") == len(migrations.available())
+    assert "pending" not in out and out.count("applied") == len(migrations.available()) + 1
+    assert migrations.DICTIONARY in out  # the repeatable step is listed, after the files
 
 
 @pytest.fixture
@@ -195,6 +197,27 @@ def test_loader_role_loads_but_cannot_delete_or_alter_and_analyst_only_reads(pg_
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(stmt)
+
+
+def test_loader_with_a_changed_dictionary_is_told_to_migrate(pg_conninfo, login_roles, monkeypatch):
+    """Current comments: the loader runs no DDL (the test above). Changed ones: it may not apply
+    them, and is told to run the migrations as the owner, like for a pending file."""
+    rows = [(rel, col, f"{text} (v2)") for rel, col, text in dictionary_render.comment_rows()]
+    monkeypatch.setattr(dictionary_render, "comment_rows", lambda: rows)
+    with (
+        psycopg.connect(**login_roles["loader"], autocommit=True) as conn,
+        pytest.raises(OperatorError, match=rf"pending: {migrations.DICTIONARY}\b.*ov-assets migrate"),
+    ):
+        migrations.ensure_current(conn)
+
+
+def test_the_dictionary_step_is_not_the_latest_migration(pg_conninfo):
+    """A backup records the last file applied; the step's row sorts after every file."""
+    migrate(pg_conninfo)
+    assert pg_client.latest_migration(pg_conninfo) == migrations.available()[-1].version
+    assert pg_client.forget_later_migrations(pg_conninfo, migrations.available()[-1].version) == [migrations.DICTIONARY]
+    with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
+        assert migrations.apply_all(conn) == [migrations.DICTIONARY]  # a restore re-applies the comments
 
 
 def test_loader_with_pending_migrations_is_told_to_run_them(pg_conninfo, login_roles, tmp_path, monkeypatch):

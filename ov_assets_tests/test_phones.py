@@ -305,7 +305,13 @@ def test_migration_011_fills_the_rows_stored_before_it(pg_conninfo18: dict[str, 
         _insert_rows(
             conn, [("r1", "605 345 6789", "3001234567"), ("r2", "6093456789", ""), ("r3", "", "+57 310 1234567")]
         )
-        assert "011_phone_e164" in migrations.apply_all(conn)
+        assert migrations.apply_all(conn)[-2:] == ["011_phone_e164", migrations.DICTIONARY]
+        comments = dict(
+            conn.execute(
+                "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+                "WHERE attrelid = 'data_general.ov_aire'::regclass AND attname IN ('telefono_e164', 'celular_e164')"
+            ).fetchall()
+        )
         got = conn.execute(
             "SELECT numero_radicado, telefono_e164, celular_e164, hash_registro FROM data_general.ov_aire ORDER BY 1"
         ).fetchall()
@@ -315,6 +321,9 @@ def test_migration_011_fills_the_rows_stored_before_it(pg_conninfo18: dict[str, 
         ("r3", None, "+573101234567"),
     ]
     assert [r[3] for r in got] == [r.rjust(64, "0") for r in ("r1", "r2", "r3")]  # nothing else touched
+    # the new columns have the dictionary's comments: the file re-arms the dictionary step
+    described = {c.name: c.description for c in dictionary.relation("ov_aire").columns}
+    assert comments == {c: described[c] for c in ("telefono_e164", "celular_e164")}
 
 
 def test_e164_columns_are_personal(pg_conninfo18: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
 """The data dictionary: one description for every table, view and column ov-assets owns in
 ``data_general``, and for every column of the ``pqr_records`` frame.
 
-One source, three readers, so the descriptions never drift apart: the ``COMMENT ON`` block of
-the migrations (rendered by ``dictionary_render.comments_sql``), the column schemas of the
-assets in the Dagster UI, and ``docs/data-dictionary.md``. Tests hold each reader equal to this.
+One source, three readers, so the descriptions never drift apart: the database's comments
+(``dictionary_render.comments_sql``, applied by the migrations' repeatable step whenever it
+changes: a new description needs no new migration), the column schemas of the assets in the
+Dagster UI, and ``docs/data-dictionary.md``. Tests hold each reader equal to this.
 
 ``personal`` marks what ``ov_pqr_masked`` leaves out and only ``ov_analyst_personal`` reads:
 names, documents, phones, e-mails and every field a customer fills with free text or a file

@@ -1,8 +1,9 @@
 """The data dictionary (``core.dictionary``) rendered for its readers: the ``COMMENT ON`` block
-a migration holds, and ``docs/data-dictionary.md`` with example queries.
+the migrations' repeatable step applies (``warehouse.migrations``, again whenever it changes),
+and ``docs/data-dictionary.md`` with example queries.
 
-Pure text, no I/O: ``scripts/data_dictionary.py`` writes it, tests compare it with the
-migrations, the database's comments and the docs file.
+Pure text, no I/O: ``scripts/data_dictionary.py`` writes the docs file, tests compare it and the
+database's comments with the dictionary.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ def comment_rows() -> list[tuple[str, str | None, str]]:
 
 
 def comments_sql() -> str:
-    """The block a migration holds between the markers (markers included): ``COMMENT ON`` every
-    relation and column of the dictionary that exists. A table adopted from the old system may
-    lack a column a later migration adds; its comment waits for that migration's block."""
+    """The block between the markers (markers included): ``COMMENT ON`` every relation and
+    column of the dictionary that exists. Applied by the migrations' repeatable step after the
+    files, and again after any file (a table adopted from the old system may lack a column a
+    later migration adds). Migration 008 holds a copy of its first version."""
     values = []
     for rel, col, description in comment_rows():
         if _TAG in description:
@@ -51,7 +53,7 @@ def comments_sql() -> str:
             f"        ({sql_literal(rel)}, {'NULL' if col is None else sql_literal(col)}, {sql_literal(description)})"
         )
     body = ",\n".join(values)
-    return f"""{BEGIN_MARKER}: generated from ov_assets/core/dictionary.py by scripts/data_dictionary.py
+    return f"""{BEGIN_MARKER}: generated from ov_assets/core/dictionary.py, applied by ov-assets migrate
 DO {_TAG}
 DECLARE
     d record;
@@ -75,17 +77,6 @@ BEGIN
 END {_TAG};
 {END_MARKER}
 """
-
-
-def latest_block(migration_texts: list[str]) -> str | None:
-    """The dictionary block of the last migration (in order) that holds one: what the database
-    ends with, since each block re-comments everything."""
-    for text in reversed(migration_texts):
-        start = text.find(BEGIN_MARKER)
-        if start >= 0:
-            end = text.index(END_MARKER, start) + len(END_MARKER)
-            return text[start:end] + "\n"
-    return None
 
 
 @dataclass(frozen=True)

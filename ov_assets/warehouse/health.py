@@ -130,7 +130,8 @@ def _migrations(conn: psycopg.Connection, conninfo: Mapping[str, Any], environme
         if unknown
         else ""
     )
-    return Health("postgres migrations", True, f"all {len(states) - len(unknown)} applied{newer}")
+    files = [s for s in states if migrations.is_versioned(s.version) and s.version not in unknown]
+    return Health("postgres migrations", True, f"all {len(files)} applied, data dictionary current{newer}")
 
 
 def _privileges(conn: psycopg.Connection, conninfo: Mapping[str, Any], environment: str) -> Health:

@@ -97,17 +97,19 @@ def server_version(conninfo: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def latest_migration(conninfo: Mapping[str, Any]) -> str:
-    """The last migration applied (``public.schema_migrations`` lives outside the dumped schema)."""
+    """The last migration file applied (``public.schema_migrations`` lives outside the dumped
+    schema); the dictionary step's row is not a file."""
     try:
         with psycopg.connect(**conninfo, autocommit=True) as conn:
-            return max(migrations.applied(conn), default="")
+            return max(filter(migrations.is_versioned, migrations.applied(conn)), default="")
     except psycopg.Error as exc:
         raise translate_pg_error(exc, target(conninfo)) from None
 
 
 def forget_later_migrations(conninfo: Mapping[str, Any], latest: str) -> list[str]:
     """After a restore: migrations applied since the backup are no longer in the schema; their
-    rows go, so that the next connection applies them again (``migrations.ensure_current``)."""
+    rows go, so that the next connection applies them again (``migrations.ensure_current``). The
+    dictionary step's row sorts after every file and goes too: its comments follow again."""
     try:
         with psycopg.connect(**conninfo, autocommit=True) as conn:
             if not migrations.applied(conn):
