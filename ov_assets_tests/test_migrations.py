@@ -211,13 +211,20 @@ def test_loader_with_a_changed_dictionary_is_told_to_migrate(pg_conninfo, login_
         migrations.ensure_current(conn)
 
 
-def test_the_dictionary_step_is_not_the_latest_migration(pg_conninfo):
-    """A backup records the last file applied; the step's row sorts after every file."""
+def test_a_restore_forgets_the_dictionary_step_only_when_its_comments_differ(pg_conninfo):
+    """A backup records the last file applied and the dictionary's checksum (the comments are in
+    the dump, the record is not); the step's row sorts after every file but is not one."""
     migrate(pg_conninfo)
-    assert pg_client.latest_migration(pg_conninfo) == migrations.available()[-1].version
-    assert pg_client.forget_later_migrations(pg_conninfo, migrations.available()[-1].version) == [migrations.DICTIONARY]
+    last = migrations.available()[-1].version
+    assert pg_client.latest_migration(pg_conninfo) == last
+    current = pg_client.dictionary_applied(pg_conninfo)
+    assert current == migrations.dictionary_checksum()
+    assert pg_client.forget_later_migrations(pg_conninfo, last, current) == []  # the same comments
+    assert pg_client.forget_later_migrations(pg_conninfo, last, "0" * 64) == [migrations.DICTIONARY]
     with psycopg.connect(**pg_conninfo, autocommit=True) as conn:
-        assert migrations.apply_all(conn) == [migrations.DICTIONARY]  # a restore re-applies the comments
+        assert migrations.apply_all(conn) == [migrations.DICTIONARY]  # the restored comments are replaced
+    before_last = migrations.available()[-2].version
+    assert pg_client.forget_later_migrations(pg_conninfo, before_last, current) == [last, migrations.DICTIONARY]
 
 
 def test_loader_with_pending_migrations_is_told_to_run_them(pg_conninfo, login_roles, tmp_path, monkeypatch):

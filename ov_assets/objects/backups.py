@@ -155,6 +155,7 @@ def backup_schema(
             "ov-pg-dump-version": dump_version,
             "ov-server-version": server,
             "ov-migration": pg_client.latest_migration(conninfo),
+            "ov-dictionary": pg_client.dictionary_applied(conninfo),  # its comments are in the dump
         }
         stamp = created.strftime("%Y%m%dT%H%M%SZ")
         for attempt in range(1, 100):  # two backups of one reason in one second: the second is _2
@@ -281,7 +282,9 @@ def restore_schema(
             conninfo,
         )
     forgotten = (
-        pg_client.forget_later_migrations(conninfo, (head.metadata or {}).get("ov-migration", ""))
+        pg_client.forget_later_migrations(
+            conninfo, (head.metadata or {}).get("ov-migration", ""), (head.metadata or {}).get("ov-dictionary", "")
+        )
         if "ov-migration" in (head.metadata or {})
         else []
     )

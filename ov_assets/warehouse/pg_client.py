@@ -106,20 +106,38 @@ def latest_migration(conninfo: Mapping[str, Any]) -> str:
         raise translate_pg_error(exc, target(conninfo)) from None
 
 
-def forget_later_migrations(conninfo: Mapping[str, Any], latest: str) -> list[str]:
-    """After a restore: migrations applied since the backup are no longer in the schema; their
-    rows go, so that the next connection applies them again (``migrations.ensure_current``). The
-    dictionary step's row sorts after every file and goes too: its comments follow again."""
+def dictionary_applied(conninfo: Mapping[str, Any]) -> str:
+    """The checksum of the data dictionary's comments last applied ("" when none): a backup
+    records it, since the comments are in the dump and the record is not."""
     try:
         with psycopg.connect(**conninfo, autocommit=True) as conn:
-            if not migrations.applied(conn):
-                return []
-            rows = conn.execute(
-                "DELETE FROM public.schema_migrations WHERE version > %s RETURNING version", (latest,)
-            ).fetchall()
+            return str(migrations.applied(conn).get(migrations.DICTIONARY, ("",))[0])
     except psycopg.Error as exc:
         raise translate_pg_error(exc, target(conninfo)) from None
-    return sorted(r[0] for r in rows)
+
+
+def forget_later_migrations(conninfo: Mapping[str, Any], latest: str, dictionary: str = "") -> list[str]:
+    """After a restore: migrations applied since the backup are no longer in the schema; their
+    rows go, so that the next connection applies them again (``migrations.ensure_current``). So
+    does the dictionary step's, unless the restored comments are the ones it records (nothing
+    forgotten and ``dictionary``, the backup's checksum, equal to it)."""
+    try:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            done = migrations.applied(conn)
+            if not done:
+                return []
+            rows = conn.execute(
+                "DELETE FROM public.schema_migrations WHERE version > %s AND version <> %s RETURNING version",
+                (latest, migrations.DICTIONARY),
+            ).fetchall()
+            forgotten = [r[0] for r in rows]
+            recorded = done.get(migrations.DICTIONARY)
+            if recorded is not None and (forgotten or recorded[0] != dictionary):
+                conn.execute("DELETE FROM public.schema_migrations WHERE version = %s", (migrations.DICTIONARY,))
+                forgotten.append(migrations.DICTIONARY)
+    except psycopg.Error as exc:
+        raise translate_pg_error(exc, target(conninfo)) from None
+    return sorted(forgotten)
 
 
 def check_pg_dump(tool: Path, conninfo: Mapping[str, Any]) -> tuple[str, str]:
