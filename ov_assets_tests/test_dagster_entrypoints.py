@@ -152,3 +152,16 @@ def test_demo_command_runs_and_is_idempotent(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert state() == before
     assert sorted(p.relative_to(data) for p in (data / "object_store").rglob("*") if p.is_file()) == stored
+
+
+def test_loading_the_definitions_prints_no_framework_warning() -> None:
+    """Every command, run and code server loads the definitions: Dagster's preview/beta warnings
+    about our own (deliberate) choices must not reach the operator's terminal."""
+    out = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import ov_assets.definitions"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    assert out.stderr.strip() == "", out.stderr
