@@ -31,10 +31,12 @@ def at(day: dt.date, hour: int, minute: int = 0, tz: dt.tzinfo = BOGOTA) -> dt.d
 def evaluate(schedule: dg.ScheduleDefinition, when: dt.datetime, **resources: object) -> list[dg.RunRequest]:
     from ov_assets.definitions import defs
 
-    context = dg.build_schedule_context(
+    # As the daemon does: the resources are set up for the evaluation and torn down after it
+    # (PostgresResource keeps connections only while set up), hence the context manager.
+    with dg.build_schedule_context(
         scheduled_execution_time=when, resources=resources or None, repository_def=defs.get_repository_def()
-    )
-    data = schedule.evaluate_tick(context)
+    ) as context:
+        data = schedule.evaluate_tick(context)
     return list(data.run_requests or [])
 
 
@@ -217,12 +219,12 @@ def test_reextraction_skips_when_everything_is_final(pg_conninfo18) -> None:
     postgres = postgres_resource(pg_conninfo18)
     from ov_assets.definitions import defs
 
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         scheduled_execution_time=at(MONDAY, 3),
         resources={"postgres": postgres},
         repository_def=defs.get_repository_def(),
-    )
-    data = S.pqr_reextraction_schedule.evaluate_tick(context)
+    ) as context:
+        data = S.pqr_reextraction_schedule.evaluate_tick(context)
     assert not data.run_requests and data.skip_message
 
 
