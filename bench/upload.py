@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
 import psycopg  # noqa: E402
+from dagster_aws.s3 import S3Resource  # noqa: E402
 
 from ov_assets.defs.resources import ObjectStoreResource  # noqa: E402
-from ov_assets.defs.resources.object_store import S3Settings  # noqa: E402
 from ov_assets.devkit.servers import free_port, start_embedded_pg18, stop_embedded, wait_for_port  # noqa: E402
 from ov_assets.objects.archive import PlannedObject, archive_objects  # noqa: E402
 from ov_assets.warehouse import migrations  # noqa: E402
@@ -145,7 +145,7 @@ class Bench:
             bucket=bucket,
             data_dir=str(self.work),
             max_workers=self.args.workers,
-            s3=S3Settings(
+            s3=S3Resource(
                 endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id="bench", aws_secret_access_key="bench"
             ),
         )

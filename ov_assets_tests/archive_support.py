@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import polars as pl
 import psycopg
+from dagster_aws.s3 import S3Resource
 
 from ov_assets.defs.resources import ObjectStoreResource
-from ov_assets.defs.resources.object_store import S3Settings
 from ov_assets.devkit import generator
 from ov_assets.landing.index import LandingIndex, partition_frame
 from ov_assets.warehouse import loading, migrations
@@ -25,7 +25,7 @@ TODAY = dt.date(2025, 10, 9)
 
 
 def store_resource(endpoint: str, bucket: str, data_dir: Path, **kw: Any) -> ObjectStoreResource:
-    s3 = S3Settings(
+    s3 = S3Resource(
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=kw.pop("key_id", "testing"),

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from dagster_aws.s3 import S3Resource
 
 from ov_assets.defs.assets import pqr_assets
 from ov_assets.defs.resources import (
@@ -18,7 +19,6 @@ from ov_assets.defs.resources import (
     PortalResource,
     PostgresResource,
 )
-from ov_assets.defs.resources.object_store import S3Settings
 
 DAY_A = dt.date(2025, 10, 8)
 DAY_B = dt.date(2025, 10, 9)
@@ -33,7 +33,7 @@ def make_resources(conninfo: dict[str, Any], data_dir: Path, bucket: str = "", e
         dbname=str(conninfo["dbname"]),
         data_dir=str(data_dir),
     )
-    s3 = S3Settings(endpoint_url=endpoint or None, region_name="us-east-1")
+    s3 = S3Resource(endpoint_url=endpoint or None, region_name="us-east-1")
     return {
         "landing": LandingResource(data_dir=str(data_dir)),
         "postgres": pg,

@@ -89,6 +89,8 @@ def pipeline_resources(
     **object_store: Any,
 ) -> dict[str, Any]:
     """The definitions' resources pointed at a test database and a bucket (or the local store)."""
+    from dagster_aws.s3 import S3Resource
+
     from ov_assets.defs.resources import (
         LandingResource,
         ObjectStoreResource,
@@ -96,7 +98,6 @@ def pipeline_resources(
         PortalResource,
         PostgresResource,
     )
-    from ov_assets.defs.resources.object_store import S3Settings
 
     return {
         "landing": LandingResource(data_dir=str(data_dir)),
@@ -111,7 +112,7 @@ def pipeline_resources(
         "object_store": ObjectStoreResource(
             bucket=bucket or "",
             data_dir=str(data_dir),
-            s3=S3Settings(endpoint_url=endpoint, region_name="us-east-1"),
+            s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
             **object_store,
         ),
         "frames_io_manager": PartitionedFrameIOManager(data_dir=str(data_dir)),

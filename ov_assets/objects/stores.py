@@ -1,4 +1,4 @@
-"""Object storage: an S3 bucket (``S3Settings``: dagster-aws's ``S3Resource`` fields) or, when no
+"""Object storage: an S3 bucket (dagster-aws's ``S3Resource`` settings) or, when no
 bucket is configured, a local folder laid out exactly like the bucket.
 
 Both stores answer the same small interface (``head``, ``put``, ``verified_sha256``,

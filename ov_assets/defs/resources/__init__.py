@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TypedDict
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from ov_assets import settings
 from ov_assets.defs.resources.frames import PartitionedFrameIOManager
 from ov_assets.defs.resources.landing import LandingResource
-from ov_assets.defs.resources.object_store import ObjectStoreResource, S3Settings
+from ov_assets.defs.resources.object_store import ObjectStoreResource
 from ov_assets.defs.resources.portal import PortalResource
 from ov_assets.defs.resources.postgres import PostgresResource
 
@@ -55,7 +56,7 @@ def resources_from_env(data_dir: str | None = None, replica_per_day: int | None 
             kms_key_id=settings.env_str("OV_S3_KMS_KEY_ID"),
             data_dir=data_dir,
             environment=env,
-            s3=S3Settings(
+            s3=S3Resource(
                 region_name=settings.env_str("AWS_REGION") or None,
                 endpoint_url=settings.env_str("AWS_ENDPOINT_URL") or None,
                 aws_access_key_id=secret("AWS_ACCESS_KEY_ID") or None,
@@ -87,7 +88,6 @@ __all__ = [
     "PartitionedFrameIOManager",
     "PortalResource",
     "PostgresResource",
-    "S3Settings",
     "dg",
     "resources_from_env",
 ]

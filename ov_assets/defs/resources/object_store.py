@@ -1,10 +1,10 @@
 """The object store as a Dagster resource: S3 when a bucket is configured, else the local
 store; the stores themselves live in ``ov_assets.objects.stores``.
 
-The S3 settings are dagster-aws's ``S3Resource`` fields (same names, same meaning), declared
-here: importing ``dagster_aws`` loads all its components (~0.6 s), which every process that
-loads the definitions paid, and its resource's client is never used (ours is built with our own
-botocore ``Config``). boto3 is imported when a store is opened, not when the definitions load.
+How to reach S3 is dagster-aws's ``S3Resource`` (credentials, region, endpoint, profile): the
+settings every Dagster user knows, configured from the environment; the client itself is built
+with our own botocore ``Config`` (pool size, retries, checksums). boto3 is imported when a store
+is opened, not when the definitions load.
 
 Inside a Dagster run the opened store is kept for the run: one client (with its connection
 pool) and one bucket confirmation for every step and check, not one per ``open()``.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from ov_assets.errors import ConfigurationError
@@ -25,19 +26,6 @@ from ov_assets.objects.stores import LocalObjectStore, ObjectStore
 
 if TYPE_CHECKING:  # botocore loads with the first S3 store
     from botocore.config import Config
-
-
-class S3Settings(dg.ConfigurableResource):
-    """How to reach S3: the fields of dagster-aws's ``S3Resource`` that ov-assets uses."""
-
-    region_name: str | None = Field(default=None, description="AWS_REGION")
-    endpoint_url: str | None = Field(default=None, description="AWS_ENDPOINT_URL (an S3-compatible store)")
-    profile_name: str | None = Field(default=None, description="a profile of the AWS config files")
-    aws_access_key_id: str | None = Field(default=None, description="AWS_ACCESS_KEY_ID")
-    aws_secret_access_key: str | None = Field(default=None, description="AWS_SECRET_ACCESS_KEY")
-    aws_session_token: str | None = Field(default=None, description="AWS_SESSION_TOKEN")
-    use_ssl: bool = Field(default=True, description="HTTPS to the endpoint")
-    verify: bool | None = Field(default=True, description="verify the endpoint's certificate")
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
@@ -49,7 +37,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
     kms_key_id: str = Field(default="", description="OV_S3_KMS_KEY_ID; empty: AES256")
     data_dir: str = Field(default="./data", description="OV_DATA_DIR")
     environment: str = Field(default="development", description="OV_ENV")
-    s3: S3Settings = Field(default_factory=S3Settings, description="credentials, AWS_REGION, AWS_ENDPOINT_URL")
+    s3: S3Resource = Field(default_factory=S3Resource, description="credentials, AWS_REGION, AWS_ENDPOINT_URL")
     max_workers: int = Field(default=16, description="parallel uploads; the HTTP pool is sized to match")
     max_attempts: int = Field(
         default=8,
