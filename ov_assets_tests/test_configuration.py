@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "ov_assets"
 SETTINGS = PACKAGE / "settings.py"
@@ -134,3 +136,20 @@ def test_a_computed_variable_name_is_refused() -> None:
         raise AssertionError("a computed name must be refused")
     passed_on = "def env_int(name, default):\n    return env_str(name)\n"
     assert variables_read(ast.parse(passed_on), "settings.py") == set()
+
+
+def test_every_command_is_in_the_readme_list(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's "Operator commands" line names every ``ov-assets`` subcommand (commands are
+    modules that register themselves, so nothing else reminds the writer)."""
+    from ov_assets import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    usage = re.search(r"\{([a-z0-9,-]+)\}", capsys.readouterr().out)
+    assert usage is not None
+    registered = set(usage.group(1).split(","))
+    assert {"migrate", "doctor", "backfill"} <= registered
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    line = next(p for p in readme.split("\n- ") if p.startswith("**Operator commands**"))
+    listed = set(re.findall(r"`([a-z][a-z0-9-]*)[ `]", line))
+    assert registered <= listed, sorted(registered - listed)
