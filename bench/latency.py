@@ -110,6 +110,74 @@ def wait_for(
     raise TimeoutError(f"{len(radicados)} PQRs not in PostgreSQL and the store after {timeout}s")
 
 
+STAGES = (
+    ("tick", "drop -> the sensor tick that requested it starts"),
+    ("evaluated", "tick start -> run created (sensor evaluation)"),
+    ("dequeued", "run created -> RUN_DEQUEUED (run queue)"),
+    ("started", "RUN_DEQUEUED -> RUN_START (run worker process, definitions import)"),
+    ("steps", "RUN_START -> RUN_SUCCESS (the run's steps)"),
+    ("seen", "RUN_SUCCESS -> seen by this script (its 0.25 s poll)"),
+)
+
+
+def breakdown(home: Path, drops: list[tuple[str, float, float]]) -> list[dict[str, float]]:
+    """Per drop (partition key, drop time, arrival time; epoch seconds): the seconds of each
+    stage of ``STAGES``, from the instance's sensor ticks and the run's event log. Also prints
+    the event timeline of the last drop's run (seconds after the drop)."""
+    import dagster as dg
+    from dagster._core.events import DagsterEventType as E
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        ticks = []
+        for state in instance.all_instigator_state():
+            if state.name == "landing_sensor":
+                ticks += instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1000)
+        out = []
+        for key, dropped, seen in drops:
+            runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": key}))
+            if not runs:
+                continue
+            record = min(runs, key=lambda r: r.create_timestamp.timestamp())
+            run_id = record.dagster_run.run_id
+            at = {}
+            timeline = []
+            for entry in instance.all_logs(run_id):
+                if entry.dagster_event is not None:
+                    at.setdefault(entry.dagster_event.event_type, entry.timestamp)
+                    kind = entry.dagster_event.event_type.name
+                    if kind.startswith(("RUN_", "STEP_START", "STEP_SUCCESS")):
+                        timeline.append(
+                            f"{kind}{' ' + (entry.step_key or '') if entry.step_key else ''} "
+                            f"+{entry.timestamp - dropped:.1f}"
+                        )
+            tick = next((t.timestamp for t in ticks if run_id in t.run_ids), record.create_timestamp.timestamp())
+            created = record.create_timestamp.timestamp()
+            out.append(
+                {
+                    "tick": tick - dropped,
+                    "evaluated": created - tick,
+                    "dequeued": at.get(E.RUN_DEQUEUED, created) - created,
+                    "started": at[E.RUN_START] - at.get(E.RUN_DEQUEUED, created),
+                    "steps": at[E.RUN_SUCCESS] - at[E.RUN_START],
+                    "seen": seen - at[E.RUN_SUCCESS],
+                }
+            )
+        if drops and timeline:
+            print(
+                f"last drop, tick +{tick - dropped:.1f}, then: " + "; ".join(timeline) + f"; seen +{seen - dropped:.1f}"
+            )
+    return out
+
+
+def print_breakdown(rows: list[dict[str, float]]) -> None:
+    if not rows:
+        return
+    print(f"{'stage':<10} {'p50 s':>6} {'max s':>6}  what")
+    for name, what in STAGES:
+        values = [r[name] for r in rows]
+        print(f"{name:<10} {statistics.median(values):6.1f} {max(values):6.1f}  {what}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drops", type=int, default=5)
@@ -119,6 +187,8 @@ def main() -> int:
     args = parser.parse_args()
     pg = start_embedded_pg18()
     latencies = []
+    stamps: list[tuple[str, float, float]] = []
+    rows: list[dict[str, float]] = []
     try:
         dbname = pg.create_database("ov_bench")
         conninfo = pg.conninfo(dbname)
@@ -128,13 +198,18 @@ def main() -> int:
             with pipeline_under_daemon(conninfo, Path(tmp), log_path=log) as (data_dir, _url):
                 print(f"dagster dev up in {time.monotonic() - t0:.1f}s", flush=True)
                 for i in range(args.drops):
+                    dropped = time.time()
                     radicados, files = drop(data_dir, days_back=i, n=args.per_drop)
                     latency = wait_for(conninfo, data_dir, radicados, files, args.timeout)
                     latencies.append(latency)
+                    key = f"{today_bogota() - dt.timedelta(days=i)}|afinia"
+                    stamps.append((key, dropped, dropped + latency))
                     print(f"drop {i + 1}: {len(radicados)} PQRs, {files} files -> {latency:.1f}s", flush=True)
                     time.sleep(args.pause)
+                rows = breakdown(Path(tmp) / "dagster_home", stamps)
     finally:
         stop_embedded(pg)
+    print_breakdown(rows)
     print(
         json.dumps({"latency_s_p50": round(statistics.median(latencies), 1), "latency_s_max": round(max(latencies), 1)})
     )

@@ -63,3 +63,21 @@ def test_production_instance_yaml_materializes_a_partition(pg_server, pg_conninf
             assert rows == len(gen.radicados)
     finally:
         pg_server.drop_database(dagster_db)
+
+
+def test_run_queue_drains_every_second_and_keeps_the_partition_limits(tmp_path: Path) -> None:
+    """The landing sensor's latency (issue 20): a queued run waits at most ~1 s for the queue
+    daemon (Dagster's default is 5 s), and the per-partition tag limits still hold."""
+    import yaml
+
+    config = yaml.safe_load(DEPLOY_YAML.read_text())
+    overrides = {k: config[k] for k in ("run_coordinator", "concurrency")}
+    with dg.DagsterInstance.local_temp(str(tmp_path), overrides=overrides) as instance:
+        coordinator = instance.run_coordinator
+        assert type(coordinator).__name__ == "QueuedRunCoordinator"
+        assert coordinator.dequeue_interval_seconds == 1
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None
+        limits = {limit["key"]: limit for limit in queue.tag_concurrency_limits}
+    for key in ("dagster/partition", "ov/partition"):
+        assert limits[key]["limit"] == 1 and limits[key]["value"] == {"applyLimitPerUniqueValue": True}

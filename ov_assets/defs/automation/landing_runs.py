@@ -35,7 +35,10 @@ from ov_assets.core.contract import BOGOTA, EMPRESAS, FIRST_DAY
 from ov_assets.errors import OperatorError
 from ov_assets.landing.index import LandingIndex
 
-STABLE_SECONDS = 5
+# Our writers (the scraper, the import of old files) give a file its name only when it is
+# complete (create-exclusive link), so the cutoff guards only hand copies; a copy that stalls
+# longer is indexed again when it changes (new size/mtime: a new version and a new run).
+STABLE_SECONDS = 2
 WINDOW = dt.timedelta(minutes=15)
 CURSOR_VERSION = 1
 
