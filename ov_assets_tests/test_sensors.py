@@ -15,7 +15,7 @@ import dagster as dg
 
 from ov_assets.core.contract import today_bogota
 from ov_assets.core.file_names import landing_dir
-from ov_assets.defs.automation.landing_runs import SINCE_SQL, WINDOW, plan_landing_runs
+from ov_assets.defs.automation.landing_runs import RELIST, SINCE_SQL, WINDOW, plan_landing_runs
 from ov_assets.defs.automation.sensors import landing_sensor
 from ov_assets.defs.resources import LandingResource
 from ov_assets.devkit.generator import write_day
@@ -185,3 +185,46 @@ def test_file_written_three_seconds_ago_is_dispatched_on_the_next_tick(data_dir:
     assert list(requests(first)) == [f"{day}|afinia"]
     _age(fresh, 3)
     assert list(requests(tick(data_dir, first.cursor))) == [f"{day}|aire"]
+
+
+def test_idle_tick_lists_no_folder_until_one_changes(data_dir: Path) -> None:
+    """A tick every few seconds stays cheap: an unchanged folder is not listed again (a stat,
+    not a stat per file), a changed one is, and every folder is listed again after RELIST."""
+    files = write_day(data_dir, "afinia", days_ago(3), n=3).files + write_day(data_dir, "aire", days_ago(3), n=3).files
+    folders = [landing_dir(data_dir, e) for e in ("afinia", "aire")]
+    _age(files + folders)
+    index = LandingIndex(data_dir)
+    first = plan_landing_runs(index, None)
+    assert first.listed == ["afinia", "aire"] and len(first.runs) == 2
+    idle = plan_landing_runs(index, first.cursor)
+    assert idle.listed == [] and not idle.runs
+    new = write_day(data_dir, "afinia", days_ago(1), n=2).files
+    _age(new)
+    changed = plan_landing_runs(index, idle.cursor)
+    assert changed.listed == ["afinia"] and list(changed.runs) == [f"{days_ago(1)}|afinia"]
+    _age(folders[:1])
+    settled = plan_landing_runs(index, changed.cursor)  # the last listing could not vouch for it
+    assert settled.listed == ["afinia"] and not settled.runs
+    assert plan_landing_runs(index, settled.cursor).listed == []
+    later = dt.datetime.now(dt.UTC) + RELIST + dt.timedelta(seconds=1)
+    assert plan_landing_runs(index, settled.cursor, now=later).listed == ["afinia", "aire"]
+
+
+def test_growing_file_keeps_its_folder_listed_although_the_folder_is_unchanged(data_dir: Path) -> None:
+    """Appending to a file leaves its folder's time alone: a listing that left a file for later
+    does not let the next tick skip the folder."""
+    day = days_ago(2)
+    folder = landing_dir(data_dir, "aire")
+    folder.mkdir(parents=True)
+    path = folder / f"RE123_data_{day:%Y%m%d}_101010.json"
+    record = {"numero_radicado": "R1", "fecha": f"{day:%Y/%m/%d} 09:00", "estado_solicitud": "Radicado"}
+    path.write_text(json.dumps(record)[:20])
+    _age([folder])
+    index = LandingIndex(data_dir)
+    first = plan_landing_runs(index, None)
+    assert "aire" in first.listed and not first.runs
+    with path.open("a") as f:
+        f.write(json.dumps(record)[20:])
+    _age([path, folder])
+    second = plan_landing_runs(index, first.cursor)
+    assert "aire" in second.listed and list(second.runs) == [f"{day}|aire"]

@@ -47,14 +47,23 @@ class RefreshResult:
     """What a refresh found: files listed, new and changed files (``IndexedFile`` lists, read
     from the index when first asked for: a refresh keeps only their names and partitions, not a
     million rows no caller may look at), files removed, and files ``opened`` (read: new,
-    changed or evaluated again), which is the cost the index exists to keep small."""
+    changed or evaluated again), which is the cost the index exists to keep small, and files
+    ``unstable`` (modified after ``stable_before_ns``: not indexed yet)."""
 
     def __init__(
-        self, scanned: int, store: IndexStore, empresa: str, found: list[pl.DataFrame], removed: int, opened: int = 0
+        self,
+        scanned: int,
+        store: IndexStore,
+        empresa: str,
+        found: list[pl.DataFrame],
+        removed: int,
+        opened: int = 0,
+        unstable: int = 0,
     ) -> None:
         self.scanned = scanned
         self.removed = removed
         self.opened = opened
+        self.unstable = unstable  # new or changed files left for later: modified after the cutoff
         self._store = store
         self._empresa = empresa
         self._found = found  # frames of (name, partition_date, _changed)
@@ -130,6 +139,7 @@ class LandingIndex:
         scanned = 0
         unseen = set(known)  # at the end of the listing: the files removed
         todo: list[str] = []
+        unstable = 0
         if os.path.isdir(folder):
             with os.scandir(folder) as entries:
                 # Every entry: links, folders and names that are not ours are reported (as
@@ -147,6 +157,7 @@ class LandingIndex:
                     if indexed == (st.st_size, st.st_mtime_ns) and name not in again:
                         continue
                     if stable_before_ns is not None and st.st_mtime_ns > stable_before_ns:
+                        unstable += 1
                         continue
                     todo.append(real)
         if known and not scanned:
@@ -190,7 +201,7 @@ class LandingIndex:
             self.frames.keep(
                 empresa, frames, now_generation if complete and now_generation == generation + writes else None
             )
-        return RefreshResult(scanned, self.store, empresa, found, len(removed), files_opened)
+        return RefreshResult(scanned, self.store, empresa, found, len(removed), files_opened, unstable)
 
     def _examine(self, empresa: str, name: str, today: dt.date) -> RecordItem | None:
         """``examine_file`` in the empresa's folder (a partition frame's file without a stored outcome)."""

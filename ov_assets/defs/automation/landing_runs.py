@@ -17,9 +17,14 @@ dispatched:
 - one run request per partition, ``run_key = "{partition}:{digest}"`` with the digest of its
   new versions (names, sizes, mtimes): a later batch for the same partition gets a new key.
 
-Cost per tick: one directory listing per empresa, the new files opened once, and one indexed
-query; never a rescan of the folder's contents. The cursor holds only the identities of the
-versions indexed within the last ``WINDOW``.
+Cost per tick: the new files opened once and one indexed query; never a rescan of the folder's
+contents. A folder's listing (a stat per file: ~0.3 s for 20,000 files) is skipped while the
+folder is unchanged since the last listing (same device, inode and modification time: a file
+created, renamed in or removed changes it) and that listing left no growing file behind; a file
+rewritten in place under its name leaves the folder's time alone, so a folder is listed at least
+every ``RELIST`` anyway. An idle tick therefore costs a stat per empresa, whatever the folder
+holds. The cursor holds only the identities of the versions indexed within the last ``WINDOW``
+and the folders' states.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import sqlite3
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -40,6 +47,10 @@ from ov_assets.landing.index import LandingIndex
 # longer is indexed again when it changes (new size/mtime: a new version and a new run).
 STABLE_SECONDS = 2
 WINDOW = dt.timedelta(minutes=15)
+RELIST = dt.timedelta(seconds=60)
+# A folder's time is taken as a state only once it is this old: a file created in the same tick
+# of the file system's coarse clock as the last change would leave the time as it was.
+SETTLED_NS = 1_000_000_000
 CURSOR_VERSION = 1
 
 
@@ -162,6 +173,7 @@ class LandingPlan:
     unroutable: int = 0  # PDFs/attachments whose record is not indexed yet
     out_of_range: list[str] = field(default_factory=list)  # partitions that do not exist
     failed: dict[str, str] = field(default_factory=dict)  # empresa -> why its folder could not be indexed
+    listed: list[str] = field(default_factory=list)  # empresas whose folder this tick listed
 
 
 def describe_refresh_error(exc: Exception) -> str:
@@ -186,6 +198,57 @@ def _load_cursor(raw: str | None) -> tuple[str | None, dict[str, list[str]]]:
         return None, {}
 
 
+def _folder_state(folder: str) -> list[int] | None:
+    """(device, inode, modification time) of a folder settled for ``SETTLED_NS``; None if it is
+    missing or changed too recently to vouch for what a listing now sees."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    if st.st_mtime_ns > time.time_ns() - SETTLED_NS:
+        return None
+    return [st.st_dev, st.st_ino, st.st_mtime_ns]
+
+
+def _load_folders(raw: str | None) -> dict[str, dict[str, object]]:
+    try:
+        folders = json.loads(raw).get("folders", {}) if raw else {}
+    except (ValueError, AttributeError):
+        return {}
+    return folders if isinstance(folders, dict) else {}
+
+
+def _refresh(
+    index: LandingIndex,
+    empresa: str,
+    today: dt.date,
+    stable_before_ns: int,
+    tick_start: dt.datetime,
+    last: object,
+    plan: LandingPlan,
+) -> dict[str, object] | None:
+    """List and index the empresa's folder unless it is unchanged since the last listing (see
+    the module); returns the folder's state to keep in the cursor, None to list it next tick."""
+    folder = str(index.folder(empresa))
+    state = _folder_state(folder)
+    if state is not None and isinstance(last, dict) and last.get("state") == state:
+        try:
+            listed = dt.datetime.fromisoformat(str(last.get("listed")))
+        except ValueError:
+            listed = None
+        if listed is not None and listed.tzinfo is not None and tick_start - listed < RELIST:
+            return last
+    plan.listed.append(empresa)
+    try:
+        result = index.refresh(empresa, today, stable_before_ns=stable_before_ns)
+    except Exception as exc:  # noqa: BLE001 - one empresa's folder never stops the other's runs
+        plan.failed[empresa] = describe_refresh_error(exc)
+        return None
+    if state is None or result.unstable:
+        return None  # a growing file: list again next tick
+    return {"state": state, "listed": tick_start.isoformat()}
+
+
 def plan_landing_runs(
     index: LandingIndex, cursor: str | None, now: dt.datetime | None = None, empresas: tuple[str, ...] = EMPRESAS
 ) -> LandingPlan:
@@ -195,11 +258,12 @@ def plan_landing_runs(
     stable_before_ns = int((tick_start.timestamp() - STABLE_SECONDS) * 1e9)
     today = tick_start.astimezone(BOGOTA).date()
     plan = LandingPlan()
+    last_folders = _load_folders(cursor)
+    folders: dict[str, dict[str, object]] = {}
     for empresa in empresas:
-        try:
-            index.refresh(empresa, today, stable_before_ns=stable_before_ns)
-        except Exception as exc:  # noqa: BLE001 - one empresa's folder never stops the other's runs
-            plan.failed[empresa] = describe_refresh_error(exc)
+        kept = _refresh(index, empresa, today, stable_before_ns, tick_start, last_folders.get(empresa), plan)
+        if kept is not None:
+            folders[empresa] = kept
 
     since, sent_by_time = _load_cursor(cursor)
     lower = ((dt.datetime.fromisoformat(since) if since else tick_start) - WINDOW).isoformat()
@@ -233,6 +297,7 @@ def plan_landing_runs(
     for v in dispatched:
         new_sent.setdefault(v.indexed_at, []).append(v.identity)
     plan.cursor = json.dumps(
-        {"v": CURSOR_VERSION, "since": tick_start.isoformat(), "sent": new_sent}, separators=(",", ":")
+        {"v": CURSOR_VERSION, "since": tick_start.isoformat(), "sent": new_sent, "folders": folders},
+        separators=(",", ":"),
     )
     return plan
