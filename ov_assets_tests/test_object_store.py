@@ -176,3 +176,37 @@ def test_local_store_is_owner_only(tmp_path):
         modes = {str(p.relative_to(data_dir)): oct(p.stat().st_mode & 0o777) for p in written}
         assert modes == {k: oct(0o700 if (data_dir / k).is_dir() else 0o600) for k in modes}
     assert store.head("Central/RE1/a.pdf").metadata == {"empresa": "afinia", "sha256": sha}
+
+
+def test_local_store_keys_stay_inside_the_store(tmp_path):
+    """Keys are checked by name (``..``, absolute, empty parts) and, where the disk is touched,
+    for a link inside the store that leads out of it: nothing is read or written outside."""
+    root = tmp_path / "store"
+    root.mkdir()
+    store = LocalObjectStore(root)
+    path, sha = _file(tmp_path, "a.pdf", b"abc")
+    for key in ("../a.pdf", "/abs/a.pdf", "x//a.pdf", "x/./a.pdf", "x/../../a.pdf", ""):
+        with pytest.raises(ValueError, match="escapes the store"):
+            store.url(key)
+        with pytest.raises(ValueError, match="escapes the store"):
+            store.put(key, path, sha, "application/pdf", {})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, root / "linked")
+    with pytest.raises(ValueError, match="escapes the store"):
+        store.put("linked/a.pdf", path, sha, "application/pdf", {})
+    with pytest.raises(ValueError, match="escapes the store"):
+        store.head("linked/a.pdf")
+    assert list(outside.iterdir()) == []
+    store.put("x/a.pdf", path, sha, "application/pdf", {"empresa": "afinia"})
+    assert store.url("x/a.pdf") == (root.resolve() / "x" / "a.pdf").as_uri()
+    head = store.head("x/a.pdf")
+    assert head is not None and head.sha256 == sha and head.metadata["empresa"] == "afinia"
+    assert (tmp_path / "store.meta" / "x" / "a.pdf.json").is_file()
+    # a link to outside as the object's own name is refused
+    (root / "y").mkdir()
+    store.put("y/b.pdf", path, sha, "application/pdf", {})
+    os.symlink(outside / "a.pdf", root / "y" / "c.pdf")
+    with pytest.raises(ValueError, match="escapes the store"):
+        store.head("y/c.pdf")
+    assert store.url("x/ñ a.pdf") == (root.resolve() / "x" / "ñ a.pdf").as_uri()

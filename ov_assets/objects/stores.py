@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
+from urllib.parse import quote_from_bytes
 
 from ov_assets.fs import open_landing, private_dir
 
@@ -129,18 +130,45 @@ class LocalObjectStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.meta_root = root.with_name(root.name + ".meta")
+        # Resolved once: resolving the root and every key's whole path on each call cost ~9
+        # walks of lstat per object (half of a history load's object step, issue 20).
+        self._root = root.resolve()
+        self._root_uri = self._root.as_uri()
+        self._inside: set[Path] = set()  # folders found (on the disk) to lead nowhere outside
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        """A key is relative and normalized, so by its name it cannot leave the store."""
+        if not key or key.startswith("/") or "\0" in key or any(p in ("", ".", "..") for p in key.split("/")):
+            raise ValueError(f"object key escapes the store: {key!r}")
+
+    def _named(self, key: str) -> Path:
+        """Where ``key`` lives, from its name alone (no file system access)."""
+        self._check_key(key)
+        return self._root / key
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+        """``_named``, and no link on the way leads out of the store (checked on the disk: each
+        folder once per store object, i.e. per run; the object's own name each time)."""
+        path = self._named(key)
+        parent = path.parent
+        if parent not in self._inside:
+            real = parent.resolve()
+            if real != self._root and self._root not in real.parents:
+                raise ValueError(f"object key escapes the store: {key!r}")
+            self._inside.add(parent)
+        if path.is_symlink() and self._root not in path.resolve().parents:
             raise ValueError(f"object key escapes the store: {key!r}")
         return path
 
     def url(self, key: str) -> str:
-        return self._path(key).as_uri()
+        """``file://`` URL of the key (as ``Path.as_uri`` quotes it), from its name alone."""
+        self._check_key(key)
+        return f"{self._root_uri}/{quote_from_bytes(os.fsencode(key))}"
 
     def _meta_path(self, key: str) -> Path:
-        return self.meta_root / f"{self._path(key).relative_to(self.root.resolve())}.json"
+        self._check_key(key)
+        return self.meta_root / f"{key}.json"
 
     def head(self, key: str) -> StoredObject | None:
         path = self._path(key)
