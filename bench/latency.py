@@ -5,8 +5,9 @@ with a temporary DAGSTER_HOME (run queue of deploy/dagster.yaml), OV_DATA_DIR an
 object store; the landing sensor is on by default. Then, ``--drops`` times: writes a few new
 PQRs (JSON + PDF + attachments) for today into the landing folder and measures the time until
 every one of them has its row in PostgreSQL and all its objects registered ``uploaded`` and
-present in the store. Prints, last, one JSON line
-``{"latency_s_p50": ..., "latency_s_max": ...}``. Goal: <= 60 s.
+present in the store. Then prints where the seconds went (``STAGES``, from the sensor's ticks
+and each run's event log; the last drop's run event by event) and, last, one JSON line
+``{"latency_s_p50": ..., "latency_s_max": ...}``. Goal: <= 60 s (issue 7), p50 <= 8 s (issue 20).
 
     .venv/bin/python bench/latency.py --drops 5 --per-drop 3
 """
@@ -111,12 +112,11 @@ def wait_for(
 
 
 STAGES = (
-    ("tick", "drop -> the sensor tick that requested it starts"),
-    ("evaluated", "tick start -> run created (sensor evaluation)"),
-    ("dequeued", "run created -> RUN_DEQUEUED (run queue)"),
-    ("started", "RUN_DEQUEUED -> RUN_START (run worker process, definitions import)"),
-    ("steps", "RUN_START -> RUN_SUCCESS (the run's steps)"),
-    ("seen", "RUN_SUCCESS -> seen by this script (its 0.25 s poll)"),
+    ("tick", "drop -> start of the sensor tick that requested its run (file rest + daemon loop)"),
+    ("submitted", "tick start -> RUN_ENQUEUED (sensor evaluation, run created)"),
+    ("queued", "RUN_ENQUEUED -> RUN_STARTING (run queue daemon)"),
+    ("worker", "RUN_STARTING -> RUN_START (run worker process: Python, Dagster, definitions)"),
+    ("steps", "RUN_START -> rows and objects seen by this script (0.25 s poll)"),
 )
 
 
@@ -151,20 +151,26 @@ def breakdown(home: Path, drops: list[tuple[str, float, float]]) -> list[dict[st
                             f"+{entry.timestamp - dropped:.1f}"
                         )
             tick = next((t.timestamp for t in ticks if run_id in t.run_ids), record.create_timestamp.timestamp())
-            created = record.create_timestamp.timestamp()
             out.append(
                 {
                     "tick": tick - dropped,
-                    "evaluated": created - tick,
-                    "dequeued": at.get(E.RUN_DEQUEUED, created) - created,
-                    "started": at[E.RUN_START] - at.get(E.RUN_DEQUEUED, created),
-                    "steps": at[E.RUN_SUCCESS] - at[E.RUN_START],
-                    "seen": seen - at[E.RUN_SUCCESS],
+                    "submitted": at[E.RUN_ENQUEUED] - tick,
+                    "queued": at[E.RUN_STARTING] - at[E.RUN_ENQUEUED],
+                    "worker": at[E.RUN_START] - at[E.RUN_STARTING],
+                    "steps": seen - at[E.RUN_START],
                 }
             )
         if drops and timeline:
             print(
-                f"last drop, tick +{tick - dropped:.1f}, then: " + "; ".join(timeline) + f"; seen +{seen - dropped:.1f}"
+                "last drop: sensor ticks at "
+                + ", ".join(
+                    f"{t.timestamp - dropped:+.1f}"
+                    for t in sorted(ticks, key=lambda t: t.timestamp)
+                    if -10 < t.timestamp - dropped <= tick - dropped
+                )
+                + f" (this run's: {tick - dropped:+.1f}); then "
+                + "; ".join(timeline)
+                + f"; seen +{seen - dropped:.1f}"
             )
     return out
 

@@ -43,9 +43,11 @@ from ov_assets.errors import OperatorError
 from ov_assets.landing.index import LandingIndex
 
 # Our writers (the scraper, the import of old files) give a file its name only when it is
-# complete (create-exclusive link), so the cutoff guards only hand copies; a copy that stalls
-# longer is indexed again when it changes (new size/mtime: a new version and a new run).
-STABLE_SECONDS = 2
+# complete (create-exclusive link), so the cutoff guards only hand copies: a file being copied
+# has a modification time of now; a copy that stalls longer is indexed again when it changes
+# (new size/mtime: a new version and a new run). Every second of it is latency: a file younger
+# than this at a tick waits for the next one, 5 s later (issue 20: p50 <= 8 s).
+STABLE_SECONDS = 1
 WINDOW = dt.timedelta(minutes=15)
 RELIST = dt.timedelta(seconds=60)
 # A folder's time is taken as a state only once it is this old: a file created in the same tick
