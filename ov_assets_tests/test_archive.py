@@ -186,3 +186,32 @@ def test_local_store_registry_says_local(env):
     assert {r["s3_bucket"] for r in reg.values()} == {"local"}
     assert all(r["s3_url"].startswith("file://") for r in reg.values())
     assert all((data_dir / "object_store" / o.key).read_bytes() == o.path.read_bytes() for o in objects)
+
+
+def test_outcomes_recorded_in_one_statement_per_key_round_apply_in_order(env):
+    """Outcomes are written set-based; two for one key apply one after the other, as before
+    (an error counted, then the upload), and an outcome about other bytes changes nothing."""
+    data_dir, conninfo = env
+    frame = prepare(data_dir, conninfo, n=3)
+    from ov_assets.defs.resources import ObjectStoreResource
+
+    store = ObjectStoreResource(data_dir=str(data_dir)).open()
+    objects = plan_objects(frame, data_dir, "default", "oficina-virtual")
+    a, b, c = objects[:3]
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        archive.register_pending(conn, store, [a, b, c])
+        archive.record_outcomes(
+            conn,
+            store,
+            [
+                archive.Outcome(a.key, "error", "bot", "boom", a.sha256),
+                archive.Outcome(b.key, "uploaded", "bot", None, b.sha256, size=b.size),
+                archive.Outcome(a.key, "uploaded", "bot", None, a.sha256),
+                archive.Outcome(c.key, "uploaded", "bot", None, "f" * 64),  # not the row's bytes
+            ],
+        )
+    reg = registry(conninfo)
+    assert (reg[a.key]["upload_status"], reg[a.key]["attempts"], reg[a.key]["last_error"]) == ("uploaded", 2, None)
+    assert reg[a.key]["uploaded_at"] is not None
+    assert (reg[b.key]["upload_status"], reg[b.key]["attempts"], reg[b.key]["file_size"]) == ("uploaded", 1, b.size)
+    assert (reg[c.key]["upload_status"], reg[c.key]["attempts"], reg[c.key]["file_hash"]) == ("pending", 0, c.sha256)

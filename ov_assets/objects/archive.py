@@ -280,31 +280,39 @@ def register_pending(conn: psycopg.Connection, store: ObjectStore, todo: list[Pl
 def record_outcomes(conn: psycopg.Connection, store: ObjectStore, outcomes: list[Outcome]) -> None:
     """Write each outcome to its row only while the row still describes the outcome's bytes
     (``file_hash``) and is open: another run may have registered other bytes under the key
-    meanwhile, or finished it, and then this outcome is not about that row."""
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            f"""UPDATE {SCHEMA}.s3_files_registry SET upload_status = %s, upload_source = %s,
-                    last_error = %s, updated_at = now(), file_hash = %s, file_size = COALESCE(%s, file_size),
-                    attempts = attempts + CASE WHEN %s = 'pending' THEN 0 ELSE 1 END,
-                    uploaded_at = CASE WHEN %s = 'uploaded' THEN now() ELSE uploaded_at END
-                WHERE s3_bucket = %s AND s3_key = %s AND file_hash = %s
-                  AND upload_status NOT IN ('uploaded', 'pre_existing')""",
-            [
+    meanwhile, or finished it, and then this outcome is not about that row. One statement per
+    round of distinct keys (one UPDATE changes a row once; a key's outcomes apply in order):
+    a day's ~27,000 rows took ~1.5 s as one statement each."""
+    rounds: list[list[Outcome]] = []
+    seen: dict[str, int] = {}
+    for r in outcomes:
+        n = seen[r.key] = seen.get(r.key, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(r)
+    with conn.transaction():
+        for batch in rounds:
+            conn.execute(
+                f"""UPDATE {SCHEMA}.s3_files_registry r SET upload_status = v.status, upload_source = v.source,
+                        last_error = v.error, updated_at = now(), file_hash = v.sha256,
+                        file_size = COALESCE(v.size::bigint, r.file_size),
+                        attempts = r.attempts + CASE WHEN v.status = 'pending' THEN 0 ELSE 1 END,
+                        uploaded_at = CASE WHEN v.status = 'uploaded' THEN now() ELSE r.uploaded_at END
+                    FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])
+                        AS v(status, source, error, sha256, size, s3_key, guard)
+                    WHERE r.s3_bucket = %s AND r.s3_key = v.s3_key AND r.file_hash = v.guard
+                      AND r.upload_status NOT IN ('uploaded', 'pre_existing')""",
                 (
-                    r.status,
-                    r.source,
-                    r.error,
-                    r.sha256,
-                    r.size,
-                    r.status,
-                    r.status,
+                    [r.status for r in batch],
+                    [r.source for r in batch],
+                    [r.error for r in batch],
+                    [r.sha256 for r in batch],
+                    [None if r.size is None else str(r.size) for r in batch],
+                    [r.key for r in batch],
+                    [r.guard or r.sha256 for r in batch],
                     store.bucket,
-                    r.key,
-                    r.guard or r.sha256,
-                )
-                for r in outcomes
-            ],
-        )
+                ),
+            )
 
 
 def archive_objects(
