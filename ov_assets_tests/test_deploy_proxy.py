@@ -44,7 +44,7 @@ ARGS = [
     "--no-first-run",
 ]
 USER = "analista"
-ASSETS = ("raw_pqr_files", "pqr_records", "pqr_table", "pqr_s3_objects")
+ASSETS = ("raw_pqr_files", "pqr_records", "pqr_table", "pqr_s3_objects", "pqr_quality_daily")  # the partitioned ones
 
 
 def _nginx() -> str:

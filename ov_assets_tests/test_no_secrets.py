@@ -30,6 +30,7 @@ KNOWN_FAKES = {
     "86604cba7f7b8b082a38c8a09edc7dc5d1a24821": "portal/replica: the name of the portal's password input",
     "98e47efa44372d23865248d9e437c89820a0b96f": "test_portal_check: the replica portal's test password",
     "565ea9bfed5323e71ddeebb173b60d1c26777b37": "test_doctor: the replica portal's test password",
+    "25ab86bed149ca6ca9c1c0d5db7c9a91388ddeab": "test_backups: a password kept off pg_dump's command line",
     "bd9f4911cea34d37916956019386afed6e37d497": "test_pg_errors: a password that must not reach messages",
     "dc724af18fbdd4e59189f5fe768a5f8311527050": "conftest: moto's dummy AWS secret 'testing'",
     "e5c89c529dccb9b42716f4d9118d61079c883d9e": "bench/scrape: the replica portal's bench password",
