@@ -123,6 +123,13 @@ def pg_conninfo18(pg_server: PgServer) -> Iterator[dict[str, Any]]:
     yield from _fresh_database(pg_server)
 
 
+@pytest.fixture
+def pg_conninfo15(pg15_server: PgServer) -> Iterator[dict[str, Any]]:
+    """A fresh database on Debian's PostgreSQL 15 only (an older server than the embedded
+    client programs); dropped after the test. Skipped, like every pg15 case, when not configured."""
+    yield from _fresh_database(pg15_server)
+
+
 # ------------------------------------------------------------------------------------------
 # S3 (moto)
 
