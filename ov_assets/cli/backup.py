@@ -48,7 +48,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
             found = list_backups(store, res.object_store.base_path)
             for b in found:
                 print(f"{b.key}  {b.size} bytes  taken {b.taken}  reason {b.reason}")
-            print(f"{len(found)} backups in {store.url(res.object_store.base_path.strip('/') + '/backups/')}")
+            folder = res.object_store.base_path.strip("/") + "/backups"  # a key's prefix: no trailing "/"
+            print(f"{len(found)} backups in {store.url(folder)}/")
             return 0
         backup_before(res, args.reason, skip=False)
     return 0
