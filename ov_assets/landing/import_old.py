@@ -46,12 +46,11 @@ from ov_assets.core.file_names import FILE_RECORD, TEMPORARY_ENDINGS, landing_di
 from ov_assets.core.records import decode_bytes, evaluate_file
 from ov_assets.errors import OperatorError
 from ov_assets.fs import (
-    DIR_FLAGS,
     NameTaken,
     NotARegularFile,
     holds_bytes,
     link_exclusive,
-    open_regular,
+    open_landing,
     private_dir,
     write_temporary,
 )
@@ -206,12 +205,7 @@ def _walk(root: Path, report: ImportReport) -> Iterator[_Found]:
 def _read(found: _Found) -> tuple[bytes, int]:
     """The file's bytes and modification time, opened relative to its folder, never through a
     link (a file swapped for one since the listing is refused by the kernel)."""
-    dir_fd = os.open(found.folder, DIR_FLAGS)
-    try:
-        fd, st = open_regular(found.name, dir_fd)
-    finally:
-        os.close(dir_fd)
-    with os.fdopen(fd, "rb") as fh:
+    with open_landing(found.folder / found.name) as (fh, st):
         return fh.read(), st.st_mtime_ns
 
 
