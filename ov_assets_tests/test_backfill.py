@@ -61,6 +61,33 @@ def test_partitions_go_newest_day_first_one_empresa_after_the_other() -> None:
         hp.check_range(dt.date(2019, 1, 1), dt.date(2025, 10, 1), dt.date(2025, 11, 1))
 
 
+def test_runs_are_ranges_of_one_empresas_consecutive_days_newest_first() -> None:
+    """Issue 20: a files-only load runs up to N consecutive days of one empresa per run; a day
+    finished before (not in ``todo``) splits a range, and each run's days are a Dagster range."""
+    parts = hp.ordered_partitions(dt.date(2025, 10, 1), dt.date(2025, 10, 5), ("afinia", "aire"))
+    plan = hp.make_plan(parts, {"2025-10-03|aire"})
+    runs = [[p.key for p in run] for run in hp.runs_of(plan.todo, 2)]
+    assert runs == [
+        ["2025-10-05|afinia", "2025-10-04|afinia"],
+        ["2025-10-05|aire", "2025-10-04|aire"],
+        ["2025-10-03|afinia", "2025-10-02|afinia"],
+        ["2025-10-02|aire", "2025-10-01|aire"],  # (10-03 of aire is finished: not in a range over it)
+        ["2025-10-01|afinia"],
+    ]
+    assert [len(r) for r in hp.runs_of(plan.todo, 14)] == [5, 2, 2]  # afinia; aire 05-04; aire 02-01
+    assert sorted(p.key for run in hp.runs_of(plan.todo, 1) for p in run) == sorted(p.key for p in plan.todo)
+    with pytest.raises(ValueError, match="at least 1"):
+        hp.runs_of(plan.todo, 0)
+    for run in hp.runs_of(plan.todo, 14):  # a run's range tags cover exactly its partitions
+        assert sorted(hp.keys_in_range(run[-1].key, run[0].key)) == sorted(p.key for p in run)
+    assert hp.keys_in_range("2025-10-01|afinia", "2025-10-02|aire") == [
+        "2025-10-01|afinia",
+        "2025-10-01|aire",
+        "2025-10-02|afinia",
+        "2025-10-02|aire",
+    ]
+
+
 def test_a_partition_is_proven_loaded_only_by_a_complete_chain_after_its_day() -> None:
     part = hp.Partition(dt.date(2025, 10, 8), "afinia")
     end = hp.end_of_day(part.day)
@@ -97,6 +124,7 @@ def test_progress_rate_and_estimate_count_only_the_partitions_run() -> None:
     assert progress.failed == ["2025-10-07|afinia"]
     line = progress.line("2025-10-07|afinia", False, 40, 1060.0)
     assert PROGRESS.match(line) and "about 2m00s left" in line
+    assert progress.line("2025-10-08|afinia", True, 60, 1060.0, position=5).startswith("[5/10] 2025-10-08|afinia ok")
     assert hp.duration(2 * 3600 + 5 * 60) == "2h05m" and hp.duration(None) == "?"
     assert round(hp.politeness_hours(333_000, 120), 1) == 46.2  # issue 16's figure
 
@@ -259,9 +287,10 @@ def _generated(data_dir: Path, days: list[dt.date], empresas: tuple[str, ...], n
 def test_files_only_loads_several_days_and_a_failed_day_does_not_stop_the_others(
     pg_conninfo18: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 20: days of files already in the landing folder -> PostgreSQL in one command. One
-    partition fails (aire's folder is empty where a report of that day exists: unmounted?);
-    the others load, the command names it and exits 1; run again, only it runs."""
+    """Issue 20: days of files already in the landing folder -> PostgreSQL in one command, a run
+    per empresa's range of days. One partition fails (aire's folder is empty where a report of
+    that day exists: unmounted?): its range is run again day by day, so the others load; the
+    command names it and exits 1; run again, only it runs."""
     from ov_assets import cli
     from ov_assets.reports.consolidated import consolidated_paths
 
@@ -278,8 +307,20 @@ def test_files_only_loads_several_days_and_a_failed_day_does_not_stop_the_others
     assert cli.main(args) == 1
     out = capsys.readouterr().out
     progress = [m for m in map(PROGRESS.match, out.splitlines()) if m]
-    assert [m[3] for m in progress] == [f"{d}|{e}" for d in days for e in ("afinia", "aire")]
+    assert [m[3] for m in progress] == [f"{d}|{e}" for e in ("afinia", "aire") for d in days]
     assert [m[4] for m in progress].count("FAILED") == 1 and f"{days[1]}|aire FAILED" in out
+    assert f"the run of {days[-1]}|aire..{days[0]}|aire failed (step pqr_records" in out
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        runs = [r.dagster_run for r in instance.get_run_records()]
+    ranges = sorted(
+        (r.tags["dagster/asset_partition_range_start"], r.status.value)
+        for r in runs
+        if "dagster/asset_partition_range_start" in r.tags
+    )
+    assert ranges == [(f"{days[-1]}|afinia", "SUCCESS"), (f"{days[-1]}|aire", "FAILURE")]
+    assert len(runs) == 2 + 4  # the two ranges, then aire's days one by one
     assert f"failed partitions: {days[1]}|aire." in out and "failed step: pqr_records" in out
     assert int(progress[-1][6]) == 4 * 5
     with psycopg.connect(**pg_conninfo18) as conn:
@@ -302,13 +343,54 @@ def test_files_only_loads_several_days_and_a_failed_day_does_not_stop_the_others
     assert [m[3] for m in map(PROGRESS.match, out.splitlines()) if m] == [f"{days[2]}|afinia"]
 
 
-def test_ctrl_c_stops_after_the_partition_in_progress_and_says_how_to_resume(
+def test_tables_only_loads_the_rows_and_the_same_load_without_it_stores_the_objects(
+    pg_conninfo18: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--tables-only``: the history's rows first (no object stored, no registry row); the same
+    range without it is another load, which stores the objects and leaves the rows unchanged."""
+    from ov_assets import cli
+
+    for name, value in _environment(pg_conninfo18, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    days = DAYS[:3]
+    _generated(tmp_path / "data", days, ("afinia",), n=4)
+    args = ["backfill", "--files-only", "--from", str(days[-1]), "--to", str(days[0]), "--empresa", "afinia"]
+
+    assert cli.main([*args, "--tables-only"]) == 0
+    out = capsys.readouterr().out
+    assert "tables only (no objects)" in out and "run of " in out
+    assert [m[3] for m in map(PROGRESS.match, out.splitlines()) if m] == [f"{d}|afinia" for d in days]
+
+    def counts() -> tuple[int, int]:
+        with psycopg.connect(**pg_conninfo18) as conn:
+            (rows,) = conn.execute("SELECT count(*) FROM data_general.ov_afinia").fetchone()
+            (objects,) = conn.execute("SELECT count(*) FROM data_general.s3_files_registry").fetchone()
+        return rows, objects
+
+    assert counts() == (12, 0)
+    assert cli.main([*args, "--tables-only"]) == 0  # the same load again: finished, skipped
+    assert "3 already finished, skipped; 0 to run" in capsys.readouterr().out
+
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 already finished, skipped; 3 to run" in out
+    rows, objects = counts()
+    assert rows == 12 and objects >= 12  # a JSON per record, and its PDF and attachments
+    with psycopg.connect(**pg_conninfo18) as conn:
+        (history,) = conn.execute("SELECT count(*) FROM data_general.ov_afinia_history").fetchone()
+        statuses = conn.execute("SELECT DISTINCT upload_status FROM data_general.s3_files_registry").fetchall()
+    assert history == 0 and statuses == [("uploaded",)]  # the second load changed no row
+
+
+def test_ctrl_c_stops_after_the_run_in_progress_and_says_how_to_resume(
     pg_conninfo18: dict[str, Any], tmp_path: Path
 ) -> None:
     env = _environment(pg_conninfo18, tmp_path)
     days = DAYS[:6]
     _generated(Path(env["OV_DATA_DIR"]), days, ("afinia",), n=3)
-    args = _backfill("--files-only", "--from", str(days[-1]), "--to", str(days[0]), "--empresa", "afinia")
+    args = _backfill(
+        "--files-only", "--from", str(days[-1]), "--to", str(days[0]), "--empresa", "afinia", "--days-per-run", "2"
+    )
     proc = subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
     )
@@ -323,14 +405,15 @@ def test_ctrl_c_stops_after_the_partition_in_progress_and_says_how_to_resume(
     lines.thread.join(10)
     out = "".join(lines.lines)
     done = len(lines.progress())
-    assert 1 <= done < 6, out
-    assert "stopping after the partition in progress" in out
-    assert f"Resume with: ov-assets backfill --from {days[-1]} --to {days[0]} --empresa afinia --files-only" in out
+    assert done in (2, 4), out  # whole runs of two days
+    assert "stopping after the run in progress" in out
+    resume = f"Resume with: ov-assets backfill --from {days[-1]} --to {days[0]} --empresa afinia --files-only"
+    assert f"{resume} --days-per-run 2" in out
     import dagster as dg
 
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         statuses = [r.dagster_run.status.value for r in instance.get_run_records()]
-    assert statuses == ["SUCCESS"] * done  # the partition in progress finished; nothing half run
+    assert statuses == ["SUCCESS"] * (done // 2)  # the run in progress finished; nothing half run
 
 
 def test_a_history_load_backs_up_first_and_a_resumed_one_does_not(

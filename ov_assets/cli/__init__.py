@@ -76,13 +76,13 @@ def run_partitions(
     import dagster as dg
 
     from ov_assets.definitions import defs
-    from ov_assets.defs.backfill import run_partition
+    from ov_assets.defs import backfill
 
     job = defs.resolve_job_def("pqr_pipeline_job")
     results = []
     with dg.DagsterInstance.from_config(str(dagster_home.resolve())) as instance:
         for key in partition_keys:
-            run = run_partition(job, instance, key, {}, resources)
+            run = backfill.run_partitions(job, instance, [key], {}, resources)
             results.append((key, run.ok))
             print(f"  {key}: {'success' if run.ok else 'FAILED'} (run {run.run_id})")
     return results

@@ -1,6 +1,7 @@
-"""``ov-assets backfill --from YYYY-MM-DD --to YYYY-MM-DD [--empresa E ...] [--files-only]``:
-a range of days loaded in this one process, newest day first, without the daemon; resumable
-(run the same command again), one progress line per partition (README "Loading the history")."""
+"""``ov-assets backfill --from YYYY-MM-DD --to YYYY-MM-DD [--empresa E ...] [--files-only]
+[--tables-only] [--days-per-run N]``: a range of days loaded in this one process, newest day
+first, without the daemon; resumable (run the same command again), one progress line per
+partition (README "Loading the history")."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from ov_assets import settings
 from ov_assets.core.contract import EMPRESAS, today_bogota
-from ov_assets.core.history_plan import BACKUP_OVER_DAYS
+from ov_assets.core.history_plan import BACKUP_OVER_DAYS, FILES_DAYS_PER_RUN
 
 
 def _say(line: str) -> None:
@@ -24,6 +25,10 @@ def _command(args: argparse.Namespace, empresas: list[str]) -> str:
         parts += [f"--empresa {e}" for e in empresas]
     if args.files_only:
         parts.append("--files-only")
+    if args.tables_only:
+        parts.append("--tables-only")
+    if args.days_per_run is not None:
+        parts.append(f"--days-per-run {args.days_per_run}")
     if args.no_backup:
         parts.append("--no-backup")
     return " ".join(parts)
@@ -59,6 +64,9 @@ def _backfill(args: argparse.Namespace) -> int:
         hp.check_range(args.first, args.last, today_bogota())
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+    days_per_run = args.days_per_run or (FILES_DAYS_PER_RUN if args.files_only else 1)
+    if days_per_run < 1:
+        raise ConfigurationError(f"--days-per-run {args.days_per_run}: give 1 or more days")
     if settings.environment() == "production" and not settings.env_str("DAGSTER_HOME"):
         raise ConfigurationError(
             "OV_ENV=production and no DAGSTER_HOME: set it to the instance the UI shows "
@@ -71,24 +79,26 @@ def _backfill(args: argparse.Namespace) -> int:
     from ov_assets.defs.resources import resources_from_env
 
     empresas = [e for e in EMPRESAS if e in (args.empresa or EMPRESAS)]
-    backfill = hp.backfill_id(args.first, args.last, empresas, args.files_only)
+    backfill = hp.backfill_id(args.first, args.last, empresas, args.files_only, args.tables_only)
     resume = f"Resume with: {_command(args, empresas)}"
     data_dir = Path(settings.private_data_dir()).resolve()
     home = settings.dagster_home(data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     partitions = hp.ordered_partitions(args.first, args.last, empresas)
-    job = defs.resolve_job_def(bf.job_name(args.files_only))
+    job = defs.resolve_job_def(bf.job_name(args.files_only, args.tables_only))
     resources = dict(resources_from_env())  # (the environment of now, not of the definitions' import)
     mode = "history-files" if args.files_only else "history"
     with bf.exclusive(home, backfill), dg.DagsterInstance.from_config(str(home)) as instance:
         abandoned = bf.fail_abandoned_runs(instance, backfill)
         if abandoned:
             _say(f"runs left unfinished by a stopped load, marked failed and run again: {', '.join(abandoned)}")
-        finished = bf.finished_partitions(instance, backfill, partitions, args.files_only, data_dir)
+        finished = bf.finished_partitions(instance, backfill, partitions, args.files_only, data_dir, args.tables_only)
         plan = hp.make_plan(partitions, finished)
         _say(
             f"load {backfill}: {len(partitions)} partitions ({plan.days} days x {len(empresas)} empresas, "
-            f"{'landing folder only' if args.files_only else 'portal and landing folder'}), newest day first; "
+            f"{'landing folder only' if args.files_only else 'portal and landing folder'}"
+            f"{', tables only (no objects)' if args.tables_only else ''}; up to {days_per_run} days per run), "
+            "newest day first; "
             f"{plan.skipped} already finished, skipped; {len(plan.todo)} to run. The runs carry the tag "
             f"{bf.BACKFILL_TAG}={backfill} in the Dagster UI (DAGSTER_HOME={home})."
         )
@@ -99,9 +109,9 @@ def _backfill(args: argparse.Namespace) -> int:
                 _backup_before_load(args.no_backup)
         with bf.stop_on_interrupt(_say, resume) as stop:
             try:
-                progress = bf.load(job, instance, plan, backfill, mode, _say, stop, resources)
+                progress = bf.load(job, instance, plan, backfill, mode, _say, stop, resources, days_per_run)
             except bf.Interrupted:
-                _say(f"stopped; the partition in progress runs again when resumed. {resume}")
+                _say(f"stopped; the partitions of the run in progress run again when resumed. {resume}")
                 return 130
     if progress.done < progress.total:
         _say(f"stopped after {progress.done}/{progress.total} partitions ({progress.records} records). {resume}")
@@ -132,6 +142,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--files-only",
         action="store_true",
         help="load only what the landing folder already holds (pqr_landing_job): no portal, no browser",
+    )
+    p.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="PostgreSQL only, no objects (the history's rows first); "
+        "the same command without it stores the objects later (it is another load: the rows are then unchanged)",
+    )
+    p.add_argument(
+        "--days-per-run",
+        type=int,
+        help=f"consecutive days of one empresa per run (default {FILES_DAYS_PER_RUN} with --files-only, else 1); "
+        "a failed run is run again day by day",
     )
     p.add_argument(
         "--no-backup",

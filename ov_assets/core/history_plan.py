@@ -20,6 +20,10 @@ from ov_assets.core.contract import BOGOTA, EMPRESAS, FIRST_DAY
 # A range longer than this is a history load: a backup of data_general is taken first
 # (issue 16 §4) unless the operator says --no-backup.
 BACKUP_OVER_DAYS = 7
+# Days of one empresa per run of a files-only load (``--days-per-run``): a run's fixed cost is
+# paid once for them. A load from the portal runs one day per run (hours each, and a failed run
+# is run again day by day: re-extracting days that had succeeded is what the portal pays for).
+FILES_DAYS_PER_RUN = 14
 
 
 @dataclass(frozen=True, order=True)
@@ -51,10 +55,14 @@ def ordered_partitions(first: dt.date, last: dt.date, empresas: Sequence[str] = 
     return [Partition(last - dt.timedelta(days=i), e) for i in range(days) for e in empresas]
 
 
-def backfill_id(first: dt.date, last: dt.date, empresas: Sequence[str], files_only: bool) -> str:
+def backfill_id(
+    first: dt.date, last: dt.date, empresas: Sequence[str], files_only: bool, tables_only: bool = False
+) -> str:
     """The load's name (the ``ov/backfill`` run tag): the same command gives the same id, so
-    running it again resumes it. Short enough for a Dagster tag value."""
-    return f"{first:%Y%m%d}-{last:%Y%m%d}-{'+'.join(empresas)}{'-files' if files_only else ''}"
+    running it again resumes it (a tables-only load is another load: its finished days still
+    need their objects). Short enough for a Dagster tag value."""
+    suffix = ("-files" if files_only else "") + ("-tables" if tables_only else "")
+    return f"{first:%Y%m%d}-{last:%Y%m%d}-{'+'.join(empresas)}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,40 @@ class Plan:
     @property
     def days(self) -> int:
         return len({p.day for p in self.partitions})
+
+
+def runs_of(todo: Sequence[Partition], days_per_run: int) -> list[list[Partition]]:
+    """The partitions to run grouped into runs of one empresa's consecutive days (a Dagster
+    partition range: every day between its ends), at most ``days_per_run`` each, in the order of
+    ``todo`` (newest day first). A finished day in between splits a range, as does the other
+    empresa never: its partitions form their own runs."""
+    if days_per_run < 1:
+        raise ValueError(f"days per run must be at least 1, not {days_per_run}")
+    runs: list[list[Partition]] = []
+    open_runs: dict[str, list[Partition]] = {}
+    for p in todo:
+        run = open_runs.get(p.empresa)
+        if run and len(run) < days_per_run and run[-1].day - dt.timedelta(days=1) == p.day:
+            run.append(p)
+            continue
+        open_runs[p.empresa] = [p]
+        runs.append(open_runs[p.empresa])
+    return runs
+
+
+def keys_in_range(start: str, end: str) -> list[str]:
+    """The partition keys of a range run's tags (``2025-10-01|afinia`` .. ``2025-10-07|afinia``):
+    every day from ``start`` to ``end`` of each empresa between them (Dagster's ranges of these
+    partitions are date x empresa rectangles)."""
+    (first, e1), (last, e2) = (k.split("|") for k in (start, end))
+    i, j = sorted((EMPRESAS.index(e1), EMPRESAS.index(e2)))
+    empresas = EMPRESAS[i : j + 1]
+    day, stop = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    keys = []
+    while day <= stop:
+        keys += [Partition(day, e).key for e in empresas]
+        day += dt.timedelta(days=1)
+    return keys
 
 
 def make_plan(partitions: Iterable[Partition], finished: Iterable[str]) -> Plan:
@@ -183,10 +225,13 @@ class Progress:
             "eta": duration(self.seconds_left(now)),
         }
 
-    def line(self, key: str, ok: bool, records: int, now: float) -> str:
+    def line(self, key: str, ok: bool, records: int, now: float, position: int | None = None) -> str:
+        """The progress line of partition ``key``, the ``position``-th of the plan (by default
+        the last one done); the figures are the load's so far."""
         f = self.figures(now)
+        done = f["done"] if position is None else f"{position}/{self.total}"
         return (
-            f"[{f['done']}] {key} {'ok' if ok else 'FAILED'}: {records} records; "
+            f"[{done}] {key} {'ok' if ok else 'FAILED'}: {records} records; "
             f"{f['records']} loaded, {f['records_per_min']} records/min, "
             f"elapsed {duration(now - self.started)}, about {f['eta']} left"
         )

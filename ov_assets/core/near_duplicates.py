@@ -54,8 +54,11 @@ class Pair:
 
 def fold(text: str) -> str:
     """Lower case, no accents, punctuation as spaces, single spaces: what is compared."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    if text.isascii():  # (most texts: NFKD leaves ASCII as it is, and it has no accents)
+        bare = text
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(utils.default_process(bare).split())
 
 
@@ -92,10 +95,12 @@ def find_pairs(new: Iterable[Filing], known: Iterable[Filing], threshold: float,
             by_key[("nic", f.nic)].append(f)
         if f.documento:
             by_key[("doc", f.documento)].append(f)
-    folded = {r: fold(f.text) for r, f in everyone.items()}
+    # Folded only where compared: a filing that shares no NIC or document is in no pair.
+    paired = {f.numero_radicado for group in by_key.values() if len(group) > 1 for f in group}
+    folded = {r: fold(everyone[r].text) for r in paired}
     pairs: dict[tuple[str, str], Pair] = {}
     for a in fresh.values():
-        if not folded[a.numero_radicado]:
+        if not folded.get(a.numero_radicado):
             continue
         keys = ([("nic", a.nic)] if a.nic else []) + ([("doc", a.documento)] if a.documento else [])
         for key in keys:

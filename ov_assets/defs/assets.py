@@ -215,6 +215,10 @@ def pqr_records(
             (name, str(dtype), _FRAME_DESCRIPTIONS.get(name)) for name, dtype in frame.schema.items()
         ),
     }
+    if len(parts) > 1:  # a range run: one materialization per partition, all with these figures
+        metadata["partition_records"] = {
+            str(partition_key(d, e)): f.height for (d, e), f in zip(parts, frames, strict=True)
+        }
     context.log.info(f"pqr_records: {metadata['winners']} winners, {metadata['rejected']} rejected")
     yield dg.Output(frame, metadata=metadata)
     yield from checks_logic.records_checks(context, frame)

@@ -1,11 +1,14 @@
-"""A history load in one process, without the daemon (issue 16 §3, issue 20): each partition's
-run of ``pqr_pipeline_job`` (or ``pqr_landing_job`` for files already in the landing folder)
-executed in this process, one after the other, recorded in the Dagster instance with the
-``ov/backfill`` tag so the UI lists them.
+"""A history load in one process, without the daemon (issue 16 §3, issue 20): runs of
+``pqr_pipeline_job`` (or ``pqr_landing_job`` for files already in the landing folder; their
+``*_tables_job`` without the objects) executed in this process, one after the other, recorded
+in the Dagster instance with the ``ov/backfill`` tag so the UI lists them.
 
-Why not Dagster's own backfills: they need the daemon, and range runs
-(``BackfillPolicy.multi_run``) let one bad day hold up its chunk. Here a day that fails is
-reported and the next one runs; the definitions are imported once for every run.
+A run covers one partition, or a range of one empresa's consecutive days (``--days-per-run``):
+a range pays a run's fixed cost (run start, the landing folder's listing, the checks) once for
+its days, and loads them in one transaction. Why not Dagster's own backfills: they need the
+daemon, and their range runs let one bad day hold up its range. Here a range that fails is run
+again one partition at a time, so a bad day fails alone and the others load; the definitions
+are imported once for every run.
 
 What a resumed load skips, what order it goes in and the figures it prints are decided in
 ``ov_assets.core.history_plan``; this module reads the instance and runs the jobs. Politeness is
@@ -29,8 +32,16 @@ from typing import Any
 import dagster as dg
 
 from ov_assets.core.contract import today_bogota
-from ov_assets.core.history_plan import Materialized, Partition, Plan, Progress, proven_loaded
-from ov_assets.defs.automation.run_tags import partition_tags
+from ov_assets.core.history_plan import (
+    Materialized,
+    Partition,
+    Plan,
+    Progress,
+    keys_in_range,
+    proven_loaded,
+    runs_of,
+)
+from ov_assets.defs.automation.run_tags import partition_tags, range_tags
 from ov_assets.errors import OperatorError
 
 BACKFILL_TAG = "ov/backfill"
@@ -42,6 +53,7 @@ PROGRESS_TAGS = {
 }
 PIPELINE_ASSETS = ("raw_pqr_files", "pqr_records", "pqr_table", "pqr_s3_objects")
 LANDING_ASSETS = PIPELINE_ASSETS[1:]
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 _UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -50,13 +62,24 @@ _UNFINISHED = [
 ]
 
 
-def job_name(files_only: bool) -> str:
-    """Files only: everything downstream of the landing folder (no portal, no browser)."""
-    return "pqr_landing_job" if files_only else "pqr_pipeline_job"
+def job_name(files_only: bool, tables_only: bool = False) -> str:
+    """Files only: everything downstream of the landing folder (no portal, no browser). Tables
+    only: without ``pqr_s3_objects`` (the rows first; the objects in a later load)."""
+    name = "pqr_landing_job" if files_only else "pqr_pipeline_job"
+    return name.replace("_job", "_tables_job") if tables_only else name
 
 
-def assets_of(files_only: bool) -> Sequence[str]:
-    return LANDING_ASSETS if files_only else PIPELINE_ASSETS
+def assets_of(files_only: bool, tables_only: bool = False) -> Sequence[str]:
+    assets = LANDING_ASSETS if files_only else PIPELINE_ASSETS
+    return assets[:-1] if tables_only else assets
+
+
+def run_keys(tags: Mapping[str, str]) -> list[str]:
+    """The partitions a run of a load covers: its partition, or every one of its range."""
+    if "dagster/partition" in tags:
+        return [tags["dagster/partition"]]
+    start, end = (tags.get(t) for t in RANGE_TAGS)
+    return keys_in_range(start, end) if start and end else []
 
 
 class BackfillBusy(OperatorError):
@@ -91,7 +114,8 @@ def fail_abandoned_runs(instance: dg.DagsterInstance, backfill: str) -> list[str
         instance.report_run_failed(
             run, "the ov-assets backfill process running it ended before the run did; the load reruns the partition"
         )
-        keys.append(run.tags.get("dagster/partition", "?"))
+        covered = run_keys(run.tags)
+        keys.append(f"{covered[0]}..{covered[-1]}" if len(covered) > 1 else (covered or ["?"])[0])
     return keys
 
 
@@ -105,7 +129,7 @@ def succeeded_in_load(instance: dg.DagsterInstance, backfill: str) -> set[str]:
     records = instance.get_run_records(
         dg.RunsFilter(tags={BACKFILL_TAG: backfill}, statuses=[dg.DagsterRunStatus.SUCCESS])
     )
-    return {r.dagster_run.tags["dagster/partition"] for r in records if "dagster/partition" in r.dagster_run.tags}
+    return {key for r in records for key in run_keys(r.dagster_run.tags)}
 
 
 def latest_materializations(
@@ -157,6 +181,7 @@ def finished_partitions(
     partitions: Sequence[Partition],
     files_only: bool,
     data_dir: Path,
+    tables_only: bool = False,
 ) -> set[str]:
     """Partitions a resumed load does not run again: finished by this load, or proven loaded
     by their latest materializations (``history_plan.proven_loaded``)."""
@@ -164,47 +189,62 @@ def finished_partitions(
     rest = [p for p in partitions if p.key not in done]
     if not rest:
         return done
-    assets = assets_of(files_only)
+    assets = assets_of(files_only, tables_only)
     latest = latest_materializations(instance, assets, [p.key for p in rest])
-    newest = newest_landing_files(data_dir, rest) if files_only else {}
-    return done | {p.key for p in rest if proven_loaded(p, latest[p.key], assets, newest.get(p.key))}
+    # Only a partition with every asset materialized can be proven loaded: the landing folder
+    # is listed for those alone (a first load lists it in its first run, not twice).
+    candidates = [p for p in rest if all(a in latest[p.key] for a in assets)]
+    newest = newest_landing_files(data_dir, candidates) if files_only and candidates else {}
+    return done | {p.key for p in candidates if proven_loaded(p, latest[p.key], assets, newest.get(p.key))}
 
 
 @dataclass
 class PartitionRun:
-    """One partition's run: whether it succeeded, its records (record files read), and the
-    step that failed (a name, nothing the run's data holds)."""
+    """One run of a load: its partitions, whether it succeeded, the records (record files read)
+    of each partition, and the step that failed (a name, nothing the run's data holds)."""
 
-    key: str
+    keys: list[str]
     ok: bool
     run_id: str
-    records: int
+    records: dict[str, int]
     failed_step: str = ""
 
 
-def run_partition(
+def _records(result: dg.ExecuteInProcessResult, keys: Sequence[str]) -> dict[str, int]:
+    """Records per partition from ``pqr_records``' materializations: a range run's carry the
+    range's figures, and its per-partition counts as ``partition_records``."""
+    out = dict.fromkeys(keys, 0)
+    for mat in result.asset_materializations_for_node("pqr_records"):
+        per_partition = mat.metadata.get("partition_records")
+        if per_partition is not None:
+            counts: dict[str, int] = getattr(per_partition, "value", None) or {}
+            out |= {k: int(v) for k, v in counts.items() if k in out}
+        elif mat.partition in out:
+            value = mat.metadata.get("dagster/row_count")
+            out[mat.partition] = int(getattr(value, "value", 0) or 0)
+    return out
+
+
+def run_partitions(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
-    key: str,
+    keys: Sequence[str],
     tags: Mapping[str, str],
     resources: Mapping[str, object] | None = None,
 ) -> PartitionRun:
-    """``job`` for one partition in this process, recorded in ``instance``; a failure is a
-    result, never an exception (the next partition runs)."""
+    """``job`` for one partition, or one empresa's consecutive days ``keys`` (newest first) as a
+    range, in this process, recorded in ``instance``; a failure is a result, never an exception
+    (the next run starts)."""
     result = job.execute_in_process(
-        partition_key=key,
+        partition_key=keys[0] if len(keys) == 1 else None,
         instance=instance,
         raise_on_error=False,
         resources=resources,
         tags=dict(tags),
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
-    records = 0
-    for mat in result.asset_materializations_for_node("pqr_records"):
-        value = mat.metadata.get("dagster/row_count")
-        records += int(getattr(value, "value", 0) or 0)
     failed = [e.step_key or "" for e in result.all_events if e.is_step_failure]
-    return PartitionRun(key, result.success, result.run_id, records, ", ".join(failed))
+    return PartitionRun(list(keys), result.success, result.run_id, _records(result, keys), ", ".join(failed))
 
 
 class Interrupted(Exception):
@@ -213,8 +253,8 @@ class Interrupted(Exception):
 
 @contextmanager
 def stop_on_interrupt(say: Callable[[str], None], resume_hint: str) -> Iterator[threading.Event]:
-    """The first Ctrl-C lets the partition in progress finish and stops after it; a second
-    one stops at once (that partition runs again when the load resumes)."""
+    """The first Ctrl-C lets the run in progress finish and stops after it; a second one stops
+    at once (that run's partitions run again when the load resumes)."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -224,7 +264,7 @@ def stop_on_interrupt(say: Callable[[str], None], resume_hint: str) -> Iterator[
         if stop.is_set():
             raise Interrupted()
         stop.set()
-        say(f"stopping after the partition in progress (Ctrl-C again to stop now). {resume_hint}")
+        say(f"stopping after the run in progress (Ctrl-C again to stop now). {resume_hint}")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -254,6 +294,13 @@ def _in_thread(fn: Callable[[], PartitionRun]) -> PartitionRun:
     return run
 
 
+def _tags(run: Sequence[Partition], mode: str) -> dict[str, str]:
+    """A run's partition tags: one partition, or the range from its oldest day to its newest."""
+    if len(run) == 1:
+        return partition_tags(run[0].key, mode)
+    return range_tags(run[-1].key, run[0].key, mode)
+
+
 def load(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
@@ -263,27 +310,42 @@ def load(
     say: Callable[[str], None],
     stop: threading.Event,
     resources: Mapping[str, object] | None = None,
+    days_per_run: int = 1,
 ) -> Progress:
-    """Run the plan's partitions not finished yet, in order; one progress line after each, its
-    figures also added to the run as tags. Stops before the next partition once ``stop`` is set."""
-    todo = plan.todo
+    """Run the plan's partitions not finished yet, in order, ``days_per_run`` consecutive days of
+    an empresa per run; one progress line per partition after its run, the figures also added to
+    the run as tags. A range run that fails is run again one partition at a time (its writes were
+    one transaction: nothing of it stayed). Stops before the next run once ``stop`` is set."""
     progress = Progress(total=len(plan.partitions), skipped=plan.skipped, started=time.monotonic())
-    for i, part in enumerate(todo, start=1):
-        if stop.is_set():
-            break
+    pending = runs_of(plan.todo, days_per_run)
+    while pending and not stop.is_set():
+        parts = pending.pop(0)
+        keys = [p.key for p in parts]
         tags = {
             BACKFILL_TAG: backfill,
-            **partition_tags(part.key, mode),
-            "ov/backfill-position": f"{plan.skipped + i}/{len(plan.partitions)}",
+            **_tags(parts, mode),
+            "ov/backfill-position": f"{progress.done + 1}-{progress.done + len(keys)}/{len(plan.partitions)}",
             # the load retries its own failed days (run it again); not the daemon's run_retries
             "dagster/max_retries": "0",
         }
-        run = _in_thread(lambda p=part, t=tags: run_partition(job, instance, p.key, t, resources))  # type: ignore[misc]
-        progress.add(part.key, run.ok, run.records)
+        if len(keys) > 1:
+            say(f"run of {keys[-1]}..{keys[0]} ({len(keys)} partitions) started")
+        run = _in_thread(lambda k=keys, t=tags: run_partitions(job, instance, k, t, resources))  # type: ignore[misc]
+        if not run.ok and len(keys) > 1:
+            say(
+                f"the run of {keys[-1]}..{keys[0]} failed (step {run.failed_step or 'run'}; run {run.run_id}): "
+                "its partitions run again one at a time"
+            )
+            pending[:0] = [[p] for p in parts]
+            continue
+        first = progress.done + 1
+        for key in keys:
+            progress.add(key, run.ok, run.records[key])
         now = time.monotonic()
-        line = progress.line(part.key, run.ok, run.records, now)
-        if not run.ok:
-            line += f" (failed step: {run.failed_step or 'run'}; run {run.run_id})"
-        say(line)
+        for position, key in enumerate(keys, start=first):
+            line = progress.line(key, run.ok, run.records[key], now, position)
+            if not run.ok:
+                line += f" (failed step: {run.failed_step or 'run'}; run {run.run_id})"
+            say(line)
         instance.add_run_tags(run.run_id, {PROGRESS_TAGS[k]: v for k, v in progress.figures(now).items()})
     return progress

@@ -38,6 +38,23 @@ pqr_landing_job = dg.define_asset_job(
     description="Sensor runs: new landing files of one partition to PostgreSQL and object storage.",
 )
 
+# Files already in the landing folder to PostgreSQL only (``ov-assets backfill --tables-only``): a
+# history's rows first, its objects in a later run of pqr_landing_job (the rows are then unchanged).
+pqr_landing_tables_job = dg.define_asset_job(
+    "pqr_landing_tables_job",
+    selection=landing_selection - dg.AssetSelection.assets("pqr_s3_objects"),
+    executor_def=dg.in_process_executor,
+    description="Landing files of one partition to PostgreSQL (pqr_records, pqr_table): no objects.",
+)
+
+# The same without the objects, from the portal (``ov-assets backfill --tables-only``).
+pqr_pipeline_tables_job = dg.define_asset_job(
+    "pqr_pipeline_tables_job",
+    selection=pipeline_selection - dg.AssetSelection.assets("pqr_s3_objects"),
+    executor_def=dg.in_process_executor,
+    description="raw_pqr_files -> pqr_records -> pqr_table for chosen partitions: no objects.",
+)
+
 # The hourly retry of objects left pending/error in s3_files_registry (reads the stored
 # pqr_records frame of the partition; uploads what is missing; re-verifies).
 pqr_s3_retry_job = dg.define_asset_job(
@@ -148,6 +165,8 @@ all_jobs: "list[dg.JobDefinition | UnresolvedAssetJobDefinition]" = [
     pqr_pipeline_job,
     reconciliation_checks_job,
     pqr_landing_job,
+    pqr_landing_tables_job,
+    pqr_pipeline_tables_job,
     pqr_s3_retry_job,
     integrity_checks_job,
     reports_archive_job,

@@ -44,5 +44,13 @@ def partition_tags(partition_key: str, mode: str) -> dict[str, str]:
     return tags
 
 
+def range_tags(start: str, end: str, mode: str) -> dict[str, str]:
+    """The tags of a run on the partitions ``start`` .. ``end`` of one empresa (Dagster's range
+    tags; no ``ov/partition``: the advisory locks of the load serialize its writers)."""
+    tags = partition_tags(start, mode)
+    del tags[PARTITION_TAG]
+    return tags | {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+
+
 def mode_tags(mode: str) -> dict[str, str]:
     return {MODE_TAG: mode}

@@ -229,10 +229,12 @@ def reject_rate(part: pl.DataFrame) -> Verdict:
 
 
 def hash_recomputes(part: pl.DataFrame) -> Verdict:
+    n = len(BUSINESS_FIELDS)
+    valid = part.filter(pl.col("status") == "valid").select(*BUSINESS_FIELDS, "hash_registro", "file_name")
     bad = [
-        row["file_name"]
-        for row in part.filter(pl.col("status") == "valid").iter_rows(named=True)
-        if hash_registro({f: row[f] for f in BUSINESS_FIELDS}) != row["hash_registro"]
+        row[n + 1]
+        for row in valid.iter_rows()
+        if hash_registro(dict(zip(BUSINESS_FIELDS, row[:n], strict=True))) != row[n]
     ]
     return Verdict(not bad, {"valid_versions": int((part["status"] == "valid").sum()), **listed_metadata(bad, "file")})
 
