@@ -13,11 +13,14 @@ storage). Wall time of whole commands, process start to exit, as an operator pay
              keys, the same partitions, resources on the same servers, Dagster's defaults);
 (b) no-op:   the same command for a partition of ``--records`` records whose objects are in
              the bucket already (moto), nothing changed since, next to (a);
-(c) history: ``--days`` days x ``--per-day`` records of afinia, files -> PostgreSQL (and the
-             objects, to the local store: ``--history-store moto`` for the bucket) in one
-             command, ``ov-assets backfill --from --to --empresa afinia --files-only --no-backup``,
-             next to dlt loading the same JSON files (``write_disposition="merge"`` on
-             ``numero_radicado``, as bench/load.py) into an empty dataset.
+(c) history: ``--days`` days x ``--per-day`` records of afinia, files -> PostgreSQL in one
+             command, ``ov-assets backfill --from --to --empresa afinia --files-only
+             --tables-only --no-backup``, next to dlt loading the same JSON files
+             (``write_disposition="merge"`` on ``numero_radicado``, as bench/load.py) into an
+             empty dataset; then the objects of the newest ``--objects-days`` days, the same
+             command without ``--tables-only`` (moto; ``--history-store local`` for the local
+             store): its ``pqr_s3_objects`` step's objects per second, to set beside
+             ``bench/upload.py``'s.
 
 (a) and (b) alternate ours, the baseline and the no-op rerun in each of ``--rounds`` rounds
 (medians); (c) alternates ours and dlt, each round on a fresh database (``--history-rounds``).
@@ -178,7 +181,16 @@ def backfill_available() -> bool:
     out = subprocess.run(
         [sys.executable, "-m", "ov_assets.cli", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
     )
-    return "backfill" in out.stdout
+    if "backfill" not in out.stdout:
+        return False
+    out = subprocess.run(
+        [sys.executable, "-m", "ov_assets.cli", "backfill", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "--tables-only" in out.stdout
 
 
 def fresh_history(setup: Setup, pg: PgServer) -> None:
@@ -238,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", type=int, default=10_000, help="records of the no-op rerun's partition")
     p.add_argument("--days", type=int, default=10)
     p.add_argument("--per-day", type=int, default=10_000)
-    p.add_argument("--history-rounds", type=int, default=1)
-    p.add_argument("--history-store", choices=("local", "moto"), default="local")
+    p.add_argument("--history-rounds", type=int, default=3)
+    p.add_argument("--history-store", choices=("local", "moto"), default="moto")
+    p.add_argument("--objects-days", type=int, default=1, help="newest days of (c) whose objects are stored")
     p.add_argument("--skip-history", action="store_true")
     p.add_argument("--history-only", action="store_true", help="only (c), the history load next to dlt")
     args = p.parse_args(argv)
@@ -335,9 +348,9 @@ def history(
     results: dict[str, Any],
     rows: list[tuple[str, str, str]],
 ) -> None:
-    """(c): the days in one command, next to dlt on the same files."""
+    """(c): the days in one command, next to dlt on the same files; then the objects."""
     if not backfill_available():
-        print("(c) skipped: this checkout has no `ov-assets backfill`")
+        print("(c) skipped: this checkout has no `ov-assets backfill --tables-only`")
         return
     setup = Setup(work, "history", pg, moto if args.history_store == "moto" else None)
     days = history_days(HISTORY_FIRST, args.days)
@@ -346,54 +359,64 @@ def history(
         generator.write_day(setup.data, EMPRESA, day, n=args.per_day, seed=100 + i, versions=False, broken=False)
     total = args.days * args.per_day
     print(f"generated {args.days} days x {args.per_day} records in {time.perf_counter() - t:.1f}s")
-    command = [
-        str(BIN / "ov-assets"),
-        "backfill",
-        "--from",
-        days[0].isoformat(),
-        "--to",
-        days[-1].isoformat(),
-        "--empresa",
-        EMPRESA,
-        "--files-only",
-        "--no-backup",
-    ]
+
+    def backfill(first: dt.date, *extra: str) -> list[str]:
+        return [
+            str(BIN / "ov-assets"),
+            "backfill",
+            "--from",
+            first.isoformat(),
+            "--to",
+            days[-1].isoformat(),
+            "--empresa",
+            EMPRESA,
+            "--files-only",
+            "--no-backup",
+            *extra,
+        ]
+
     landing = setup.data / "downloads" / EMPRESA / "oficina_virtual" / "processed"
     ours_s: list[float] = []
     dlt_s: list[float] = []
     for i in range(args.history_rounds):
         fresh_history(setup, pg)
-        ours_s.append(setup.run(f"backfill-{i}", command))
+        ours_s.append(setup.run(f"backfill-{i}", backfill(days[0], "--tables-only")))
         dlt_db = pg.create_database("ov_e2e_dlt")
         try:
             dlt_s.append(dlt_load(pg.conninfo(dlt_db), landing, work / f"dlt-{i}"))
         finally:
             pg.drop_database(dlt_db)
         print(f"history round {i + 1}: ours {ours_s[-1]:.1f}s, dlt {dlt_s[-1]:.1f}s")
-    loaded = _rows(setup.conninfo)
+    loaded = _rows(setup.conninfo, "ov_afinia")
     assert loaded == total, f"the backfill loaded {loaded} rows, not {total}"
     steps = step_seconds(setup.home)
     to_pg = steps.get("pqr_records", 0.0) + steps.get("pqr_table", 0.0)
-    other = sum(v for k, v in steps.items() if k not in ("pqr_records", "pqr_table", "pqr_s3_objects"))
     ours_rate, dlt_rate = total / statistics.median(ours_s), total / statistics.median(dlt_s)
+
+    # the objects of the newest days: the same load without --tables-only
+    first = days[-args.objects_days]
+    objects_s = setup.run("objects", backfill(first))
+    stored = _rows(setup.conninfo, "s3_files_registry WHERE upload_status = 'uploaded'")
+    object_step = step_seconds(setup.home).get("pqr_s3_objects", 0.0)
     results |= {
         "history_records": total,
-        "history_store": args.history_store,
         "history_ours_per_s": round(ours_rate),
         "history_dlt_per_s": round(dlt_rate),
         "history_ratio": round(ours_rate / dlt_rate, 2),
-        # the last round's runs, step by step: files -> PostgreSQL, and the objects
+        # the last round's runs, step by step: files -> PostgreSQL
         "history_steps_to_pg_s": round(to_pg, 1),
-        "history_steps_to_pg_per_s": round(total / to_pg) if to_pg else None,
-        "history_objects_step_s": round(steps.get("pqr_s3_objects", 0.0), 1),
-        "history_other_steps_s": round(other, 1),
         "history_outside_steps_s": round(ours_s[-1] - sum(steps.values()), 1),
+        "objects_store": args.history_store,
+        "objects_days": args.objects_days,
+        "objects_stored": stored,
+        "objects_command_s": round(objects_s, 1),
+        "objects_step_s": round(object_step, 1),
+        "objects_step_per_s": round(stored / object_step) if object_step else None,
     }
     show: Callable[[list[float]], str] = lambda v: ", ".join(f"{x:.1f}" for x in v)  # noqa: E731
     rows += [
         (
-            f"(c) {args.days} days x {args.per_day:,} records, `ov-assets backfill --files-only` "
-            f"(objects: {args.history_store} store)",
+            f"(c) {args.days} days x {args.per_day:,} records, `ov-assets backfill --files-only --tables-only`",
             f"{statistics.median(ours_s):.2f}",
             f"{show(ours_s)} ({ours_rate:,.0f} records/s)",
         ),
@@ -403,13 +426,7 @@ def history(
             f"{total / to_pg:,.0f} records/s" if to_pg else "",
         ),
         (
-            f"(c) of which step `pqr_s3_objects` ({args.history_store} store), last round",
-            f"{steps.get('pqr_s3_objects', 0.0):.2f}",
-            "",
-        ),
-        ("(c) of which the other steps (the runs' asset checks, quality), last round", f"{other:.2f}", ""),
-        (
-            "(c) of which outside any step (command start, skip check, run start/end), last round",
+            "(c) of which outside any step (command start, landing index, run start/end), last round",
             f"{ours_s[-1] - sum(steps.values()):.2f}",
             "",
         ),
@@ -417,6 +434,13 @@ def history(
             "(c) dlt, merge on numero_radicado, the same JSON files",
             f"{statistics.median(dlt_s):.2f}",
             f"{show(dlt_s)} ({dlt_rate:,.0f} records/s)",
+        ),
+        (
+            f"(c) objects of the newest {args.objects_days} day(s), the same command without `--tables-only` "
+            f"({args.history_store})",
+            f"{objects_s:.2f}",
+            f"{stored:,} objects; step `pqr_s3_objects` {object_step:.1f} s"
+            + (f" ({stored / object_step:,.0f} objects/s)" if object_step else ""),
         ),
     ]
 
@@ -434,11 +458,11 @@ def step_seconds(home: Path) -> dict[str, float]:
     return out
 
 
-def _rows(conninfo: dict[str, Any]) -> int:
+def _rows(conninfo: dict[str, Any], relation: str) -> int:
     import psycopg
 
     with psycopg.connect(**conninfo) as conn:
-        row = conn.execute("SELECT count(*) FROM data_general.ov_afinia").fetchone()
+        row = conn.execute(f"SELECT count(*) FROM data_general.{relation}").fetchone()
     return int(row[0]) if row else 0
 
 

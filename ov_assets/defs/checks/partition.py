@@ -24,7 +24,7 @@ from ov_assets.defs.partitions import partition_key, pqr_partitions
 from ov_assets.defs.resources.object_store import ObjectStoreResource
 from ov_assets.defs.resources.postgres import PostgresResource
 from ov_assets.objects import archive, registry_keys
-from ov_assets.objects.stores import ObjectStore, verify_object
+from ov_assets.objects.stores import ObjectStore, verify_objects
 from ov_assets.warehouse.loading import SCHEMA, table_name
 
 MAX_LISTED = 20
@@ -348,13 +348,18 @@ def objects_registered(conn: psycopg.Connection, bucket: str, planned: list[arch
 
 
 def objects_match_bucket(
-    conn: psycopg.Connection, store: ObjectStore, empresa: str, day: dt.date, worked: set[str] | None = None
+    conn: psycopg.Connection,
+    store: ObjectStore,
+    empresa: str,
+    day: dt.date,
+    worked: set[str] | None = None,
+    workers: int = 1,
 ) -> Verdict:
     """Re-reads the bucket for the registered objects of the partition; with ``worked`` (the
     keys the run's step wrote a registry row for), only those: the others were registered
     stored with the same SHA-256 before the run and are trusted (``trusted`` in the metadata),
     so a rerun with nothing new costs no request per object. ``registry_matches_bucket``, the
-    hourly reconciliation, re-reads every row."""
+    hourly reconciliation, re-reads every row. ``workers`` requests at a time."""
     rows = conn.execute(
         f"""SELECT s3_key, file_size, file_hash FROM {SCHEMA}.s3_files_registry
             WHERE s3_bucket = %s AND empresa = %s AND metadata->>'partition_date' = %s
@@ -363,7 +368,8 @@ def objects_match_bucket(
     ).fetchall()
     checked = rows if worked is None else [r for r in rows if r[0] in worked]
     # Proof from S3's checksum or the bytes, never the sha256 metadata (multipart objects).
-    bad = [key for key, size, sha in checked if verify_object(store, key, size, (sha or "").strip())]
+    problems = verify_objects(store, [(key, size, (sha or "").strip()) for key, size, sha in checked], workers)
+    bad = [key for (key, _, _), problem in zip(checked, problems, strict=True) if problem]
     return Verdict(
         not bad,
         {
@@ -396,6 +402,8 @@ def s3_checks(
             part = frame.filter((pl.col("partition_date") == day) & (pl.col("empresa") == empresa))
             planned = archive.plan_objects(part, root, object_store.layout, object_store.base_path)
             registered[(day, empresa)] = objects_registered(conn, store.bucket, planned)
-            in_bucket[(day, empresa)] = objects_match_bucket(conn, store, empresa, day, worked)
+            in_bucket[(day, empresa)] = objects_match_bucket(
+                conn, store, empresa, day, worked, object_store.max_workers
+            )
     yield from emit(context, "pqr_s3_objects", "objects_registered", registered)
     yield from emit(context, "pqr_s3_objects", "objects_match_bucket", in_bucket)

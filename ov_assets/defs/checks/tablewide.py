@@ -28,7 +28,7 @@ from ov_assets.defs.checks.partition import MAX_LISTED, Verdict, emit, listed_me
 from ov_assets.defs.partitions import pqr_partitions
 from ov_assets.defs.resources.object_store import ObjectStoreResource
 from ov_assets.defs.resources.postgres import PostgresResource
-from ov_assets.objects.stores import ObjectStore, verify_object
+from ov_assets.objects.stores import ObjectStore, verify_objects
 from ov_assets.warehouse.loading import SCHEMA, table_name
 
 
@@ -218,25 +218,22 @@ def last_loads(conn: psycopg.Connection) -> dict[str, dt.datetime | None]:
 DONE = ("uploaded", "pre_existing")
 
 
-def registry_vs_bucket(conn: psycopg.Connection, store: ObjectStore, empresa: str, day: dt.date) -> Verdict:
+def registry_vs_bucket(
+    conn: psycopg.Connection, store: ObjectStore, empresa: str, day: dt.date, workers: int = 1
+) -> Verdict:
     """Every registry row of the partition that says stored is in the bucket with its size and
-    SHA-256 (ERROR otherwise); rows still ``pending`` / ``error`` make it a WARN (the hourly
-    verification re-materializes those partitions)."""
+    SHA-256 (ERROR otherwise, ``workers`` requests at a time); rows still ``pending`` / ``error``
+    make it a WARN (the hourly verification re-materializes those partitions)."""
     rows = conn.execute(
         f"""SELECT s3_key, file_size, file_hash, upload_status FROM {SCHEMA}.s3_files_registry
             WHERE s3_bucket = %s AND empresa = %s AND metadata->>'partition_date' = %s ORDER BY s3_key""",
         (store.bucket, empresa, day.isoformat()),
     ).fetchall()
-    problems: list[tuple[str, str]] = []
-    open_rows: list[tuple[str, str]] = []
-    for s3_key, size, sha, status in rows:
-        if status not in DONE:
-            open_rows.append((s3_key, status))
-            continue
-        # Proof from S3's checksum or the bytes, never the sha256 metadata (multipart objects).
-        problem = verify_object(store, s3_key, size, (sha or "").strip())
-        if problem:
-            problems.append((s3_key, problem))
+    open_rows = [(s3_key, status) for s3_key, _, _, status in rows if status not in DONE]
+    stored = [(s3_key, size, (sha or "").strip()) for s3_key, size, sha, status in rows if status in DONE]
+    # Proof from S3's checksum or the bytes, never the sha256 metadata (multipart objects).
+    answers = verify_objects(store, stored, workers)
+    problems = [(key, problem) for (key, _, _), problem in zip(stored, answers, strict=True) if problem]
     severity = dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN
     listed = problems + open_rows
     return Verdict(
@@ -367,7 +364,9 @@ def registry_matches_bucket(
         return
     store = object_store.open()
     with postgres.connect() as conn:
-        verdicts = {(d, e): registry_vs_bucket(conn, store, e, d) for d, e in run_partitions(context)}
+        verdicts = {
+            (d, e): registry_vs_bucket(conn, store, e, d, object_store.max_workers) for d, e in run_partitions(context)
+        }
     yield from emit(context, "pqr_s3_objects", "registry_matches_bucket", verdicts)
 
 
