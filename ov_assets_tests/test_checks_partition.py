@@ -15,6 +15,7 @@ from ov_assets.core.file_names import landing_dir
 from ov_assets.devkit import generator
 from ov_assets_tests.checks_support import (
     DAY_A,
+    DAY_B,
     connect,
     evaluation,
     key,
@@ -171,6 +172,59 @@ def test_no_older_replacement_fails_when_history_is_newer(env):
             (radicado,),
         )
     assert _range(res)[1][("no_older_replacement", AIRE)] is True
+
+
+def test_objects_match_bucket_proves_a_day_by_listing_and_still_sees_what_changed_after_the_put(
+    pg_conninfo18, data_dir, s3_endpoint, s3_bucket
+):
+    """A day's objects written by the run are proven by a listing (~1,000 a request: each
+    put's answer proved its SHA-256, the listing shows that write's ETag and size), not one
+    request each; an object deleted right after its put, and one overwritten with other bytes
+    of the same size, are not in the listing as written: re-read, they fail the check."""
+    from ov_assets.objects.s3_store import LIST_FROM
+
+    day_key = key(DAY_B, "afinia")
+    generator.write_day(data_dir, "afinia", DAY_B, n=40, broken=False, versions=False)
+    res = make_resources(pg_conninfo18, data_dir, s3_bucket, s3_endpoint)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    changed: dict[str, str] = {}
+
+    def tamper(name: str) -> None:
+        if name != "s3_put" or len(changed) == 2:
+            return
+        listing = s3.list_objects_v2(Bucket=s3_bucket, Prefix="oficina-virtual/afinia/2025/10/09/")
+        stored = sorted(o["Key"] for o in listing.get("Contents", ()) if o["Key"].endswith(".json"))
+        if not stored:
+            return
+        if "deleted" not in changed:
+            s3.delete_object(Bucket=s3_bucket, Key=stored[0])
+            changed["deleted"] = stored[0]
+        elif stored[0] != changed["deleted"]:
+            body = s3.get_object(Bucket=s3_bucket, Key=stored[0])["Body"].read()
+            s3.put_object(Bucket=s3_bucket, Key=stored[0], Body=body[:-1] + (b"X" if body[-1:] != b"X" else b"Y"))
+            changed["overwritten"] = stored[0]
+
+    checkpoints.add_listener(tamper)
+    try:
+        result = materialize(res, day_key)
+    finally:
+        checkpoints.remove_listener(tamper)
+    assert set(changed) == {"deleted", "overwritten"}, changed
+    ev = evaluation(result, "objects_match_bucket", day_key)
+    assert not ev.passed
+    assert sorted(meta(ev, "failing")) == sorted(changed.values())
+    verified, listed = meta(ev, "verified"), meta(ev, "verified_by_listing")
+    assert verified > LIST_FROM and listed == verified - 2  # all but the two changed ones
+
+    # repaired (the two objects put back by the next run): every object proven again
+    s3.delete_object(Bucket=s3_bucket, Key=changed["overwritten"])
+    with connect(pg_conninfo18) as conn:
+        conn.execute(
+            f"UPDATE {T}.s3_files_registry SET upload_status = 'error' WHERE s3_key = ANY(%s)",
+            (list(changed.values()),),
+        )
+    again = evaluation(materialize(res, day_key), "objects_match_bucket", day_key)
+    assert again.passed and meta(again, "verified") == 2 and meta(again, "verified_by_listing") == 0
 
 
 def test_objects_match_bucket_sees_a_deleted_object(env):

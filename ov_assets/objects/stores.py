@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +93,7 @@ class ObjectStore(Protocol):
         only_if_absent: bool = False,
     ) -> None: ...
     def sha256_of(self, key: str) -> str | None: ...
+    def still_as_written(self, keys: Collection[str]) -> set[str]: ...
     def verified_sha256(self, key: str) -> str | None: ...
     def copy(self, src: str, dst: str, sha256: str) -> None: ...
     def delete(self, key: str) -> None: ...
@@ -251,6 +252,11 @@ class LocalObjectStore:
         """Store the landing file ``path`` (never through a link: ``NotARegularFile``)."""
         with open_landing(path) as (fh, _):
             self._write_verified(fh, key, sha256, metadata, only_if_absent)
+
+    def still_as_written(self, keys: Collection[str]) -> set[str]:
+        """None proven by a listing: a local object is read back (``verify_object``), a disk's
+        read costs no round trip."""
+        return set()
 
     def copy(self, src: str, dst: str, sha256: str) -> None:
         head = self.head(src)

@@ -77,8 +77,9 @@ S3_CHECK_SPECS = [
         "objects_match_bucket",
         "pqr_s3_objects",
         "Re-reads the bucket: every object the run registered exists with the registered size and SHA-256 "
-        "(objects registered stored with the same SHA-256 before the run are trusted; the hourly "
-        "registry_matches_bucket re-reads them all).",
+        "(the run's own writes, whose SHA-256 S3's answer proved, by a listing showing that write's ETag "
+        "and size; any other by S3's checksum or its bytes. Objects registered stored with the same "
+        "SHA-256 before the run are trusted; the hourly registry_matches_bucket re-reads them all).",
     ),
 ]
 
@@ -358,8 +359,9 @@ def objects_match_bucket(
     """Re-reads the bucket for the registered objects of the partition; with ``worked`` (the
     keys the run's step wrote a registry row for), only those: the others were registered
     stored with the same SHA-256 before the run and are trusted (``trusted`` in the metadata),
-    so a rerun with nothing new costs no request per object. ``registry_matches_bucket``, the
-    hourly reconciliation, re-reads every row. ``workers`` requests at a time."""
+    so a rerun with nothing new costs no request per object. The run's own writes are found in
+    a listing when the store can (``still_as_written``); the rest are read, ``workers`` at a
+    time. ``registry_matches_bucket``, the hourly reconciliation, re-reads every row."""
     rows = conn.execute(
         f"""SELECT s3_key, file_size, file_hash FROM {SCHEMA}.s3_files_registry
             WHERE s3_bucket = %s AND empresa = %s AND metadata->>'partition_date' = %s
@@ -367,14 +369,19 @@ def objects_match_bucket(
         (store.bucket, empresa, day.isoformat()),
     ).fetchall()
     checked = rows if worked is None else [r for r in rows if r[0] in worked]
-    # Proof from S3's checksum or the bytes, never the sha256 metadata (multipart objects).
-    problems = verify_objects(store, [(key, size, (sha or "").strip()) for key, size, sha in checked], workers)
-    bad = [key for (key, _, _), problem in zip(checked, problems, strict=True) if problem]
+    # This run's writes, S3's answer having proven their SHA-256, listed with that write's ETag
+    # and size: still those bytes. Every other object: S3's checksum or the bytes, never the
+    # sha256 metadata (multipart objects).
+    listed = store.still_as_written([key for key, _, _ in checked])
+    read = [(key, size, (sha or "").strip()) for key, size, sha in checked if key not in listed]
+    problems = verify_objects(store, read, workers)
+    bad = [key for (key, _, _), problem in zip(read, problems, strict=True) if problem]
     return Verdict(
         not bad,
         {
             "registered": len(rows),
             "verified": len(checked),
+            "verified_by_listing": len(listed),
             "trusted": len(rows) - len(checked),
             **listed_metadata(bad, "s3_key"),
         },
