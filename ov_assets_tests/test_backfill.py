@@ -162,6 +162,14 @@ class _Lines:
         return [m for m in map(PROGRESS.match, list(self.lines)) if m]
 
 
+def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], _Lines]:
+    """The command in a session of its own (killed as a group), its stdout read line by line."""
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    return proc, _Lines(proc)
+
+
 def _runs(home: Path, env: dict[str, str]) -> list[tuple[str, str, dict[str, str]]]:
     """(partition, status, tags) of the load's runs, in the order they were created."""
     import dagster as dg
@@ -206,16 +214,7 @@ def test_history_of_20_days_newest_first_killed_and_resumed_politely(
             OV_SCRAPER_MAX_PER_MIN=str(PER_MIN),
         )
         args = _backfill("--from", str(DAYS[-1]), "--to", str(DAYS[0]), "--empresa", "afinia", "--no-backup")
-        proc = subprocess.Popen(
-            args,
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        first = _Lines(proc)
+        proc, first = _start(args, env)
         try:
             wait_until(
                 lambda: len(first.progress()) >= killed_after or proc.poll() is not None, 300, "the first partitions"
@@ -391,10 +390,7 @@ def test_ctrl_c_stops_after_the_run_in_progress_and_says_how_to_resume(
     args = _backfill(
         "--files-only", "--from", str(days[-1]), "--to", str(days[0]), "--empresa", "afinia", "--days-per-run", "2"
     )
-    proc = subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
-    )
-    lines = _Lines(proc)
+    proc, lines = _start(args, env)
     try:
         wait_until(lambda: len(lines.progress()) >= 1 or proc.poll() is not None, 300, "a partition")
         proc.send_signal(signal.SIGINT)
@@ -414,6 +410,49 @@ def test_ctrl_c_stops_after_the_run_in_progress_and_says_how_to_resume(
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         statuses = [r.dagster_run.status.value for r in instance.get_run_records()]
     assert statuses == ["SUCCESS"] * (done // 2)  # the run in progress finished; nothing half run
+
+
+def test_a_range_run_killed_is_marked_failed_and_its_days_run_again(
+    pg_conninfo18: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 of a files-only load while a range run is in progress: the resumed load marks that
+    run failed, naming its range, runs its days again and skips the range that had finished."""
+    import dagster as dg
+
+    from ov_assets import cli
+
+    env = _environment(pg_conninfo18, tmp_path)
+    days = DAYS[:4]
+    _generated(Path(env["OV_DATA_DIR"]), days, ("afinia",), n=300)
+    args = ["--files-only", "--from", str(days[-1]), "--to", str(days[0]), "--empresa", "afinia", "--days-per-run", "2"]
+    proc, lines = _start(_backfill(*args), env)
+
+    def second_run_started() -> bool:
+        if len(lines.progress()) < 2:
+            return False
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            return any(r.dagster_run.status == dg.DagsterRunStatus.STARTED for r in instance.get_run_records())
+
+    try:
+        wait_until(lambda: second_run_started() or proc.poll() is not None, 300, "the second range run")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    lines.thread.join(10)
+    assert len(lines.progress()) == 2, "".join(lines.lines)  # the first range (the two newest days) only
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["backfill", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"marked failed and run again: {days[3]}|afinia..{days[2]}|afinia" in out
+    assert "2 already finished, skipped; 2 to run" in out
+    assert [m[3] for m in map(PROGRESS.match, out.splitlines()) if m] == [f"{d}|afinia" for d in days[2:]]
+    with psycopg.connect(**pg_conninfo18) as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM data_general.ov_afinia").fetchone()
+    assert rows == 4 * 300
 
 
 def test_a_history_load_backs_up_first_and_a_resumed_one_does_not(

@@ -21,6 +21,7 @@ from ov_assets.core.contract import today_bogota
 from ov_assets.core.records import empty_frame
 from ov_assets.defs.checks import near_duplicates as near_dup_check
 from ov_assets.defs.checks import partition as checks_logic
+from ov_assets.defs.metadata import counts_table, quality_metadata
 from ov_assets.defs.partitions import parse_partition_key, partition_key, pqr_partitions
 from ov_assets.defs.resources import LandingResource, ObjectStoreResource, PortalResource, PostgresResource
 from ov_assets.landing.index import partition_frame
@@ -209,8 +210,8 @@ def pqr_records(
         "valid_versions": int((frame["status"] == "valid").sum()),
         "winners": int(frame["is_winner"].sum()),
         "rejected": int((frame["status"] == "rejected").sum()),
-        "reject_reasons": dg.MetadataValue.md(_counts_table("reason_code", reasons)),
-        "warnings": dg.MetadataValue.md(_counts_table("warning", warnings)),
+        "reject_reasons": dg.MetadataValue.md(counts_table("reason_code", reasons)),
+        "warnings": dg.MetadataValue.md(counts_table("warning", warnings)),
         "dagster/column_schema": column_schema(
             (name, str(dtype), _FRAME_DESCRIPTIONS.get(name)) for name, dtype in frame.schema.items()
         ),
@@ -356,23 +357,6 @@ def pqr_quality_daily(
         )
 
 
-def quality_metadata(row: quality.QualityRow) -> dict[str, dg.MetadataValue]:
-    """One ``ov_quality_daily`` row as plottable numbers (ints and floats; one series per
-    reason and warning code). Counts and codes only."""
-    meta: dict[str, dg.MetadataValue] = {
-        "files_seen": dg.MetadataValue.int(row.files_seen),
-        "valid": dg.MetadataValue.int(row.valid),
-        "rejected": dg.MetadataValue.int(row.rejected),
-        "reject_rate": dg.MetadataValue.float(row.reject_rate),
-        "warnings": dg.MetadataValue.int(sum(row.warnings_by_code.values())),
-    }
-    if row.load_latency_s is not None:
-        meta["load_latency_s"] = dg.MetadataValue.float(row.load_latency_s)
-    meta |= {f"rejected_by_reason/{k}": dg.MetadataValue.int(v) for k, v in sorted(row.rejected_by_reason.items())}
-    meta |= {f"warnings_by_code/{k}": dg.MetadataValue.int(v) for k, v in sorted(row.warnings_by_code.items())}
-    return meta
-
-
 @dg.asset(
     partitions_def=pqr_partitions,
     group_name=GROUP,
@@ -438,14 +422,6 @@ def pqr_s3_objects(
         }
     )
     yield from checks_logic.s3_checks(context, postgres, store, pqr_records, object_store, counts.worked_keys)
-
-
-def _counts_table(label: str, counts: Counter[str]) -> str:
-    if not counts:
-        return "none"
-    lines = [f"| {label} | count |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
-    return "\n".join(lines)
 
 
 pqr_assets = [raw_pqr_files, pqr_records, pqr_table, pqr_quality_daily, pqr_s3_objects]

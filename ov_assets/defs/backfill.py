@@ -314,8 +314,9 @@ def load(
 ) -> Progress:
     """Run the plan's partitions not finished yet, in order, ``days_per_run`` consecutive days of
     an empresa per run; one progress line per partition after its run, the figures also added to
-    the run as tags. A range run that fails is run again one partition at a time (its writes were
-    one transaction: nothing of it stayed). Stops before the next run once ``stop`` is set."""
+    the run as tags. A range run that fails is run again one partition at a time (the loads are
+    idempotent: what the failed run wrote is found unchanged). Stops before the next run once
+    ``stop`` is set."""
     progress = Progress(total=len(plan.partitions), skipped=plan.skipped, started=time.monotonic())
     pending = runs_of(plan.todo, days_per_run)
     while pending and not stop.is_set():
