@@ -40,7 +40,9 @@ def _event(kind: dg.DagsterEventType, job: str) -> dg.DagsterEvent:
     return dg.DagsterEvent(event_type_value=kind.value, job_name=job)
 
 
-def add_run(instance: dg.DagsterInstance, at: dt.datetime, job: str, started: bool) -> str:
+def add_run(
+    instance: dg.DagsterInstance, at: dt.datetime, job: str, started: bool, partition_tags: dict[str, str] | None = None
+) -> str:
     """A run stored at ``at`` (queued), and reported started then when ``started``; its config
     and a tag hold a personal value, as a careless launch could."""
     with time_machine.travel(at, tick=False):
@@ -50,7 +52,7 @@ def add_run(instance: dg.DagsterInstance, at: dt.datetime, job: str, started: bo
                 status=dg.DagsterRunStatus.QUEUED,
                 remote_job_origin=_origin(job),
                 run_config={"ops": {"note": PERSONAL}},
-                tags={"dagster/partition": PARTITION, "ov/note": PERSONAL},
+                tags={**(partition_tags or {"dagster/partition": PARTITION}), "ov/note": PERSONAL},
             )
         )
         if started:
@@ -102,3 +104,18 @@ def test_slow_runs_alert_once_and_fresh_runs_do_not(instance, webhook, monkeypat
     for text in receiver.texts():
         for value in PERSONAL.split():
             assert value not in text, value
+
+
+def test_a_slow_range_run_names_its_range(instance, webhook, monkeypatch) -> None:
+    """A history load's range run (``ov-assets backfill --files-only``) carries range tags, not
+    one partition: the alert names the range."""
+    url, receiver = webhook
+    configure_channels(monkeypatch, url, None)
+    monkeypatch.setenv("OV_ALERT_RUNNING_MINUTES", str(RUNNING_MIN))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start, end = "2025-10-01|afinia", "2025-10-14|afinia"
+    tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    add_run(instance, now - dt.timedelta(minutes=300), "pqr_landing_job", started=True, partition_tags=tags)
+    tick(instance, None, now)
+    (text,) = receiver.texts()
+    assert text.startswith(f"[ov-assets] run running over {RUNNING_MIN} min: pqr_landing_job [{start}...{end}]")

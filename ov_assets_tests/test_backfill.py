@@ -508,3 +508,14 @@ def test_production_refuses_a_load_the_ui_would_not_show(
     assert cli.main(["backfill", "--from", "2025-10-01", "--to", "2025-10-02", "--files-only"]) == 2
     assert "no DAGSTER_HOME: set it to the instance the UI shows" in capsys.readouterr().err
     assert not (data_dir / "dagster_home").exists()
+
+
+def test_days_per_run_below_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    from ov_assets import cli
+
+    args = ["backfill", "--from", "2025-10-01", "--to", "2025-10-02", "--files-only", "--days-per-run"]
+    assert cli.main([*args, "0"]) == 2
+    assert "--days-per-run 0: give 1 or more days" in capsys.readouterr().err
+    assert not (data_dir / "dagster_home").exists()

@@ -210,3 +210,34 @@ def test_local_store_keys_stay_inside_the_store(tmp_path):
     with pytest.raises(ValueError, match="escapes the store"):
         store.head("y/c.pdf")
     assert store.url("x/ñ a.pdf") == (root.resolve() / "x" / "ñ a.pdf").as_uri()
+
+
+def test_still_as_written_proves_only_this_stores_writes_unchanged_and_as_registered(s3_endpoint, s3_bucket, tmp_path):
+    """The listing proof of the run's check: a key counts only when this store wrote it (its
+    answer proving the SHA-256), the registry's size and SHA-256 are that write's, and the
+    listing shows that write's ETag and size. Deleted, overwritten (same size), registered with
+    other bytes, written by someone else, or too few keys to list: not proven."""
+    from ov_assets.objects.s3_store import LIST_FROM
+
+    store = store_resource(s3_endpoint, s3_bucket, tmp_path).open()
+    assert isinstance(store, S3ObjectStore)
+    rows = []
+    for i in range(LIST_FROM + 10):
+        path, sha = _file(tmp_path, f"f{i:03d}.json", f'{{"n": {i:03d}}}'.encode())
+        key = f"base/afinia/2025/10/08/RE{i:03d}/f{i:03d}.json"
+        store.put(key, path, sha, "application/json", {}, only_if_absent=True)
+        rows.append((key, path.stat().st_size, sha))
+    s3 = client(s3_endpoint)
+    s3.put_object(Bucket=s3_bucket, Key="base/afinia/2025/10/08/RE999/other.json", Body=b"{}")
+    assert store.still_as_written(rows) == {k for k, _, _ in rows}
+
+    deleted, overwritten, other_sha, other_size = (r[0] for r in rows[:4])
+    s3.delete_object(Bucket=s3_bucket, Key=deleted)
+    s3.put_object(Bucket=s3_bucket, Key=overwritten, Body=b'{"n": 999}')  # the same size, other bytes
+    registered = [(k, size + (k == other_size), "0" * 64 if k == other_sha else sha) for k, size, sha in rows] + [
+        ("base/afinia/2025/10/08/RE999/other.json", 2, hashlib.sha256(b"{}").hexdigest())
+    ]
+    proven = store.still_as_written(registered)
+    assert proven == {k for k, _, _ in rows[4:]}
+    assert store.still_as_written(rows[4 : 4 + LIST_FROM - 1]) == set()  # too few: each is read instead
+    assert LocalObjectStore(tmp_path / "store").still_as_written(rows) == set()

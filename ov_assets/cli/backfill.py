@@ -64,7 +64,7 @@ def _backfill(args: argparse.Namespace) -> int:
         hp.check_range(args.first, args.last, today_bogota())
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
-    days_per_run = args.days_per_run or (FILES_DAYS_PER_RUN if args.files_only else 1)
+    days_per_run = args.days_per_run if args.days_per_run is not None else FILES_DAYS_PER_RUN if args.files_only else 1
     if days_per_run < 1:
         raise ConfigurationError(f"--days-per-run {args.days_per_run}: give 1 or more days")
     if settings.environment() == "production" and not settings.env_str("DAGSTER_HOME"):
@@ -146,8 +146,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tables-only",
         action="store_true",
-        help="PostgreSQL only, no objects (the history's rows first); "
-        "the same command without it stores the objects later (it is another load: the rows are then unchanged)",
+        help="PostgreSQL only, no objects (the history's rows first); with --files-only, the same command "
+        "without it stores the objects later (another load: the rows are then unchanged; from the portal it "
+        "would extract every day again)",
     )
     p.add_argument(
         "--days-per-run",

@@ -112,7 +112,7 @@ def fail_abandoned_runs(instance: dg.DagsterInstance, backfill: str) -> list[str
     for record in instance.get_run_records(dg.RunsFilter(tags={BACKFILL_TAG: backfill}, statuses=_UNFINISHED)):
         run = record.dagster_run
         instance.report_run_failed(
-            run, "the ov-assets backfill process running it ended before the run did; the load reruns the partition"
+            run, "the ov-assets backfill process running it ended before the run did; the load reruns its partitions"
         )
         covered = run_keys(run.tags)
         keys.append(f"{covered[0]}..{covered[-1]}" if len(covered) > 1 else (covered or ["?"])[0])

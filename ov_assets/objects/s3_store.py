@@ -104,8 +104,8 @@ class S3ObjectStore:
         self.multipart_threshold = max(multipart_threshold, MIN_PART_SIZE)
         self.multipart_chunksize = max(multipart_chunksize, MIN_PART_SIZE)
         self._bucket_seen = False
-        # key -> (ETag, size) of each write whose answer proved its SHA-256 (``still_as_written``)
-        self._written: dict[str, tuple[str, int]] = {}
+        # key -> (ETag, size, SHA-256) of each write whose answer proved its SHA-256 (``still_as_written``)
+        self._written: dict[str, tuple[str, int, str]] = {}
 
     @contextmanager
     def _writing(self, key: str) -> Iterator[None]:
@@ -204,13 +204,20 @@ class S3ObjectStore:
         except Exception as exc:
             raise self._fail(exc) from exc
 
-    def still_as_written(self, keys: Collection[str]) -> set[str]:
-        """The keys of ``keys`` this store wrote, its answer proving the bytes' SHA-256, that a
-        listing now shows with that write's ETag and size: still the proven bytes, found
-        ~1,000 at a time instead of one request each. The listing covers the keys' common
-        prefix (a partition's folder in the default layout) for at most about twice the pages
-        the keys fill; keys it does not show as written are left to ``verify_object``."""
-        written = {k: self._written[k] for k in keys if k in self._written}
+    def still_as_written(self, objects: Collection[tuple[str, int | None, str]]) -> set[str]:
+        """The keys of ``objects`` (key, size, SHA-256 as the registry has them) that this store
+        wrote with exactly that size and SHA-256, S3's answer proving the SHA-256, and that a
+        listing now shows with that write's ETag and size: found ~1,000 a request instead of one
+        request each. What it rests on: S3's listing is strongly consistent, and another write
+        to the key gives another ETag (an MD5 of the bytes under SSE-S3; per write under
+        SSE-KMS). The listing covers the keys' common folder (a partition's, in the default
+        layout) for at most about twice the pages they fill; keys it does not show as written
+        are left to ``verify_object``."""
+        written = {
+            key: (etag, size)
+            for key, size, sha256 in objects
+            if (w := self._written.get(key)) is not None and (size, sha256) == w[1:] and (etag := w[0])
+        }
         if len(written) < LIST_FROM:
             return set()
         folders: list[str] = []  # the folders every key is under, outermost first
@@ -229,7 +236,7 @@ class S3ObjectStore:
                     mine = written.get(obj["Key"])
                     if mine is not None and mine == (str(obj.get("ETag", "")).strip('"'), int(obj["Size"])):
                         confirmed.add(obj["Key"])
-        except ClientError as exc:
+        except Exception as exc:
             raise self._fail(exc) from exc
         return confirmed
 
@@ -302,9 +309,14 @@ class S3ObjectStore:
         resp = self.client.put_object(
             **common, Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum, **_condition(only_if_absent)
         )
-        self._check_answer(common["Key"], resp, checksum, hashlib.md5(data).hexdigest(), len(data))
+        self._check_answer(common["Key"], resp, checksum, hashlib.md5(data).hexdigest(), len(data), sha256)
 
-    def _check_answer(self, key: str, resp: dict[str, Any], checksum: str, md5: str | None, size: int) -> None:
+    def _check_answer(
+        self, key: str, resp: dict[str, Any], checksum: str, md5: str | None, size: int, sha256: str
+    ) -> None:
+        """Whether S3's answer vouches for the bytes (checksum, else ETag as MD5, else a HEAD's
+        checksum): ``IntegrityError`` if not. The write's ETag, size and whole-file ``sha256``
+        are kept for ``still_as_written``."""
         evidence = False
         echoed = resp.get("ChecksumSHA256")
         if echoed:
@@ -323,7 +335,8 @@ class S3ObjectStore:
             if head is None or int(head["ContentLength"]) != size or not stored or stored.split("-")[0] != checksum:
                 raise IntegrityError(f"{key}: verification after upload failed (size or checksum)")
             etag = str(head.get("ETag", "")).strip('"')
-        self._written[key] = (etag, size)
+        if etag:
+            self._written[key] = (etag, size, sha256)
 
     def _put_multipart(
         self, fh: BinaryIO, name: str, sha256: str, common: dict[str, Any], only_if_absent: bool
@@ -374,7 +387,7 @@ class S3ObjectStore:
             # A retried completion whose first answer was lost: the upload is gone because it
             # was completed. The caller compares what the key holds, as for any taken key.
             raise ObjectExists(common["Key"]) from None
-        self._check_answer(common["Key"], resp, composite, None, size)
+        self._check_answer(common["Key"], resp, composite, None, size, sha256)
 
     def copy(self, src: str, dst: str, sha256: str) -> None:
         """Server-side copy of ``src`` to a free ``dst`` (``ObjectExists`` otherwise), with S3

@@ -170,7 +170,8 @@ def describe_error(error: object) -> tuple[str, str]:
     return cls, detail
 
 
-def _partition(tags: dict[str, str]) -> str:
+def partition_label(tags: dict[str, str]) -> str:
+    """A run's partition, or its range (``start...end``), for an alert; empty when neither."""
     if tags.get("dagster/partition"):
         return tags["dagster/partition"]
     start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
@@ -189,7 +190,9 @@ def build_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
     if not steps and failure is not None:
         run_error, _ = describe_error(getattr(failure.event_specific_data, "error", None))
     tags = dict(run.tags)
-    return FailureAlert(run.job_name, run.run_id, _partition(tags), tuple(steps), run_error, tags.get(MODE_TAG, ""))
+    return FailureAlert(
+        run.job_name, run.run_id, partition_label(tags), tuple(steps), run_error, tags.get(MODE_TAG, "")
+    )
 
 
 def send_slack(alert: Message, config: AlertSettings) -> None:

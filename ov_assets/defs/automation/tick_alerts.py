@@ -26,7 +26,7 @@ from dagster._core.scheduler.instigation import InstigatorTick, TickStatus
 from ov_assets import settings
 from ov_assets.core.contract import BOGOTA
 from ov_assets.defs.automation.alert_state import Episodes, bogota_day, send_all
-from ov_assets.defs.automation.alerts import AlertSettings, TextMessage, describe_error
+from ov_assets.defs.automation.alerts import AlertSettings, TextMessage, describe_error, partition_label
 
 TICKS_READ = 25  # newest ticks read per instigator and evaluation
 
@@ -159,7 +159,7 @@ def tick_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
 
 def _partition(tags: dict[str, str]) -> str:
-    return tags.get("dagster/partition") or tags.get("ov/partition") or "-"
+    return partition_label(tags) or tags.get("ov/partition") or "-"
 
 
 def slow_run_messages(

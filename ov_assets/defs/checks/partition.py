@@ -369,11 +369,12 @@ def objects_match_bucket(
         (store.bucket, empresa, day.isoformat()),
     ).fetchall()
     checked = rows if worked is None else [r for r in rows if r[0] in worked]
-    # This run's writes, S3's answer having proven their SHA-256, listed with that write's ETag
-    # and size: still those bytes. Every other object: S3's checksum or the bytes, never the
-    # sha256 metadata (multipart objects).
-    listed = store.still_as_written([key for key, _, _ in checked])
-    read = [(key, size, (sha or "").strip()) for key, size, sha in checked if key not in listed]
+    # This run's writes of the registered size and SHA-256 (S3's answer proved it), listed with
+    # that write's ETag and size: that write. Every other object: S3's checksum or the bytes,
+    # never the sha256 metadata (multipart objects).
+    registered = [(key, size, (sha or "").strip()) for key, size, sha in checked]
+    listed = store.still_as_written(registered)
+    read = [row for row in registered if row[0] not in listed]
     problems = verify_objects(store, read, workers)
     bad = [key for (key, _, _), problem in zip(read, problems, strict=True) if problem]
     return Verdict(
