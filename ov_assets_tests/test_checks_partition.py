@@ -5,6 +5,7 @@ again once repaired."""
 from __future__ import annotations
 
 import shutil
+import threading
 
 import boto3
 import dagster as dg
@@ -188,8 +189,13 @@ def test_objects_match_bucket_proves_a_day_by_listing_and_still_sees_what_change
     res = make_resources(pg_conninfo18, data_dir, s3_bucket, s3_endpoint)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     changed: dict[str, str] = {}
+    one_at_a_time = threading.Lock()  # (the puts, and so this listener, run on 16 threads)
 
     def tamper(name: str) -> None:
+        with one_at_a_time:
+            _tamper(name)
+
+    def _tamper(name: str) -> None:
         if name != "s3_put" or len(changed) == 2:
             return
         listing = s3.list_objects_v2(Bucket=s3_bucket, Prefix="oficina-virtual/afinia/2025/10/09/")
