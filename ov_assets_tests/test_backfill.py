@@ -519,3 +519,16 @@ def test_days_per_run_below_one_is_refused(
     assert cli.main([*args, "0"]) == 2
     assert "--days-per-run 0: give 1 or more days" in capsys.readouterr().err
     assert not (data_dir / "dagster_home").exists()
+
+
+def test_each_load_runs_the_job_of_its_assets() -> None:
+    """--files-only leaves out the portal, --tables-only the objects: the job a load runs
+    materializes exactly the assets its skip check looks at (and the quality asset)."""
+    from ov_assets.defs import backfill as bf
+    from ov_assets.definitions import defs
+
+    for files_only in (False, True):
+        for tables_only in (False, True):
+            job = defs.resolve_job_def(bf.job_name(files_only, tables_only))
+            keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+            assert keys == {*bf.assets_of(files_only, tables_only), "pqr_quality_daily"}, job.name
