@@ -524,8 +524,8 @@ def test_days_per_run_below_one_is_refused(
 def test_each_load_runs_the_job_of_its_assets() -> None:
     """--files-only leaves out the portal, --tables-only the objects: the job a load runs
     materializes exactly the assets its skip check looks at (and the quality asset)."""
-    from ov_assets.defs import backfill as bf
     from ov_assets.definitions import defs
+    from ov_assets.defs import backfill as bf
 
     for files_only in (False, True):
         for tables_only in (False, True):
