@@ -367,6 +367,13 @@ def test_tables_only_loads_the_rows_and_the_same_load_without_it_stores_the_obje
         return rows, objects
 
     assert counts() == (12, 0)
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        mat = instance.fetch_materializations(dg.AssetKey("pqr_table"), limit=1).records[0].asset_materialization
+    assert mat is not None and mat.metadata["db_inserted"].value == 12  # the range's total, on each day
+    per_day = mat.metadata["partition_counts"].value  # and each day's own counts
+    assert {k: v["db_inserted"] for k, v in per_day.items()} == {f"{d}|afinia": 4 for d in days}
     assert cli.main([*args, "--tables-only"]) == 0  # the same load again: finished, skipped
     assert "3 already finished, skipped; 0 to run" in capsys.readouterr().out
 

@@ -6,6 +6,7 @@ range of them (backfills run ranges in one run), and is idempotent (CONTRACT §6
 Metadata carries counts and codes only, never personal data.
 """
 
+import dataclasses
 import datetime as dt
 import inspect
 from collections import Counter
@@ -270,6 +271,11 @@ def _load_table(
     if config.dry_run:
         return
     metadata = _load_metadata(total, dry_run=False)
+    if len(by_partition) > 1:  # a range run: these totals are stamped on each of its partitions
+        metadata["partition_counts"] = {
+            str(partition_key(day, empresa)): dataclasses.asdict(counts)
+            for (empresa, day), counts in by_partition.items()
+        }
     # ov_near_duplicates for the loaded partitions (after the commit: it compares stored rows)
     metadata |= near_dup_check.refresh(postgres, _partitions(context))
     yield dg.MaterializeResult(metadata=metadata)
