@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -178,11 +178,6 @@ def history_days(first: dt.date, days: int) -> list[dt.date]:
 
 
 def backfill_available() -> bool:
-    out = subprocess.run(
-        [sys.executable, "-m", "ov_assets.cli", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    if "backfill" not in out.stdout:
-        return False
     out = subprocess.run(
         [sys.executable, "-m", "ov_assets.cli", "backfill", "--help"],
         cwd=ROOT,
@@ -387,7 +382,7 @@ def history(
         finally:
             pg.drop_database(dlt_db)
         print(f"history round {i + 1}: ours {ours_s[-1]:.1f}s, dlt {dlt_s[-1]:.1f}s")
-    loaded = _rows(setup.conninfo, "ov_afinia")
+    loaded = _count(setup.conninfo, "SELECT count(*) FROM data_general.ov_afinia")
     assert loaded == total, f"the backfill loaded {loaded} rows, not {total}"
     steps = step_seconds(setup.home)
     to_pg = steps.get("pqr_records", 0.0) + steps.get("pqr_table", 0.0)
@@ -396,7 +391,9 @@ def history(
     # the objects of the newest days: the same load without --tables-only
     first = days[-args.objects_days]
     objects_s = setup.run("objects", backfill(first))
-    stored = _rows(setup.conninfo, "s3_files_registry WHERE upload_status = 'uploaded'")
+    stored = _count(
+        setup.conninfo, "SELECT count(*) FROM data_general.s3_files_registry WHERE upload_status = 'uploaded'"
+    )
     object_step = step_seconds(setup.home).get("pqr_s3_objects", 0.0)
     results |= {
         "history_records": total,
@@ -458,11 +455,11 @@ def step_seconds(home: Path) -> dict[str, float]:
     return out
 
 
-def _rows(conninfo: dict[str, Any], relation: str) -> int:
+def _count(conninfo: dict[str, Any], query: LiteralString) -> int:
     import psycopg
 
     with psycopg.connect(**conninfo) as conn:
-        row = conn.execute(f"SELECT count(*) FROM data_general.{relation}").fetchone()
+        row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
 

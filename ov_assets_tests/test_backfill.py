@@ -78,9 +78,12 @@ def test_runs_are_ranges_of_one_empresas_consecutive_days_newest_first() -> None
     assert sorted(p.key for run in hp.runs_of(plan.todo, 1) for p in run) == sorted(p.key for p in plan.todo)
     with pytest.raises(ValueError, match="at least 1"):
         hp.runs_of(plan.todo, 0)
+    from ov_assets.defs.automation.run_tags import range_tags
+    from ov_assets.defs.backfill import run_keys
+
     for run in hp.runs_of(plan.todo, 14):  # a run's range tags cover exactly its partitions
-        assert sorted(hp.keys_in_range(run[-1].key, run[0].key)) == sorted(p.key for p in run)
-    assert hp.keys_in_range("2025-10-01|afinia", "2025-10-02|aire") == [
+        assert sorted(run_keys(range_tags(run[-1].key, run[0].key, "history-files"))) == sorted(p.key for p in run)
+    assert sorted(run_keys(range_tags("2025-10-01|afinia", "2025-10-02|aire", "history-files"))) == [
         "2025-10-01|afinia",
         "2025-10-01|aire",
         "2025-10-02|afinia",

@@ -146,21 +146,6 @@ def runs_of(todo: Sequence[Partition], days_per_run: int) -> list[list[Partition
     return runs
 
 
-def keys_in_range(start: str, end: str) -> list[str]:
-    """The partition keys of a range run's tags (``2025-10-01|afinia`` .. ``2025-10-07|afinia``):
-    every day from ``start`` to ``end`` of each empresa between them (Dagster's ranges of these
-    partitions are date x empresa rectangles)."""
-    (first, e1), (last, e2) = (k.split("|") for k in (start, end))
-    i, j = sorted((EMPRESAS.index(e1), EMPRESAS.index(e2)))
-    empresas = EMPRESAS[i : j + 1]
-    day, stop = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    keys = []
-    while day <= stop:
-        keys += [Partition(day, e).key for e in empresas]
-        day += dt.timedelta(days=1)
-    return keys
-
-
 def make_plan(partitions: Iterable[Partition], finished: Iterable[str]) -> Plan:
     parts = list(partitions)
     keys = {p.key for p in parts}

@@ -37,11 +37,11 @@ from ov_assets.core.history_plan import (
     Partition,
     Plan,
     Progress,
-    keys_in_range,
     proven_loaded,
     runs_of,
 )
-from ov_assets.defs.automation.run_tags import partition_tags, range_tags
+from ov_assets.defs.automation.run_tags import RANGE_END_TAG, RANGE_START_TAG, partition_tags, range_tags
+from ov_assets.defs.partitions import pqr_partitions
 from ov_assets.errors import OperatorError
 
 BACKFILL_TAG = "ov/backfill"
@@ -53,7 +53,6 @@ PROGRESS_TAGS = {
 }
 PIPELINE_ASSETS = ("raw_pqr_files", "pqr_records", "pqr_table", "pqr_s3_objects")
 LANDING_ASSETS = PIPELINE_ASSETS[1:]
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 _UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -78,8 +77,10 @@ def run_keys(tags: Mapping[str, str]) -> list[str]:
     """The partitions a run of a load covers: its partition, or every one of its range."""
     if "dagster/partition" in tags:
         return [tags["dagster/partition"]]
-    start, end = (tags.get(t) for t in RANGE_TAGS)
-    return keys_in_range(start, end) if start and end else []
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if not (start and end):
+        return []
+    return [str(k) for k in pqr_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))]
 
 
 class BackfillBusy(OperatorError):

@@ -22,7 +22,7 @@ from typing import Protocol
 import dagster as dg
 
 from ov_assets import settings
-from ov_assets.defs.automation.run_tags import MODE_TAG
+from ov_assets.defs.automation.run_tags import MODE_TAG, RANGE_END_TAG, RANGE_START_TAG
 from ov_assets.errors import OperatorError
 
 MAX_DETAIL = 300
@@ -174,7 +174,7 @@ def partition_label(tags: dict[str, str]) -> str:
     """A run's partition, or its range (``start...end``), for an alert; empty when neither."""
     if tags.get("dagster/partition"):
         return tags["dagster/partition"]
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
     return f"{start}...{end}" if start and end else ""
 
 

@@ -29,6 +29,8 @@ MODE_TAG = "ov/mode"
 
 
 PORTAL_TAG = "ov/portal"
+# Dagster's tags of a run on a range of partitions (a backfill's range run, ov-assets backfill).
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # Runs of these modes extract from the portal (their job includes raw_pqr_files).
 EXTRACTING_MODES = frozenset({"bulk", "incremental", "reextraction", "history"})  # history: ov-assets backfill
 
@@ -49,7 +51,7 @@ def range_tags(start: str, end: str, mode: str) -> dict[str, str]:
     tags; no ``ov/partition``: the advisory locks of the load serialize its writers)."""
     tags = partition_tags(start, mode)
     del tags[PARTITION_TAG]
-    return tags | {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    return tags | {RANGE_START_TAG: start, RANGE_END_TAG: end}
 
 
 def mode_tags(mode: str) -> dict[str, str]:
